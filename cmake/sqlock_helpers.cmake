@@ -1,0 +1,31 @@
+# Warnings and sanitizers, added per target (never through CMAKE_CXX_FLAGS).
+function(sqlock_target_defaults target)
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  if(SQLOCK_WERROR)
+    target_compile_options(${target} PRIVATE -Werror)
+  endif()
+  if(SQLOCK_SANITIZE)
+    target_compile_options(${target} PRIVATE -fsanitize=${SQLOCK_SANITIZE} -fno-omit-frame-pointer
+                                             -fno-sanitize-recover=all)
+    target_link_options(${target} PRIVATE -fsanitize=${SQLOCK_SANITIZE})
+  endif()
+endfunction()
+
+# Generates a C++ source that embeds every migration file of `backend` (one source of truth:
+# the .sql files; a test checks the embedded copy equals them).
+function(sqlock_embed_migrations out_var)
+  set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.cpp)
+  set(files)
+  foreach(backend IN ITEMS postgresql sqlite)
+    file(GLOB sql CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/migrations/${backend}/*.sql)
+    list(APPEND files ${sql})
+  endforeach()
+  add_custom_command(
+    OUTPUT ${out}
+    COMMAND ${CMAKE_COMMAND} -DSOURCE_DIR=${PROJECT_SOURCE_DIR} -DOUT=${out}
+            -P ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
+    DEPENDS ${files} ${PROJECT_SOURCE_DIR}/cmake/embed_migrations.cmake
+    COMMENT "Embedding SQL migrations"
+    VERBATIM)
+  set(${out_var} ${out} PARENT_SCOPE)
+endfunction()

@@ -1,0 +1,32 @@
+include(CMakePackageConfigHelpers)
+
+install(TARGETS sqlock EXPORT sqlockTargets
+        ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
+        RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
+        INCLUDES DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
+install(DIRECTORY include/sqlock DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
+        FILES_MATCHING PATTERN "*.hpp")
+install(FILES ${PROJECT_BINARY_DIR}/include/sqlock/version.hpp
+        DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sqlock)
+install(DIRECTORY migrations/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sqlock/migrations)
+
+set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/sqlock)
+install(EXPORT sqlockTargets NAMESPACE sqlock:: DESTINATION ${config_dir})
+configure_package_config_file(cmake/sqlockConfig.cmake.in
+  ${PROJECT_BINARY_DIR}/sqlockConfig.cmake INSTALL_DESTINATION ${config_dir})
+write_basic_package_version_file(${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
+  COMPATIBILITY SameMinorVersion)
+install(FILES ${PROJECT_BINARY_DIR}/sqlockConfig.cmake ${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
+        DESTINATION ${config_dir})
+
+# pkg-config: the private dependencies matter for the static library.
+set(SQLOCK_PC_REQUIRES_PRIVATE "")
+if(SQLOCK_WITH_SQLITE)
+  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " sqlite3")
+endif()
+if(SQLOCK_WITH_POSTGRESQL)
+  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpqxx libpq")
+endif()
+configure_file(cmake/sqlock.pc.in ${PROJECT_BINARY_DIR}/sqlock.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/sqlock.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,0 +1,161 @@
+#pragma once
+/// \file
+/// The seam between the lease logic and a database. A backend knows SQL and connections; it
+/// knows nothing of leases' local state (deadlines, keepalive, callbacks). Everything above it
+/// is SQL-free. Implementations: sqlite (src/sqlite/) and postgresql (src/postgresql/).
+
+#include <sqlock/error.hpp>
+#include <sqlock/types.hpp>
+
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sqlock {
+
+/// The point in time by which a backend call must return (it throws `errc::unavailable` when it
+/// cannot finish by then). Every backend call takes one.
+using deadline = std::chrono::steady_clock::time_point;
+
+/// One grant attempt. `nonce` is fresh per attempt and is the lease's identity from then on.
+struct acquire_request {
+  std::string name;
+  std::string owner;
+  std::string nonce;
+  std::string metadata;
+  std::chrono::milliseconds ttl{0};
+  /// The caller will wait if refused: the backend may mark the row so that the holder's
+  /// release wakes waiters (PostgreSQL NOTIFY). A plain try_acquire never marks.
+  bool waiting = false;
+};
+
+/// A lease granted by the database; times by the database clock.
+struct grant {
+  std::int64_t token = 0;
+  std::chrono::system_clock::time_point acquired_at, expires_at;
+};
+
+struct acquire_result {
+  std::optional<grant> granted;  ///< empty: someone else holds it
+  /// When refused: the holder's remaining lease, computed by the database (> 0).
+  std::chrono::milliseconds holder_expires_in{0};
+};
+
+/// A lease's identity in the database.
+struct lease_key {
+  std::string name;
+  std::string nonce;
+  std::int64_t token = 0;
+};
+
+struct renew_request {
+  lease_key key;
+  std::chrono::milliseconds ttl{0};  ///< the new expiry is database now + ttl
+};
+
+/// The outcome of renewing one lease. Every outcome but `renewed` and `busy` is final.
+enum class renew_outcome {
+  renewed,         ///< expires_at moved to now + ttl
+  busy,            ///< the row is locked by a fenced transaction: not renewed, try again soon
+  expired,         ///< still our row but its lease ended (expiry or our own release)
+  taken_over,      ///< another nonce or token holds the row
+  force_released,  ///< an admin ended the lease (`force_release`)
+  missing,         ///< no row (purged)
+};
+
+struct renew_result {
+  renew_outcome outcome = renew_outcome::expired;
+  std::chrono::system_clock::time_point expires_at;  ///< when renewed, by the database clock
+};
+
+/// A waiter's wake-up channel for one lock name. The backend signals it when it learns of a
+/// release of that name (its own release calls; PostgreSQL notifications); its owner cancels it
+/// to stop a wait for good. Thread safety: thread-safe.
+class release_watch {
+ public:
+  enum class wake { notified, cancelled, timeout };
+
+  explicit release_watch(std::string name) : name_(std::move(name)) {}
+  const std::string& name() const noexcept { return name_; }
+
+  /// Signals a release; one pending signal is kept until a wait consumes it.
+  void notify() noexcept;
+  /// Every current and future wait returns `cancelled`.
+  void cancel() noexcept;
+  /// Blocks until notified (consuming the signal), cancelled or the deadline.
+  wake wait_until(deadline until);
+
+ private:
+  std::string name_;
+  std::mutex mutex_;
+  std::condition_variable cv_;
+  bool notified_ = false;
+  bool cancelled_ = false;
+};
+
+/// A database that stores lock rows. Implementations own their connections and are
+/// thread-safe: the client calls them from user threads, its keepalive and waiters at once.
+/// Throws: `sqlock::error`; native errors are translated at the backend's boundary.
+class backend {
+ public:
+  virtual ~backend() = default;
+
+  /// "sqlite" or "postgresql".
+  virtual std::string_view kind() const noexcept = 0;
+  /// Where it points, for messages; never includes a password.
+  virtual std::string describe() const = 0;
+
+  /// The version of sqlock's schema in the database; 0 when not migrated.
+  virtual int schema_version(deadline until) = 0;
+  /// The newest version this library's embedded migrations know.
+  virtual int latest_schema_version() const noexcept = 0;
+  /// Applies up (or down) migrations until the schema is at `target`; returns the new version.
+  /// Concurrent runners serialise. SQLite: the only call that creates a missing database file.
+  virtual int migrate(int target, deadline until) = 0;
+
+  /// Grants the lease if the row is missing or expired. A refusal never writes, except the
+  /// waiter mark of `acquire_request::waiting`. If the outcome cannot be known (the connection
+  /// dropped after sending), throws `errc::in_doubt`; the caller then calls `abandon`.
+  virtual acquire_result try_acquire(const acquire_request& request, deadline until) = 0;
+  /// Renews many leases in one round trip; one result per request, in order. Never revives an
+  /// expired lease.
+  virtual std::vector<renew_result> renew(const std::vector<renew_request>& requests,
+                                          deadline until) = 0;
+  /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
+  /// wakes waiters. Returns false when it was not live.
+  virtual bool release(const lease_key& key, deadline until) = 0;
+  /// Ends whatever lease carries `nonce` (cleanup of an in-doubt acquire). Returns whether one
+  /// was live.
+  virtual bool abandon(std::string_view name, std::string_view nonce, deadline until) = 0;
+
+  virtual std::optional<lock_record> inspect(std::string_view name, deadline until) = 0;
+  virtual std::vector<lock_record> list(const list_filter& filter, deadline until) = 0;
+  /// Ends whoever's lease it is. Returns false when the lock was not held.
+  virtual bool force_release(std::string_view name, deadline until) = 0;
+  /// Deletes rows free for at least `free_for` by the database clock, in small batches,
+  /// without ever letting a later grant of a deleted name get a smaller token. Returns the count.
+  virtual std::size_t purge(std::chrono::milliseconds free_for, deadline until) = 0;
+
+  /// A channel that this backend signals on releases of `name` it learns about. Create it
+  /// BEFORE the attempt whose refusal leads to waiting, so no release can slip in between.
+  virtual std::shared_ptr<release_watch> watch(std::string_view name) = 0;
+  /// Whether releases by other processes signal watches (PostgreSQL with working
+  /// notifications). When false, waiters fall back to a shorter backoff.
+  virtual bool wakes_other_processes() const noexcept = 0;
+};
+
+/// Opens the backend a URL names, without connecting yet:
+/// `postgresql://...`, `postgres://...` or libpq `key=value` strings; `sqlite:path`,
+/// `sqlite:///abs/path`, `file:` URIs or plain paths. `:memory:` is rejected.
+/// Throws: `errc::invalid_argument` for a malformed URL, an unknown scheme or a backend this
+/// build lacks.
+std::shared_ptr<backend> open_backend(const std::string& database_url,
+                                      const backend_options& options = {});
+
+}  // namespace sqlock

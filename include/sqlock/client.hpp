@@ -1,0 +1,86 @@
+#pragma once
+/// \file
+/// sqlock::client, the entry point: acquires leases and administers lock rows.
+
+#include <sqlock/backend.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sqlock {
+
+namespace detail {
+class client_core;
+}
+
+/// A connection to one lock table, shared by the threads of an application instance.
+///
+/// Ownership: owns (shares) its backend, and one keepalive thread plus one timer thread,
+/// started with the first lease. The destructor calls `shutdown()`.
+/// Thread safety: thread-safe; not copyable, not movable.
+/// Throws: `sqlock::error`. "Held by someone else" is a normal result (`std::nullopt`).
+/// Every operation first checks the schema version once and throws `errc::schema_mismatch`
+/// when the database is not migrated to this library's version.
+class client {
+ public:
+  /// Opens the backend `database_url` names (see `open_backend`); connects lazily.
+  /// Throws: `errc::invalid_argument` for a bad URL or option.
+  explicit client(const std::string& database_url, client_options options = {});
+  explicit client(std::shared_ptr<backend> backend, client_options options = {});
+  ~client();
+  client(const client&) = delete;
+  client& operator=(const client&) = delete;
+  client(client&&) = delete;
+  client& operator=(client&&) = delete;
+
+  /// Returns: the lease, or empty when someone else holds the lock. One round trip when
+  /// granted; a refusal never writes.
+  [[nodiscard]] std::optional<lease> try_acquire(std::string_view name,
+                                                 const lock_options& options = {});
+  /// Waits up to `wait` for the lock: sleeps until the holder's expiry by the database clock,
+  /// a release wake-up, or a capped jittered backoff, whichever is first.
+  /// Returns: the lease, or empty when `wait` ran out. Throws: `errc::cancelled` on shutdown.
+  [[nodiscard]] std::optional<lease> try_acquire_for(std::string_view name,
+                                                     std::chrono::milliseconds wait,
+                                                     const lock_options& options = {});
+  /// Waits until granted. Throws: `errc::cancelled` on shutdown.
+  [[nodiscard]] lease acquire(std::string_view name, const lock_options& options = {});
+
+  /// The row for `name`, or empty when there is none.
+  std::optional<lock_record> inspect(std::string_view name);
+  std::vector<lock_record> list(const list_filter& filter = {});
+  /// Admin: ends whoever's lease it is, now. The holder learns at its next renewal (at most
+  /// ttl/3 later); until then only fencing protects the resource.
+  /// Returns: false when the lock was not held.
+  bool force_release(std::string_view name);
+  /// Deletes rows free for at least `free_for` (by the database clock); returns the count.
+  /// Tokens stay monotonic across purges: a purged name later gets a larger token.
+  std::size_t purge(std::chrono::milliseconds free_for);
+
+  /// 0 when not migrated.
+  int schema_version();
+  /// Applies pending migrations (repeatable; concurrent callers serialise); returns the version.
+  int migrate();
+
+  /// Wakes waiters (they throw `errc::cancelled`), stops the keepalive and releases every lease
+  /// of this client, within a bounded time. Later calls throw `errc::cancelled`. Idempotent.
+  void shutdown();
+  const std::string& owner() const noexcept;
+  /// The backend this client uses (for sharing it with another client).
+  const std::shared_ptr<backend>& get_backend() const noexcept;
+
+ private:
+  std::optional<lease> acquire_until(std::string_view name,
+                                     std::chrono::steady_clock::time_point until,
+                                     const lock_options& options);
+  std::shared_ptr<detail::client_core> core_;
+};
+
+}  // namespace sqlock

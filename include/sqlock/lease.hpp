@@ -1,0 +1,68 @@
+#pragma once
+/// \file
+/// sqlock::lease, the handle to one granted lock.
+
+#include <sqlock/types.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace sqlock {
+
+namespace detail {
+struct lease_impl;
+}
+
+/// A granted lock: a lease with a fencing token, renewed in the background (unless
+/// `lock_options::keepalive` is false) until released or lost.
+///
+/// Ownership: move-only; the destructor releases and never throws. A lease keeps its client's
+/// core alive, so it may outlive the `client` object (which releases it when it shuts down).
+/// A moved-from lease holds nothing.
+/// Thread safety: thread-safe (the keepalive updates it concurrently; so may user threads).
+/// Throws: `renew` and `release` throw `sqlock::error` as documented on each.
+class lease {
+ public:
+  lease(lease&&) noexcept;
+  lease& operator=(lease&&) noexcept;  ///< releases what this lease held first
+  lease(const lease&) = delete;
+  lease& operator=(const lease&) = delete;
+  ~lease();
+
+  const std::string& name() const noexcept;
+  /// The fencing token: larger than every earlier grant's token for this name. Pass it to the
+  /// protected resource, which rejects writes carrying a smaller one.
+  std::int64_t token() const noexcept;
+  /// When the lease ends by the database clock, as of the last grant or renewal (display only).
+  std::chrono::system_clock::time_point expires_at() const;
+  /// Time left until the local safety deadline (no round trip); zero once lost or released.
+  /// The safety deadline is (time the last successful grant/renewal was sent) + ttl - margin:
+  /// the database cannot have given the lock to anyone else before it.
+  std::chrono::milliseconds remaining() const;
+  lease_state state() const noexcept;
+  /// True once the lease is lost: taken over, force released, or its safety deadline passed.
+  bool lost() const noexcept;
+  /// Held (or at risk) and not lost or released.
+  explicit operator bool() const noexcept;
+
+  /// Effects: sets the lease to `ttl` from now by the database clock (default: its current
+  /// ttl); a new ttl is kept for later renewals.
+  /// Returns: true when renewed, false when the lease is lost or released (never revived).
+  /// Throws: `errc::unavailable` on a transient failure (the lease is then `at_risk`);
+  /// `errc::invalid_argument` for a ttl out of range.
+  bool renew(std::optional<std::chrono::milliseconds> ttl = {});
+  /// Effects: ends the lease in the database now, waking waiters. Idempotent; a no-op on a
+  /// lost lease. Throws: `errc::unavailable` if the database cannot be reached (the lease ends
+  /// locally either way; the row expires by itself).
+  void release();
+
+ private:
+  friend class client;
+  explicit lease(std::shared_ptr<detail::lease_impl> impl) noexcept;
+  std::shared_ptr<detail::lease_impl> impl_;
+};
+
+}  // namespace sqlock

@@ -1,0 +1,10 @@
+#pragma once
+/// \file
+/// Umbrella header: distributed locks as rows in the SQL database you already run.
+
+#include <sqlock/backend.hpp>
+#include <sqlock/client.hpp>
+#include <sqlock/error.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
+#include <sqlock/version.hpp>

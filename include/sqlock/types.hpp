@@ -1,0 +1,110 @@
+#pragma once
+/// \file
+/// Plain values of the public API: options, records, states and events.
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+namespace sqlock {
+
+/// Where a lease stands. `held` -> `at_risk` (a renewal failed for a transient reason and is being
+/// retried) -> `lost` (no longer ours, or its local safety deadline passed), or `released`.
+enum class lease_state { held, at_risk, lost, released };
+
+enum class log_level { debug, info, warn, error };
+
+const char* to_string(lease_state state) noexcept;
+const char* to_string(log_level level) noexcept;
+
+/// Limits checked before any I/O; anything outside is `errc::invalid_argument`.
+inline constexpr std::size_t max_name_bytes = 255;      ///< names: 1..255 bytes of UTF-8, no NUL
+inline constexpr std::size_t max_metadata_bytes = 4096;  ///< metadata: UTF-8, no NUL
+inline constexpr std::size_t max_owner_bytes = 255;      ///< owner: 1..255 bytes of UTF-8, no NUL
+inline constexpr std::chrono::milliseconds min_ttl{100};
+inline constexpr std::chrono::milliseconds max_ttl{std::chrono::hours{24 * 7}};
+
+/// What `lock_options::on_lost` receives: a value, so it stays valid whatever became of the lease.
+struct lost_event {
+  std::string name;
+  std::int64_t token = 0;
+  std::string reason;  ///< "taken over", "expired", "force released", "renewals failed", ...
+};
+
+/// Per-lease options.
+struct lock_options {
+  /// Lease length per grant and per renewal, by the database clock.
+  /// Default: 30 s. Range: `min_ttl` (100 ms) to `max_ttl` (7 days).
+  std::chrono::milliseconds ttl{30000};
+  /// Renew in the background every ttl/3. Without it the lease is lost at its safety deadline
+  /// unless `lease::renew()` is called in time. Default: true.
+  bool keepalive = true;
+  /// Free text stored in the row and shown by `inspect`, `list` and the CLI.
+  /// Default: empty. At most `max_metadata_bytes` of UTF-8.
+  std::string metadata;
+  /// Called once, from a sqlock thread holding no internal lock, when the lease is lost (not when
+  /// it is released). Exceptions are caught and logged. It must not destroy the client.
+  /// Default: none.
+  std::function<void(const lost_event&)> on_lost;
+};
+
+/// Options for opening a backend from a URL (`open_backend`, `client(url, ...)`).
+struct backend_options {
+  /// PostgreSQL schema holding sqlock's objects; statements name it explicitly.
+  /// Default: "public".
+  std::string schema = "public";
+  /// PostgreSQL: connections for user operations (the keepalive and listener have their own).
+  /// Default: 4.
+  std::size_t pool_size = 4;
+  /// PostgreSQL: use named prepared statements. Turn off behind PgBouncer < 1.21 in transaction
+  /// mode. Default: true.
+  bool prepared_statements = true;
+  /// PostgreSQL: wake waiters with LISTEN/NOTIFY (checked at start; falls back to backoff).
+  /// Default: true.
+  bool notifications = true;
+  /// PostgreSQL: a direct (not pooled) URL for the LISTEN connection. Default: the main URL.
+  std::string listen_url;
+  /// SQLite: `PRAGMA synchronous`. FULL makes a reported grant survive a power loss; NORMAL in
+  /// WAL mode may lose the last grants (and so reissue their tokens) on power loss, not on a
+  /// process crash. Default: full.
+  enum class sqlite_sync { full, normal } sqlite_synchronous = sqlite_sync::full;
+  /// Log sink for backend diagnostics (listener fallback, server settings). Default: the
+  /// client's log hook when opened by a client, otherwise silent.
+  std::function<void(log_level, std::string_view)> log;
+};
+
+/// Per-client options.
+struct client_options {
+  /// Names this client instance in lock rows, for humans. Leases are identified by a random
+  /// per-attempt nonce, never by the owner. Default: "<host>:<pid>:<random>".
+  std::string owner;
+  /// Log hook, called from any thread; must not block. Default: silent.
+  std::function<void(log_level, std::string_view)> log;
+  /// Upper bound on each database call made for this client. Default: 10 s.
+  std::chrono::milliseconds operation_timeout{10000};
+  /// Used only when the client opens its backend from a URL.
+  backend_options backend;
+};
+
+/// One lock row, as the database sees it.
+struct lock_record {
+  std::string name, owner, metadata;
+  std::int64_t token = 0;
+  /// Database clock, for display.
+  std::chrono::system_clock::time_point acquired_at, expires_at;
+  /// expires_at - database now, computed by the database; <= 0 means free for -expires_in.
+  std::chrono::milliseconds expires_in{0};
+  bool held = false;  ///< expires_in > 0
+};
+
+/// Which rows `client::list` returns, in byte order of their names.
+struct list_filter {
+  std::string prefix;  ///< byte prefix of the name; empty = all
+  enum class which { all, held, free } show = which::all;
+  std::size_t limit = 0;  ///< 0 = no limit
+};
+
+}  // namespace sqlock

@@ -1,0 +1,18 @@
+#pragma once
+// Factories of the concrete backends; only url.cpp calls them.
+
+#include <sqlock/backend.hpp>
+
+#include <memory>
+#include <string>
+
+namespace sqlock::detail {
+
+/// `location` is a filesystem path, or a `file:` URI when `uri` is true.
+std::shared_ptr<backend> make_sqlite_backend(const std::string& location, bool uri,
+                                             const backend_options& options);
+/// `conninfo` is a libpq URI or key=value string, as the user gave it.
+std::shared_ptr<backend> make_postgresql_backend(const std::string& conninfo,
+                                                 const backend_options& options);
+
+}  // namespace sqlock::detail

@@ -1,0 +1,309 @@
+#include <sqlock/client.hpp>
+#include <sqlock/error.hpp>
+
+#include <algorithm>
+
+#include "core.hpp"
+#include "migrations.hpp"
+#include "util.hpp"
+#include "validate.hpp"
+#include "wait.hpp"
+
+namespace sqlock {
+namespace detail {
+
+namespace {
+client_options prepared(client_options options) {
+  if (options.owner.empty())
+    options.owner = default_owner();
+  else
+    validate_owner(options.owner);
+  if (options.operation_timeout <= std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "client_options::operation_timeout must be positive");
+  return options;
+}
+
+std::shared_ptr<backend> checked(std::shared_ptr<backend> db) {
+  if (!db) throw error(errc::invalid_argument, "client: null backend");
+  return db;
+}
+}  // namespace
+
+client_core::client_core(std::shared_ptr<backend> db, client_options options)
+    : db_(checked(std::move(db))),
+      options_(prepared(std::move(options))),
+      keepalive_(*db_, [this](log_level l, const std::string& m) { log(l, m); },
+                 options_.operation_timeout) {}
+
+client_core::~client_core() = default;
+
+void client_core::log(log_level level, const std::string& message) const noexcept {
+  if (!options_.log) return;
+  try {
+    options_.log(level, message);
+  } catch (...) {
+  }
+}
+
+void client_core::ensure_open() const {
+  if (closed_) throw error(errc::cancelled, "sqlock client " + quoted(owner()) + " is shut down");
+}
+
+void client_core::ensure_schema() {
+  if (schema_ok_) return;
+  std::lock_guard<std::mutex> lock(schema_mu_);
+  if (schema_ok_) return;
+  int have = db_->schema_version(op_deadline());
+  int want = db_->latest_schema_version();
+  if (have == want) {
+    schema_ok_ = true;
+    return;
+  }
+  std::string where = std::string(db_->kind()) + " database " + db_->describe();
+  if (have == 0)
+    throw error(errc::schema_mismatch,
+                "sqlock's tables are missing in " + where +
+                    ": run `sqlock migrate up` (or client::migrate()) first",
+                std::string(db_->kind()));
+  if (have < want)
+    throw error(errc::schema_mismatch,
+                "sqlock schema version " + std::to_string(have) + " in " + where +
+                    " is older than this library's " + std::to_string(want) +
+                    ": run `sqlock migrate up` (or client::migrate())",
+                std::string(db_->kind()));
+  throw error(errc::schema_mismatch,
+              "sqlock schema version " + std::to_string(have) + " in " + where +
+                  " is newer than this library's " + std::to_string(want) +
+                  ": upgrade sqlock in this application",
+              std::string(db_->kind()));
+}
+
+std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
+    std::string_view name, const lock_options& options, bool waiting,
+    std::chrono::milliseconds& holder_left) {
+  acquire_request request{std::string(name), options_.owner, random_hex(16), options.metadata,
+                          options.ttl, waiting};
+  auto sent = steady::now();
+  acquire_result result;
+  try {
+    result = db_->try_acquire(request, op_deadline());
+  } catch (const error& e) {
+    if (e.code() != errc::in_doubt) throw;
+    // The grant may have committed before the connection dropped: end whatever lease carries
+    // this attempt's nonce, so no row is left held by a lease nobody knows about.
+    try {
+      db_->abandon(request.name, request.nonce, op_deadline());
+    } catch (const error& cleanup) {
+      throw error(errc::in_doubt,
+                  "acquire " + quoted(name) + " on " + std::string(db_->kind()) +
+                      ": outcome unknown and the cleanup failed (" + cleanup.what() +
+                      "); if it was granted the row expires by itself within " +
+                      std::to_string(options.ttl.count()) + " ms",
+                  e.backend(), e.sqlstate());
+    }
+    throw error(errc::unavailable,
+                std::string(e.what()) + " (the attempt was cleaned up; retry)", e.backend(),
+                e.sqlstate());
+  }
+  if (!result.granted) {
+    holder_left = result.holder_expires_in;
+    return std::nullopt;
+  }
+  auto impl = std::make_shared<lease_impl>(shared_from_this(), request.name,
+                                           std::move(request.nonce), *result.granted, options,
+                                           sent);
+  if (!keepalive_.track(impl)) {
+    // Shut down while the grant was in flight: hand it straight back.
+    impl->state = lease_state::released;
+    try {
+      db_->release(impl->key(), op_deadline());
+    } catch (const error&) {
+    }
+    throw error(errc::cancelled, "acquire " + quoted(name) + ": the client was shut down");
+  }
+  return impl;
+}
+
+std::shared_ptr<release_watch> client_core::add_waiter(std::string_view name) {
+  auto watch = db_->watch(name);
+  std::lock_guard<std::mutex> lock(waiters_mu_);
+  ensure_open();
+  waiters_.insert(watch);
+  return watch;
+}
+
+void client_core::remove_waiter(const std::shared_ptr<release_watch>& watch) {
+  std::lock_guard<std::mutex> lock(waiters_mu_);
+  waiters_.erase(watch);
+}
+
+void client_core::shutdown() {
+  if (keepalive_.on_own_thread())
+    throw error(errc::usage, "client::shutdown() called from an on_lost callback");
+  {
+    std::lock_guard<std::mutex> lock(waiters_mu_);
+    closed_ = true;
+    for (auto& w : waiters_) w->cancel();
+  }
+  auto leases = keepalive_.stop();
+  // One deadline for all releases: a dead database must not make shutdown take N timeouts.
+  auto until = op_deadline();
+  for (auto& lease : leases) {
+    {
+      std::lock_guard<std::mutex> io(lease->io);
+      std::lock_guard<std::mutex> l(lease->mu);
+      if (!lease->active_locked()) continue;
+      lease->state = lease_state::released;
+    }
+    if (steady::now() >= until) continue;  // the row expires by itself
+    try {
+      db_->release(lease->key(), until);
+    } catch (const std::exception& e) {
+      log(log_level::warn, "shutdown: release " + quoted(lease->name) + " (token " +
+                               std::to_string(lease->token) + ") failed: " + e.what() +
+                               "; the row expires by itself");
+    }
+  }
+}
+
+}  // namespace detail
+
+client::client(const std::string& database_url, client_options options) {
+  if (!options.backend.log) options.backend.log = options.log;
+  auto db = open_backend(database_url, options.backend);
+  core_ = std::make_shared<detail::client_core>(std::move(db), std::move(options));
+}
+
+client::client(std::shared_ptr<backend> backend, client_options options)
+    : core_(std::make_shared<detail::client_core>(std::move(backend), std::move(options))) {}
+
+client::~client() {
+  try {
+    core_->shutdown();
+  } catch (const std::exception& e) {
+    core_->log(log_level::error, std::string("client destructor: ") + e.what());
+  } catch (...) {
+  }
+}
+
+std::optional<lease> client::try_acquire(std::string_view name, const lock_options& options) {
+  detail::validate_name(name);
+  detail::validate(options);
+  core_->ensure_open();
+  core_->ensure_schema();
+  std::chrono::milliseconds holder_left{0};
+  if (auto impl = core_->attempt(name, options, false, holder_left)) return lease(*impl);
+  return std::nullopt;
+}
+
+std::optional<lease> client::try_acquire_for(std::string_view name,
+                                             std::chrono::milliseconds wait,
+                                             const lock_options& options) {
+  if (wait < std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "try_acquire_for " + detail::quoted(name) +
+                                            ": negative wait");
+  auto now = std::chrono::steady_clock::now();
+  // Saturate: a huge wait means "no deadline", not an overflowed time point.
+  auto until = wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
+                                                           : now + wait;
+  return acquire_until(name, until, options);
+}
+
+lease client::acquire(std::string_view name, const lock_options& options) {
+  auto l = acquire_until(name, std::chrono::steady_clock::time_point::max(), options);
+  if (!l) throw error(errc::internal, "acquire " + detail::quoted(name) + ": wait ended unexpectedly");
+  return std::move(*l);
+}
+
+std::optional<lease> client::acquire_until(std::string_view name,
+                                           std::chrono::steady_clock::time_point until,
+                                           const lock_options& options) {
+  using namespace std::chrono;
+  detail::validate_name(name);
+  detail::validate(options);
+  core_->ensure_open();
+  core_->ensure_schema();
+  // Subscribe BEFORE the first attempt: a release between the refusal and the sleep must
+  // still wake us.
+  auto watch = core_->add_waiter(name);
+  struct remove_guard {
+    detail::client_core& core;
+    const std::shared_ptr<release_watch>& w;
+    ~remove_guard() { core.remove_waiter(w); }
+  } guard{*core_, watch};
+
+  detail::backoff delay(core_->db().wakes_other_processes());
+  const bool waits = until > steady_clock::now();
+  steady_clock::time_point failing_since{};
+  for (;;) {
+    milliseconds holder_left{0};
+    try {
+      if (auto impl = core_->attempt(name, options, waits, holder_left)) return lease(*impl);
+      failing_since = {};
+    } catch (const error& e) {
+      // Ride out short outages and busy databases while waiting; report a lasting one.
+      if (e.code() != errc::unavailable) throw;
+      auto now = steady_clock::now();
+      if (failing_since == steady_clock::time_point{}) failing_since = now;
+      if (now >= until || now - failing_since >= core_->operation_timeout()) throw;
+      core_->log(log_level::debug, std::string("acquire: attempt failed, retrying: ") + e.what());
+    }
+    auto now = steady_clock::now();
+    if (now >= until) return std::nullopt;
+    auto wake_at = now + delay.next();
+    if (holder_left > milliseconds::zero()) wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
+    wake_at = std::min(wake_at, until);
+    if (watch->wait_until(wake_at) == release_watch::wake::cancelled)
+      throw error(errc::cancelled,
+                  "acquire " + detail::quoted(name) + ": the client was shut down while waiting");
+  }
+}
+
+std::optional<lock_record> client::inspect(std::string_view name) {
+  detail::validate_name(name);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().inspect(name, core_->op_deadline());
+}
+
+std::vector<lock_record> client::list(const list_filter& filter) {
+  detail::validate_prefix(filter.prefix);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().list(filter, core_->op_deadline());
+}
+
+bool client::force_release(std::string_view name) {
+  detail::validate_name(name);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().force_release(name, core_->op_deadline());
+}
+
+std::size_t client::purge(std::chrono::milliseconds free_for) {
+  if (free_for < std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "purge: free_for must not be negative");
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().purge(free_for, core_->op_deadline());
+}
+
+int client::schema_version() {
+  core_->ensure_open();
+  return core_->db().schema_version(core_->op_deadline());
+}
+
+int client::migrate() {
+  core_->ensure_open();
+  int v = core_->db().migrate(core_->db().latest_schema_version(), core_->op_deadline());
+  core_->schema_migrated();
+  return v;
+}
+
+void client::shutdown() { core_->shutdown(); }
+
+const std::string& client::owner() const noexcept { return core_->owner(); }
+
+const std::shared_ptr<backend>& client::get_backend() const noexcept { return core_->db_ptr(); }
+
+}  // namespace sqlock

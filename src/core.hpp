@@ -1,0 +1,60 @@
+#pragma once
+// The shared core of a client: kept alive by the client object and by every lease it granted.
+
+#include <sqlock/backend.hpp>
+#include <sqlock/types.hpp>
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_set>
+
+#include "keepalive.hpp"
+#include "lease_impl.hpp"
+
+namespace sqlock::detail {
+
+class client_core : public std::enable_shared_from_this<client_core> {
+ public:
+  client_core(std::shared_ptr<backend> db, client_options options);
+  ~client_core();
+
+  backend& db() noexcept { return *db_; }
+  const std::shared_ptr<backend>& db_ptr() const noexcept { return db_; }
+  const std::string& owner() const noexcept { return options_.owner; }
+  keepalive& keeper() noexcept { return keepalive_; }
+  deadline op_deadline() const { return steady::now() + options_.operation_timeout; }
+  std::chrono::milliseconds operation_timeout() const { return options_.operation_timeout; }
+  void log(log_level level, const std::string& message) const noexcept;
+
+  /// Throws errc::cancelled after shutdown.
+  void ensure_open() const;
+  /// Checks the schema version once (until it succeeds); throws errc::schema_mismatch.
+  void ensure_schema();
+  void schema_migrated() noexcept { schema_ok_ = true; }
+
+  /// One grant attempt. Returns the lease, or empty with the holder's remaining time.
+  std::optional<std::shared_ptr<lease_impl>> attempt(std::string_view name,
+                                                     const lock_options& options, bool waiting,
+                                                     std::chrono::milliseconds& holder_left);
+
+  /// A release watch that shutdown() cancels.
+  std::shared_ptr<release_watch> add_waiter(std::string_view name);
+  void remove_waiter(const std::shared_ptr<release_watch>& watch);
+
+  void shutdown();
+
+ private:
+  std::shared_ptr<backend> db_;
+  client_options options_;
+  keepalive keepalive_;
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> schema_ok_{false};
+  std::mutex schema_mu_;
+  std::mutex waiters_mu_;
+  std::unordered_set<std::shared_ptr<release_watch>> waiters_;
+};
+
+}  // namespace sqlock::detail

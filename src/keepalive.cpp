@@ -1,0 +1,279 @@
+#include "keepalive.hpp"
+
+#include <algorithm>
+
+#include "util.hpp"
+
+namespace sqlock::detail {
+
+namespace {
+using std::chrono::milliseconds;
+
+// How soon an at-risk lease is retried: often enough for several tries before its safety
+// deadline (which is ~2/3 ttl after the last success), never more than once a second.
+milliseconds retry_delay(milliseconds ttl) {
+  return jitter(std::max(ttl / 20, milliseconds{5}), std::min(ttl / 10, milliseconds{1000}));
+}
+}  // namespace
+
+const char* loss_reason(renew_outcome outcome) noexcept {
+  switch (outcome) {
+    case renew_outcome::expired: return "expired";
+    case renew_outcome::taken_over: return "taken over";
+    case renew_outcome::force_released: return "force released";
+    case renew_outcome::missing: return "lock row deleted";
+    case renew_outcome::renewed:
+    case renew_outcome::busy: break;
+  }
+  return "unknown";
+}
+
+keepalive::keepalive(backend& db, log_fn log, milliseconds operation_timeout)
+    : db_(db), log_(std::move(log)), operation_timeout_(operation_timeout) {}
+
+keepalive::~keepalive() {
+  if (!on_own_thread()) stop();
+}
+
+void keepalive::log(log_level level, const std::string& message) const noexcept {
+  if (!log_) return;
+  try {
+    log_(level, message);
+  } catch (...) {
+  }
+}
+
+bool keepalive::on_own_thread() const {
+  auto me = std::this_thread::get_id();
+  return me == renewer_.get_id() || me == timer_.get_id();
+}
+
+void keepalive::start_locked() {
+  if (started_) return;
+  started_ = true;
+  renewer_ = std::thread([this] { renew_loop(); });
+  timer_ = std::thread([this] { timer_loop(); });
+}
+
+bool keepalive::track(const std::shared_ptr<lease_impl>& lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return false;
+  start_locked();
+  leases_[lease.get()] = lease;
+  renew_cv_.notify_one();
+  timer_cv_.notify_one();
+  return true;
+}
+
+void keepalive::untrack(const lease_impl* lease) {
+  std::lock_guard<std::mutex> lock(mu_);
+  leases_.erase(lease);
+}
+
+void keepalive::poke() {
+  std::lock_guard<std::mutex> lock(mu_);
+  renew_cv_.notify_one();
+  timer_cv_.notify_one();
+}
+
+bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason) {
+  {
+    std::lock_guard<std::mutex> lock(lease.mu);
+    if (!lease.active_locked()) return false;
+    lease.state = lease_state::lost;
+  }
+  leases_.erase(&lease);
+  log(log_level::warn, "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
+                           ") lost: " + reason);
+  if (lease.on_lost) pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
+  timer_cv_.notify_one();
+  return true;
+}
+
+bool keepalive::declare_lost(lease_impl& lease, const std::string& reason) {
+  std::vector<pending_callback> orphans;
+  bool changed;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    changed = declare_lost_locked(lease, reason);
+    // No timer thread runs after stop(): deliver here, outside the lock, rather than drop it.
+    if (!started_) orphans.swap(pending_);
+  }
+  for (auto& cb : orphans) {
+    try {
+      cb.fn(cb.event);
+    } catch (...) {
+      log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw");
+    }
+  }
+  return changed;
+}
+
+renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
+                               steady::time_point sent, milliseconds ttl) {
+  switch (result.outcome) {
+    case renew_outcome::renewed: {
+      std::lock_guard<std::mutex> lock(lease.mu);
+      if (!lease.active_locked()) break;  // declared lost meanwhile: it stays lost
+      lease.state = lease_state::held;
+      lease.ttl = ttl;
+      lease.safe_until = sent + ttl - safety_margin(ttl);
+      lease.next_renewal = sent + ttl / 3;
+      lease.expires_at = result.expires_at;
+      break;
+    }
+    case renew_outcome::busy: {
+      std::lock_guard<std::mutex> lock(lease.mu);
+      if (lease.active_locked()) {
+        lease.state = lease_state::at_risk;
+        lease.next_renewal = steady::now() + retry_delay(lease.ttl);
+      }
+      break;
+    }
+    default:
+      declare_lost(lease, loss_reason(result.outcome));
+      break;
+  }
+  poke();
+  return result.outcome;
+}
+
+void keepalive::renew_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stopping_) {
+    auto now = steady::now();
+    auto next = steady::time_point::max();
+    std::vector<std::shared_ptr<lease_impl>> due;
+    for (auto& [ptr, lease] : leases_) {
+      if (!lease->keepalive) continue;
+      std::lock_guard<std::mutex> l(lease->mu);
+      if (!lease->active_locked()) continue;
+      // Renew together everything due within a small window, so N leases cost one
+      // statement per round rather than N.
+      if (lease->next_renewal <= now + lease->ttl / 12)
+        due.push_back(lease);
+      else
+        next = std::min(next, lease->next_renewal);
+    }
+    if (due.empty()) {
+      renew_cv_.wait_until(lock, next);
+      continue;
+    }
+    lock.unlock();
+    renew_round(std::move(due));
+    lock.lock();
+  }
+}
+
+void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
+  std::vector<std::unique_lock<std::mutex>> ios;
+  std::vector<std::shared_ptr<lease_impl>> batch;
+  std::vector<renew_request> requests;
+  auto now = steady::now();
+  auto budget = operation_timeout_;
+  for (auto& lease : due) {
+    // A user renew() or release() holds io: it settles this lease itself.
+    std::unique_lock<std::mutex> io(lease->io, std::try_to_lock);
+    if (!io.owns_lock()) continue;
+    std::lock_guard<std::mutex> l(lease->mu);
+    if (!lease->active_locked()) continue;
+    requests.push_back({lease->key(), lease->ttl});
+    // Give up on the call in time to retry before the nearest safety deadline.
+    budget = std::min(budget, std::max(milliseconds{20}, std::chrono::duration_cast<milliseconds>(
+                                                             (lease->safe_until - now) / 2)));
+    batch.push_back(lease);
+    ios.push_back(std::move(io));
+  }
+  if (batch.empty()) {
+    // Everything due is busy with a user call; look again shortly rather than spin.
+    std::unique_lock<std::mutex> lock(mu_);
+    renew_cv_.wait_for(lock, milliseconds{5});
+    return;
+  }
+  auto sent = steady::now();
+  std::vector<renew_result> results;
+  try {
+    results = db_.renew(requests, sent + budget);
+    if (results.size() != requests.size())
+      throw error(errc::internal, "renew: backend returned " + std::to_string(results.size()) +
+                                      " results for " + std::to_string(requests.size()) +
+                                      " leases");
+  } catch (const std::exception& e) {
+    log(log_level::warn, std::string("keepalive: renewing ") + std::to_string(batch.size()) +
+                             " lease(s) failed, retrying: " + e.what());
+    for (auto& lease : batch) {
+      std::lock_guard<std::mutex> l(lease->mu);
+      if (!lease->active_locked()) continue;
+      lease->state = lease_state::at_risk;
+      lease->next_renewal = steady::now() + retry_delay(lease->ttl);
+    }
+    return;
+  }
+  for (std::size_t i = 0; i < batch.size(); ++i) {
+    auto outcome = apply(*batch[i], results[i], sent, requests[i].ttl);
+    if (outcome == renew_outcome::busy)
+      log(log_level::warn, "keepalive: lease " + quoted(batch[i]->name) + " (token " +
+                               std::to_string(batch[i]->token) +
+                               ") is locked by an open fenced transaction; retrying");
+  }
+}
+
+void keepalive::timer_loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    if (!pending_.empty()) {
+      auto cbs = std::move(pending_);
+      pending_.clear();
+      lock.unlock();
+      for (auto& cb : cbs) {
+        try {
+          cb.fn(cb.event);
+        } catch (const std::exception& e) {
+          log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw: " + e.what());
+        } catch (...) {
+          log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw");
+        }
+      }
+      lock.lock();
+      continue;
+    }
+    if (stopping_) break;
+    auto now = steady::now();
+    auto next = steady::time_point::max();
+    std::vector<std::pair<lease_impl*, bool>> expired;  // lease, was at risk
+    for (auto& [ptr, lease] : leases_) {
+      std::lock_guard<std::mutex> l(lease->mu);
+      if (!lease->active_locked()) continue;
+      if (lease->safe_until <= now)
+        expired.emplace_back(lease.get(), lease->state == lease_state::at_risk);
+      else
+        next = std::min(next, lease->safe_until);
+    }
+    for (auto& [lease, at_risk] : expired) {
+      declare_lost_locked(*lease, at_risk || lease->keepalive
+                                      ? "safety deadline passed without a successful renewal"
+                                      : "safety deadline passed (keepalive off)");
+    }
+    if (!expired.empty()) continue;
+    timer_cv_.wait_until(lock, next);
+  }
+}
+
+std::vector<std::shared_ptr<lease_impl>> keepalive::stop() {
+  std::vector<std::shared_ptr<lease_impl>> left;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping_ = true;
+    renew_cv_.notify_all();
+    timer_cv_.notify_all();
+  }
+  if (renewer_.joinable()) renewer_.join();
+  if (timer_.joinable()) timer_.join();
+  std::lock_guard<std::mutex> lock(mu_);
+  started_ = false;
+  for (auto& [ptr, lease] : leases_) left.push_back(lease);
+  leases_.clear();
+  return left;
+}
+
+}  // namespace sqlock::detail

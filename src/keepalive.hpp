@@ -1,0 +1,82 @@
+#pragma once
+// Design: two threads per client, started with its first lease.
+//  - The renewer renews every lease due (ttl/3 after its last successful renewal, etcd's
+//    cadence) in ONE batched backend call per round, on the backend's own connections. A
+//    failed round leaves the leases `at_risk` and retries each at ttl/10.
+//  - The timer does no I/O: it declares a lease lost at its local safety deadline even while
+//    the renewer is stuck in a database call, and it is the only thread that runs `on_lost`
+//    callbacks (holding no internal lock), so a slow callback never delays a renewal.
+// A lease is tracked from its grant until it is released or lost.
+
+#include <sqlock/backend.hpp>
+
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "lease_impl.hpp"
+
+namespace sqlock::detail {
+
+class keepalive {
+ public:
+  using log_fn = std::function<void(log_level, const std::string&)>;
+  keepalive(backend& db, log_fn log, std::chrono::milliseconds operation_timeout);
+  ~keepalive();
+  keepalive(const keepalive&) = delete;
+  keepalive& operator=(const keepalive&) = delete;
+
+  /// Starts tracking (and the threads, on first use). Returns false after stop().
+  bool track(const std::shared_ptr<lease_impl>& lease);
+  void untrack(const lease_impl* lease);
+  /// Marks the lease lost if it was held or at risk and queues its on_lost; returns whether it
+  /// changed. Neither the caller nor this call may hold the lease's `mu`.
+  bool declare_lost(lease_impl& lease, const std::string& reason);
+  /// Applies a renewal result sent at `sent` with `ttl` (the lease's `io` held by the caller);
+  /// returns the outcome.
+  renew_outcome apply(lease_impl& lease, const renew_result& result, steady::time_point sent,
+                      std::chrono::milliseconds ttl);
+  /// Tells the timer a deadline moved.
+  void poke();
+  /// Stops both threads (after delivering queued callbacks) and returns the leases still
+  /// tracked. Must not be called from one of its own threads.
+  std::vector<std::shared_ptr<lease_impl>> stop();
+  /// Whether the calling thread is the renewer or the timer.
+  bool on_own_thread() const;
+
+ private:
+  struct pending_callback {
+    std::function<void(const lost_event&)> fn;
+    lost_event event;
+  };
+  void start_locked();
+  void renew_loop();
+  void timer_loop();
+  void renew_round(std::vector<std::shared_ptr<lease_impl>> due);
+  bool declare_lost_locked(lease_impl& lease, const std::string& reason);
+  void log(log_level level, const std::string& message) const noexcept;
+
+  backend& db_;
+  log_fn log_;
+  std::chrono::milliseconds operation_timeout_;
+
+  std::mutex mu_;
+  std::condition_variable renew_cv_;
+  std::condition_variable timer_cv_;
+  std::unordered_map<const lease_impl*, std::shared_ptr<lease_impl>> leases_;
+  std::vector<pending_callback> pending_;
+  bool started_ = false;
+  bool stopping_ = false;
+  std::thread renewer_;
+  std::thread timer_;
+};
+
+/// Human text for a loss reported by the database.
+const char* loss_reason(renew_outcome outcome) noexcept;
+
+}  // namespace sqlock::detail

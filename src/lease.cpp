@@ -1,0 +1,146 @@
+#include <sqlock/error.hpp>
+#include <sqlock/lease.hpp>
+
+#include "core.hpp"
+#include "util.hpp"
+#include "validate.hpp"
+
+namespace sqlock {
+
+using detail::steady;
+
+lease::lease(std::shared_ptr<detail::lease_impl> impl) noexcept : impl_(std::move(impl)) {}
+lease::lease(lease&&) noexcept = default;
+
+lease& lease::operator=(lease&& other) noexcept {
+  if (this != &other) {
+    lease old(std::move(*this));  // released by its destructor
+    impl_ = std::move(other.impl_);
+  }
+  return *this;
+}
+
+lease::~lease() {
+  if (!impl_) return;
+  try {
+    release();
+  } catch (const std::exception& e) {
+    impl_->core->log(log_level::warn, "lease " + detail::quoted(impl_->name) + " (token " +
+                                          std::to_string(impl_->token) +
+                                          "): release in destructor failed: " + e.what() +
+                                          "; the row expires by itself");
+  } catch (...) {
+  }
+}
+
+namespace {
+const std::string& empty_name() {
+  static const std::string empty;
+  return empty;
+}
+}  // namespace
+
+const std::string& lease::name() const noexcept { return impl_ ? impl_->name : empty_name(); }
+
+std::int64_t lease::token() const noexcept { return impl_ ? impl_->token : 0; }
+
+std::chrono::system_clock::time_point lease::expires_at() const {
+  if (!impl_) return {};
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->expires_at;
+}
+
+std::chrono::milliseconds lease::remaining() const {
+  using std::chrono::milliseconds;
+  if (!impl_) return milliseconds::zero();
+  auto now = steady::now();
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  auto s = impl_->effective_state_locked(now);
+  if (s != lease_state::held && s != lease_state::at_risk) return milliseconds::zero();
+  return std::chrono::duration_cast<milliseconds>(impl_->safe_until - now);
+}
+
+lease_state lease::state() const noexcept {
+  if (!impl_) return lease_state::released;
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->effective_state_locked(steady::now());
+}
+
+bool lease::lost() const noexcept { return state() == lease_state::lost; }
+
+lease::operator bool() const noexcept {
+  auto s = state();
+  return s == lease_state::held || s == lease_state::at_risk;
+}
+
+bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
+  if (!impl_) return false;
+  if (ttl) detail::validate_ttl(*ttl);
+  auto& l = *impl_;
+  auto& core = *l.core;
+  std::lock_guard<std::mutex> io(l.io);
+  std::chrono::milliseconds use_ttl;
+  {
+    std::unique_lock<std::mutex> lock(l.mu);
+    auto s = l.effective_state_locked(steady::now());
+    if (s == lease_state::released) return false;
+    if (s == lease_state::lost) {
+      bool declare = l.active_locked();
+      lock.unlock();
+      if (declare)
+        core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
+      return false;
+    }
+    use_ttl = ttl.value_or(l.ttl);
+  }
+  auto sent = steady::now();
+  std::vector<renew_result> results;
+  try {
+    results = core.db().renew({{l.key(), use_ttl}}, core.op_deadline());
+    if (results.size() != 1)
+      throw error(errc::internal, "renew " + detail::quoted(l.name) + ": backend returned " +
+                                      std::to_string(results.size()) + " results for 1 lease");
+  } catch (const error& e) {
+    if (e.code() == errc::unavailable || e.code() == errc::in_doubt) {
+      std::lock_guard<std::mutex> lock(l.mu);
+      if (l.active_locked()) l.state = lease_state::at_risk;
+    }
+    throw;
+  }
+  switch (core.keeper().apply(l, results[0], sent, use_ttl)) {
+    case renew_outcome::renewed:
+      return state() != lease_state::lost;
+    case renew_outcome::busy:
+      throw error(errc::unavailable,
+                  "renew " + detail::quoted(l.name) + " (token " + std::to_string(l.token) +
+                      ") on " + std::string(core.db().kind()) +
+                      ": the lock row is held by an open fenced transaction; retry",
+                  std::string(core.db().kind()));
+    default:
+      return false;
+  }
+}
+
+void lease::release() {
+  if (!impl_) return;
+  auto& l = *impl_;
+  auto& core = *l.core;
+  std::lock_guard<std::mutex> io(l.io);
+  {
+    std::unique_lock<std::mutex> lock(l.mu);
+    auto s = l.effective_state_locked(steady::now());
+    if (s == lease_state::released) return;
+    if (s == lease_state::lost) {
+      bool declare = l.active_locked();
+      lock.unlock();
+      if (declare)
+        core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
+      return;
+    }
+    l.state = lease_state::released;
+  }
+  core.keeper().untrack(&l);
+  core.db().release(l.key(), core.op_deadline());
+}
+
+}  // namespace sqlock

@@ -1,0 +1,72 @@
+#pragma once
+// The shared state behind a sqlock::lease.
+
+#include <sqlock/backend.hpp>
+#include <sqlock/types.hpp>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+
+namespace sqlock::detail {
+
+class client_core;
+using steady = std::chrono::steady_clock;
+
+/// The margin between the server's expiry and the local safety deadline. Both clocks start
+/// from the moment the grant/renewal was SENT (the server computes now() later than that), so
+/// the margin only has to absorb clock-rate drift and scheduling delays of the timer: a tenth
+/// of the ttl (10 ms at the 100 ms minimum, 3 s at the 30 s default), capped at 5 s.
+inline std::chrono::milliseconds safety_margin(std::chrono::milliseconds ttl) {
+  return std::min(ttl / 10, std::chrono::milliseconds{5000});
+}
+
+struct lease_impl {
+  lease_impl(std::shared_ptr<client_core> core_, std::string name_, std::string nonce_,
+             const grant& g, const lock_options& options, steady::time_point sent)
+      : core(std::move(core_)),
+        name(std::move(name_)),
+        nonce(std::move(nonce_)),
+        token(g.token),
+        keepalive(options.keepalive),
+        on_lost(options.on_lost),
+        ttl(options.ttl),
+        safe_until(sent + options.ttl - safety_margin(options.ttl)),
+        next_renewal(sent + options.ttl / 3),
+        acquired_at(g.acquired_at),
+        expires_at(g.expires_at) {}
+
+  const std::shared_ptr<client_core> core;
+  const std::string name;
+  const std::string nonce;
+  const std::int64_t token;
+  const bool keepalive;
+  const std::function<void(const lost_event&)> on_lost;
+
+  /// Serialises this lease's database calls (renewals, release): two renewals in flight on
+  /// different connections could execute in either order, and the local deadline must follow
+  /// the one the server applied last. Lock order: io, then keepalive's mutex, then mu.
+  std::mutex io;
+
+  mutable std::mutex mu;  // guards everything below
+  std::chrono::milliseconds ttl;
+  steady::time_point safe_until;    // local safety deadline (no I/O needed to enforce it)
+  steady::time_point next_renewal;  // when the keepalive renews next (or retries)
+  std::chrono::system_clock::time_point acquired_at, expires_at;  // database clock
+  lease_state state = lease_state::held;
+
+  lease_key key() const { return {name, nonce, token}; }
+  /// The state with the safety deadline applied (mu held by the caller).
+  lease_state effective_state_locked(steady::time_point now) const {
+    if ((state == lease_state::held || state == lease_state::at_risk) && now >= safe_until)
+      return lease_state::lost;
+    return state;
+  }
+  bool active_locked() const {
+    return state == lease_state::held || state == lease_state::at_risk;
+  }
+};
+
+}  // namespace sqlock::detail

@@ -1,0 +1,620 @@
+// The SQLite backend: the only code that includes <sqlite3.h>.
+//
+// Concurrency: every write is one short BEGIN IMMEDIATE transaction (WAL mode), so writers
+// serialise on SQLite's write lock, across threads and processes alike; readers never block.
+// A refused acquire is a plain read that takes no write lock. Connections come from a small
+// pool and are used by one thread at a time (opened NOMUTEX). Waiting for the write lock uses
+// our own busy handler: short random sleeps bounded by the call's deadline, because SQLite's
+// stock handler starved one of two contending processes in half of the measured runs.
+//
+// Clock: SQLite's, i.e. the host's wall clock, read once per transaction in SQL as epoch
+// milliseconds and bound as a parameter to every statement of that transaction, so a
+// transaction sees one instant. All processes on one file must share that host clock.
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <cstring>
+#include <map>
+#include <thread>
+#include <unordered_map>
+
+#include "../backends.hpp"
+#include "../migrations.hpp"
+#include "../util.hpp"
+#include "../watch_registry.hpp"
+
+namespace sqlock::detail {
+namespace {
+
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+constexpr const char* kind_name = "sqlite";
+
+std::string code_name(int rc) {
+  switch (rc & 0xff) {
+    case SQLITE_BUSY: return "SQLITE_BUSY";
+    case SQLITE_LOCKED: return "SQLITE_LOCKED";
+    case SQLITE_READONLY: return "SQLITE_READONLY";
+    case SQLITE_IOERR: return "SQLITE_IOERR";
+    case SQLITE_CORRUPT: return "SQLITE_CORRUPT";
+    case SQLITE_FULL: return "SQLITE_FULL";
+    case SQLITE_CANTOPEN: return "SQLITE_CANTOPEN";
+    case SQLITE_CONSTRAINT: return "SQLITE_CONSTRAINT";
+    case SQLITE_NOTADB: return "SQLITE_NOTADB";
+    case SQLITE_PERM: return "SQLITE_PERM";
+    case SQLITE_ERROR: return "SQLITE_ERROR";
+    default: return "SQLITE_" + std::to_string(rc & 0xff);
+  }
+}
+
+// Chooses the errc by what the caller should do next.
+[[noreturn]] void fail(int rc, const std::string& what, const char* detail_msg) {
+  std::string msg = what + " on sqlite: " + (detail_msg ? detail_msg : sqlite3_errstr(rc));
+  errc code = errc::unavailable;
+  switch (rc & 0xff) {
+    case SQLITE_NOTADB: code = errc::invalid_argument; break;
+    case SQLITE_CONSTRAINT:
+    case SQLITE_MISUSE:
+    case SQLITE_RANGE: code = errc::internal; break;
+    case SQLITE_ERROR:
+      if (detail_msg && std::strstr(detail_msg, "no such table")) {
+        code = errc::schema_mismatch;
+        msg += " (run `sqlock migrate up`)";
+      } else if (detail_msg && std::strstr(detail_msg, "no such column")) {
+        code = errc::schema_mismatch;
+      }
+      break;
+    default: break;
+  }
+  if ((rc & 0xff) == SQLITE_BUSY || (rc & 0xff) == SQLITE_LOCKED)
+    msg += " (the database stayed locked until the call's deadline)";
+  throw error(code, msg, kind_name, code_name(rc));
+}
+
+struct db_closer {
+  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+};
+struct stmt_finalizer {
+  void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
+};
+
+class connection;
+
+// A prepared statement in use: resets and clears its bindings when done, so the cached
+// statement holds no read snapshot and no stale values.
+class statement {
+ public:
+  statement(connection& c, sqlite3_stmt* s, const std::string& what) : c_(c), s_(s), what_(what) {}
+  ~statement() {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+  statement(const statement&) = delete;
+  statement& operator=(const statement&) = delete;
+
+  statement& bind(int i, std::string_view v) {
+    check(sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT));
+    return *this;
+  }
+  statement& bind(int i, std::int64_t v) {
+    check(sqlite3_bind_int64(s_, i, v));
+    return *this;
+  }
+  statement& bind_null(int i) {
+    check(sqlite3_bind_null(s_, i));
+    return *this;
+  }
+  /// true: a row is available; false: done.
+  bool step();
+  std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
+  bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  std::string text(int col) const {
+    auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+  }
+
+ private:
+  void check(int rc);
+  connection& c_;
+  sqlite3_stmt* s_;
+  const std::string& what_;
+};
+
+class connection {
+ public:
+  connection(const std::string& location, bool uri, bool create,
+             backend_options::sqlite_sync sync) {
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX;
+    if (create) flags |= SQLITE_OPEN_CREATE;
+    if (uri) flags |= SQLITE_OPEN_URI;
+    sqlite3* raw = nullptr;
+    int rc = sqlite3_open_v2(location.c_str(), &raw, flags, nullptr);
+    db_.reset(raw);
+    if (rc != SQLITE_OK) {
+      std::string why = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
+      fail(rc, "open " + quoted(location), why.c_str());
+    }
+    sqlite3_extended_result_codes(raw, 1);
+    sqlite3_busy_handler(raw, &connection::on_busy, this);
+    deadline_ = steady::now() + milliseconds{5000};
+    // WAL: readers never block the writer and a refused acquire never waits for one.
+    exec("PRAGMA journal_mode=WAL", "open " + quoted(location));
+    exec(sync == backend_options::sqlite_sync::full ? "PRAGMA synchronous=FULL"
+                                                    : "PRAGMA synchronous=NORMAL",
+         "open " + quoted(location));
+  }
+
+  sqlite3* get() const noexcept { return db_.get(); }
+  void set_deadline(deadline d) noexcept { deadline_ = d; }
+
+  statement prepare(const char* sql, const std::string& what) {
+    auto it = cache_.find(sql);
+    if (it == cache_.end()) {
+      sqlite3_stmt* s = nullptr;
+      int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+      if (rc != SQLITE_OK) fail(rc, what, sqlite3_errmsg(db_.get()));
+      it = cache_.emplace(sql, std::unique_ptr<sqlite3_stmt, stmt_finalizer>(s)).first;
+    }
+    return statement(*this, it->second.get(), what);
+  }
+
+  void exec(const char* sql, const std::string& what) {
+    char* err = nullptr;
+    int rc = sqlite3_exec(db_.get(), sql, nullptr, nullptr, &err);
+    if (rc != SQLITE_OK) {
+      std::string msg = err ? err : sqlite3_errmsg(db_.get());
+      sqlite3_free(err);
+      fail(rc, what, msg.c_str());
+    }
+  }
+
+  /// The database clock: epoch milliseconds.
+  std::int64_t now_ms(const std::string& what) {
+    auto s = prepare("SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)",
+                     what);
+    s.step();
+    return s.integer(0);
+  }
+
+  bool broken = false;
+
+ private:
+  // Our own busy wait: short random sleeps (so contending processes interleave fairly), never
+  // past the call's deadline.
+  static int on_busy(void* self, int count) {
+    auto* c = static_cast<connection*>(self);
+    auto now = steady::now();
+    if (now >= c->deadline_) return 0;
+    auto cap = milliseconds{std::min(1 << std::min(count, 4), 16)};
+    auto sleep = std::min<steady::duration>(jitter(milliseconds{0}, cap) + std::chrono::microseconds{200},
+                                            c->deadline_ - now);
+    std::this_thread::sleep_for(sleep);
+    return 1;
+  }
+
+  std::unique_ptr<sqlite3, db_closer> db_;
+  std::unordered_map<const char*, std::unique_ptr<sqlite3_stmt, stmt_finalizer>> cache_;
+  deadline deadline_;
+};
+
+bool statement::step() {
+  int rc = sqlite3_step(s_);
+  if (rc == SQLITE_ROW) return true;
+  if (rc == SQLITE_DONE) return false;
+  fail(rc, what_, sqlite3_errmsg(c_.get()));
+}
+
+void statement::check(int rc) {
+  if (rc != SQLITE_OK) fail(rc, what_, sqlite3_errmsg(c_.get()));
+}
+
+// BEGIN IMMEDIATE ... COMMIT; rolls back unless committed.
+class write_transaction {
+ public:
+  write_transaction(connection& c, const std::string& what) : c_(c), what_(what) {
+    c_.exec("BEGIN IMMEDIATE", what_);
+  }
+  ~write_transaction() {
+    if (!done_) sqlite3_exec(c_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
+  }
+  void commit() {
+    c_.exec("COMMIT", what_);
+    done_ = true;
+  }
+
+ private:
+  connection& c_;
+  const std::string& what_;
+  bool done_ = false;
+};
+
+// Releases by any backend of this process on the same file wake the waiters of all of them:
+// registries are shared per file identity (device, inode).
+std::shared_ptr<watch_registry> registry_for(const std::string& key) {
+  static std::mutex mu;
+  static std::map<std::string, std::weak_ptr<watch_registry>> registries;
+  std::lock_guard<std::mutex> lock(mu);
+  auto& slot = registries[key];
+  auto r = slot.lock();
+  if (!r) {
+    r = std::make_shared<watch_registry>();
+    slot = r;
+  }
+  return r;
+}
+
+std::string path_of(const std::string& location, bool uri) {
+  if (!uri) return location;
+  std::string p = location.substr(5);  // after "file:"
+  if (p.rfind("//", 0) == 0) {
+    p = p.substr(2);
+    auto slash = p.find('/');
+    p = slash == std::string::npos ? std::string() : p.substr(slash);
+  }
+  return p.substr(0, p.find_first_of("?#"));
+}
+
+lock_record read_record(const statement& s) {
+  lock_record r;
+  r.name = s.text(0);
+  r.owner = s.text(1);
+  r.metadata = s.text(2);
+  r.token = s.integer(3);
+  r.acquired_at = from_epoch_ms(s.integer(4));
+  r.expires_at = from_epoch_ms(s.integer(5));
+  r.expires_in = milliseconds{s.integer(6)};
+  r.held = r.expires_in > milliseconds::zero();
+  return r;
+}
+
+class sqlite_backend final : public backend {
+ public:
+  sqlite_backend(std::string location, bool uri, backend_options options)
+      : location_(std::move(location)), uri_(uri), options_(std::move(options)) {
+    if (sqlite3_libversion_number() < 3035000)
+      throw error(errc::invalid_argument,
+                  std::string("sqlock needs SQLite 3.35 or newer; this process has ") +
+                      sqlite3_libversion(),
+                  kind_name);
+  }
+
+  std::string_view kind() const noexcept override { return kind_name; }
+  std::string describe() const override { return quoted(location_); }
+  int latest_schema_version() const noexcept override { return latest_migration(kind_name); }
+  bool wakes_other_processes() const noexcept override { return false; }
+
+  std::shared_ptr<release_watch> watch(std::string_view name) override {
+    return registry()->watch(name);
+  }
+
+  int schema_version(deadline until) override {
+    const std::string what = "read schema version";
+    if (!uri_) {
+      struct stat st{};
+      if (::stat(location_.c_str(), &st) != 0) return 0;  // only migrate creates the file
+    }
+    auto c = checkout(until, false, what);
+    return read_version(*c, what);
+  }
+
+  int migrate(int target, deadline until) override {
+    const std::string what = "migrate";
+    const auto& all = embedded_migrations(kind_name);
+    if (target < 0 || target > latest_migration(kind_name))
+      throw error(errc::invalid_argument, "migrate: no schema version " + std::to_string(target),
+                  kind_name);
+    auto c = checkout(until, true, what);
+    // One transaction per migration; concurrent runners serialise on BEGIN IMMEDIATE and
+    // re-read the version inside it.
+    for (;;) {
+      write_transaction tx(*c, what);
+      int v = read_version(*c, what);
+      if (v == target) {
+        tx.commit();
+        return v;
+      }
+      if (v > latest_migration(kind_name))
+        throw error(errc::schema_mismatch,
+                    "migrate: the database has schema version " + std::to_string(v) +
+                        ", newer than this sqlock knows (" +
+                        std::to_string(latest_migration(kind_name)) + ")",
+                    kind_name);
+      if (v < target) {
+        const auto& m = all.at(static_cast<std::size_t>(v));  // versions are 1..N in order
+        c->exec(m.up, "migrate up to " + std::to_string(m.version) + " (" + m.up_file + ")");
+      } else {
+        const auto& m = all.at(static_cast<std::size_t>(v - 1));
+        c->exec(m.down, "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")");
+        if (m.version > 1) {
+          auto s = c->prepare("DELETE FROM sqlock_schema_version WHERE version = ?1", what);
+          s.bind(1, std::int64_t{m.version});
+          s.step();
+        }
+      }
+      tx.commit();
+    }
+  }
+
+  acquire_result try_acquire(const acquire_request& r, deadline until) override {
+    const std::string what = "acquire " + quoted(r.name);
+    auto c = checkout(until, false, what);
+    // Look first, without the write lock: under contention most attempts stop here, and a
+    // refused attempt never writes.
+    {
+      auto look = c->prepare(
+          "SELECT expires_at - CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
+          "FROM sqlock_locks WHERE name = ?1",
+          what);
+      look.bind(1, r.name);
+      if (look.step() && look.integer(0) > 0) return {std::nullopt, milliseconds{look.integer(0)}};
+    }
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    std::int64_t floor = 1;
+    {
+      auto cur = c->prepare("SELECT token, expires_at FROM sqlock_locks WHERE name = ?1", what);
+      cur.bind(1, r.name);
+      if (cur.step()) {
+        if (cur.integer(1) > now) return {std::nullopt, milliseconds{cur.integer(1) - now}};
+        floor = cur.integer(0) + 1;
+      }
+    }
+    std::int64_t token;
+    {
+      // Drawn inside the write transaction that grants: no other grant can interleave, and
+      // max(counter + 1, row.token + 1) keeps the row's tokens increasing even if the counter
+      // was ever reset by hand.
+      auto next = c->prepare(
+          "UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
+          "RETURNING value",
+          what);
+      next.bind(1, floor);
+      if (!next.step())
+        throw error(errc::schema_mismatch, what + " on sqlite: the token counter row is missing",
+                    kind_name);
+      token = next.integer(0);
+    }
+    std::int64_t expires = now + r.ttl.count();
+    {
+      auto up = c->prepare(
+          "INSERT INTO sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, metadata) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+          "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+          "token = excluded.token, acquired_at = excluded.acquired_at, "
+          "expires_at = excluded.expires_at, metadata = excluded.metadata",
+          what);
+      up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
+      up.bind(6, expires).bind(7, r.metadata);
+      up.step();
+    }
+    tx.commit();
+    return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
+  }
+
+  std::vector<renew_result> renew(const std::vector<renew_request>& requests,
+                                  deadline until) override {
+    std::vector<renew_result> out;
+    if (requests.empty()) return out;
+    const std::string what =
+        requests.size() == 1
+            ? "renew " + quoted(requests[0].key.name) + " (token " +
+                  std::to_string(requests[0].key.token) + ")"
+            : "renew " + std::to_string(requests.size()) + " leases";
+    auto c = checkout(until, false, what);
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    out.reserve(requests.size());
+    for (const auto& r : requests) {
+      auto up = c->prepare(
+          "UPDATE sqlock_locks SET expires_at = ?1 + ?2 "
+          "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at",
+          what);
+      up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
+      up.bind(4, r.key.nonce).bind(5, r.key.token);
+      if (up.step()) {
+        out.push_back({renew_outcome::renewed, from_epoch_ms(up.integer(0))});
+        continue;
+      }
+      auto cur = c->prepare("SELECT nonce, token FROM sqlock_locks WHERE name = ?1", what);
+      cur.bind(1, r.key.name);
+      renew_outcome o = renew_outcome::missing;
+      if (cur.step()) {
+        if (cur.text(0) == r.key.nonce && cur.integer(1) == r.key.token)
+          o = renew_outcome::expired;
+        else if (cur.text(0).empty() && cur.integer(1) == r.key.token)
+          o = renew_outcome::force_released;
+        else
+          o = renew_outcome::taken_over;
+      }
+      out.push_back({o, {}});
+    }
+    tx.commit();
+    return out;
+  }
+
+  bool release(const lease_key& key, deadline until) override {
+    const std::string what = "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+    bool ended = end_lease(
+        "UPDATE sqlock_locks SET expires_at = ?1 "
+        "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1",
+        key.name, key.nonce, &key.token, until, what);
+    return ended;
+  }
+
+  bool abandon(std::string_view name, std::string_view nonce, deadline until) override {
+    const std::string what = "clean up acquire " + quoted(name);
+    return end_lease(
+        "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1",
+        name, nonce, nullptr, until, what);
+  }
+
+  bool force_release(std::string_view name, deadline until) override {
+    const std::string what = "force release " + quoted(name);
+    // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
+    return end_lease(
+        "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1",
+        name, {}, nullptr, until, what);
+  }
+
+  std::optional<lock_record> inspect(std::string_view name, deadline until) override {
+    const std::string what = "inspect " + quoted(name);
+    auto c = checkout(until, false, what);
+    auto s = c->prepare(
+        "SELECT name, owner, metadata, token, acquired_at, expires_at, "
+        "expires_at - CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
+        "FROM sqlock_locks WHERE name = ?1",
+        what);
+    s.bind(1, name);
+    if (!s.step()) return std::nullopt;
+    return read_record(s);
+  }
+
+  std::vector<lock_record> list(const list_filter& f, deadline until) override {
+    const std::string what = "list";
+    auto c = checkout(until, false, what);
+    std::int64_t now = c->now_ms(what);
+    auto s = c->prepare(
+        "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
+        "FROM sqlock_locks WHERE name >= ?2 AND (?3 IS NULL OR name < ?3) "
+        "AND (?4 = 0 OR (?4 = 1 AND expires_at > ?1) OR (?4 = 2 AND expires_at <= ?1)) "
+        "ORDER BY name LIMIT ?5",
+        what);
+    s.bind(1, now).bind(2, f.prefix);
+    auto upper = prefix_upper_bound(f.prefix);
+    if (f.prefix.empty() || upper.empty())
+      s.bind_null(3);
+    else
+      s.bind(3, upper);
+    s.bind(4, std::int64_t{f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2});
+    s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
+    std::vector<lock_record> out;
+    while (s.step()) out.push_back(read_record(s));
+    return out;
+  }
+
+  std::size_t purge(milliseconds free_for, deadline until) override {
+    const std::string what = "purge";
+    // Tokens come from the counter row, never from a deleted lock row, so deleting rows can
+    // never let a later grant take a smaller token; no minimum horizon is needed here.
+    // Small batches keep each write transaction (and so acquirers' wait) short.
+    constexpr std::int64_t batch = 500;
+    std::size_t total = 0;
+    auto c = checkout(until, false, what);
+    for (;;) {
+      write_transaction tx(*c, what);
+      std::int64_t now = c->now_ms(what);
+      auto s = c->prepare(
+          "DELETE FROM sqlock_locks WHERE name IN "
+          "(SELECT name FROM sqlock_locks WHERE expires_at <= ?1 LIMIT ?2)",
+          what);
+      s.bind(1, now - free_for.count()).bind(2, batch);
+      s.step();
+      auto n = static_cast<std::size_t>(sqlite3_changes(c->get()));
+      tx.commit();
+      total += n;
+      if (n < static_cast<std::size_t>(batch) || steady::now() >= until) return total;
+    }
+  }
+
+ private:
+  // A pooled connection: back to the pool when done, dropped if it broke.
+  struct pooled_deleter {
+    sqlite_backend* owner;
+    void operator()(connection* c) const noexcept { owner->give_back(c); }
+  };
+  using pooled = std::unique_ptr<connection, pooled_deleter>;
+
+  pooled checkout(deadline until, bool create, const std::string& what) {
+    std::unique_ptr<connection> c;
+    {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      if (!idle_.empty()) {
+        c = std::move(idle_.back());
+        idle_.pop_back();
+      }
+    }
+    if (!c) {
+      try {
+        c = std::make_unique<connection>(location_, uri_, create, options_.sqlite_synchronous);
+      } catch (const error& e) {
+        throw error(e.code(), what + ": " + e.what(), kind_name, e.sqlstate());
+      }
+    }
+    c->set_deadline(until);
+    return pooled(c.release(), pooled_deleter{this});
+  }
+
+  void give_back(connection* raw) noexcept {
+    std::unique_ptr<connection> c(raw);
+    if (sqlite3_get_autocommit(c->get()) == 0) return;  // left mid-transaction: drop it
+    try {
+      std::lock_guard<std::mutex> lock(pool_mu_);
+      if (idle_.size() < 8) idle_.push_back(std::move(c));
+    } catch (...) {
+    }
+  }
+
+  static int read_version(connection& c, const std::string& what) {
+    auto t = c.prepare(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlock_schema_version'",
+        what);
+    t.step();
+    if (t.integer(0) == 0) return 0;
+    auto v = c.prepare("SELECT coalesce(max(version), 0) FROM sqlock_schema_version", what);
+    v.step();
+    return static_cast<int>(v.integer(0));
+  }
+
+  // Runs one UPDATE that ends a lease (binding ?1 = now), then wakes local waiters.
+  bool end_lease(const char* sql, std::string_view name, std::string_view nonce,
+                 const std::int64_t* token, deadline until, const std::string& what) {
+    bool ended;
+    {
+      auto c = checkout(until, false, what);
+      write_transaction tx(*c, what);
+      std::int64_t now = c->now_ms(what);
+      auto s = c->prepare(sql, what);
+      s.bind(1, now).bind(2, name);
+      if (!nonce.empty()) s.bind(3, nonce);
+      if (token) s.bind(4, *token);
+      s.step();
+      ended = sqlite3_changes(c->get()) > 0;
+      tx.commit();
+    }
+    if (ended) registry()->notify(name);
+    return ended;
+  }
+
+  std::shared_ptr<watch_registry> registry() {
+    std::lock_guard<std::mutex> lock(registry_mu_);
+    if (!registry_) {
+      struct stat st{};
+      auto path = path_of(location_, uri_);
+      if (::stat(path.c_str(), &st) == 0)
+        registry_ = registry_for(std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));
+      else
+        return registry_for("path:" + path);  // not created yet: do not pin this key
+    }
+    return registry_;
+  }
+
+  const std::string location_;
+  const bool uri_;
+  const backend_options options_;
+  std::mutex pool_mu_;
+  std::vector<std::unique_ptr<connection>> idle_;
+  std::mutex registry_mu_;
+  std::shared_ptr<watch_registry> registry_;
+};
+
+}  // namespace
+
+std::shared_ptr<backend> make_sqlite_backend(const std::string& location, bool uri,
+                                             const backend_options& options) {
+  return std::make_shared<sqlite_backend>(location, uri, options);
+}
+
+}  // namespace sqlock::detail

@@ -1,0 +1,53 @@
+#include "validate.hpp"
+
+#include <sqlock/error.hpp>
+
+#include <cstring>
+#include <string>
+
+#include "util.hpp"
+
+namespace sqlock::detail {
+
+namespace {
+[[noreturn]] void fail(const std::string& what) { throw error(errc::invalid_argument, what); }
+
+void check_text(std::string_view what, std::string_view value, std::size_t max_bytes,
+                bool allow_empty) {
+  if (!allow_empty && value.empty()) fail(std::string(what) + " is empty");
+  if (value.size() > max_bytes)
+    fail(std::string(what) + " is " + std::to_string(value.size()) + " bytes; at most " +
+         std::to_string(max_bytes) + " are allowed");
+  if (value.find('\0') != std::string_view::npos)
+    fail(std::string(what) + " " + quoted(value) + " contains a NUL byte");
+  if (!valid_utf8(value)) fail(std::string(what) + " " + quoted(value) + " is not valid UTF-8");
+}
+}  // namespace
+
+void validate_name(std::string_view name) { check_text("lock name", name, max_name_bytes, false); }
+
+void validate_prefix(std::string_view prefix) {
+  check_text("name prefix", prefix, max_name_bytes, true);
+}
+
+void validate_ttl(std::chrono::milliseconds ttl) {
+  if (ttl < min_ttl || ttl > max_ttl)
+    fail("ttl " + std::to_string(ttl.count()) + " ms is out of range: it must be from " +
+         std::to_string(min_ttl.count()) + " ms to " + std::to_string(max_ttl.count()) +
+         " ms (7 days)");
+}
+
+void validate_metadata(std::string_view metadata) {
+  check_text("metadata", metadata, max_metadata_bytes, true);
+}
+
+void validate_owner(std::string_view owner) {
+  check_text("owner", owner, max_owner_bytes, false);
+}
+
+void validate(const lock_options& options) {
+  validate_ttl(options.ttl);
+  validate_metadata(options.metadata);
+}
+
+}  // namespace sqlock::detail
