@@ -1,0 +1,638 @@
+// The conformance suite: every behaviour of DESIGN.md sections 1-4 and 6, written once and run
+// against every backend fixture (SQLite; PostgreSQL direct and through PgBouncer when built).
+
+#include <doctest/doctest.h>
+#include <sqlock/sqlock.hpp>
+
+#include <atomic>
+#include <thread>
+#include <vector>
+
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+#include "support/tsan.hpp"
+
+using namespace std::chrono_literals;
+using sqlock::errc;
+using sqlock_test::eventually;
+
+namespace {
+
+sqlock::lock_options ttl(std::chrono::milliseconds t, bool keepalive = true) {
+  sqlock::lock_options o;
+  o.ttl = t;
+  o.keepalive = keepalive;
+  return o;
+}
+
+template <class F>
+std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {}) {
+  auto o = db.options();
+  if (!owner.empty()) o.owner = std::move(owner);
+  return std::make_unique<sqlock::client>(db.url(), o);
+}
+
+template <class Fn>
+errc code_of(Fn&& fn) {
+  try {
+    fn();
+  } catch (const sqlock::error& e) {
+    return e.code();
+  }
+  FAIL("expected a sqlock::error");
+  return errc::internal;
+}
+
+}  // namespace
+
+TEST_CASE_TEMPLATE("a held lock is refused to another client and to the same client", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db, "a");
+  auto b = make_client(db, "b");
+  auto held = a->try_acquire("job");
+  REQUIRE(held);
+  CHECK(held->token() > 0);
+  CHECK(held->state() == sqlock::lease_state::held);
+  CHECK_FALSE(b->try_acquire("job"));
+  CHECK_FALSE(a->try_acquire("job"));
+  auto rec = b->inspect("job");
+  REQUIRE(rec);
+  CHECK(rec->held);
+  CHECK(rec->owner == "a");
+  CHECK(rec->token == held->token());
+}
+
+TEST_CASE_TEMPLATE("different names are independent locks", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  auto x = c->try_acquire("x");
+  auto y = c->try_acquire("y");
+  auto upper = c->try_acquire("X");  // byte-exact: case matters
+  REQUIRE(x);
+  REQUIRE(y);
+  REQUIRE(upper);
+  CHECK(x->token() != y->token());
+}
+
+TEST_CASE_TEMPLATE("a lock can be taken right after release, with a larger token", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto first = a->try_acquire("job");
+  REQUIRE(first);
+  auto t1 = first->token();
+  first->release();
+  CHECK(first->state() == sqlock::lease_state::released);
+  CHECK_FALSE(*first);
+  auto second = b->try_acquire("job");
+  REQUIRE(second);
+  CHECK(second->token() > t1);
+  auto rec = a->inspect("job");
+  REQUIRE(rec);
+  CHECK(rec->token == second->token());
+}
+
+TEST_CASE_TEMPLATE("an expired lease is taken over with a larger token and its holder is lost",
+                   F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto old = a->try_acquire("job", ttl(200ms, false));
+  REQUIRE(old);
+  CHECK(eventually([&] { return old->lost(); }));
+  std::optional<sqlock::lease> next;
+  CHECK(eventually([&] { return bool(next = b->try_acquire("job")); }));
+  REQUIRE(next);
+  CHECK(next->token() > old->token());
+  CHECK_FALSE(old->renew());  // taken over: never revived
+  old->release();             // no-op on a lost lease
+  CHECK(b->inspect("job")->token == next->token());
+  CHECK(b->inspect("job")->held);
+}
+
+TEST_CASE_TEMPLATE("renew extends the lease and renew(ttl) sets the remaining time", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  auto l = c->try_acquire("job", ttl(2s, false));
+  REQUIRE(l);
+  auto before = c->inspect("job")->expires_at;
+  CHECK(l->remaining() <= 2s);
+  CHECK(l->remaining() > 1s);
+  REQUIRE(l->renew(10s));
+  CHECK(l->remaining() > 8s);
+  CHECK(l->remaining() <= 10s);
+  auto after = c->inspect("job")->expires_at;
+  CHECK(after > before);
+  CHECK(l->expires_at() == after);
+  REQUIRE(l->renew(1s));
+  CHECK(l->remaining() <= 1s);
+  auto rec = c->inspect("job");
+  CHECK(rec->expires_in <= 1s);
+  CHECK(rec->expires_in > 0ms);
+}
+
+TEST_CASE_TEMPLATE("renew after expiry returns false and does not revive the lease", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  bool called = false;
+  auto o = ttl(150ms, false);
+  o.on_lost = [&](const sqlock::lost_event&) { called = true; };
+  auto l = c->try_acquire("job", o);
+  REQUIRE(l);
+  CHECK(eventually([&] { return !c->inspect("job")->held; }));
+  CHECK_FALSE(l->renew());
+  CHECK(l->lost());
+  CHECK(l->remaining() == 0ms);
+  CHECK_FALSE(c->inspect("job")->held);
+  CHECK(eventually([&] { return called; }));
+}
+
+TEST_CASE_TEMPLATE("a release by a stale handle or a wrong nonce changes nothing", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto stale = a->try_acquire("job", ttl(150ms, false));
+  REQUIRE(stale);
+  CHECK(eventually([&] { return !a->inspect("job")->held; }));
+  auto current = b->try_acquire("job");
+  REQUIRE(current);
+  stale->release();
+  auto rec = b->inspect("job");
+  CHECK(rec->held);
+  CHECK(rec->token == current->token());
+
+  // Another owner's nonce, or the right nonce with an old token, ends nothing.
+  auto backend = b->get_backend();
+  auto deadline = std::chrono::steady_clock::now() + 5s;
+  CHECK_FALSE(backend->release({"job", "not-the-nonce", current->token()}, deadline));
+  CHECK_FALSE(backend->abandon("job", "not-the-nonce", deadline));
+  CHECK(b->inspect("job")->held);
+  CHECK(b->inspect("job")->token == current->token());
+}
+
+TEST_CASE_TEMPLATE("release is idempotent and the destructor releases", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  {
+    auto l = c->try_acquire("job");
+    REQUIRE(l);
+    l->release();
+    l->release();
+    CHECK(l->state() == sqlock::lease_state::released);
+    CHECK_FALSE(l->renew());
+  }
+  {
+    auto l = c->try_acquire("job");
+    REQUIRE(l);
+    CHECK(c->inspect("job")->held);
+  }
+  CHECK_FALSE(c->inspect("job")->held);
+  // A moved-from lease holds nothing; the moved-to one holds the lock.
+  auto l = c->try_acquire("job");
+  REQUIRE(l);
+  sqlock::lease moved = std::move(*l);
+  CHECK_FALSE(*l);  // NOLINT(bugprone-use-after-move): testing the documented state
+  l->release();
+  CHECK(c->inspect("job")->held);
+  CHECK(bool(moved));
+}
+
+TEST_CASE_TEMPLATE("try_acquire_for gets the lock soon after a release", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto held = a->try_acquire("job");
+  REQUIRE(held);
+  std::atomic<bool> released{false};
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(300ms);  // the waiter is blocked by now (asserted below)
+    released = true;
+    held->release();
+  });
+  auto start = std::chrono::steady_clock::now();
+  auto got = b->try_acquire_for("job", 10s);
+  auto waited = std::chrono::steady_clock::now() - start;
+  releaser.join();
+  REQUIRE(got);
+  CHECK(released);
+  CHECK(got->token() > held->token());
+  CHECK(waited >= 250ms);
+  CHECK(waited < 3s);  // generous: a release wakes the waiter, it does not wait for the ttl
+}
+
+TEST_CASE_TEMPLATE("try_acquire_for gives up at its deadline with small overshoot", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto held = a->try_acquire("job");
+  REQUIRE(held);
+  auto start = std::chrono::steady_clock::now();
+  auto got = b->try_acquire_for("job", 400ms);
+  auto waited = std::chrono::steady_clock::now() - start;
+  CHECK_FALSE(got);
+  CHECK(waited >= 400ms);
+  CHECK(waited < 1500ms);
+  CHECK_FALSE(b->try_acquire_for("job", 0ms));
+}
+
+TEST_CASE_TEMPLATE("a waiter wakes at the holder's expiry", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto held = a->try_acquire("job", ttl(700ms, false));
+  REQUIRE(held);
+  auto start = std::chrono::steady_clock::now();
+  auto got = b->try_acquire_for("job", 10s);
+  auto waited = std::chrono::steady_clock::now() - start;
+  REQUIRE(got);
+  CHECK(got->token() > held->token());
+  CHECK(waited >= 500ms);
+  CHECK(waited < 3s);
+}
+
+TEST_CASE_TEMPLATE("tokens strictly increase across release, expiry, takeover and purge", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  std::vector<std::int64_t> tokens;
+  {
+    auto l = a->try_acquire("job");
+    REQUIRE(l);
+    tokens.push_back(l->token());
+  }  // release
+  {
+    auto l = a->try_acquire("job", ttl(150ms, false));
+    REQUIRE(l);
+    tokens.push_back(l->token());
+    std::optional<sqlock::lease> t;
+    CHECK(eventually([&] { return bool(t = b->try_acquire("job")); }));  // takeover after expiry
+    REQUIRE(t);
+    tokens.push_back(t->token());
+    CHECK(b->force_release("job"));
+  }
+  {
+    auto other = a->try_acquire("other");  // grants of other names draw from the same sequence
+    REQUIRE(other);
+  }
+  CHECK(eventually([&] { return !a->inspect("job")->held; }));
+  CHECK(a->purge(0ms) >= 1);
+  CHECK_FALSE(a->inspect("job"));
+  {
+    auto l = b->try_acquire("job");
+    REQUIRE(l);
+    tokens.push_back(l->token());
+  }
+  for (std::size_t i = 1; i < tokens.size(); ++i) CHECK(tokens[i] > tokens[i - 1]);
+}
+
+TEST_CASE_TEMPLATE("the keepalive holds a 300 ms lease for several seconds", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  std::atomic<int> lost{0};
+  auto o = ttl(300ms);
+  o.on_lost = [&](const sqlock::lost_event&) { ++lost; };
+  auto l = a->try_acquire("job", o);
+  REQUIRE(l);
+  auto until = std::chrono::steady_clock::now() + 2500ms;
+  int checks = 0;
+  while (std::chrono::steady_clock::now() < until) {
+    CHECK_FALSE(b->try_acquire("job"));
+    CHECK(l->state() != sqlock::lease_state::lost);
+    std::this_thread::sleep_for(50ms);  // pacing the observer, not synchronisation
+    ++checks;
+  }
+  CHECK(checks > 10);
+  CHECK(lost == 0);
+  CHECK(l->remaining() > 0ms);
+  CHECK(a->inspect("job")->token == l->token());
+}
+
+TEST_CASE_TEMPLATE("a lease without keepalive is lost at its safety deadline", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  std::atomic<int> calls{0};
+  auto o = ttl(300ms, false);
+  o.on_lost = [&](const sqlock::lost_event& e) {
+    CHECK(e.name == "job");
+    ++calls;
+  };
+  auto start = std::chrono::steady_clock::now();
+  auto l = c->try_acquire("job", o);
+  REQUIRE(l);
+  CHECK(eventually([&] { return calls == 1; }));
+  auto took = std::chrono::steady_clock::now() - start;
+  CHECK(took >= 250ms);  // safety deadline = ttl - ttl/10
+  CHECK(took < 2s);
+  CHECK(l->lost());
+  CHECK(l->state() == sqlock::lease_state::lost);
+}
+
+TEST_CASE_TEMPLATE("force_release makes the holder lost and calls on_lost once", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto holder = make_client(db);
+  auto admin = make_client(db);
+  std::atomic<int> calls{0};
+  sqlock::lost_event seen;
+  std::mutex mu;
+  auto o = ttl(300ms);
+  o.on_lost = [&](const sqlock::lost_event& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    seen = e;
+    ++calls;
+  };
+  auto l = holder->try_acquire("job", o);
+  REQUIRE(l);
+  CHECK(admin->force_release("job"));
+  CHECK_FALSE(admin->force_release("job"));  // nothing held any more
+  CHECK(eventually([&] { return l->lost(); }, 5s));
+  CHECK(eventually([&] { return calls >= 1; }));
+  std::this_thread::sleep_for(400ms);  // more keepalive rounds must not call it again
+  CHECK(calls == 1);
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    CHECK(seen.name == "job");
+    CHECK(seen.token == l->token());
+    CHECK(seen.reason == "force released");
+  }
+  auto next = admin->try_acquire("job");
+  REQUIRE(next);
+  CHECK(next->token() > l->token());
+}
+
+TEST_CASE_TEMPLATE("on_lost is not called when a lease is released", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  std::atomic<int> calls{0};
+  auto o = ttl(200ms);
+  o.on_lost = [&](const sqlock::lost_event&) { ++calls; };
+  {
+    auto l = c->try_acquire("job", o);
+    REQUIRE(l);
+  }
+  std::this_thread::sleep_for(400ms);  // past the would-be safety deadline
+  CHECK(calls == 0);
+}
+
+TEST_CASE_TEMPLATE("threads of one client contending on one name never overlap", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  constexpr int threads = 4;
+  constexpr int rounds = 25;
+  long counter = 0;  // deliberately not atomic: the lock is the only protection
+  std::atomic<int> inside{0};
+  std::atomic<int> overlaps{0};
+  std::vector<std::int64_t> tokens;
+  std::vector<std::thread> ts;
+  for (int t = 0; t < threads; ++t) {
+    ts.emplace_back([&] {
+      for (int i = 0; i < rounds; ++i) {
+        auto l = c->acquire("counter", ttl(5s));
+        SQLOCK_TEST_HAPPENS_AFTER(&counter);
+        if (++inside != 1) ++overlaps;
+        long v = counter;
+        std::this_thread::yield();
+        counter = v + 1;
+        tokens.push_back(l.token());
+        --inside;
+        SQLOCK_TEST_HAPPENS_BEFORE(&counter);
+        l.release();
+      }
+    });
+  }
+  for (auto& t : ts) t.join();
+  CHECK(overlaps == 0);
+  CHECK(counter == threads * rounds);
+  REQUIRE(tokens.size() == threads * rounds);
+  for (std::size_t i = 1; i < tokens.size(); ++i) CHECK(tokens[i] > tokens[i - 1]);
+}
+
+TEST_CASE_TEMPLATE("bad input is a typed error and changes nothing", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  CHECK(code_of([&] { (void)c->try_acquire(""); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire(std::string(256, 'x')); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire(std::string("a\0b", 3)); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire("\xff\xfe"); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire("\xc0\xaf"); }) == errc::invalid_argument);  // overlong
+  CHECK(code_of([&] { (void)c->try_acquire("job", ttl(0ms)); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire("job", ttl(-5s)); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire("job", ttl(99ms)); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire("job", ttl(std::chrono::hours{24 * 8})); }) ==
+        errc::invalid_argument);
+  sqlock::lock_options big;
+  big.metadata = std::string(sqlock::max_metadata_bytes + 1, 'm');
+  CHECK(code_of([&] { (void)c->try_acquire("job", big); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->try_acquire_for("job", -1ms); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->purge(-1ms); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->inspect(""); }) == errc::invalid_argument);
+  CHECK(c->list().empty());  // nothing was written
+
+  // The limits themselves are accepted, and names are stored byte-exact.
+  std::string longest(sqlock::max_name_bytes, 'n');
+  sqlock::lock_options edge;
+  edge.ttl = sqlock::min_ttl;
+  edge.metadata = std::string(sqlock::max_metadata_bytes, 'm');
+  edge.keepalive = false;
+  auto l = c->try_acquire(longest, edge);
+  REQUIRE(l);
+  auto rec = c->inspect(longest);
+  REQUIRE(rec);
+  CHECK(rec->name == longest);
+  CHECK(rec->metadata == edge.metadata);
+  std::string unicode = "caf\xc3\xa9/\xe2\x9c\x93";
+  auto u = c->try_acquire(unicode);
+  REQUIRE(u);
+  CHECK(c->inspect(unicode)->name == unicode);
+  CHECK_FALSE(c->inspect("cafe\xcc\x81/\xe2\x9c\x93"));  // another normalisation: another name
+  auto l2 = c->try_acquire("job", ttl(sqlock::max_ttl));
+  CHECK(l2);
+}
+
+TEST_CASE_TEMPLATE("an unmigrated database is refused with schema_mismatch", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db(false);
+  auto c = make_client(db);
+  CHECK(c->schema_version() == 0);
+  CHECK(code_of([&] { (void)c->try_acquire("job"); }) == errc::schema_mismatch);
+  CHECK(code_of([&] { (void)c->list(); }) == errc::schema_mismatch);
+  CHECK(code_of([&] { (void)c->inspect("job"); }) == errc::schema_mismatch);
+  int v = c->migrate();
+  CHECK(v == c->get_backend()->latest_schema_version());
+  CHECK(c->migrate() == v);  // repeatable
+  CHECK(c->schema_version() == v);
+  CHECK(c->try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("migrations go down and up again", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto backend = sqlock::open_backend(db.url(), db.options().backend);
+  auto until = std::chrono::steady_clock::now() + 30s;
+  int latest = backend->latest_schema_version();
+  CHECK(backend->schema_version(until) == latest);
+  CHECK(backend->migrate(0, until) == 0);
+  CHECK(backend->schema_version(until) == 0);
+  CHECK(backend->migrate(latest, until) == latest);
+  sqlock::client c(backend, db.options());
+  CHECK(c.try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("concurrent migrators serialise", F, SQLOCK_TEST_FIXTURES) {
+  F db(false);
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&] {
+      sqlock::client c(db.url(), db.options());
+      if (c.migrate() == c.get_backend()->latest_schema_version()) ++ok;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(ok == 4);
+}
+
+TEST_CASE_TEMPLATE("shutdown wakes a waiter with cancelled and releases the client's leases", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto holder = make_client(db);
+  auto waiter = make_client(db);
+  auto other = make_client(db);
+  auto held = holder->try_acquire("job");
+  REQUIRE(held);
+  auto mine = waiter->try_acquire("mine");
+  REQUIRE(mine);
+  std::atomic<int> code{-1};
+  std::thread t([&] {
+    try {
+      (void)waiter->acquire("job");
+      code = 100;
+    } catch (const sqlock::error& e) {
+      code = static_cast<int>(e.code());
+    }
+  });
+  // Wait until the waiter has actually been refused at least once (it then sleeps).
+  std::this_thread::sleep_for(200ms);
+  auto start = std::chrono::steady_clock::now();
+  waiter->shutdown();
+  t.join();
+  CHECK(std::chrono::steady_clock::now() - start < 3s);
+  CHECK(code == static_cast<int>(errc::cancelled));
+  CHECK(mine->state() == sqlock::lease_state::released);
+  CHECK_FALSE(other->inspect("mine")->held);  // released in the database too
+  CHECK(code_of([&] { (void)waiter->try_acquire("x"); }) == errc::cancelled);
+  waiter->shutdown();  // idempotent
+}
+
+TEST_CASE_TEMPLATE("a lease may outlive its client", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  std::optional<sqlock::lease> l;
+  {
+    auto c = make_client(db);
+    l = c->try_acquire("job");
+    REQUIRE(l);
+  }
+  CHECK(l->state() == sqlock::lease_state::released);
+  CHECK_FALSE(l->renew());
+  l->release();
+  auto c = make_client(db);
+  CHECK(c->try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("inspect and list show rows by the database clock with filters", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db, "lister");
+  sqlock::lock_options meta;
+  meta.metadata = "nightly report";
+  auto a = c->try_acquire("jobs/a", meta);
+  auto b = c->try_acquire("jobs/b");
+  auto x = c->try_acquire("jobsx");
+  auto z = c->try_acquire("other");
+  REQUIRE((a && b && x && z));
+  b->release();
+  CHECK_FALSE(c->inspect("nope"));
+  auto rec = c->inspect("jobs/a");
+  REQUIRE(rec);
+  CHECK(rec->owner == "lister");
+  CHECK(rec->metadata == "nightly report");
+  CHECK(rec->held);
+  CHECK(rec->expires_in > 25s);
+  CHECK(rec->expires_in <= 30s);
+  CHECK(rec->expires_at - rec->acquired_at == 30s);
+  CHECK(rec->token == a->token());
+
+  auto all = c->list();
+  REQUIRE(all.size() == 4);
+  CHECK(all[0].name == "jobs/a");
+  CHECK(all[1].name == "jobs/b");
+  CHECK(all[2].name == "jobsx");
+  CHECK(all[3].name == "other");
+
+  sqlock::list_filter f;
+  f.prefix = "jobs/";
+  auto jobs = c->list(f);
+  REQUIRE(jobs.size() == 2);
+  f.show = sqlock::list_filter::which::held;
+  auto held = c->list(f);
+  REQUIRE(held.size() == 1);
+  CHECK(held[0].name == "jobs/a");
+  f.show = sqlock::list_filter::which::free;
+  auto free = c->list(f);
+  REQUIRE(free.size() == 1);
+  CHECK(free[0].name == "jobs/b");
+  CHECK_FALSE(free[0].held);
+  CHECK(free[0].expires_in <= 0ms);
+  sqlock::list_filter lim;
+  lim.limit = 3;
+  CHECK(c->list(lim).size() == 3);
+  sqlock::list_filter pct;
+  pct.prefix = "job%";  // a byte prefix, not a pattern
+  CHECK(c->list(pct).empty());
+  sqlock::list_filter caps;
+  caps.prefix = "JOBS";
+  CHECK(c->list(caps).empty());
+}
+
+TEST_CASE_TEMPLATE("purge deletes only rows free for long enough", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto c = make_client(db);
+  auto held = c->try_acquire("held");
+  REQUIRE(held);
+  for (int i = 0; i < 1200; ++i) {  // more than one purge batch
+    auto l = c->try_acquire("free-" + std::to_string(i), ttl(100ms, false));
+    REQUIRE(l);
+    l->release();
+  }
+  CHECK(c->purge(std::chrono::hours{1}) == 0);  // not free for an hour yet
+  CHECK(c->purge(0ms) == 1200);
+  auto left = c->list();
+  REQUIRE(left.size() == 1);
+  CHECK(left[0].name == "held");
+  CHECK(held->renew());
+}
+
+TEST_CASE_TEMPLATE("a lost lease's holder cannot renew while a new holder is live", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db);
+  auto b = make_client(db);
+  auto old = a->try_acquire("job", ttl(200ms, false));
+  REQUIRE(old);
+  CHECK(a->force_release("job"));
+  auto fresh = b->try_acquire("job");
+  REQUIRE(fresh);
+  CHECK_FALSE(old->renew());
+  CHECK(old->lost());
+  CHECK(b->inspect("job")->token == fresh->token());
+  CHECK(fresh->renew());
+}

@@ -1,0 +1,35 @@
+// Several PROCESSES contending for one lock on the same database never overlap.
+
+#include <doctest/doctest.h>
+
+#include <fstream>
+
+#include "support/fixtures.hpp"
+#include "support/spawn.hpp"
+
+TEST_CASE_TEMPLATE("several processes contending on one name never overlap", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  sqlock_test::temp_dir work;
+  constexpr int processes = 4;
+  constexpr int iterations = 40;
+  std::vector<pid_t> pids;
+  for (int p = 0; p < processes; ++p) {
+    std::vector<std::string> argv{SQLOCK_TEST_WORKER};
+    for (auto& a : db.worker_args()) argv.push_back(a);
+    for (std::string a : {std::string("--name"), std::string("shared"), std::string("--iterations"),
+                          std::to_string(iterations), std::string("--dir"), work.path(),
+                          std::string("--ttl-ms"), std::string("5000")})
+      argv.push_back(a);
+    pids.push_back(sqlock_test::spawn(argv));
+  }
+  for (auto pid : pids) CHECK(sqlock_test::wait_exit(pid) == 0);
+  long counter = 0;
+  std::ifstream(work.path() + "/counter") >> counter;
+  CHECK(counter == processes * iterations);
+  std::ifstream log(work.path() + "/tokens");
+  std::vector<long long> tokens;
+  for (long long t; log >> t;) tokens.push_back(t);
+  REQUIRE(tokens.size() == processes * iterations);
+  for (std::size_t i = 1; i < tokens.size(); ++i) CHECK(tokens[i] > tokens[i - 1]);
+}

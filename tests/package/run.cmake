@@ -1,0 +1,26 @@
+# Installs the build tree into a fresh prefix, builds tests/package against it with
+# find_package(sqlock), and runs the consumer.
+file(REMOVE_RECURSE ${WORK_DIR})
+file(MAKE_DIRECTORY ${WORK_DIR})
+macro(run)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE out)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "failed (${rc}): ${ARGN}\n${out}")
+  endif()
+endmacro()
+run(${CMAKE_COMMAND} --install ${BUILD_DIR} --prefix ${WORK_DIR}/prefix)
+run(${CMAKE_COMMAND} -S ${SOURCE_DIR}/tests/package -B ${WORK_DIR}/build
+    -DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix -DSANITIZE=${SANITIZE})
+run(${CMAKE_COMMAND} --build ${WORK_DIR}/build)
+run(${WORK_DIR}/build/consumer ${WORK_DIR}/consumer.db)
+message(STATUS "${out}")
+# The pkg-config file is installed and names the library.
+file(GLOB_RECURSE pcs ${WORK_DIR}/prefix/*/sqlock.pc)
+if(NOT pcs)
+  message(FATAL_ERROR "sqlock.pc was not installed")
+endif()
+list(GET pcs 0 pc_file)
+file(READ ${pc_file} pc)
+if(NOT pc MATCHES "-lsqlock")
+  message(FATAL_ERROR "sqlock.pc does not name the library")
+endif()

@@ -1,0 +1,46 @@
+#pragma once
+// Backend fixtures for the conformance suite. Each instance is a fresh, isolated database
+// (migrated unless asked not to), removed when the fixture dies. The suite is written once
+// against `F` and instantiated for every fixture in SQLOCK_TEST_FIXTURES.
+
+#include <sqlock/sqlock.hpp>
+
+#include <chrono>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include <doctest/doctest.h>
+
+#include "temp_dir.hpp"
+
+namespace sqlock_test {
+
+/// An embedded SQLite file in a temp directory (a FILE: the keepalive has its own connection).
+struct sqlite_fixture {
+  static constexpr const char* backend_name = "sqlite";
+  explicit sqlite_fixture(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
+    if (migrate) sqlock::client(url_, options()).migrate();
+  }
+  const std::string& url() const { return url_; }
+  sqlock::client_options options() const { return {}; }
+  std::string file() const { return dir_.path() + "/locks.db"; }
+  /// Arguments that point tests/support/worker at this database.
+  std::vector<std::string> worker_args() const { return {"--url", url_}; }
+
+ private:
+  temp_dir dir_;
+  std::string url_;
+};
+
+}  // namespace sqlock_test
+
+TYPE_TO_STRING_AS("sqlite", sqlock_test::sqlite_fixture);
+
+#ifdef SQLOCK_TEST_WITH_POSTGRESQL
+#include "postgresql_fixture.hpp"
+#define SQLOCK_TEST_FIXTURES \
+  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture
+#else
+#define SQLOCK_TEST_FIXTURES sqlock_test::sqlite_fixture
+#endif
