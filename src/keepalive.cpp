@@ -82,7 +82,13 @@ bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason
     if (!lease.active_locked()) return false;
     lease.state = lease_state::lost;
   }
-  leases_.erase(&lease);
+  // Keep the lease alive until this function is done with it: the registry's reference may be
+  // the last one once the user has dropped the handle.
+  std::shared_ptr<lease_impl> keep;
+  if (auto it = leases_.find(&lease); it != leases_.end()) {
+    keep = std::move(it->second);
+    leases_.erase(it);
+  }
   log(log_level::warn, "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
                            ") lost: " + reason);
   if (lease.on_lost) pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
@@ -240,12 +246,12 @@ void keepalive::timer_loop() {
     if (stopping_) break;
     auto now = steady::now();
     auto next = steady::time_point::max();
-    std::vector<std::pair<lease_impl*, bool>> expired;  // lease, was at risk
+    std::vector<std::pair<std::shared_ptr<lease_impl>, bool>> expired;  // lease, was at risk
     for (auto& [ptr, lease] : leases_) {
       std::lock_guard<std::mutex> l(lease->mu);
       if (!lease->active_locked()) continue;
       if (lease->safe_until <= now)
-        expired.emplace_back(lease.get(), lease->state == lease_state::at_risk);
+        expired.emplace_back(lease, lease->state == lease_state::at_risk);
       else
         next = std::min(next, lease->safe_until);
     }

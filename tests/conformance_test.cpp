@@ -138,7 +138,7 @@ TEST_CASE_TEMPLATE("renew after expiry returns false and does not revive the lea
                    SQLOCK_TEST_FIXTURES) {
   F db;
   auto c = make_client(db);
-  bool called = false;
+  std::atomic<bool> called{false};
   auto o = ttl(150ms, false);
   o.on_lost = [&](const sqlock::lost_event&) { called = true; };
   auto l = c->try_acquire("job", o);
@@ -148,7 +148,7 @@ TEST_CASE_TEMPLATE("renew after expiry returns false and does not revive the lea
   CHECK(l->lost());
   CHECK(l->remaining() == 0ms);
   CHECK_FALSE(c->inspect("job")->held);
-  CHECK(eventually([&] { return called; }));
+  CHECK(eventually([&] { return called.load(); }));
 }
 
 TEST_CASE_TEMPLATE("a release by a stale handle or a wrong nonce changes nothing", F,
