@@ -1,0 +1,346 @@
+#include "common.hpp"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cctype>
+#include <cerrno>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <ctime>
+#include <iostream>
+#include <limits>
+#include <regex>
+
+#include "url.hpp"
+
+namespace sqlock::cli {
+
+namespace {
+
+bool env_set(const char* name) {
+  const char* v = std::getenv(name);
+  return v != nullptr && *v != '\0';
+}
+
+bool color_for(const std::string& mode, int fd) {
+  if (mode == "always") return true;
+  if (mode == "never") return false;
+  if (env_set("NO_COLOR")) return false;
+  const char* term = std::getenv("TERM");
+  if (term != nullptr && std::strcmp(term, "dumb") == 0) return false;
+  return isatty(fd) == 1;
+}
+
+// Display width of UTF-8 text, counting code points (good enough for names and owners).
+std::size_t width(const std::string& s) {
+  std::size_t n = 0;
+  for (unsigned char c : s)
+    if ((c & 0xC0) != 0x80) ++n;
+  return n;
+}
+
+}  // namespace
+
+bool globals::color_stdout() const { return color_for(color, STDOUT_FILENO); }
+bool globals::color_stderr() const { return color_for(color, STDERR_FILENO); }
+
+std::string resolve_database_url(const globals& g) {
+  if (!g.database_url.empty()) return g.database_url;
+  for (const char* name : {"SQLOCK_DATABASE_URL", "DATABASE_URL"}) {
+    if (env_set(name)) return std::getenv(name);
+  }
+  // libpq completes an (otherwise empty) conninfo from PGHOST, PGDATABASE, PGSERVICE, ...;
+  // the library needs a string it recognises as a conninfo, hence one harmless keyword.
+  for (const char* name : {"PGSERVICE", "PGHOST", "PGHOSTADDR", "PGDATABASE", "PGPORT", "PGUSER"}) {
+    if (env_set(name)) return "fallback_application_name=sqlock";
+  }
+  throw exit_error(exit_code::config,
+                   "no database: pass -d URL, or set SQLOCK_DATABASE_URL, DATABASE_URL or "
+                   "libpq's PG* variables (PGHOST, PGDATABASE, PGSERVICE, ...)");
+}
+
+std::string url_backend_kind(const std::string& url) {
+  try {
+    auto parsed = detail::parse_database_url(url);
+    return parsed.backend == detail::parsed_url::kind::sqlite ? "sqlite" : "postgresql";
+  } catch (const error& e) {
+    throw exit_error(exit_code::config, e.what());
+  }
+}
+
+client_options make_client_options(const globals& g) {
+  client_options options;
+  if (!g.schema.empty()) options.backend.schema = g.schema;
+  const bool quiet = g.quiet;
+  const int verbose = g.verbose;
+  // Warnings (e.g. a server without durable commits) are worth seeing by default; -v adds the
+  // library's info messages, -vv its debug messages.
+  options.log = [quiet, verbose](log_level level, std::string_view message) {
+    bool show = false;
+    switch (level) {
+      case log_level::error:
+      case log_level::warn: show = !quiet || verbose > 0; break;
+      case log_level::info: show = verbose >= 1; break;
+      case log_level::debug: show = verbose >= 2; break;
+    }
+    if (!show) return;
+    std::string line = "sqlock: [" + std::string(to_string(level)) + "] " +
+                       printable(message) + "\n";
+    // One write per line, so lines from different threads do not interleave.
+    [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
+  };
+  return options;
+}
+
+std::unique_ptr<client> open_client(const globals& g) {
+  std::string url = resolve_database_url(g);
+  try {
+    return std::make_unique<client>(url, make_client_options(g));
+  } catch (const error& e) {
+    // Opening only parses the URL and picks the backend: any failure is configuration.
+    if (e.code() == errc::invalid_argument) throw exit_error(exit_code::config, e.what());
+    throw;
+  }
+}
+
+int exit_code_for(const error& e) noexcept {
+  switch (e.code()) {
+    case errc::unavailable:
+    case errc::in_doubt: return exit_code::unavailable;
+    case errc::schema_mismatch: return exit_code::config;
+    case errc::lease_lost: return exit_code::lease_lost;
+    case errc::invalid_argument:
+      // A complaint from the database itself (SQLite "file is not a database", a libpq
+      // conninfo error) is configuration; a rejected name, ttl or metadata is a usage error.
+      if (!e.sqlstate().empty()) return exit_code::config;
+      if (std::strstr(e.what(), "database URL") != nullptr) return exit_code::config;
+      return exit_code::usage;
+    case errc::usage:
+    case errc::cancelled:
+    case errc::internal: return exit_code::internal;
+  }
+  return exit_code::internal;
+}
+
+std::chrono::milliseconds parse_duration(std::string_view text, std::string_view what) {
+  auto bad = [&]() -> std::chrono::milliseconds {
+    usage_error(std::string(what) + ": invalid duration '" + printable(text) +
+                "' (use e.g. 500ms, 30s, 5m, 1h, 1m30s)");
+  };
+  if (text.empty()) return bad();
+  if (text == "0") return std::chrono::milliseconds{0};
+  double total_ms = 0;
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::size_t start = i;
+    bool dot = false;
+    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) ||
+                               (text[i] == '.' && !dot))) {
+      if (text[i] == '.') dot = true;
+      ++i;
+    }
+    if (i == start || (i == start + 1 && dot)) return bad();
+    double value = std::strtod(std::string(text.substr(start, i - start)).c_str(), nullptr);
+    std::size_t unit_start = i;
+    while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
+    std::string_view unit = text.substr(unit_start, i - unit_start);
+    double factor = 0;
+    if (unit == "ms") factor = 1;
+    else if (unit == "s") factor = 1000;
+    else if (unit == "m") factor = 60'000;
+    else if (unit == "h") factor = 3'600'000;
+    else if (unit == "d") factor = 86'400'000;
+    else return bad();
+    total_ms += value * factor;
+  }
+  // Ten years is far beyond any ttl, wait or horizon and keeps the value exact.
+  if (!std::isfinite(total_ms) || total_ms > 3.2e11) return bad();
+  return std::chrono::milliseconds{static_cast<std::int64_t>(std::llround(total_ms))};
+}
+
+std::string format_duration(std::chrono::milliseconds d) {
+  using std::chrono::milliseconds;
+  std::int64_t ms = d.count();
+  if (ms < 0) ms = -ms;
+  char buf[64];
+  if (ms < 1000) {
+    std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
+  } else if (ms < 60'000) {
+    // Truncate (not round) so that "expires in" never overstates the time left.
+    std::snprintf(buf, sizeof buf, "%lld.%llds", static_cast<long long>(ms / 1000),
+                  static_cast<long long>((ms % 1000) / 100));
+  } else {
+    std::int64_t s = ms / 1000;
+    std::int64_t days = s / 86400, hours = (s / 3600) % 24, minutes = (s / 60) % 60, secs = s % 60;
+    std::string out;
+    auto part = [&](std::int64_t v, const char* unit) {
+      if (v != 0) out += std::to_string(v) + unit;
+    };
+    if (days > 0) {
+      part(days, "d");
+      part(hours, "h");
+    } else if (hours > 0) {
+      part(hours, "h");
+      part(minutes, "m");
+    } else {
+      part(minutes, "m");
+      part(secs, "s");
+    }
+    return out;
+  }
+  return buf;
+}
+
+std::string format_time(std::chrono::system_clock::time_point t) {
+  using namespace std::chrono;
+  auto ms_since = duration_cast<milliseconds>(t.time_since_epoch()).count();
+  std::int64_t secs = ms_since / 1000;
+  std::int64_t ms = ms_since % 1000;
+  if (ms < 0) {
+    ms += 1000;
+    --secs;
+  }
+  std::time_t tt = static_cast<std::time_t>(secs);
+  std::tm tm{};
+  gmtime_r(&tt, &tm);
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
+                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
+  return buf;
+}
+
+double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
+
+nlohmann::json to_json(const lock_record& r) {
+  return nlohmann::json{{"name", r.name},
+                        {"owner", r.owner},
+                        {"token", r.token},
+                        {"acquired_at", format_time(r.acquired_at)},
+                        {"expires_at", format_time(r.expires_at)},
+                        {"expires_in_seconds", seconds(r.expires_in)},
+                        {"held", r.held},
+                        {"metadata", r.metadata}};
+}
+
+std::string describe_expiry(const lock_record& r) {
+  if (r.held) return "expires in " + format_duration(r.expires_in);
+  return "free for " + format_duration(-r.expires_in);
+}
+
+std::string printable(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (unsigned char c : s) {
+    if (c < 0x20 || c == 0x7f) {
+      char buf[8];
+      switch (c) {
+        case '\n': out += "\\n"; break;
+        case '\t': out += "\\t"; break;
+        case '\r': out += "\\r"; break;
+        default:
+          std::snprintf(buf, sizeof buf, "\\x%02x", c);
+          out += buf;
+      }
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
+std::string style(bool on, const char* sgr, const std::string& text) {
+  if (!on || sgr == nullptr) return text;
+  return std::string("\x1b[") + sgr + "m" + text + "\x1b[0m";
+}
+
+void print_table(std::FILE* out, const std::vector<std::string>& header,
+                 const std::vector<std::vector<std::string>>& rows,
+                 const std::vector<std::vector<const char*>>& styles, bool color) {
+  std::vector<std::size_t> widths(header.size());
+  for (std::size_t c = 0; c < header.size(); ++c) widths[c] = width(header[c]);
+  for (const auto& row : rows)
+    for (std::size_t c = 0; c < row.size() && c < widths.size(); ++c)
+      widths[c] = std::max(widths[c], width(row[c]));
+  auto emit = [&](const std::vector<std::string>& cells, const std::vector<const char*>* sgr,
+                  bool is_header) {
+    std::string line;
+    for (std::size_t c = 0; c < cells.size(); ++c) {
+      std::string cell = cells[c];
+      // No trailing padding on the last column.
+      if (c + 1 < cells.size()) cell += std::string(widths[c] - width(cells[c]) + 2, ' ');
+      const char* s = is_header ? bold : (sgr && c < sgr->size() ? (*sgr)[c] : nullptr);
+      line += style(color, s, cell);
+    }
+    std::fprintf(out, "%s\n", line.c_str());
+  };
+  emit(header, nullptr, true);
+  for (std::size_t i = 0; i < rows.size(); ++i) emit(rows[i], i < styles.size() ? &styles[i] : nullptr, false);
+  std::fflush(out);
+}
+
+void print_json(const nlohmann::json& j) {
+  std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  std::fprintf(stdout, "%s\n", text.c_str());
+  std::fflush(stdout);
+}
+
+void info(const globals& g, const std::string& message) {
+  if (g.quiet) return;
+  std::fprintf(stderr, "sqlock: %s\n", message.c_str());
+}
+
+void warn(const globals& g, const std::string& message) {
+  std::fprintf(stderr, "sqlock: %s\n", style(g.color_stderr(), yellow, "warning: ").append(message).c_str());
+}
+
+std::optional<bool> confirm(const std::string& question) {
+  if (isatty(STDIN_FILENO) != 1) return std::nullopt;
+  std::fprintf(stderr, "%s [y/N] ", question.c_str());
+  std::fflush(stderr);
+  std::string answer;
+  if (!std::getline(std::cin, answer)) return false;
+  return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES" || answer == "Yes";
+}
+
+namespace {
+
+// Byte ranges of every password in `url`, mirroring detail::redact_url's three forms.
+std::vector<std::pair<std::size_t, std::size_t>> password_ranges(const std::string& url) {
+  std::vector<std::pair<std::size_t, std::size_t>> out;
+  std::smatch m;
+  static const std::regex userinfo(R"(^[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:([^@/?#]*)@)");
+  if (std::regex_search(url, m, userinfo))
+    out.emplace_back(static_cast<std::size_t>(m.position(1)), static_cast<std::size_t>(m.length(1)));
+  static const std::regex query(R"([?&]password=([^&#]*))", std::regex::icase);
+  for (auto it = std::sregex_iterator(url.begin(), url.end(), query); it != std::sregex_iterator(); ++it)
+    out.emplace_back(static_cast<std::size_t>(it->position(1)), static_cast<std::size_t>(it->length(1)));
+  static const std::regex kv(R"((?:^|\s)password\s*=\s*('(?:\\.|[^'])*'|\S+))", std::regex::icase);
+  for (auto it = std::sregex_iterator(url.begin(), url.end(), kv); it != std::sregex_iterator(); ++it)
+    out.emplace_back(static_cast<std::size_t>(it->position(1)), static_cast<std::size_t>(it->length(1)));
+  return out;
+}
+
+}  // namespace
+
+void scrub_password(int argc, char** argv, const std::string& url) {
+  auto ranges = password_ranges(url);
+  if (ranges.empty()) return;
+  std::string masked = url;
+  for (auto [pos, len] : ranges)
+    for (std::size_t i = pos; i < pos + len && i < masked.size(); ++i) masked[i] = '*';
+  // The value may stand alone (-d URL), or follow "--database-url=" or "-d" in one argument.
+  for (int i = 1; i < argc; ++i) {
+    char* arg = argv[i];
+    std::size_t len = std::strlen(arg);
+    for (char* hit = arg; (hit = static_cast<char*>(memmem(hit, len - static_cast<std::size_t>(hit - arg),
+                                                          url.data(), url.size()))) != nullptr;
+         hit += url.size()) {
+      std::memcpy(hit, masked.data(), masked.size());
+    }
+  }
+}
+
+}  // namespace sqlock::cli

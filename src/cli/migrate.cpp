@@ -1,0 +1,198 @@
+// `sqlock migrate up|down|status|print`: sqlock's schema in the database.
+
+#include <sys/stat.h>
+
+#include <cerrno>
+
+#include "common.hpp"
+#include "migrations.hpp"
+#include "url.hpp"
+
+namespace sqlock::cli {
+
+namespace {
+
+std::chrono::steady_clock::time_point op_deadline() {
+  // The library's default operation timeout; migrations are small.
+  return std::chrono::steady_clock::now() + std::chrono::seconds{30};
+}
+
+int run_up(const globals& g) {
+  auto c = open_client(g);
+  int before = c->schema_version();
+  int after = c->migrate();
+  if (g.format() == output_format::json) {
+    print_json({{"backend", std::string(c->get_backend()->kind())},
+                {"previous_version", before},
+                {"version", after},
+                {"latest_version", c->get_backend()->latest_schema_version()}});
+  } else if (!g.quiet) {
+    if (before == after)
+      std::printf("schema version %d: already up to date\n", after);
+    else
+      std::printf("migrated from schema version %d to %d\n", before, after);
+  }
+  return exit_code::ok;
+}
+
+struct down_options {
+  int to = -1;
+  bool yes = false;
+};
+
+int run_down(const globals& g, const down_options& o) {
+  auto c = open_client(g);
+  auto& db = c->get_backend();
+  int before = db->schema_version(op_deadline());
+  int target = o.to >= 0 ? o.to : std::max(0, before - 1);
+  if (target > before)
+    usage_error("migrate down --to " + std::to_string(target) + ": the schema is at version " +
+                std::to_string(before) + " (use `migrate up`)");
+  if (target < before && !o.yes) {
+    auto answer = confirm("Migrate " + std::string(db->kind()) + " database " + db->describe() +
+                          " down from schema version " + std::to_string(before) + " to " +
+                          std::to_string(target) +
+                          "? This can drop lock rows and the token counter.");
+    if (!answer) usage_error("not a terminal: pass --yes to migrate down without asking");
+    if (!*answer) throw exit_error(exit_code::busy, "not migrated: the schema is unchanged");
+  }
+  int after = target == before ? before : db->migrate(target, op_deadline());
+  if (g.format() == output_format::json) {
+    print_json({{"backend", std::string(db->kind())},
+                {"previous_version", before},
+                {"version", after},
+                {"latest_version", db->latest_schema_version()}});
+  } else if (!g.quiet) {
+    if (before == after)
+      std::printf("schema version %d: nothing to do\n", after);
+    else
+      std::printf("migrated from schema version %d down to %d\n", before, after);
+  }
+  return exit_code::ok;
+}
+
+int run_status(const globals& g, bool exit_code_flag) {
+  std::string url = resolve_database_url(g);
+  auto c = open_client(g);
+  auto& db = c->get_backend();
+  int current = 0;
+  // Only `migrate up` creates a missing SQLite file: before that it is simply not migrated.
+  auto parsed = detail::parse_database_url(url);
+  struct stat st {};
+  bool missing_file = parsed.backend == detail::parsed_url::kind::sqlite && !parsed.uri &&
+                      ::stat(parsed.location.c_str(), &st) != 0 && errno == ENOENT;
+  if (!missing_file) current = db->schema_version(op_deadline());
+  int latest = db->latest_schema_version();
+  std::string kind(db->kind());
+  auto pending = nlohmann::json::array();
+  for (const auto& m : detail::embedded_migrations(kind))
+    if (m.version > current) pending.push_back({{"version", m.version}, {"name", m.name}});
+  if (g.format() == output_format::json) {
+    print_json({{"backend", kind},
+                {"database", db->describe()},
+                {"current_version", current},
+                {"latest_version", latest},
+                {"up_to_date", current == latest},
+                {"pending", pending}});
+  } else {
+    std::printf("database:        %s %s\n", kind.c_str(), printable(db->describe()).c_str());
+    std::printf("current version: %d%s\n", current, missing_file ? " (the file does not exist yet)" : "");
+    std::printf("latest version:  %d\n", latest);
+    if (current == latest)
+      std::printf("status:          up to date\n");
+    else if (current < latest)
+      std::printf("status:          %d migration%s pending: run `sqlock migrate up`\n",
+                  latest - current, latest - current == 1 ? "" : "s");
+    else
+      std::printf("status:          newer than this sqlock knows: upgrade sqlock\n");
+    std::fflush(stdout);
+  }
+  if (exit_code_flag && current < latest) return exit_code::busy;
+  if (exit_code_flag && current > latest) return exit_code::config;
+  return exit_code::ok;
+}
+
+struct print_options {
+  std::string backend;
+  bool down = false;
+};
+
+int run_print(const globals& g, const print_options& o) {
+  std::string kind = o.backend;
+  if (kind.empty()) {
+    std::string url;
+    try {
+      url = resolve_database_url(g);
+    } catch (const exit_error&) {
+      usage_error("migrate print: pass --backend postgresql|sqlite (or a database URL)");
+    }
+    kind = url_backend_kind(url);
+  }
+  const auto& all = detail::embedded_migrations(kind);
+  if (all.empty()) throw exit_error(exit_code::internal, "no embedded migrations for " + kind);
+  std::string out;
+  auto emit = [&](const detail::migration& m, bool up) {
+    out += "-- sqlock migration " + std::string(up ? m.up_file : m.down_file) + " (" + kind + ")\n";
+    out += up ? m.up : m.down;
+    if (!out.empty() && out.back() != '\n') out += '\n';
+    out += '\n';
+  };
+  if (o.down)
+    for (auto it = all.rbegin(); it != all.rend(); ++it) emit(*it, false);
+  else
+    for (const auto& m : all) emit(m, true);
+  std::fwrite(out.data(), 1, out.size(), stdout);
+  std::fflush(stdout);
+  return exit_code::ok;
+}
+
+}  // namespace
+
+void add_migrate(CLI::App& app, globals& g) {
+  auto* sub = app.add_subcommand("migrate", "Create, upgrade, downgrade or print sqlock's schema");
+  sub->require_subcommand(1);
+  sub->footer(
+      "Examples:\n"
+      "  sqlock migrate up\n"
+      "  sqlock migrate status --exit-code || sqlock migrate up\n"
+      "  sqlock migrate print --backend postgresql > 001_sqlock.sql   # for your own tool");
+
+  auto* up = sub->add_subcommand("up", "Apply pending migrations (concurrent runners serialise)");
+  up->footer("Example:\n  sqlock -d sqlite:/var/lib/app/locks.db migrate up");
+  up->callback([&g] { g.action = [&g] { return run_up(g); }; });
+
+  auto d = std::make_shared<down_options>();
+  auto* down = sub->add_subcommand("down", "Revert one migration (or down to --to N)");
+  down->add_option("--to", d->to, "Target schema version (0 drops everything)")
+      ->type_name("N")
+      ->check(CLI::NonNegativeNumber);
+  down->add_flag("-y,--yes", d->yes, "Do not ask for confirmation (required without a terminal)");
+  down->footer(
+      "Reverting the first migration drops the lock table and the token counter: fencing\n"
+      "tokens then start again from 1. Stop every application using the locks first.\n"
+      "\n"
+      "Example:\n  sqlock migrate down --to 0 --yes");
+  down->callback([&g, d] { g.action = [&g, d] { return run_down(g, *d); }; });
+
+  auto exit_flag = std::make_shared<bool>(false);
+  auto* status = sub->add_subcommand("status", "Print the current and latest schema versions");
+  status->add_flag("--exit-code", *exit_flag, "Exit 1 when migrations are pending");
+  status->footer("Example:\n  sqlock migrate status --exit-code || sqlock migrate up");
+  status->callback([&g, exit_flag] { g.action = [&g, exit_flag] { return run_status(g, *exit_flag); }; });
+
+  auto p = std::make_shared<print_options>();
+  auto* print = sub->add_subcommand("print", "Write the embedded migration SQL to stdout (no database needed)");
+  print->add_option("--backend", p->backend, "postgresql or sqlite (default: the URL's backend)")
+      ->check(CLI::IsMember({"postgresql", "sqlite"}))
+      ->type_name("BACKEND");
+  print->add_flag("--down", p->down, "The down migrations, newest first");
+  print->footer(
+      "The files need no schema qualification: run them with your migration tool's search_path.\n"
+      "\n"
+      "Examples:\n"
+      "  sqlock migrate print --backend postgresql\n"
+      "  sqlock migrate print --backend sqlite --down");
+  print->callback([&g, p] { g.action = [&g, p] { return run_print(g, *p); }; });
+}
+
+}  // namespace sqlock::cli
