@@ -32,8 +32,9 @@ std::shared_ptr<backend> checked(std::shared_ptr<backend> db) {
 client_core::client_core(std::shared_ptr<backend> db, client_options options)
     : db_(checked(std::move(db))),
       options_(prepared(std::move(options))),
-      keepalive_(*db_, [this](log_level l, const std::string& m) { log(l, m); },
-                 options_.operation_timeout) {}
+      keepalive_(
+          *db_, [this](log_level l, const std::string& m) { log(l, m); },
+          [this](const lock_event& e) { emit(e); }, options_.operation_timeout) {}
 
 client_core::~client_core() = default;
 
@@ -43,6 +44,31 @@ void client_core::log(log_level level, const std::string& message) const noexcep
     options_.log(level, message);
   } catch (...) {
   }
+}
+
+void client_core::emit(const lock_event& event) const noexcept {
+  for (const auto& listener : options_.listeners) {
+    if (!listener) continue;
+    try {
+      listener(event);
+    } catch (const std::exception& e) {
+      log(log_level::error, std::string("event listener threw on ") + to_string(event.kind) +
+                                " " + quoted(event.name) + ": " + e.what());
+    } catch (...) {
+      log(log_level::error, std::string("event listener threw on ") + to_string(event.kind));
+    }
+  }
+}
+
+void client_core::release_in_database(lease_impl& lease, deadline until) {
+  keepalive_.untrack(&lease);
+  db_->release(lease.key(), until);
+}
+
+void client_core::emit_released(const lease_impl& lease) const noexcept {
+  emit({event_kind::released, lease.name, lease.token,
+        std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - lease.granted_at),
+        {}});
 }
 
 void client_core::ensure_open() const {
@@ -83,6 +109,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
     std::chrono::milliseconds& holder_left) {
   acquire_request request{std::string(name), options_.owner, random_hex(16), options.metadata,
                           options.ttl, waiting};
+  emit({event_kind::attempt, request.name, 0, {}, {}});
   auto sent = steady::now();
   acquire_result result;
   try {
@@ -157,12 +184,13 @@ void client_core::shutdown() {
     }
     if (steady::now() >= until) continue;  // the row expires by itself
     try {
-      db_->release(lease->key(), until);
+      release_in_database(*lease, until);
     } catch (const std::exception& e) {
       log(log_level::warn, "shutdown: release " + quoted(lease->name) + " (token " +
                                std::to_string(lease->token) + ") failed: " + e.what() +
                                "; the row expires by itself");
     }
+    emit_released(*lease);
   }
 }
 
@@ -191,8 +219,16 @@ std::optional<lease> client::try_acquire(std::string_view name, const lock_optio
   detail::validate(options);
   core_->ensure_open();
   core_->ensure_schema();
+  auto start = std::chrono::steady_clock::now();
   std::chrono::milliseconds holder_left{0};
-  if (auto impl = core_->attempt(name, options, false, holder_left)) return lease(*impl);
+  if (auto impl = core_->attempt(name, options, false, holder_left)) {
+    core_->emit({event_kind::acquired, std::string(name), (*impl)->token,
+                 std::chrono::duration_cast<std::chrono::milliseconds>(
+                     std::chrono::steady_clock::now() - start),
+                 {}});
+    return lease(*impl);
+  }
+  core_->emit({event_kind::not_acquired, std::string(name), 0, {}, "held"});
   return std::nullopt;
 }
 
@@ -233,12 +269,17 @@ std::optional<lease> client::acquire_until(std::string_view name,
   } guard{*core_, watch};
 
   detail::backoff delay(core_->db().wakes_other_processes());
-  const bool waits = until > steady_clock::now();
+  const auto start = steady_clock::now();
+  const bool waits = until > start;
+  auto since_start = [&] { return duration_cast<milliseconds>(steady_clock::now() - start); };
   steady_clock::time_point failing_since{};
   for (;;) {
     milliseconds holder_left{0};
     try {
-      if (auto impl = core_->attempt(name, options, waits, holder_left)) return lease(*impl);
+      if (auto impl = core_->attempt(name, options, waits, holder_left)) {
+        core_->emit({event_kind::acquired, std::string(name), (*impl)->token, since_start(), {}});
+        return lease(*impl);
+      }
       failing_since = {};
     } catch (const error& e) {
       // Ride out short outages and busy databases while waiting; report a lasting one.
@@ -249,13 +290,19 @@ std::optional<lease> client::acquire_until(std::string_view name,
       core_->log(log_level::debug, std::string("acquire: attempt failed, retrying: ") + e.what());
     }
     auto now = steady_clock::now();
-    if (now >= until) return std::nullopt;
+    if (now >= until) {
+      core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(),
+                   waits ? "timed out" : "held"});
+      return std::nullopt;
+    }
     auto wake_at = now + delay.next();
     if (holder_left > milliseconds::zero()) wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
     wake_at = std::min(wake_at, until);
-    if (watch->wait_until(wake_at) == release_watch::wake::cancelled)
+    if (watch->wait_until(wake_at) == release_watch::wake::cancelled) {
+      core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(), "cancelled"});
       throw error(errc::cancelled,
                   "acquire " + detail::quoted(name) + ": the client was shut down while waiting");
+    }
   }
 }
 

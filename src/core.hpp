@@ -28,6 +28,12 @@ class client_core : public std::enable_shared_from_this<client_core> {
   deadline op_deadline() const { return steady::now() + options_.operation_timeout; }
   std::chrono::milliseconds operation_timeout() const { return options_.operation_timeout; }
   void log(log_level level, const std::string& message) const noexcept;
+  /// Tells every listener, catching (and logging) what they throw. Call it holding no lock.
+  void emit(const lock_event& event) const noexcept;
+  /// Ends `lease` in the database (the caller already marked it released).
+  void release_in_database(lease_impl& lease, deadline until);
+  /// Reports a release to the listeners (hold no lock: a listener may call back into sqlock).
+  void emit_released(const lease_impl& lease) const noexcept;
 
   /// Throws errc::cancelled after shutdown.
   void ensure_open() const;

@@ -1,4 +1,5 @@
 #include <sqlock/error.hpp>
+#include <sqlock/events.hpp>
 #include <sqlock/types.hpp>
 
 namespace sqlock {
@@ -39,6 +40,19 @@ const char* to_string(log_level level) noexcept {
     case log_level::info: return "info";
     case log_level::warn: return "warn";
     case log_level::error: return "error";
+  }
+  return "unknown";
+}
+
+const char* to_string(event_kind kind) noexcept {
+  switch (kind) {
+    case event_kind::attempt: return "attempt";
+    case event_kind::acquired: return "acquired";
+    case event_kind::not_acquired: return "not_acquired";
+    case event_kind::renewed: return "renewed";
+    case event_kind::renew_failed: return "renew_failed";
+    case event_kind::lost: return "lost";
+    case event_kind::released: return "released";
   }
   return "unknown";
 }

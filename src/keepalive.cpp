@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include <sqlock/events.hpp>
+
 #include "util.hpp"
 
 namespace sqlock::detail {
@@ -28,8 +30,8 @@ const char* loss_reason(renew_outcome outcome) noexcept {
   return "unknown";
 }
 
-keepalive::keepalive(backend& db, log_fn log, milliseconds operation_timeout)
-    : db_(db), log_(std::move(log)), operation_timeout_(operation_timeout) {}
+keepalive::keepalive(backend& db, log_fn log, emit_fn emit, milliseconds operation_timeout)
+    : db_(db), log_(std::move(log)), emit_(std::move(emit)), operation_timeout_(operation_timeout) {}
 
 keepalive::~keepalive() {
   if (!on_own_thread()) stop();
@@ -91,7 +93,7 @@ bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason
   }
   log(log_level::warn, "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
                            ") lost: " + reason);
-  if (lease.on_lost) pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
+  pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
   timer_cv_.notify_one();
   return true;
 }
@@ -105,13 +107,7 @@ bool keepalive::declare_lost(lease_impl& lease, const std::string& reason) {
     // No timer thread runs after stop(): deliver here, outside the lock, rather than drop it.
     if (!started_) orphans.swap(pending_);
   }
-  for (auto& cb : orphans) {
-    try {
-      cb.fn(cb.event);
-    } catch (...) {
-      log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw");
-    }
-  }
+  deliver(orphans);
   return changed;
 }
 
@@ -142,6 +138,20 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
   }
   poke();
   return result.outcome;
+}
+
+void keepalive::deliver(std::vector<pending_callback>& callbacks) noexcept {
+  for (auto& cb : callbacks) {
+    if (emit_) emit_({event_kind::lost, cb.event.name, cb.event.token, {}, cb.event.reason});
+    if (!cb.fn) continue;
+    try {
+      cb.fn(cb.event);
+    } catch (const std::exception& e) {
+      log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw: " + e.what());
+    } catch (...) {
+      log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw");
+    }
+  }
 }
 
 void keepalive::renew_loop() {
@@ -213,15 +223,39 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
       lease->state = lease_state::at_risk;
       lease->next_renewal = steady::now() + retry_delay(lease->ttl);
     }
+    ios.clear();
+    if (emit_)
+      for (auto& lease : batch)
+        emit_({event_kind::renew_failed, lease->name, lease->token, {}, e.what()});
     return;
   }
+  std::vector<lock_event> events;
+  auto round_trip = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
   for (std::size_t i = 0; i < batch.size(); ++i) {
     auto outcome = apply(*batch[i], results[i], sent, requests[i].ttl);
+    if (outcome == renew_outcome::renewed)
+      events.push_back({event_kind::renewed, batch[i]->name, batch[i]->token, round_trip, {}});
+    if (outcome == renew_outcome::busy)
+      events.push_back({event_kind::renew_failed, batch[i]->name, batch[i]->token, round_trip,
+                        "the lock row is held by an open fenced transaction"});
+    if (outcome == renew_outcome::renewed && batch[i]->state_is(lease_state::lost)) {
+      // The renewal landed after the timer had declared the lease lost (the call outlived the
+      // safety deadline). Nobody uses this lease any more: hand the row back to waiters now
+      // rather than at its new expiry.
+      try {
+        db_.release(requests[i].key, steady::now() + operation_timeout_);
+      } catch (const std::exception& e) {
+        log(log_level::debug, std::string("keepalive: releasing a lost lease failed: ") + e.what());
+      }
+    }
     if (outcome == renew_outcome::busy)
       log(log_level::warn, "keepalive: lease " + quoted(batch[i]->name) + " (token " +
                                std::to_string(batch[i]->token) +
                                ") is locked by an open fenced transaction; retrying");
   }
+  ios.clear();
+  if (emit_)
+    for (auto& e : events) emit_(e);
 }
 
 void keepalive::timer_loop() {
@@ -231,15 +265,7 @@ void keepalive::timer_loop() {
       auto cbs = std::move(pending_);
       pending_.clear();
       lock.unlock();
-      for (auto& cb : cbs) {
-        try {
-          cb.fn(cb.event);
-        } catch (const std::exception& e) {
-          log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw: " + e.what());
-        } catch (...) {
-          log(log_level::error, "on_lost for " + quoted(cb.event.name) + " threw");
-        }
-      }
+      deliver(cbs);
       lock.lock();
       continue;
     }

@@ -26,7 +26,8 @@ namespace sqlock::detail {
 class keepalive {
  public:
   using log_fn = std::function<void(log_level, const std::string&)>;
-  keepalive(backend& db, log_fn log, std::chrono::milliseconds operation_timeout);
+  using emit_fn = std::function<void(const lock_event&)>;
+  keepalive(backend& db, log_fn log, emit_fn emit, std::chrono::milliseconds operation_timeout);
   ~keepalive();
   keepalive(const keepalive&) = delete;
   keepalive& operator=(const keepalive&) = delete;
@@ -50,10 +51,12 @@ class keepalive {
   bool on_own_thread() const;
 
  private:
+  // A loss to report: the `lost` event to the listeners, then on_lost (if any).
   struct pending_callback {
     std::function<void(const lost_event&)> fn;
     lost_event event;
   };
+  void deliver(std::vector<pending_callback>& callbacks) noexcept;
   void start_locked();
   void renew_loop();
   void timer_loop();
@@ -63,6 +66,7 @@ class keepalive {
 
   backend& db_;
   log_fn log_;
+  emit_fn emit_;
   std::chrono::milliseconds operation_timeout_;
 
   std::mutex mu_;
@@ -77,6 +81,7 @@ class keepalive {
 };
 
 /// Human text for a loss reported by the database.
+/// (Listeners hear about renewals from whoever applied them, after it dropped its locks.)
 const char* loss_reason(renew_outcome outcome) noexcept;
 
 }  // namespace sqlock::detail

@@ -102,15 +102,23 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
                                       std::to_string(results.size()) + " results for 1 lease");
   } catch (const error& e) {
     if (e.code() == errc::unavailable || e.code() == errc::in_doubt) {
-      std::lock_guard<std::mutex> lock(l.mu);
-      if (l.active_locked()) l.state = lease_state::at_risk;
+      {
+        std::lock_guard<std::mutex> lock(l.mu);
+        if (l.active_locked()) l.state = lease_state::at_risk;
+      }
+      core.emit({event_kind::renew_failed, l.name, l.token, {}, e.what()});
     }
     throw;
   }
-  switch (core.keeper().apply(l, results[0], sent, use_ttl)) {
+  auto outcome = core.keeper().apply(l, results[0], sent, use_ttl);
+  auto round_trip = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sent);
+  switch (outcome) {
     case renew_outcome::renewed:
+      core.emit({event_kind::renewed, l.name, l.token, round_trip, {}});
       return state() != lease_state::lost;
     case renew_outcome::busy:
+      core.emit({event_kind::renew_failed, l.name, l.token, round_trip,
+                 "the lock row is held by an open fenced transaction"});
       throw error(errc::unavailable,
                   "renew " + detail::quoted(l.name) + " (token " + std::to_string(l.token) +
                       ") on " + std::string(core.db().kind()) +
@@ -125,22 +133,29 @@ void lease::release() {
   if (!impl_) return;
   auto& l = *impl_;
   auto& core = *l.core;
-  std::lock_guard<std::mutex> io(l.io);
   {
-    std::unique_lock<std::mutex> lock(l.mu);
-    auto s = l.effective_state_locked(steady::now());
-    if (s == lease_state::released) return;
-    if (s == lease_state::lost) {
-      bool declare = l.active_locked();
-      lock.unlock();
-      if (declare)
-        core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
-      return;
+    std::lock_guard<std::mutex> io(l.io);
+    {
+      std::unique_lock<std::mutex> lock(l.mu);
+      auto s = l.effective_state_locked(steady::now());
+      if (s == lease_state::released) return;
+      if (s == lease_state::lost) {
+        bool declare = l.active_locked();
+        lock.unlock();
+        if (declare)
+          core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
+        return;
+      }
+      l.state = lease_state::released;
     }
-    l.state = lease_state::released;
+    try {
+      core.release_in_database(l, core.op_deadline());
+    } catch (...) {
+      core.emit_released(l);  // ended locally all the same
+      throw;
+    }
   }
-  core.keeper().untrack(&l);
-  core.db().release(l.key(), core.op_deadline());
+  core.emit_released(l);
 }
 
 }  // namespace sqlock

@@ -36,7 +36,8 @@ struct lease_impl {
         safe_until(sent + options.ttl - safety_margin(options.ttl)),
         next_renewal(sent + options.ttl / 3),
         acquired_at(g.acquired_at),
-        expires_at(g.expires_at) {}
+        expires_at(g.expires_at),
+        granted_at(sent) {}
 
   const std::shared_ptr<client_core> core;
   const std::string name;
@@ -56,6 +57,7 @@ struct lease_impl {
   steady::time_point next_renewal;  // when the keepalive renews next (or retries)
   std::chrono::system_clock::time_point acquired_at, expires_at;  // database clock
   lease_state state = lease_state::held;
+  steady::time_point granted_at;  // for the hold time reported when released
 
   lease_key key() const { return {name, nonce, token}; }
   /// The state with the safety deadline applied (mu held by the caller).
@@ -63,6 +65,10 @@ struct lease_impl {
     if ((state == lease_state::held || state == lease_state::at_risk) && now >= safe_until)
       return lease_state::lost;
     return state;
+  }
+  bool state_is(lease_state s) const {
+    std::lock_guard<std::mutex> lock(mu);
+    return state == s;
   }
   bool active_locked() const {
     return state == lease_state::held || state == lease_state::at_risk;

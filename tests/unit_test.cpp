@@ -198,3 +198,14 @@ TEST_CASE("the default owner names host, pid and a random part") {
   sqlock::client d("sqlite:/tmp/never-created-owner.db");
   CHECK(d.owner() != owner);
 }
+
+TEST_CASE("a fence accepts the current token and newer ones and rejects stale ones") {
+  sqlock::fence f;
+  CHECK(f.highest("file") == 0);
+  CHECK(f.accept("file", 33));
+  CHECK(f.accept("file", 33));  // the holder writes again
+  CHECK(f.accept("file", 34));
+  CHECK_FALSE(f.accept("file", 33));  // the paused holder wakes up too late
+  CHECK(f.highest("file") == 34);
+  CHECK(f.accept("other", 1));  // per resource
+}

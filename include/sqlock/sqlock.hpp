@@ -5,6 +5,9 @@
 #include <sqlock/backend.hpp>
 #include <sqlock/client.hpp>
 #include <sqlock/error.hpp>
+#include <sqlock/events.hpp>
+#include <sqlock/fence.hpp>
 #include <sqlock/lease.hpp>
+#include <sqlock/mutex.hpp>
 #include <sqlock/types.hpp>
 #include <sqlock/version.hpp>

@@ -8,6 +8,9 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include <sqlock/events.hpp>
 
 namespace sqlock {
 
@@ -83,6 +86,9 @@ struct client_options {
   std::string owner;
   /// Log hook, called from any thread; must not block. Default: silent.
   std::function<void(log_level, std::string_view)> log;
+  /// Event listeners (attempt, acquired, renewed, lost, released, ...), called in order on the
+  /// thread where the event happens; must not block. Default: none.
+  std::vector<event_listener> listeners;
   /// Upper bound on each database call made for this client. Default: 10 s.
   std::chrono::milliseconds operation_timeout{10000};
   /// Used only when the client opens its backend from a URL.

@@ -1,0 +1,38 @@
+#pragma once
+/// \file
+/// Observability: what a client reports to its event listeners (see the README for the
+/// Prometheus metric each maps to).
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+namespace sqlock {
+
+enum class event_kind {
+  attempt,       ///< one grant attempt sent to the database
+  acquired,      ///< granted; `elapsed` = time from the call to the grant (the wait)
+  not_acquired,  ///< the call returned without a lease; `reason` = "held", "timed out", "cancelled"
+  renewed,       ///< a renewal succeeded; `elapsed` = its round trip
+  renew_failed,  ///< a renewal failed transiently (the lease is at risk); `reason` = the error
+  lost,          ///< the lease was lost; `reason` as in lost_event
+  released,      ///< released by its holder; `elapsed` = how long it was held
+};
+
+const char* to_string(event_kind kind) noexcept;
+
+/// One event. Thread safety: a value; listeners may keep copies.
+struct lock_event {
+  event_kind kind = event_kind::attempt;
+  std::string name;
+  std::int64_t token = 0;  ///< 0 when no lease is involved
+  std::chrono::milliseconds elapsed{0};
+  std::string reason;
+};
+
+/// Called synchronously on the thread where the event happens (a user thread, the keepalive or
+/// the timer); must be quick and must not block. Exceptions are caught and logged.
+using event_listener = std::function<void(const lock_event&)>;
+
+}  // namespace sqlock

@@ -1,0 +1,29 @@
+#pragma once
+/// \file
+/// Optional helpers for applications that hold their own `sqlite3*` on the lock database:
+/// same-database fencing. Unlike the core headers, this one includes <sqlite3.h>.
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <string_view>
+
+namespace sqlock::sqlite {
+
+/// Effects: checks, inside the caller's own open transaction on `db`, that `token` is the live
+/// lease of `name` by SQLite's clock. Call it in a `BEGIN IMMEDIATE` transaction before the
+/// protected writes: while that transaction holds the write lock no takeover can commit, so the
+/// check and the writes are one atomic fact. (In a deferred transaction in WAL mode the check
+/// is still safe: a takeover that commits after it makes the caller's first write fail with
+/// SQLITE_BUSY_SNAPSHOT.) Keep such transactions short: they block every sqlock writer on the
+/// file, including the holder's own renewals.
+/// Throws: `errc::lease_lost` when the lease is not live; `errc::usage` outside a transaction;
+/// `errc::unavailable` / `errc::schema_mismatch` on database errors.
+void assert_held(sqlite3* db, std::string_view name, std::int64_t token);
+
+/// Registers the SQL function `sqlock_assert_held(name, token)` on `db`, with the semantics of
+/// `assert_held`: it returns 1, or fails the statement with "sqlock: lease lost ...".
+/// Returns the SQLite result code.
+int register_functions(sqlite3* db);
+
+}  // namespace sqlock::sqlite

@@ -1,0 +1,132 @@
+// SQLite-only behaviour: same-database fencing inside the user's own transaction.
+
+#include <doctest/doctest.h>
+#include <sqlock/sqlite.hpp>
+#include <sqlock/sqlock.hpp>
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <thread>
+
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+
+using namespace std::chrono_literals;
+
+namespace {
+struct closer {
+  void operator()(sqlite3* db) const { sqlite3_close(db); }
+};
+using handle = std::unique_ptr<sqlite3, closer>;
+
+handle open(const std::string& file) {
+  sqlite3* db = nullptr;
+  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  return handle(db);
+}
+void exec(sqlite3* db, const char* sql) {
+  char* err = nullptr;
+  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
+  std::string msg = err ? err : "";
+  sqlite3_free(err);
+  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
+}
+sqlock::errc code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const sqlock::error& e) {
+    return e.code();
+  }
+  return sqlock::errc::internal;
+}
+}  // namespace
+
+TEST_SUITE("sqlite") {
+TEST_CASE("a fenced write with the live token commits; a stale token is rejected") {
+  sqlock_test::sqlite_fixture db;
+  sqlock::client c(db.url());
+  auto app = open(db.file());
+  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+
+  sqlock::lock_options short_lease;
+  short_lease.ttl = 150ms;
+  short_lease.keepalive = false;
+  auto old = c.try_acquire("ledger", short_lease);
+  REQUIRE(old);
+  exec(app.get(), "BEGIN IMMEDIATE");
+  sqlock::sqlite::assert_held(app.get(), "ledger", old->token());
+  exec(app.get(), "INSERT INTO ledger VALUES ('first', 1)");
+  exec(app.get(), "COMMIT");
+
+  CHECK(sqlock_test::eventually([&] { return old->lost(); }));
+  sqlock::client other(db.url());
+  std::optional<sqlock::lease> fresh;
+  CHECK(sqlock_test::eventually([&] { return bool(fresh = other.try_acquire("ledger")); }));
+  REQUIRE(fresh);
+  CHECK(fresh->token() > old->token());
+
+  exec(app.get(), "BEGIN IMMEDIATE");
+  CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", old->token()); }) ==
+        sqlock::errc::lease_lost);
+  exec(app.get(), "ROLLBACK");
+  CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", fresh->token()); }) ==
+        sqlock::errc::usage);  // outside a transaction the check proves nothing
+  CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "nope", 1); }) == sqlock::errc::usage);
+}
+
+TEST_CASE("the SQL function rejects a stale token inside the statement") {
+  sqlock_test::sqlite_fixture db;
+  sqlock::client c(db.url());
+  auto app = open(db.file());
+  REQUIRE(sqlock::sqlite::register_functions(app.get()) == SQLITE_OK);
+  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+  auto l = c.try_acquire("ledger");
+  REQUIRE(l);
+  std::string ok = "BEGIN IMMEDIATE; INSERT INTO ledger SELECT 'ok', " + std::to_string(l->token()) +
+                   " WHERE sqlock_assert_held('ledger', " + std::to_string(l->token()) + "); COMMIT;";
+  exec(app.get(), ok.c_str());
+  std::string stale = "INSERT INTO ledger SELECT 'stale', 0 WHERE sqlock_assert_held('ledger', " +
+                      std::to_string(l->token() - 1) + ")";
+  char* err = nullptr;
+  CHECK(sqlite3_exec(app.get(), stale.c_str(), nullptr, nullptr, &err) == SQLITE_ERROR);
+  REQUIRE(err);
+  CHECK(std::string(err).find("lease lost") != std::string::npos);
+  sqlite3_free(err);
+}
+
+TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
+  sqlock_test::sqlite_fixture db;
+  sqlock::client holder(db.url());
+  sqlock::lock_options o;
+  o.ttl = 300ms;
+  o.keepalive = false;
+  auto l = holder.try_acquire("ledger", o);
+  REQUIRE(l);
+  auto app = open(db.file());
+  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+  exec(app.get(), "BEGIN IMMEDIATE");
+  sqlock::sqlite::assert_held(app.get(), "ledger", l->token());
+
+  std::atomic<std::int64_t> taken{0};
+  std::atomic<bool> done{false};
+  std::thread taker([&] {
+    sqlock::client other(db.url());
+    auto t = other.acquire("ledger");  // waits for expiry AND for our write lock
+    taken = t.token();
+    done = true;
+  });
+  std::this_thread::sleep_for(600ms);  // well past the lease: only our transaction holds it off
+  CHECK_FALSE(done.load());
+  std::string write = "INSERT INTO ledger VALUES ('fenced', " + std::to_string(l->token()) + ")";
+  exec(app.get(), write.c_str());
+  exec(app.get(), "COMMIT");
+  taker.join();
+  CHECK(taken > l->token());
+  exec(app.get(), "BEGIN IMMEDIATE");
+  CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", l->token()); }) ==
+        sqlock::errc::lease_lost);
+  exec(app.get(), "ROLLBACK");
+}
+}
