@@ -32,7 +32,9 @@ int main(int argc, char** argv) {
                     static_cast<long long>(busy->token()));
         std::fflush(stdout);
         std::this_thread::sleep_for(300ms);
-        continue;  // released by the destructor
+        busy->release();
+        std::this_thread::sleep_for(400ms);  // the rest of the job, outside the lock
+        continue;
       }
       auto holder = c.inspect("nightly-report");
       std::printf("[%s] busy: held by %s for %lld ms more; waiting\n", tag.c_str(),
@@ -44,6 +46,8 @@ int main(int argc, char** argv) {
                   static_cast<long long>(l.token()));
       std::fflush(stdout);
       std::this_thread::sleep_for(300ms);  // the work, protected by token l.token()
+      l.release();
+      std::this_thread::sleep_for(400ms);  // the rest of the job, outside the lock
     }
   } catch (const sqlock::error& e) {
     std::fprintf(stderr, "[%s] %s\n", tag.c_str(), e.what());
