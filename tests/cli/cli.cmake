@@ -1,0 +1,25 @@
+# Tests of the real `sqlock` binary (included by tests/CMakeLists.txt when SQLOCK_BUILD_CLI).
+# cli.sqlite runs every case that needs no server; cli.postgresql runs the database cases against
+# the server of scripts/with-postgres and FAILS (never skips) without SQLOCK_TEST_POSTGRESQL_URL.
+find_package(nlohmann_json REQUIRED)
+
+add_executable(sqlock_cli_tests
+  ${CMAKE_CURRENT_SOURCE_DIR}/cli/main.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_test.cpp)
+target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::nlohmann_json
+                                               Threads::Threads)
+target_include_directories(sqlock_cli_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_FILE:sqlock_cli>")
+if(SQLOCK_WITH_POSTGRESQL)
+  target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_TEST_WITH_POSTGRESQL=1)
+  target_link_libraries(sqlock_cli_tests PRIVATE PostgreSQL::PostgreSQL)
+endif()
+sqlock_target_defaults(sqlock_cli_tests)
+add_dependencies(sqlock_cli_tests sqlock_cli)
+
+add_test(NAME cli.sqlite COMMAND sqlock_cli_tests --test-case-exclude=*<postgresql>*)
+set_tests_properties(cli.sqlite PROPERTIES TIMEOUT 300)
+if(SQLOCK_WITH_POSTGRESQL)
+  add_test(NAME cli.postgresql COMMAND sqlock_cli_tests --test-case=*<postgresql>*)
+  set_tests_properties(cli.postgresql PROPERTIES TIMEOUT 300)
+endif()

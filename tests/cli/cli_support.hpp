@@ -1,0 +1,276 @@
+#pragma once
+// Running the real `sqlock` binary from tests: posix_spawn with stdout/stderr captured in files,
+// stdin from /dev/null (never a terminal), and a hermetic environment.
+
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <doctest/doctest.h>
+#include <nlohmann/json.hpp>
+
+#include "support/poll.hpp"
+#include "support/temp_dir.hpp"
+
+#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#include <libpq-fe.h>
+#endif
+
+extern char** environ;
+
+namespace sqlock_cli_test {
+
+using namespace std::chrono_literals;
+using sqlock_test::eventually;
+using sqlock_test::temp_dir;
+
+inline const std::string binary = SQLOCK_CLI_BINARY;
+
+inline std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+inline void write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << text;
+}
+
+/// Environment changes for one process: a value sets, std::nullopt removes.
+using env_changes = std::map<std::string, std::optional<std::string>>;
+
+/// The test's environment minus everything that could point sqlock at a database or change its
+/// output; PGPASSFILE (scripts/with-postgres) stays.
+inline std::vector<std::string> make_env(const env_changes& changes) {
+  static const char* strip[] = {"SQLOCK_DATABASE_URL=", "DATABASE_URL=", "SQLOCK_SCHEMA=",
+                                "NO_COLOR=", "SQLOCK_LOCK_NAME=", "SQLOCK_LOCK_TOKEN=",
+                                "SQLOCK_LOCK_OWNER=", "PGHOST=", "PGHOSTADDR=", "PGPORT=",
+                                "PGDATABASE=", "PGUSER=", "PGSERVICE=", "TERM="};
+  std::vector<std::string> env;
+  for (char** e = environ; *e != nullptr; ++e) {
+    std::string v(*e);
+    bool drop = false;
+    for (const char* s : strip) drop = drop || v.rfind(s, 0) == 0;
+    auto eq = v.find('=');
+    if (eq != std::string::npos && changes.count(v.substr(0, eq))) drop = true;
+    if (!drop) env.push_back(v);
+  }
+  for (const auto& [k, v] : changes)
+    if (v) env.push_back(k + "=" + *v);
+  return env;
+}
+
+struct result {
+  int code = -1;
+  std::string out, err;
+};
+
+/// One running process. Its output goes to files in its own temp dir.
+class process {
+ public:
+  explicit process(const std::vector<std::string>& argv, const env_changes& env = {}) {
+    out_ = dir_.path() + "/stdout";
+    err_ = dir_.path() + "/stderr";
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_addopen(&fa, 1, out_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    posix_spawn_file_actions_addopen(&fa, 2, err_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    auto env_strings = make_env(env);
+    std::vector<char*> envp;
+    for (auto& e : env_strings) envp.push_back(const_cast<char*>(e.c_str()));
+    envp.push_back(nullptr);
+    int rc = posix_spawnp(&pid_, args[0], &fa, nullptr, args.data(), envp.data());
+    posix_spawn_file_actions_destroy(&fa);
+    if (rc != 0) throw std::runtime_error("posix_spawn " + argv[0] + " failed");
+  }
+  ~process() {
+    if (!reaped_) {
+      ::kill(pid_, SIGKILL);
+      int st = 0;
+      ::waitpid(pid_, &st, 0);
+    }
+  }
+  process(const process&) = delete;
+  process& operator=(const process&) = delete;
+
+  pid_t pid() const { return pid_; }
+  std::string out() const { return read_file(out_); }
+  std::string err() const { return read_file(err_); }
+
+  /// True once it has exited (reaps it).
+  bool exited() {
+    if (reaped_) return true;
+    int st = 0;
+    if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+      reaped_ = true;
+      code_ = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    }
+    return reaped_;
+  }
+  /// Waits up to `limit`; a process still running then is killed and the check fails.
+  result wait(std::chrono::milliseconds limit = 30s) {
+    if (!eventually([&] { return exited(); }, limit)) {
+      FAIL_CHECK("process " << pid_ << " did not exit within " << limit.count() << " ms; killed");
+      ::kill(pid_, SIGKILL);
+      eventually([&] { return exited(); });
+    }
+    return {code_, out(), err()};
+  }
+
+ private:
+  temp_dir dir_;
+  std::string out_, err_;
+  pid_t pid_ = 0;
+  bool reaped_ = false;
+  int code_ = -1;
+};
+
+inline result run(const std::vector<std::string>& argv, const env_changes& env = {},
+                  std::chrono::milliseconds limit = 30s) {
+  process p(argv, env);
+  return p.wait(limit);
+}
+
+/// `sqlock ARGS...` with no database configured.
+inline std::vector<std::string> sqlock(std::vector<std::string> args) {
+  args.insert(args.begin(), binary);
+  return args;
+}
+
+inline nlohmann::json parse_json(const std::string& text) {
+  try {
+    return nlohmann::json::parse(text);
+  } catch (const std::exception& e) {
+    FAIL("not one JSON document (" << e.what() << "): " << text);
+  }
+  return {};
+}
+
+/// Whether `pid` is gone (or a zombie waiting for a reaper that is not us).
+inline bool process_gone(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  if (stat.empty()) return true;
+  auto close = stat.rfind(')');
+  return close != std::string::npos && close + 2 < stat.size() && stat[close + 2] == 'Z';
+}
+
+inline pid_t read_pid(const std::string& path) {
+  std::string s = read_file(path);
+  return s.empty() ? 0 : static_cast<pid_t>(std::stol(s));
+}
+
+// ---- databases ---------------------------------------------------------------------------
+
+/// A SQLite file in a temp dir.
+struct sqlite_db {
+  explicit sqlite_db(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
+    if (migrate) migrate_up();
+  }
+  std::vector<std::string> global() const { return {"-d", url_}; }
+  const std::string& dir() const { return dir_.path(); }
+  const std::string& url() const { return url_; }
+  /// `sqlock -d URL ARGS...`
+  std::vector<std::string> cmd(const std::vector<std::string>& args) const {
+    auto v = global();
+    v.insert(v.end(), args.begin(), args.end());
+    return sqlock(v);
+  }
+  void migrate_up() const {
+    auto r = run(cmd({"migrate", "up"}));
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+  }
+
+ private:
+  temp_dir dir_;
+  std::string url_;
+};
+
+#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+inline std::string required_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (v == nullptr || *v == '\0')
+    throw std::runtime_error(std::string(name) +
+                             " is not set: run the PostgreSQL CLI tests under "
+                             "scripts/with-postgres (they fail rather than skip)");
+  return v;
+}
+
+inline void pg_exec(const std::string& url, const std::string& sql) {
+  PGconn* c = PQconnectdb(url.c_str());
+  if (PQstatus(c) != CONNECTION_OK) {
+    std::string why = PQerrorMessage(c);
+    PQfinish(c);
+    throw std::runtime_error("test: cannot connect to PostgreSQL: " + why);
+  }
+  PGresult* r = PQexec(c, sql.c_str());
+  auto st = PQresultStatus(r);
+  std::string why = PQresultErrorMessage(r);
+  PQclear(r);
+  PQfinish(c);
+  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+    throw std::runtime_error("test SQL failed: " + why + " in: " + sql);
+}
+
+/// A fresh schema (whose name needs quoting) in the database of scripts/with-postgres.
+struct postgresql_db {
+  explicit postgresql_db(bool migrate = true)
+      : url_(required_env("SQLOCK_TEST_POSTGRESQL_URL")), schema_(unique_schema()) {
+    pg_exec(url_, "CREATE SCHEMA " + quoted_schema());
+    if (migrate) migrate_up();
+  }
+  ~postgresql_db() {
+    try {
+      pg_exec(url_, "DROP SCHEMA IF EXISTS " + quoted_schema() + " CASCADE");
+    } catch (...) {
+    }
+  }
+  std::vector<std::string> global() const { return {"-d", url_, "--schema", schema_}; }
+  const std::string& dir() const { return dir_.path(); }
+  const std::string& url() const { return url_; }
+  std::vector<std::string> cmd(const std::vector<std::string>& args) const {
+    auto v = global();
+    v.insert(v.end(), args.begin(), args.end());
+    return sqlock(v);
+  }
+  void migrate_up() const {
+    auto r = run(cmd({"migrate", "up"}));
+    REQUIRE_MESSAGE(r.code == 0, r.err);
+  }
+
+ private:
+  static std::string unique_schema() {
+    static std::atomic<int> counter{0};
+    return "Sqlock Cli\"" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
+  }
+  std::string quoted_schema() const {
+    std::string q = "\"";
+    for (char ch : schema_) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
+    return q + "\"";
+  }
+  temp_dir dir_;
+  std::string url_;
+  std::string schema_;
+};
+#endif
+
+}  // namespace sqlock_cli_test
