@@ -1,0 +1,108 @@
+// Faults injected at the backend seam, on every backend: in-doubt acquires are cleaned up by
+// nonce, a stuck renewal cannot delay the loss past the safety deadline, transient failures
+// make a lease at risk and it recovers.
+
+#include <doctest/doctest.h>
+#include <sqlock/sqlock.hpp>
+
+#include <atomic>
+
+#include "support/faulty_backend.hpp"
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+
+using namespace std::chrono_literals;
+using sqlock::errc;
+
+namespace {
+template <class F>
+std::shared_ptr<sqlock_test::faulty_backend> faulty(const F& db) {
+  return std::make_shared<sqlock_test::faulty_backend>(
+      sqlock::open_backend(db.url(), db.options().backend));
+}
+errc code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const sqlock::error& e) {
+    return e.code();
+  }
+  return errc::internal;
+}
+}  // namespace
+
+TEST_CASE_TEMPLATE("an in-doubt acquire is cleaned up by its nonce and reported unavailable", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  sqlock::client c(fb, db.options());
+  sqlock::client other(db.url(), db.options());
+  fb->acquire_in_doubt = true;
+  CHECK(code_of([&] { (void)c.try_acquire("job"); }) == errc::unavailable);
+  auto rec = other.inspect("job");
+  REQUIRE(rec);           // the grant did happen...
+  CHECK_FALSE(rec->held);  // ...and was ended, so nobody waits for a lease nobody holds
+  CHECK(other.try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("an in-doubt acquire whose cleanup fails is reported in_doubt", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  sqlock::client c(fb, db.options());
+  sqlock::client other(db.url(), db.options());
+  fb->acquire_in_doubt = true;
+  fb->abandon_fails = true;
+  sqlock::lock_options o;
+  o.ttl = 300ms;
+  CHECK(code_of([&] { (void)c.try_acquire("job", o); }) == errc::in_doubt);
+  // The orphaned row simply expires: another client gets the lock within the ttl.
+  auto got = other.try_acquire_for("job", 3s);
+  CHECK(got);
+}
+
+TEST_CASE_TEMPLATE("a stuck renewal cannot delay the loss past the safety deadline", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  sqlock::client c(fb, db.options());
+  std::atomic<long long> lost_at_ns{0};
+  sqlock::lock_options o;
+  o.ttl = 600ms;  // safety deadline = sent + 540 ms
+  o.on_lost = [&](const sqlock::lost_event&) {
+    lost_at_ns = std::chrono::steady_clock::now().time_since_epoch().count();
+  };
+  auto l = c.try_acquire("job", o);
+  REQUIRE(l);
+  // Let at least one renewal succeed, then stall every later one.
+  int before = fb->renew_calls;
+  CHECK(sqlock_test::eventually([&] { return fb->renew_calls > before; }));
+  auto stalled_from = std::chrono::steady_clock::now();
+  fb->renew_stalls = true;
+  CHECK(sqlock_test::eventually([&] { return lost_at_ns.load() != 0; }, 5s));
+  auto lost_at = std::chrono::steady_clock::time_point(std::chrono::nanoseconds(lost_at_ns.load()));
+  // The last successful renewal was sent before the stall began, so its safety deadline is at
+  // most 540 ms after `stalled_from`; the timer must fire by then plus a generous bound.
+  CHECK(lost_at - stalled_from <= 540ms + 400ms);
+  CHECK(l->lost());
+  CHECK(l->remaining() == 0ms);
+  fb->renew_stalls = false;
+}
+
+TEST_CASE_TEMPLATE("a transient renewal failure makes the lease at risk until it recovers", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  sqlock::client c(fb, db.options());
+  sqlock::lock_options o;
+  o.ttl = 3s;  // plenty of time between failing and the safety deadline
+  auto l = c.try_acquire("job", o);
+  REQUIRE(l);
+  fb->renew_fails = true;
+  CHECK(code_of([&] { (void)l->renew(); }) == errc::unavailable);
+  CHECK(l->state() == sqlock::lease_state::at_risk);
+  CHECK(bool(*l));  // at risk is still held
+  fb->renew_fails = false;
+  CHECK(sqlock_test::eventually([&] { return l->state() == sqlock::lease_state::held; }, 5s));
+  CHECK(l->renew());
+  CHECK_FALSE(l->lost());
+}
