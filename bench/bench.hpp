@@ -1,0 +1,45 @@
+#pragma once
+// The benchmark's configuration and its two halves: PostgreSQL (with the Redis baseline) and
+// SQLite.
+
+#include <chrono>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "report.hpp"
+
+namespace bench {
+
+struct config {
+  std::string pg_url;          ///< the benchmark role, direct (TCP loopback)
+  std::string pg_admin_url;    ///< a superuser: statistics, bulk fills, server process ids
+  std::string pg_capture_url;  ///< a role with log_statement=all, to read sqlock's statements
+  std::string pg_log;          ///< the server's log file
+  std::string pgbench;         ///< pgbench binary; empty: skip that baseline
+  std::string redis_host = "127.0.0.1";
+  int redis_port = 0;  ///< 0: skip the Redis baseline
+  std::string sqlite_dir;
+  std::string out_dir;
+  std::string self_exe;
+  bool smoke = false;
+  int repeats = 3;
+  std::chrono::milliseconds run{3000};       ///< one measured run of a loop
+  std::vector<int> thread_counts{1, 2, 8};
+  int waiters = 4;                           ///< scenario 2 handoff
+  int keepalive_leases = 10000;              ///< scenario 3 and memory (6)
+  std::chrono::milliseconds keepalive_ttl{3000};
+  int idle_leases = 1000;                    ///< scenario 6 idle CPU
+  std::chrono::milliseconds idle_window{10000};
+  std::vector<long> table_sizes{1000, 100000, 1000000};
+  int purge_repeats = 3;
+  std::set<std::string> only;  ///< scenario numbers to run ("1".."6"); empty: all
+  bool wants(const std::string& s) const { return only.empty() || only.count(s) > 0; }
+};
+
+void run_postgresql(const config& cfg, report& rep);
+void run_sqlite(const config& cfg, report& rep);
+/// The child side of the two-process SQLite scenario (`sqlock_bench sqlite-worker ...`).
+int sqlite_worker_main(int argc, char** argv);
+
+}  // namespace bench

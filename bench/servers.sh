@@ -1,0 +1,158 @@
+# Sourced by bench/run and bench/smoke: starts a throwaway PostgreSQL 15 (and optionally a
+# Redis) on free loopback ports, the way scripts/with-postgres does, but with settings for a
+# benchmark and a known server log (the benchmark reads sqlock's statements from it).
+# fsync and synchronous_commit stay ON: commits cost what they cost in production.
+#
+# After bench_start_postgres:  BENCH_PG_URL, BENCH_PG_ADMIN_URL, BENCH_PG_CAPTURE_URL,
+#                              BENCH_PG_LOG, BENCH_PGBENCH, PGPASSFILE
+# After bench_start_redis:     BENCH_REDIS (host:port)
+# bench_stop (installed as the EXIT trap by bench_servers_init) stops what was started.
+
+PGBIN=${SQLOCK_PGBIN:-/usr/lib/postgresql/15/bin}
+bench_tmp=
+bench_pg_started=0
+bench_redis_pid=
+
+bench_as_postgres() {
+  if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
+}
+
+bench_stop() {
+  local status=$?
+  set +e
+  if [ -n "$bench_redis_pid" ]; then
+    kill "$bench_redis_pid" 2>/dev/null
+    wait "$bench_redis_pid" 2>/dev/null
+  fi
+  if [ "$bench_pg_started" = 1 ]; then
+    bench_as_postgres "$PGBIN/pg_ctl" -D "$bench_tmp/data" -m immediate -w stop >/dev/null 2>&1
+  fi
+  [ -n "$bench_tmp" ] && rm -rf "$bench_tmp"
+  exit "$status"
+}
+
+bench_servers_init() {
+  bench_tmp=$(mktemp -d "${TMPDIR:-/tmp}/sqlock-bench.XXXXXX")
+  chmod 711 "$bench_tmp"
+  trap bench_stop EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+bench_free_port() {
+  local p
+  for _ in $(seq 1 100); do
+    p=$((20000 + RANDOM % 40000))
+    if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+      echo "$p"
+      return 0
+    fi
+  done
+  echo "bench: no free port found" >&2
+  return 1
+}
+
+bench_secret() { head -c 18 /dev/urandom | od -An -tx1 | tr -d ' \n'; }
+
+bench_fail_with_log() {
+  echo "bench: $1" >&2
+  [ -f "$2" ] && { echo "---- $2" >&2; tail -n 50 "$2" >&2; }
+  exit 1
+}
+
+bench_start_postgres() {
+  for bin in initdb pg_ctl psql pgbench; do
+    [ -x "$PGBIN/$bin" ] || { echo "bench: $PGBIN/$bin not found (scripts/deps all)" >&2; exit 69; }
+  done
+  id postgres >/dev/null 2>&1 || { echo "bench: no 'postgres' OS user (scripts/deps all)" >&2; exit 69; }
+  mkdir -p "$bench_tmp/data" "$bench_tmp/sock" "$bench_tmp/log"
+  chown postgres "$bench_tmp/data" "$bench_tmp/sock" "$bench_tmp/log"
+  chmod 700 "$bench_tmp/data"
+  chmod 755 "$bench_tmp/log"
+  local port
+  port=$(bench_free_port)
+  if ! bench_as_postgres "$PGBIN/initdb" -D "$bench_tmp/data" -U postgres --auth-local=peer \
+         --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >"$bench_tmp/initdb.log" 2>&1; then
+    bench_fail_with_log "initdb failed" "$bench_tmp/initdb.log"
+  fi
+  cat >>"$bench_tmp/data/postgresql.conf" <<EOF
+listen_addresses = '127.0.0.1'
+port = $port
+unix_socket_directories = '$bench_tmp/sock'
+max_connections = 200
+shared_buffers = 512MB
+fsync = on
+synchronous_commit = on
+max_wal_size = 4GB
+checkpoint_timeout = 30min
+shared_preload_libraries = 'pg_stat_statements'
+pg_stat_statements.track = all
+pg_stat_statements.max = 10000
+track_activity_query_size = 8192
+password_encryption = 'scram-sha-256'
+log_min_messages = warning
+log_line_prefix = '%m [%p] %u@%d '
+EOF
+  BENCH_PG_LOG=$bench_tmp/log/postgresql.log
+  if ! bench_as_postgres "$PGBIN/pg_ctl" -D "$bench_tmp/data" -l "$BENCH_PG_LOG" -w -t 60 \
+         start >"$bench_tmp/pg_ctl.log" 2>&1; then
+    cat "$bench_tmp/pg_ctl.log" >&2
+    bench_fail_with_log "PostgreSQL did not start" "$BENCH_PG_LOG"
+  fi
+  bench_pg_started=1
+  chmod 644 "$BENCH_PG_LOG"
+  local pw_bench pw_admin pw_capture
+  pw_bench=$(bench_secret)
+  pw_admin=$(bench_secret)
+  pw_capture=$(bench_secret)
+  # Passwords go through stdin, never argv. The capture role logs every statement it runs: the
+  # benchmark reads sqlock's exact statements from the log to feed its baselines.
+  if ! bench_as_postgres "$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$bench_tmp/sock" -p "$port" \
+         -U postgres -d postgres >"$bench_tmp/setup.log" 2>&1 <<EOF
+CREATE ROLE sqlock_bench_admin LOGIN SUPERUSER PASSWORD '$pw_admin';
+CREATE ROLE sqlock_bench LOGIN PASSWORD '$pw_bench';
+CREATE ROLE sqlock_bench_capture LOGIN PASSWORD '$pw_capture' IN ROLE sqlock_bench;
+ALTER ROLE sqlock_bench_capture SET log_statement = 'all';
+CREATE DATABASE sqlock_bench OWNER sqlock_bench;
+\\c sqlock_bench
+CREATE EXTENSION pg_stat_statements;
+REVOKE ALL ON SCHEMA public FROM PUBLIC;
+GRANT ALL ON SCHEMA public TO sqlock_bench;
+EOF
+  then
+    bench_fail_with_log "setting up roles failed" "$bench_tmp/setup.log"
+  fi
+  umask 077
+  cat >"$bench_tmp/pgpass" <<EOF
+127.0.0.1:$port:*:sqlock_bench:$pw_bench
+127.0.0.1:$port:*:sqlock_bench_admin:$pw_admin
+127.0.0.1:$port:*:sqlock_bench_capture:$pw_capture
+EOF
+  umask 022
+  export PGPASSFILE=$bench_tmp/pgpass
+  BENCH_PG_URL="postgresql://sqlock_bench@127.0.0.1:$port/sqlock_bench"
+  BENCH_PG_ADMIN_URL="postgresql://sqlock_bench_admin@127.0.0.1:$port/sqlock_bench"
+  BENCH_PG_CAPTURE_URL="postgresql://sqlock_bench_capture@127.0.0.1:$port/sqlock_bench"
+  BENCH_PGBENCH=$PGBIN/pgbench
+  echo "bench: PostgreSQL 15 on 127.0.0.1:$port (data and log in $bench_tmp)" >&2
+}
+
+bench_start_redis() {
+  command -v redis-server >/dev/null || { echo "bench: redis-server not found" >&2; exit 69; }
+  local port
+  port=$(bench_free_port)
+  mkdir -p "$bench_tmp/redis"
+  # No persistence (Debian's default config would snapshot): replies come from memory.
+  redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+    --dir "$bench_tmp/redis" --logfile "$bench_tmp/redis/redis.log" --daemonize no &
+  bench_redis_pid=$!
+  for _ in $(seq 1 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+      BENCH_REDIS=127.0.0.1:$port
+      echo "bench: Redis on $BENCH_REDIS" >&2
+      return 0
+    fi
+    sleep 0.1
+  done
+  bench_fail_with_log "Redis did not start" "$bench_tmp/redis/redis.log"
+}
