@@ -1,13 +1,865 @@
-// Placeholder until the PostgreSQL backend lands (issue 3): the factory reports clearly.
-#include <sqlock/error.hpp>
+// The PostgreSQL backend: the only code (with connection.cpp) that talks to PostgreSQL.
+//
+// One round trip per operation: a grant, a renewal (of one or many leases) and a release are
+// each ONE autocommit statement (no BEGIN/COMMIT); a refused attempt is answered by the same
+// statement and writes nothing (no row lock, no token drawn, no WAL), except the waiter mark.
+// Times are read as integer epoch microseconds computed by the server, never as text.
+//
+// Connections (bounded): `pool_size` (default 4) for user calls, one dedicated to renew() so
+// the keepalive never queues behind user calls (a user renew borrows it when free, else a pool
+// connection), and one LISTEN connection started at the first watch(): at most pool_size + 2
+// per backend, plus short-lived cancel requests after a missed deadline (at most 4 per process).
+//
+// Every statement names sqlock's schema explicitly (quoted once with PQescapeIdentifier), so
+// nothing depends on the session's search_path; no session state is relied upon, so everything
+// works through PgBouncer in transaction mode (with prepared_statements = false before 1.21).
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "../backends.hpp"
+#include "../migrations.hpp"
+#include "../url.hpp"
+#include "../util.hpp"
+#include "../watch_registry.hpp"
+#include "connection.hpp"
+#include "json.hpp"
 
 namespace sqlock::detail {
+namespace {
 
-std::shared_ptr<backend> make_postgresql_backend(const std::string&, const backend_options&) {
-  throw error(errc::invalid_argument, "the PostgreSQL backend is not implemented yet",
-              "postgresql");
+using namespace pg;
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+std::chrono::system_clock::time_point from_epoch_us(std::int64_t us) {
+  return std::chrono::system_clock::time_point{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::microseconds{us})};
+}
+
+milliseconds us_to_ms(std::int64_t us) {
+  // Round toward zero; a positive remainder below 1 ms still means "held".
+  return milliseconds{us / 1000};
+}
+
+// Serialises concurrent migrators of every schema of one database (transaction-scoped, so safe
+// through PgBouncer). 'sqlock' in ASCII.
+constexpr const char* migrate_lock_key = "126905076458347";
+
+// A waiter marks the row for this long; it re-marks when less than half remains. Longer than
+// the client's signalled backoff cap (2 s), so a waiting client re-attempts (and re-marks)
+// well before its mark lapses, and an abandoned mark costs at most this long of notifying
+// releases.
+constexpr milliseconds waiter_mark{10000};
+
+// The epoch-microsecond integer of a timestamptz expression, computed by the server.
+std::string epoch_us(const std::string& x) {
+  return "(extract(epoch from " + x + ") * 1000000)::bigint";
+}
+
+// FNV-1a, hex: stable across processes.
+std::string fnv_hex(std::string_view s) {
+  std::uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string out;
+  for (int i = 15; i >= 0; --i) out.push_back(hex[(h >> (i * 4)) & 0xf]);
+  return out;
+}
+
+// A stable channel name per schema, short enough for an identifier (63 bytes).
+std::string channel_for(const std::string& schema) { return "sqlock_" + fnv_hex(schema); }
+
+// The statements, built once per backend from the schema name quoted by libpq.
+struct statements {
+  std::string schema_ident;
+  std::string acquire, renew, release, abandon, force, inspect, list, notify, version,
+      read_version;
+  std::string locks;  // qualified table name
+
+  statements(const connection& c, const std::string& schema) {
+    schema_ident = c.escape_identifier(schema);
+    locks = schema_ident + ".sqlock_locks";
+    const std::string seq = "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") +
+                            "::regclass)";
+    // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 waiting, $7 waiter mark ms.
+    //
+    // `cur` reads the row with the statement's snapshot. The INSERT runs only when that row
+    // is missing or expired: a refused attempt therefore never reaches ON CONFLICT (which
+    // would lock the row, wait for the holder's commit, draw a token and write WAL).
+    //
+    // Tokens: a fresh INSERT draws its token in the SELECT list, BEFORE the conflict check;
+    // when the row exists, that value is discarded and DO UPDATE draws again while holding the
+    // row lock, so of two grants of one name the later always draws later. GREATEST(.., token
+    // + 1) keeps the row increasing even if the sequence were ever reset. A fresh insert's
+    // early token is safe because rows only disappear through purge(), which first waits for
+    // every in-flight writer (see purge below): an insert that drew its token before a row was
+    // deleted has finished (and met the row) before the deletion.
+    //
+    // `marked`: a waiting attempt that was refused sets waiters_until, which makes the
+    // holder's release notify. It writes only when the mark is missing or half spent. If the
+    // row was released between our snapshot and the mark (so no notification will come), the
+    // result says so and the caller retries at once.
+    acquire =
+        "WITH cur AS (SELECT " + epoch_us("expires_at - now()") + " AS left_us, "
+        "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
+        "FROM " + locks + " WHERE name = $1::text), "
+        "granted AS (INSERT INTO " + locks + " AS l "
+        "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
+        "SELECT $1::text, $2::text, $3::text, " + seq + ", now(), "
+        "now() + $5::bigint * interval '1 millisecond', $4::text "
+        "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE left_us > 0) "
+        "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+        "token = GREATEST(" + seq + ", l.token + 1), acquired_at = excluded.acquired_at, "
+        "expires_at = excluded.expires_at, metadata = excluded.metadata "
+        "WHERE l.expires_at <= now() "
+        "RETURNING l.token, " + epoch_us("l.acquired_at") + " AS acquired_us, " +
+        epoch_us("l.expires_at") + " AS expires_us), "
+        "marked AS (UPDATE " + locks + " SET waiters_until = now() + $7::bigint * interval "
+        "'1 millisecond' WHERE $6::boolean AND name = $1::text AND expires_at > now() "
+        "AND waiters_until < now() + $7::bigint * interval '500 microseconds' RETURNING 1) "
+        "SELECT true, token, acquired_us, expires_us FROM granted "
+        "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
+        "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
+        "WHERE NOT EXISTS (SELECT 1 FROM granted)";
+    // $1: json array of {i, n (name), o (nonce), t (token), ms (ttl)}.
+    // Rows locked by another open transaction (a fenced transaction's share lock from
+    // sqlock_assert_held) are skipped, not waited for, and reported busy. The other outcomes
+    // are classified from the statement's snapshot, like the SQLite backend does.
+    renew =
+        "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
+        "AS r(i integer, n text, o text, t bigint, ms bigint)), "
+        "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
+        "WHERE l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
+        "FOR UPDATE OF l SKIP LOCKED), "
+        "renewed AS (UPDATE " + locks + " l SET expires_at = now() + req.ms * "
+        "interval '1 millisecond' FROM req WHERE l.name = req.n AND l.nonce = req.o "
+        "AND l.token = req.t AND l.expires_at > now() AND l.name IN (SELECT name FROM mine) "
+        "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us) "
+        "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now() "
+        "FROM req LEFT JOIN renewed ON renewed.i = req.i "
+        "LEFT JOIN " + locks + " cur ON cur.name = req.n ORDER BY req.i";
+    // Release, abandon and force release notify ONLY when a waiter marked the row: a
+    // notifying commit takes a server-wide lock and defeats group commit.
+    const std::string notify_tail =
+        " RETURNING waiters_until > now() AS waited) "
+        "SELECT waited, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END FROM ended";
+    release = "WITH ended AS (UPDATE " + locks + " SET expires_at = now() "
+              "WHERE name = $1::text AND nonce = $2::text AND token = $3::bigint "
+              "AND expires_at > now()" + notify_tail;
+    abandon = "WITH ended AS (UPDATE " + locks + " SET expires_at = now() "
+              "WHERE name = $1::text AND nonce = $2::text AND $3::bigint IS NULL "
+              "AND expires_at > now()" + notify_tail;
+    // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
+    force = "WITH ended AS (UPDATE " + locks + " SET expires_at = now(), nonce = '' "
+            "WHERE name = $1::text AND $2::text IS NULL AND $3::bigint IS NULL "
+            "AND expires_at > now()" + notify_tail;
+    const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") +
+                                ", " + epoch_us("expires_at") + ", " +
+                                epoch_us("expires_at - now()");
+    inspect = "SELECT " + columns + " FROM " + locks + " WHERE name = $1::text";
+    // A byte-prefix range on the primary key (COLLATE "C"), not LIKE.
+    list = "SELECT " + columns + " FROM " + locks +
+           " WHERE name >= $1::text AND ($2::text IS NULL OR name < $2::text) "
+           "AND ($3::integer = 0 OR ($3::integer = 1 AND expires_at > now()) "
+           "OR ($3::integer = 2 AND expires_at <= now())) ORDER BY name LIMIT $4::bigint";
+    notify = "SELECT pg_notify($1::text, $2::text)::text";
+    // Catalog reads, independent of search_path and readable by any role.
+    version =
+        "SELECT current_setting('synchronous_commit'), "
+        "EXISTS (SELECT 1 FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n "
+        "ON n.oid = c.relnamespace WHERE n.nspname = $1::text "
+        "AND c.relname = 'sqlock_schema_version'), "
+        "(SELECT format_type(s.seqtypid, NULL) || ' ' || s.seqcycle::text || ' ' || "
+        "s.seqcache::text FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c "
+        "ON c.oid = s.seqrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = $1::text AND c.relname = 'sqlock_token_seq')";
+    read_version =
+        "SELECT coalesce(max(version), 0) FROM " + schema_ident + ".sqlock_schema_version";
+  }
+};
+
+lock_record read_record(const result& r, int row) {
+  lock_record out;
+  out.name = r.text(row, 0);
+  out.owner = r.text(row, 1);
+  out.metadata = r.text(row, 2);
+  out.token = r.integer(row, 3);
+  out.acquired_at = from_epoch_us(r.integer(row, 4));
+  out.expires_at = from_epoch_us(r.integer(row, 5));
+  std::int64_t left = r.integer(row, 6);
+  out.expires_in = us_to_ms(left);
+  out.held = left > 0;
+  if (out.held && out.expires_in <= milliseconds::zero()) out.expires_in = milliseconds{1};
+  return out;
+}
+
+class postgresql_backend;
+
+// The LISTEN connection: one per backend, started at the first watch(). It dispatches
+// notifications (payload = lock name) to the backend's watch registry, checks itself at start
+// by notifying itself through the main URL, reconnects with backoff, and pings an idle
+// connection so a dead one is noticed.
+class listener {
+ public:
+  listener(postgresql_backend& owner) : owner_(owner) {
+    if (::pipe(wake_) != 0) throw error(errc::internal, "postgresql: pipe() failed", kind_name);
+  }
+  ~listener() { stop(); }
+
+  /// Starts the thread once; waits (bounded) until the self-test reached a verdict.
+  void ensure_started(milliseconds wait);
+  bool works() const noexcept { return works_.load(); }
+  void stop() noexcept;
+
+ private:
+  void run();
+  void session(bool first);
+  bool sleep_interruptibly(milliseconds d);
+
+  postgresql_backend& owner_;
+  int wake_[2] = {-1, -1};
+  std::once_flag started_;
+  std::thread thread_;
+  std::atomic<bool> stopping_{false};
+  std::atomic<bool> works_{false};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool verdict_ = false;
+};
+
+class postgresql_backend final : public backend {
+ public:
+  postgresql_backend(const std::string& conn, backend_options options)
+      : info_(parse_conninfo(conn)),
+        listen_info_(options.listen_url.empty() ? info_ : parse_conninfo(options.listen_url)),
+        options_(std::move(options)),
+        channel_(channel_for(options_.schema)),
+        listener_(*this) {
+    if (options_.schema.empty() || options_.schema.find('\0') != std::string::npos ||
+        options_.schema.size() > 63)
+      throw error(errc::invalid_argument,
+                  "postgresql: backend_options::schema must be 1..63 bytes without NUL",
+                  kind_name);
+    if (options_.pool_size == 0 || options_.pool_size > 64)
+      throw error(errc::invalid_argument, "postgresql: backend_options::pool_size must be 1..64",
+                  kind_name);
+  }
+
+  ~postgresql_backend() override { listener_.stop(); }
+
+  std::string_view kind() const noexcept override { return kind_name; }
+  std::string describe() const override {
+    return info_.redacted + " (schema " + quoted(options_.schema) + ")";
+  }
+  int latest_schema_version() const noexcept override { return latest_migration(kind_name); }
+
+  bool wakes_other_processes() const noexcept override {
+    return options_.notifications && listener_.works();
+  }
+
+  std::shared_ptr<release_watch> watch(std::string_view name) override {
+    auto w = registry_.watch(name);
+    if (options_.notifications) {
+      // Starts the listener without waiting for it: until its LISTEN and self-test are done,
+      // wakes_other_processes() is false and waiters use the short backoff.
+      listener_.ensure_started(milliseconds{0});
+    } else if (!warned_off_.exchange(true)) {
+      log(log_level::warn,
+          "postgresql: notifications are off (backend_options::notifications): waiters poll "
+          "with backoff instead of being woken by releases");
+    }
+    return w;
+  }
+
+  int schema_version(deadline until) override {
+    const std::string what = "read schema version";
+    auto c = checkout(until, what);
+    auto r = run(*c, what, nullptr, sql().version, {options_.schema}, until);
+    if (r.text(0, 0) == "off" && !warned_sync_.exchange(true))
+      log(log_level::warn,
+          "postgresql: the server runs with synchronous_commit=off: a crash can lose the last "
+          "grants and hand out their fencing tokens again; set synchronous_commit=on for "
+          "sqlock's role or database");
+    if (!r.boolean(0, 1)) return 0;
+    auto v = run(*c, what, nullptr, sql().read_version, {}, until);
+    int version = static_cast<int>(v.integer(0, 0));
+    if (version > 0) {
+      std::string seq = r.null(0, 2) ? "" : r.text(0, 2);
+      if (seq != "bigint false 1")
+        throw error(errc::schema_mismatch,
+                    "postgresql: sequence " + sql().schema_ident +
+                        ".sqlock_token_seq must be bigint, NO CYCLE, CACHE 1 (found: " +
+                        (seq.empty() ? std::string("none") : seq) +
+                        "); fencing tokens would not be monotonic",
+                    kind_name);
+    }
+    return version;
+  }
+
+  int migrate(int target, deadline until) override {
+    const std::string what = "migrate";
+    const auto& all = embedded_migrations(kind_name);
+    const int latest = latest_migration(kind_name);
+    if (target < 0 || target > latest)
+      throw error(errc::invalid_argument, "migrate: no schema version " + std::to_string(target),
+                  kind_name);
+    auto c = checkout(until, what);
+    const auto& s = sql();
+    for (;;) {
+      // One transaction per migration; concurrent runners serialise on a transaction-scoped
+      // advisory lock and re-read the version inside it.
+      struct rollback_guard {
+        connection& c;
+        deadline until;
+        bool done = false;
+        ~rollback_guard() {
+          if (done || c.broken()) return;
+          try {
+            c.exec_simple("rollback", "ROLLBACK", until);
+          } catch (...) {
+          }
+        }
+      } guard{*c, until};
+      c->exec_simple(what, "BEGIN; SELECT pg_advisory_xact_lock(" + std::string(migrate_lock_key) +
+                               ")",
+                     until);
+      auto exists = run(*c, what, nullptr,
+                        "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_namespace "
+                        "WHERE nspname = $1::text)",
+                        {options_.schema}, until);
+      if (!exists.boolean(0, 0))
+        c->exec_simple(what, "CREATE SCHEMA IF NOT EXISTS " + s.schema_ident, until);
+      c->exec_simple(what, "SET LOCAL search_path TO " + s.schema_ident, until);
+      auto st = run(*c, what, nullptr, s.version, {options_.schema}, until);
+      int v = 0;
+      if (st.boolean(0, 1)) v = static_cast<int>(run(*c, what, nullptr, s.read_version, {}, until)
+                                                     .integer(0, 0));
+      if (v > latest)
+        throw error(errc::schema_mismatch,
+                    "migrate: the database has schema version " + std::to_string(v) +
+                        ", newer than this sqlock knows (" + std::to_string(latest) + ")",
+                    kind_name);
+      if (v != target) {
+        if (v < target) {
+          const auto& m = all.at(static_cast<std::size_t>(v));
+          c->exec_simple("migrate up to " + std::to_string(m.version) + " (" + m.up_file + ")",
+                         m.up, until);
+        } else {
+          const auto& m = all.at(static_cast<std::size_t>(v - 1));
+          c->exec_simple(
+              "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")",
+              m.down, until);
+          if (m.version > 1)
+            c->exec_simple(what, "DELETE FROM " + s.schema_ident +
+                                     ".sqlock_schema_version WHERE version = " +
+                                     std::to_string(m.version),
+                           until);
+        }
+      }
+      c->exec_simple(what, "COMMIT", until);
+      guard.done = true;
+      if (v == target) return v;
+    }
+  }
+
+  acquire_result try_acquire(const acquire_request& r, deadline until) override {
+    const std::string what = "acquire " + quoted(r.name);
+    auto c = checkout(until, what);
+    // A dropped connection or a missed deadline after sending leaves the grant unknown:
+    // in_doubt, and the client cleans up by nonce.
+    auto res = run(*c, what, "sqlock_acquire", sql().acquire,
+                   {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
+                    std::string(r.waiting ? "true" : "false"),
+                    std::to_string(waiter_mark.count())},
+                   until, errc::in_doubt);
+    acquire_result out;
+    if (res.rows() == 0) {
+      // Lost a race with a concurrent grant of a missing or expired row: we do not know the
+      // winner's expiry; look again shortly.
+      out.holder_expires_in = milliseconds{1};
+      return out;
+    }
+    if (res.boolean(0, 0)) {
+      out.granted = grant{res.integer(0, 1), from_epoch_us(res.integer(0, 2)),
+                          from_epoch_us(res.integer(0, 3))};
+      return out;
+    }
+    std::int64_t left = res.integer(0, 1);
+    bool mark_missed = r.waiting && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
+    out.holder_expires_in =
+        left <= 0 || mark_missed ? milliseconds{1} : std::max(milliseconds{1}, us_to_ms(left));
+    return out;
+  }
+
+  std::vector<renew_result> renew(const std::vector<renew_request>& requests,
+                                  deadline until) override {
+    std::vector<renew_result> out;
+    if (requests.empty()) return out;
+    const std::string what =
+        requests.size() == 1
+            ? "renew " + quoted(requests[0].key.name) + " (token " +
+                  std::to_string(requests[0].key.token) + ")"
+            : "renew " + std::to_string(requests.size()) + " leases";
+    std::string json = "[";
+    for (std::size_t i = 0; i < requests.size(); ++i) {
+      const auto& q = requests[i];
+      if (i) json += ',';
+      json += "{\"i\":" + std::to_string(i) + ",\"n\":";
+      append_json_string(json, q.key.name);
+      json += ",\"o\":";
+      append_json_string(json, q.key.nonce);
+      json += ",\"t\":" + std::to_string(q.key.token) + ",\"ms\":" +
+              std::to_string(q.ttl.count()) + "}";
+    }
+    json += ']';
+
+    // The keepalive's dedicated connection when free; otherwise (a user renew racing the
+    // keepalive) a pool connection.
+    std::unique_lock<std::mutex> own(renew_mu_, std::try_to_lock);
+    result res;
+    if (own.owns_lock()) {
+      if (!renew_conn_ || renew_conn_->broken()) {
+        renew_conn_.reset();
+        renew_conn_ = connect(until, what);
+      }
+      try {
+        res = run(*renew_conn_, what, "sqlock_renew", sql().renew, {json}, until);
+      } catch (...) {
+        if (renew_conn_->broken()) renew_conn_.reset();
+        throw;
+      }
+    } else {
+      auto c = checkout(until, what);
+      res = run(*c, what, "sqlock_renew", sql().renew, {json}, until);
+    }
+    if (res.rows() != static_cast<int>(requests.size()))
+      throw error(errc::internal, what + " on postgresql: " + std::to_string(res.rows()) +
+                                      " results for " + std::to_string(requests.size()),
+                  kind_name);
+    out.resize(requests.size());
+    for (int row = 0; row < res.rows(); ++row) {
+      auto i = static_cast<std::size_t>(res.integer(row, 0));
+      const auto& key = requests.at(i).key;
+      auto& o = out.at(i);
+      if (!res.null(row, 1)) {
+        o.outcome = renew_outcome::renewed;
+        o.expires_at = from_epoch_us(res.integer(row, 1));
+      } else if (res.null(row, 2)) {
+        o.outcome = renew_outcome::missing;
+      } else {
+        std::string nonce = res.text(row, 2);
+        std::int64_t token = res.integer(row, 3);
+        bool live = res.boolean(row, 4);
+        if (nonce == key.nonce && token == key.token)
+          o.outcome = live ? renew_outcome::busy : renew_outcome::expired;
+        else if (nonce.empty() && token == key.token)
+          o.outcome = renew_outcome::force_released;
+        else
+          o.outcome = renew_outcome::taken_over;
+      }
+    }
+    return out;
+  }
+
+  bool release(const lease_key& key, deadline until) override {
+    return end_lease("release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")",
+                     "sqlock_release", &statements::release,
+                     {key.name, key.nonce, std::to_string(key.token), channel_}, until);
+  }
+
+  bool abandon(std::string_view name, std::string_view nonce, deadline until) override {
+    return end_lease("clean up acquire " + quoted(name), "sqlock_abandon", &statements::abandon,
+                     {std::string(name), std::string(nonce), std::nullopt, channel_}, until);
+  }
+
+  bool force_release(std::string_view name, deadline until) override {
+    return end_lease("force release " + quoted(name), "sqlock_force", &statements::force,
+                     {std::string(name), std::nullopt, std::nullopt, channel_}, until);
+  }
+
+  std::optional<lock_record> inspect(std::string_view name, deadline until) override {
+    const std::string what = "inspect " + quoted(name);
+    auto c = checkout(until, what);
+    auto r = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
+    if (r.rows() == 0) return std::nullopt;
+    return read_record(r, 0);
+  }
+
+  std::vector<lock_record> list(const list_filter& f, deadline until) override {
+    const std::string what = "list";
+    auto c = checkout(until, what);
+    auto upper = prefix_upper_bound(f.prefix);
+    param hi = f.prefix.empty() || upper.empty() ? param{} : param{upper};
+    int show = f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2;
+    param limit = f.limit == 0 ? param{} : param{std::to_string(f.limit)};
+    auto r = run(*c, what, "sqlock_list", sql().list, {f.prefix, hi, std::to_string(show), limit},
+                 until);
+    std::vector<lock_record> out;
+    out.reserve(static_cast<std::size_t>(r.rows()));
+    for (int i = 0; i < r.rows(); ++i) out.push_back(read_record(r, i));
+    return out;
+  }
+
+  std::size_t purge(milliseconds free_for, deadline until) override {
+    const std::string what = "purge";
+    // Tokens stay monotonic across purge: a fresh INSERT draws its token before its conflict
+    // check, so an insert stalled between drawing and inserting could otherwise land, after
+    // the row was deleted, with a token smaller than the deleted row's. Each batch therefore
+    // first takes SHARE ROW EXCLUSIVE on the table, which conflicts with the ROW EXCLUSIVE lock
+    // every INSERT/UPDATE takes before evaluating anything: it waits until every in-flight
+    // writer (including any insert that already drew a token) has committed, and new writers
+    // wait for the batch (a few ms). lock_timeout keeps acquirers from queueing behind us for
+    // long: if the lock is not granted quickly we retry later. Rows locked by a fenced
+    // transaction are skipped.
+    constexpr int batch = 500;
+    auto c = checkout(until, what);
+    const std::string sql_text =
+        "BEGIN; SET LOCAL lock_timeout = '100ms'; LOCK TABLE " + sql().locks +
+        " IN SHARE ROW EXCLUSIVE MODE; DELETE FROM " + sql().locks +
+        " WHERE name IN (SELECT name FROM " + sql().locks +
+        " WHERE expires_at <= now() - " + std::to_string(free_for.count()) +
+        " * interval '1 millisecond' LIMIT " + std::to_string(batch) +
+        " FOR UPDATE SKIP LOCKED); COMMIT";
+    std::size_t total = 0;
+    for (int attempt = 0;;) {
+      std::size_t n = 0;
+      try {
+        auto rs = c->exec_simple(what, sql_text, until);
+        for (auto& r : rs) n = std::max(n, r.affected());
+      } catch (const error& e) {
+        if (!c->broken() && c->in_transaction()) {
+          try {
+            c->exec_simple(what, "ROLLBACK", until);
+          } catch (...) {
+          }
+        }
+        bool busy = e.sqlstate() == "55P03" || retryable(e.sqlstate());
+        if (!busy || ++attempt > 20 || steady::now() + milliseconds{50} >= until) throw;
+        std::this_thread::sleep_for(jitter(milliseconds{5}, milliseconds{50}));
+        continue;
+      }
+      total += n;
+      if (n < static_cast<std::size_t>(batch) || steady::now() >= until) return total;
+    }
+  }
+
+  // Used by the listener's self-test: notifies through the main URL, as a release would.
+  void notify_self(const std::string& payload, deadline until) {
+    const std::string what = "notification self-test";
+    auto c = checkout(until, what);
+    run(*c, what, nullptr, sql().notify, {channel_, payload}, until);
+  }
+
+  void log(log_level level, const std::string& message) const noexcept {
+    if (!options_.log) return;
+    try {
+      options_.log(level, message);
+    } catch (...) {
+    }
+  }
+
+  const conninfo& listen_info() const noexcept { return listen_info_; }
+  const std::string& channel() const noexcept { return channel_; }
+  watch_registry& registry() noexcept { return registry_; }
+
+  std::unique_ptr<connection> connect(deadline until, const std::string& what,
+                                      const conninfo* info = nullptr, int interrupt_fd = -1) {
+    // Reconnect with backoff: after a failed connect, further connects wait until the backoff
+    // passed (or fail at once when that is past their deadline), so a dead server is not
+    // hammered by every caller.
+    {
+      std::unique_lock<std::mutex> lock(connect_mu_);
+      auto now = steady::now();
+      if (reconnect_after_ > now) {
+        if (reconnect_after_ >= until)
+          throw error(errc::unavailable,
+                      what + " on postgresql: " + last_connect_error_ + " (retrying with backoff)",
+                      kind_name, "08001");
+        lock.unlock();
+        std::this_thread::sleep_until(reconnect_after_);
+      }
+    }
+    try {
+      auto c = connection::open(info ? *info : info_, until, what, interrupt_fd);
+      std::lock_guard<std::mutex> lock(connect_mu_);
+      connect_backoff_ = milliseconds{0};
+      reconnect_after_ = {};
+      if (!sql_) sql_ = std::make_shared<const statements>(*c, options_.schema);
+      return c;
+    } catch (const error& e) {
+      std::lock_guard<std::mutex> lock(connect_mu_);
+      connect_backoff_ = std::min(milliseconds{1000}, std::max(milliseconds{25}, connect_backoff_ * 2));
+      reconnect_after_ = steady::now() + jitter(connect_backoff_ / 2, connect_backoff_);
+      last_connect_error_ = e.what();
+      auto pos = last_connect_error_.find(" on postgresql: ");
+      if (pos != std::string::npos) last_connect_error_ = last_connect_error_.substr(pos + 16);
+      throw;
+    }
+  }
+
+ private:
+  struct pool_return {
+    postgresql_backend* owner;
+    void operator()(connection* c) const noexcept { owner->give_back(c); }
+  };
+  using pooled = std::unique_ptr<connection, pool_return>;
+
+  const statements& sql() {
+    std::lock_guard<std::mutex> lock(connect_mu_);
+    if (!sql_) throw error(errc::internal, "postgresql: statements used before connecting", kind_name);
+    return *sql_;
+  }
+
+  pooled checkout(deadline until, const std::string& what) {
+    std::unique_lock<std::mutex> lock(pool_mu_);
+    for (;;) {
+      if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return pooled(c.release(), pool_return{this});
+      }
+      if (open_ < options_.pool_size) break;
+      if (pool_cv_.wait_until(lock, until) == std::cv_status::timeout && idle_.empty() &&
+          open_ >= options_.pool_size)
+        throw error(errc::unavailable,
+                    what + " on postgresql: no free connection before the call's deadline "
+                           "(pool_size " + std::to_string(options_.pool_size) + ")",
+                    kind_name);
+    }
+    ++open_;
+    lock.unlock();
+    try {
+      return pooled(connect(until, what).release(), pool_return{this});
+    } catch (...) {
+      lock.lock();
+      --open_;
+      pool_cv_.notify_one();
+      throw;
+    }
+  }
+
+  void give_back(connection* raw) noexcept {
+    std::unique_ptr<connection> c(raw);
+    std::lock_guard<std::mutex> lock(pool_mu_);
+    if (c->broken() || c->in_transaction()) {
+      --open_;
+      c.reset();  // a broken or mid-transaction connection is never reused
+    } else {
+      try {
+        idle_.push_back(std::move(c));
+      } catch (...) {
+        --open_;
+      }
+    }
+    pool_cv_.notify_one();
+  }
+
+  // One statement; serialization failures and deadlocks are retried (the statement rolled
+  // back, so retrying is safe even for a grant), never surfaced before the deadline.
+  result run(connection& c, const std::string& what, const char* name, const std::string& text,
+             const std::vector<param>& params, deadline until,
+             errc after_send = errc::unavailable) {
+    // Named statements carry a hash of their text: a server connection shared through a
+    // pooler may hold another client's statement of the same base name (another schema).
+    std::string named;
+    for (int attempt = 0;; ++attempt) {
+      const bool use_named = name && options_.prepared_statements && !unnamed_only_;
+      if (use_named && named.empty()) named = std::string(name) + "_" + fnv_hex(text);
+      try {
+        return c.exec(what, use_named ? named.c_str() : nullptr, text, params, until, after_send);
+      } catch (const error& e) {
+        if (use_named && e.sqlstate() == "26000" && !c.broken() && !c.in_transaction()) {
+          // "prepared statement does not exist": a pooler in transaction mode moved us to
+          // another server connection. The statement did not run; go unnamed from now on.
+          if (!unnamed_only_.exchange(true))
+            log(log_level::info,
+                "postgresql: named prepared statements do not survive this connection pooler; "
+                "using unnamed statements (set backend_options::prepared_statements = false)");
+          continue;
+        }
+        if (!retryable(e.sqlstate()) || c.broken() || c.in_transaction()) throw;
+        auto pause = jitter(milliseconds{1}, milliseconds{std::min(50, 2 << std::min(attempt, 5))});
+        if (steady::now() + pause >= until) throw;
+        std::this_thread::sleep_for(pause);
+      }
+    }
+  }
+
+  bool end_lease(const std::string& what, const char* name, std::string statements::*text,
+                 const std::vector<param>& params, deadline until) {
+    bool ended;
+    {
+      auto c = checkout(until, what);
+      ended = run(*c, what, name, sql().*text, params, until).rows() > 0;
+    }
+    if (ended) registry_.notify(params[0].value_or(std::string()));
+    return ended;
+  }
+
+  const conninfo info_;
+  const conninfo listen_info_;
+  const backend_options options_;
+  const std::string channel_;
+
+  std::mutex connect_mu_;
+  std::shared_ptr<const statements> sql_;
+  milliseconds connect_backoff_{0};
+  steady::time_point reconnect_after_{};
+  std::string last_connect_error_;
+
+  std::mutex pool_mu_;
+  std::condition_variable pool_cv_;
+  std::vector<std::unique_ptr<connection>> idle_;
+  std::size_t open_ = 0;
+
+  std::mutex renew_mu_;
+  std::unique_ptr<connection> renew_conn_;
+
+  watch_registry registry_;
+  std::atomic<bool> warned_sync_{false};
+  std::atomic<bool> warned_off_{false};
+  std::atomic<bool> unnamed_only_{false};
+  listener listener_;  // last: stopped first
+};
+
+// ---- listener ----
+
+constexpr const char* selftest_prefix = "\x01sqlock-selftest:";
+
+void listener::ensure_started(milliseconds wait) {
+  std::call_once(started_, [&] { thread_ = std::thread([this] { run(); }); });
+  if (wait <= milliseconds::zero()) return;
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait_for(lock, wait, [&] { return verdict_; });
+}
+
+void listener::stop() noexcept {
+  if (stopping_.exchange(true)) return;
+  if (wake_[1] >= 0) {
+    char b = 1;
+    (void)!::write(wake_[1], &b, 1);
+  }
+  if (thread_.joinable()) thread_.join();
+  if (wake_[0] >= 0) ::close(wake_[0]);
+  if (wake_[1] >= 0) ::close(wake_[1]);
+  wake_[0] = wake_[1] = -1;
+}
+
+bool listener::sleep_interruptibly(milliseconds d) {
+  pollfd p{wake_[0], POLLIN, 0};
+  return ::poll(&p, 1, static_cast<int>(d.count())) == 0;
+}
+
+void listener::run() {
+  milliseconds backoff{0};
+  bool first = true;
+  while (!stopping_) {
+    try {
+      session(first);
+      backoff = milliseconds{0};
+    } catch (const std::exception& e) {
+      works_ = false;
+      if (stopping_) break;
+      owner_.log(log_level::warn,
+                 std::string("postgresql: notification listener: ") + e.what() +
+                     "; waiters fall back to backoff until it reconnects");
+      if (first) {
+        std::lock_guard<std::mutex> lock(mu_);
+        verdict_ = true;  // no need to hold up waiters: they poll with backoff meanwhile
+        cv_.notify_all();
+      }
+    }
+    first = false;
+    backoff = std::min(milliseconds{2000}, std::max(milliseconds{50}, backoff * 2));
+    if (!stopping_ && !sleep_interruptibly(jitter(backoff / 2, backoff))) break;
+  }
+  std::lock_guard<std::mutex> lock(mu_);
+  verdict_ = true;
+  cv_.notify_all();
+}
+
+void listener::session(bool first) {
+  const std::string what = "listen";
+  auto c = owner_.connect(steady::now() + milliseconds{5000}, what, &owner_.listen_info(), wake_[0]);
+  c->exec_simple(what, "LISTEN " + c->escape_identifier(owner_.channel()),
+                 steady::now() + milliseconds{5000});
+  static const milliseconds selftest_wait{300};
+  bool verified = !first && works_.load();
+  std::string expect;
+  steady::time_point selftest_until{};
+  if (!verified) {
+    expect = selftest_prefix + random_hex(8);
+    // Sent through the main URL, like a release: through PgBouncer in transaction mode the
+    // listener then hears nothing and waiting falls back to backoff.
+    owner_.notify_self(expect, steady::now() + milliseconds{2000});
+    selftest_until = steady::now() + selftest_wait;
+  } else {
+    works_ = true;
+  }
+  auto last_traffic = steady::now();
+  constexpr milliseconds idle_ping{10000};
+  while (!stopping_) {
+    auto wake_at = verified ? last_traffic + idle_ping : selftest_until;
+    bool got = c->wait_readable(wake_at, what);
+    if (stopping_) return;
+    if (got) last_traffic = steady::now();
+    while (auto payload = c->next_notification()) {
+      if (payload->rfind(selftest_prefix, 0) == 0) {
+        if (!verified && *payload == expect) {
+          verified = true;
+          works_ = true;
+          std::lock_guard<std::mutex> lock(mu_);
+          verdict_ = true;
+          cv_.notify_all();
+        }
+        continue;
+      }
+      owner_.registry().notify(*payload);
+    }
+    auto now = steady::now();
+    if (!verified && now >= selftest_until) {
+      works_ = false;
+      owner_.log(log_level::warn,
+                 "postgresql: LISTEN/NOTIFY does not reach this client (a pooler in transaction "
+                 "mode?): waiters poll with backoff; point backend_options::listen_url at a "
+                 "direct server connection to be woken by releases");
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        verdict_ = true;
+        cv_.notify_all();
+      }
+      // Nothing will arrive: idle until stopped, without holding a server connection.
+      while (!stopping_ && sleep_interruptibly(milliseconds{60000})) {
+      }
+      return;
+    }
+    if (verified && !got && now >= last_traffic + idle_ping) {
+      // A dead or stalled connection is only noticed by talking to it.
+      c->exec_simple(what, "SELECT 1", now + milliseconds{5000});
+      last_traffic = steady::now();
+      while (auto payload = c->next_notification())
+        if (payload->rfind(selftest_prefix, 0) != 0) owner_.registry().notify(*payload);
+    }
+  }
+}
+
+}  // namespace
+
+std::shared_ptr<backend> make_postgresql_backend(const std::string& conninfo,
+                                                 const backend_options& options) {
+  return std::make_shared<postgresql_backend>(conninfo, options);
 }
 
 }  // namespace sqlock::detail

@@ -1,0 +1,367 @@
+#include "connection.hpp"
+
+#include <poll.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <thread>
+
+#include "../url.hpp"
+
+namespace sqlock::detail::pg {
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+std::string trimmed(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// PQcancel blocks (it opens a connection and waits for the server to close it) and cannot be
+// bounded, so it runs on a detached helper thread that owns its PGcancel. On a stalled network
+// such a helper may hang until the process exits: at most this many exist at once; beyond that
+// we only close the connection (the server ends the statement when it next writes to us).
+std::atomic<int> cancellers{0};
+constexpr int max_cancellers = 4;
+
+void cancel_in_background(PGconn* conn) noexcept {
+  if (cancellers.fetch_add(1) >= max_cancellers) {
+    --cancellers;
+    return;
+  }
+  PGcancel* c = PQgetCancel(conn);
+  if (!c) {
+    --cancellers;
+    return;
+  }
+  try {
+    std::thread([c] {
+      char buf[256];
+      PQcancel(c, buf, sizeof buf);
+      PQfreeCancel(c);
+      --cancellers;
+    }).detach();
+  } catch (...) {
+    PQfreeCancel(c);
+    --cancellers;
+  }
+}
+
+int poll_timeout_ms(deadline until) {
+  auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - steady::now()).count();
+  if (left <= 0) return 0;
+  return static_cast<int>(std::min<long long>(left + 1, 60'000));
+}
+
+}  // namespace
+
+conninfo parse_conninfo(const std::string& text) {
+  conninfo out;
+  out.redacted = redact_url(text);
+  char* err = nullptr;
+  PQconninfoOption* opts = PQconninfoParse(text.c_str(), &err);
+  if (!opts) {
+    std::string why = err ? trimmed(err) : "out of memory";
+    if (err) PQfreemem(err);
+    throw error(errc::invalid_argument,
+                "database URL '" + out.redacted + "': " + redact_url(why), kind_name);
+  }
+  bool have_fallback = false;
+  for (auto* o = opts; o->keyword; ++o) {
+    if (!o->val) continue;
+    if (std::strcmp(o->keyword, "fallback_application_name") == 0) have_fallback = true;
+    out.keys.emplace_back(o->keyword);
+    out.values.emplace_back(o->val);
+  }
+  PQconninfoFree(opts);
+  if (!have_fallback) {
+    out.keys.emplace_back("fallback_application_name");
+    out.values.emplace_back("sqlock");
+  }
+  return out;
+}
+
+std::int64_t result::integer(int row, int col) const {
+  const char* v = PQgetvalue(r_.get(), row, col);
+  char* end = nullptr;
+  errno = 0;
+  long long n = std::strtoll(v, &end, 10);
+  if (errno != 0 || end == v || *end != '\0')
+    throw error(errc::internal, std::string("postgresql: not an integer: '") + v + "'", kind_name);
+  return n;
+}
+
+std::size_t result::affected() const {
+  const char* n = r_ ? PQcmdTuples(r_.get()) : "";
+  return *n ? static_cast<std::size_t>(std::strtoull(n, nullptr, 10)) : 0;
+}
+
+errc classify(std::string_view s) noexcept {
+  if (s.size() != 5) return errc::internal;
+  auto cls = s.substr(0, 2);
+  if (cls == "08" || cls == "53" || cls == "57" || cls == "58" || cls == "40" || cls == "55" ||
+      cls == "HV" || s == "25006")
+    return errc::unavailable;  // connection, resources, shutdown/cancel, lock timeout, read-only
+  if (s == "42P01" || s == "42883" || s == "42703" || s == "3F000" || s == "42704")
+    return errc::schema_mismatch;  // undefined table/function/column/schema/object
+  if (s == "42501" || cls == "28") return errc::invalid_argument;  // privileges: fix the setup
+  if (cls == "22" || cls == "23") return errc::invalid_argument;    // data rejected by a CHECK
+  return errc::internal;
+}
+
+bool retryable(std::string_view s) noexcept { return s == "40001" || s == "40P01"; }
+
+void throw_server_error(const std::string& what, const PGresult* r) {
+  const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+  const char* primary = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+  std::string sqlstate = state ? state : "";
+  std::string msg = what + " on postgresql: " +
+                    (primary ? std::string(primary) : trimmed(PQresultErrorMessage(r)));
+  errc code = classify(sqlstate);
+  if (code == errc::schema_mismatch) msg += " (run `sqlock migrate up`)";
+  if (sqlstate == "42501") msg += " (see the README for the grants sqlock's runtime role needs)";
+  throw error(code, msg, kind_name, sqlstate);
+}
+
+std::unique_ptr<connection> connection::open(const conninfo& info, deadline until,
+                                             const std::string& what, int interrupt_fd) {
+  std::vector<const char*> keys, values;
+  for (std::size_t i = 0; i < info.keys.size(); ++i) {
+    keys.push_back(info.keys[i].c_str());
+    values.push_back(info.values[i].c_str());
+  }
+  keys.push_back(nullptr);
+  values.push_back(nullptr);
+  // Name resolution inside PQconnectStartParams is synchronous (getaddrinfo): use addresses or
+  // a local resolver where that matters.
+  PGconn* raw = PQconnectStartParams(keys.data(), values.data(), 0);
+  if (!raw) throw error(errc::unavailable, what + " on postgresql: out of memory", kind_name);
+  std::unique_ptr<connection> c(new connection(raw, interrupt_fd));
+  auto fail = [&](const std::string& why) {
+    c->broken_ = true;
+    throw error(errc::unavailable, what + " on postgresql: cannot connect to " + info.redacted +
+                                       ": " + redact_url(trimmed(why)),
+                kind_name, "08001");
+  };
+  if (PQstatus(raw) == CONNECTION_BAD) fail(PQerrorMessage(raw));
+  PostgresPollingStatusType st = PGRES_POLLING_WRITING;
+  for (;;) {
+    if (st == PGRES_POLLING_OK) break;
+    if (st == PGRES_POLLING_FAILED) fail(PQerrorMessage(raw));
+    auto r = c->wait_for(st == PGRES_POLLING_WRITING, until);
+    if (r != ready::yes) fail(r == ready::timeout ? "timed out" : "interrupted");
+    st = PQconnectPoll(raw);
+  }
+  if (PQsetnonblocking(raw, 1) != 0) fail(PQerrorMessage(raw));
+  // libpq prints server NOTICEs to stderr by default; a library must stay quiet.
+  PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
+  return c;
+}
+
+connection::~connection() {
+  if (conn_) PQfinish(conn_);  // non-blocking socket: the Terminate message never blocks
+}
+
+bool connection::in_transaction() const noexcept {
+  return PQtransactionStatus(conn_) != PQTRANS_IDLE;
+}
+
+std::string connection::escape_identifier(std::string_view s) const {
+  char* p = PQescapeIdentifier(conn_, s.data(), s.size());
+  if (!p)
+    throw error(errc::invalid_argument,
+                "postgresql: cannot quote identifier: " + trimmed(PQerrorMessage(conn_)), kind_name);
+  std::string out(p);
+  PQfreemem(p);
+  return out;
+}
+
+std::string connection::escape_literal(std::string_view s) const {
+  char* p = PQescapeLiteral(conn_, s.data(), s.size());
+  if (!p)
+    throw error(errc::invalid_argument,
+                "postgresql: cannot quote literal: " + trimmed(PQerrorMessage(conn_)), kind_name);
+  std::string out(p);
+  PQfreemem(p);
+  return out;
+}
+
+connection::ready connection::wait_for(bool want_write, deadline until) {
+  for (;;) {
+    pollfd fds[2] = {{PQsocket(conn_), static_cast<short>(want_write ? POLLOUT : POLLIN), 0},
+                     {interrupt_fd_, POLLIN, 0}};
+    if (fds[0].fd < 0) return ready::yes;  // let libpq report the broken connection
+    int n = ::poll(fds, interrupt_fd_ >= 0 ? 2 : 1, poll_timeout_ms(until));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return ready::yes;
+    }
+    if (interrupt_fd_ >= 0 && (fds[1].revents & POLLIN)) return ready::interrupted;
+    if (n > 0 && fds[0].revents) return ready::yes;
+    if (steady::now() >= until) return ready::timeout;
+  }
+}
+
+void connection::abandon(const std::string& what, const std::string& why, errc code) {
+  // The statement may still run (or already have committed): the caller treats the outcome
+  // as unknown. The connection is never reused.
+  if (!broken_ && PQstatus(conn_) == CONNECTION_OK && PQisBusy(conn_))
+    cancel_in_background(conn_);
+  broken_ = true;
+  throw error(code, what + " on postgresql: " + why, kind_name,
+              code == errc::unavailable || code == errc::in_doubt ? "08006" : "");
+}
+
+std::vector<PGresult*> connection::finish(const std::string& what, deadline until,
+                                          errc after_send_code) {
+  std::vector<PGresult*> results;
+  auto lost = [&](const std::string& why) {
+    for (auto* r : results) PQclear(r);
+    abandon(what, why, after_send_code);
+  };
+  for (;;) {
+    int f = PQflush(conn_);
+    if (f == 0) break;
+    if (f < 0) lost("connection lost: " + trimmed(PQerrorMessage(conn_)));
+    auto r = wait_for(true, until);
+    if (r == ready::timeout) lost("timed out (no answer before the call's deadline)");
+    if (r == ready::interrupted) lost("interrupted");
+    if (!PQconsumeInput(conn_)) lost("connection lost: " + trimmed(PQerrorMessage(conn_)));
+  }
+  for (;;) {
+    while (PQisBusy(conn_)) {
+      auto r = wait_for(false, until);
+      if (r == ready::timeout) lost("timed out (no answer before the call's deadline)");
+      if (r == ready::interrupted) lost("interrupted");
+      if (!PQconsumeInput(conn_)) lost("connection lost: " + trimmed(PQerrorMessage(conn_)));
+    }
+    PGresult* r = PQgetResult(conn_);
+    if (!r) break;
+    results.push_back(r);
+  }
+  if (PQstatus(conn_) != CONNECTION_OK) {
+    // A result may be a synthesised "server closed the connection" error.
+    lost("connection lost: " + trimmed(PQerrorMessage(conn_)));
+  }
+  return results;
+}
+
+bool connection::prepare(const std::string& what, const char* name, const std::string& sql,
+                         int nparams, deadline until) {
+  if (prepared_.count(name)) return true;
+  if (!PQsendPrepare(conn_, name, sql.c_str(), nparams, nullptr))
+    abandon(what, "connection lost: " + trimmed(PQerrorMessage(conn_)), errc::unavailable);
+  auto results = finish(what, until, errc::unavailable);
+  PGresult* bad = nullptr;
+  for (auto* r : results)
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && !bad) bad = r;
+  if (bad) {
+    const char* state = PQresultErrorField(bad, PG_DIAG_SQLSTATE);
+    if (state && std::strcmp(state, "42P05") == 0) {
+      // Already prepared on this server connection (shared through a pooler): names carry a
+      // hash of the text, so it is this very statement.
+      for (auto* r : results) PQclear(r);
+      prepared_.insert(name);
+      return true;
+    }
+    std::unique_ptr<PGresult, result_deleter> hold(bad);
+    for (auto* r : results)
+      if (r != bad) PQclear(r);
+    throw_server_error(what, bad);
+  }
+  for (auto* r : results) PQclear(r);
+  prepared_.insert(name);
+  return true;
+}
+
+result connection::exec(const std::string& what, const char* prepared_name,
+                        const std::string& sql, const std::vector<param>& params,
+                        deadline until, errc after_send_code) {
+  if (broken_) abandon(what, "connection lost", errc::unavailable);
+  std::vector<const char*> values;
+  values.reserve(params.size());
+  for (auto& p : params) values.push_back(p ? p->c_str() : nullptr);
+  const int n = static_cast<int>(values.size());
+  int ok;
+  if (prepared_name) {
+    prepare(what, prepared_name, sql, n, until);
+    ok = PQsendQueryPrepared(conn_, prepared_name, n, values.data(), nullptr, nullptr, 0);
+  } else {
+    ok = PQsendQueryParams(conn_, sql.c_str(), n, nullptr, values.data(), nullptr, nullptr, 0);
+  }
+  if (!ok) abandon(what, "connection lost: " + trimmed(PQerrorMessage(conn_)), errc::unavailable);
+  auto results = finish(what, until, after_send_code);
+  PGresult* out = nullptr;
+  PGresult* bad = nullptr;
+  for (auto* r : results) {
+    auto st = PQresultStatus(r);
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      if (!out) {
+        out = r;
+        continue;
+      }
+    } else if (!bad) {
+      bad = r;
+      continue;
+    }
+    PQclear(r);
+  }
+  if (bad) {
+    if (out) PQclear(out);
+    std::unique_ptr<PGresult, result_deleter> hold(bad);
+    throw_server_error(what, bad);
+  }
+  if (!out) abandon(what, "no result", errc::internal);
+  return result(out);
+}
+
+std::vector<result> connection::exec_simple(const std::string& what, const std::string& sql,
+                                            deadline until) {
+  if (broken_) abandon(what, "connection lost", errc::unavailable);
+  if (!PQsendQuery(conn_, sql.c_str()))
+    abandon(what, "connection lost: " + trimmed(PQerrorMessage(conn_)), errc::unavailable);
+  auto results = finish(what, until, errc::unavailable);
+  std::vector<result> out;
+  PGresult* bad = nullptr;
+  for (auto* r : results) {
+    auto st = PQresultStatus(r);
+    if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) && !bad)
+      out.emplace_back(r);
+    else if (!bad)
+      bad = r;
+    else
+      PQclear(r);
+  }
+  if (bad) {
+    std::unique_ptr<PGresult, result_deleter> hold(bad);
+    throw_server_error(what, bad);
+  }
+  return out;
+}
+
+bool connection::wait_readable(deadline until, const std::string& what) {
+  if (broken_) abandon(what, "connection lost", errc::unavailable);
+  auto r = wait_for(false, until);
+  if (r != ready::yes) return false;
+  if (!PQconsumeInput(conn_)) {
+    broken_ = true;
+    throw error(errc::unavailable,
+                what + " on postgresql: connection lost: " + trimmed(PQerrorMessage(conn_)),
+                kind_name, "08006");
+  }
+  return true;
+}
+
+std::optional<std::string> connection::next_notification() {
+  PGnotify* n = PQnotifies(conn_);
+  if (!n) return std::nullopt;
+  std::string payload = n->extra ? n->extra : "";
+  PQfreemem(n);
+  return payload;
+}
+
+}  // namespace sqlock::detail::pg

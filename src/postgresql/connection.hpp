@@ -1,0 +1,126 @@
+#pragma once
+// Design: one PostgreSQL connection driven through libpq's asynchronous API, so that no call
+// blocks a sqlock thread past its deadline, even on a stalled socket (a proxy that accepts
+// bytes and answers nothing; TCP keepalives never fire then). Every wait is a poll() on
+// PQsocket bounded by the call's deadline. A connection that misses a deadline mid-statement is
+// abandoned: its running statement is cancelled from a detached helper thread (PQcancel itself
+// blocks and cannot be bounded) and the connection is closed; it is never reused, because its
+// protocol state is unknown. libpqxx 6.4's synchronous calls cannot be bounded, so the backend
+// does not use them on this path.
+
+#include <libpq-fe.h>
+#include <sqlock/backend.hpp>
+#include <sqlock/error.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sqlock::detail::pg {
+
+inline constexpr const char* kind_name = "postgresql";
+
+/// libpq connection parameters as keyword/value arrays, parsed once from the user's URI or
+/// key=value string (PQconninfoParse) with `fallback_application_name=sqlock` added.
+struct conninfo {
+  std::vector<std::string> keys, values;
+  std::string redacted;  ///< the original string with any password masked, for messages
+};
+
+/// Throws errc::invalid_argument (with a redacted message) for a malformed string.
+conninfo parse_conninfo(const std::string& text);
+
+struct result_deleter {
+  void operator()(PGresult* r) const noexcept { PQclear(r); }
+};
+
+/// A successful statement's rows, in text format.
+class result {
+ public:
+  result() = default;
+  explicit result(PGresult* r) : r_(r) {}
+  int rows() const noexcept { return r_ ? PQntuples(r_.get()) : 0; }
+  bool null(int row, int col) const noexcept { return PQgetisnull(r_.get(), row, col) != 0; }
+  std::string text(int row, int col) const {
+    return std::string(PQgetvalue(r_.get(), row, col),
+                       static_cast<std::size_t>(PQgetlength(r_.get(), row, col)));
+  }
+  std::int64_t integer(int row, int col) const;
+  bool boolean(int row, int col) const { return PQgetvalue(r_.get(), row, col)[0] == 't'; }
+  /// Rows affected by the command (INSERT/UPDATE/DELETE), 0 when none.
+  std::size_t affected() const;
+
+ private:
+  std::unique_ptr<PGresult, result_deleter> r_;
+};
+
+using param = std::optional<std::string>;
+
+/// Builds the sqlock::error for a failed statement: the errc by what the caller does next,
+/// the SQLSTATE, and a message naming the operation and the backend.
+[[noreturn]] void throw_server_error(const std::string& what, const PGresult* r);
+/// errc for a SQLSTATE.
+errc classify(std::string_view sqlstate) noexcept;
+/// 40001 serialization_failure, 40P01 deadlock_detected: retried inside the backend.
+bool retryable(std::string_view sqlstate) noexcept;
+
+class connection {
+ public:
+  /// Connects within the deadline. `interrupt_fd`, when >= 0, aborts any wait when readable.
+  /// Throws errc::unavailable.
+  static std::unique_ptr<connection> open(const conninfo& info, deadline until,
+                                          const std::string& what, int interrupt_fd = -1);
+  ~connection();
+  connection(const connection&) = delete;
+  connection& operator=(const connection&) = delete;
+
+  /// One statement through the extended protocol (parameters as text, never spliced into
+  /// SQL). With `prepared_name`, a named prepared statement (prepared on first use on this
+  /// connection). Throws sqlock::error; a connection failure or a missed deadline after the
+  /// statement was sent throws `after_send_code` (errc::in_doubt for grants), before it
+  /// errc::unavailable. Server errors leave the connection usable.
+  result exec(const std::string& what, const char* prepared_name, const std::string& sql,
+              const std::vector<param>& params, deadline until,
+              errc after_send_code = errc::unavailable);
+  /// A simple-protocol query string (may hold several statements; no parameters). Returns
+  /// every statement's result; throws on the first failure.
+  std::vector<result> exec_simple(const std::string& what, const std::string& sql,
+                                  deadline until);
+
+  /// Waits until the socket is readable (or the interrupt fd, or the deadline), then reads what
+  /// arrived. Returns false on timeout/interrupt. Throws errc::unavailable if the connection
+  /// broke.
+  bool wait_readable(deadline until, const std::string& what);
+  /// Takes the next pending notification's payload (channel already filtered by LISTEN).
+  std::optional<std::string> next_notification();
+
+  bool broken() const noexcept { return broken_; }
+  /// true while a statement of a transaction block is open (PQtransactionStatus).
+  bool in_transaction() const noexcept;
+  PGconn* get() const noexcept { return conn_; }
+  std::string escape_identifier(std::string_view s) const;
+  std::string escape_literal(std::string_view s) const;
+  const std::string& server_message() const noexcept { return last_error_; }
+
+ private:
+  explicit connection(PGconn* c, int interrupt_fd) : conn_(c), interrupt_fd_(interrupt_fd) {}
+  enum class ready { yes, timeout, interrupted };
+  ready wait_for(bool want_write, deadline until);
+  /// Sends what is buffered and reads the results of the statement just sent.
+  std::vector<PGresult*> finish(const std::string& what, deadline until, errc after_send_code);
+  [[noreturn]] void abandon(const std::string& what, const std::string& why, errc code);
+  bool prepare(const std::string& what, const char* name, const std::string& sql, int nparams,
+               deadline until);
+
+  PGconn* conn_;
+  int interrupt_fd_;
+  bool broken_ = false;
+  std::set<std::string> prepared_;
+  std::string last_error_;
+};
+
+}  // namespace sqlock::detail::pg
