@@ -26,7 +26,7 @@ struct config {
   int repeats = 3;
   std::chrono::milliseconds run{3000};       ///< one measured run of a loop
   std::vector<int> thread_counts{1, 2, 8};
-  int waiters = 4;                           ///< scenario 2 handoff
+  int waiters = 5;                           ///< scenario 2 handoff
   int keepalive_leases = 10000;              ///< scenario 3 and memory (6)
   std::chrono::milliseconds keepalive_ttl{3000};
   int idle_leases = 1000;                    ///< scenario 6 idle CPU

@@ -371,8 +371,20 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       const std::string tlabel = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
       for (auto& v : variants) {
         double calls0 = stats.role_calls();
+        double cpu0 = process_cpu_seconds(), cs0 = process_context_switches();
         auto res = v.run(threads);
+        double cpu = process_cpu_seconds() - cpu0, cs = process_context_switches() - cs0;
         double calls = stats.role_calls() - calls0;
+        if (res.events != 1 && res.ops) {
+          rep.add(s1, "client CPU per cycle, " + tlabel, v.name, "us",
+                  "getrusage(RUSAGE_SELF) user+sys of the benchmark process during the run / "
+                  "cycles (the client side only; the server is another process)",
+                  cpu * 1e6 / static_cast<double>(res.ops));
+          rep.add(s1, "client context switches per cycle, " + tlabel, v.name, "",
+                  "getrusage(RUSAGE_SELF) voluntary+involuntary context switches during the run "
+                  "/ cycles",
+                  cs / static_cast<double>(res.ops));
+        }
         rep.add(s1, "cycles/s, " + tlabel, v.name, "cycles/s", how_tp, res.ops_per_s());
         if (res.events == 1) {
           rep.add(s1, "cycle latency mean, " + tlabel, v.name, "ms",
@@ -466,9 +478,11 @@ const char* s2 = "s2";
 void scenario_handoff(const config& cfg, report& rep) {
   rep.section(s2, "2. Handoff and contention (PostgreSQL)",
               "Handoff: " + std::to_string(cfg.waiters) +
-                  " waiters, each its own sqlock client (own connections and listener, as "
-                  "separate processes would have), loop on acquire(name) -> hold 1 ms -> "
-                  "release on ONE name. Contention: 8 threads, each its own client, loop "
+                  " clients, each its own sqlock client (own connections and listener, as "
+                  "separate processes would have), loop on try_acquire_for(name) -> hold 1 ms -> "
+                  "release on ONE name; a client that released waits until another got the "
+                  "lock before it queues again, so at every release the " +
+                  std::to_string(cfg.waiters - 1) + " others are waiting. Contention: 8 threads, each its own client, loop "
                   "try_acquire_for(name) -> hold ~0.1 ms -> release on one name, against 8 "
                   "libpq threads looping on the naive upsert (retry at once when refused).");
   const std::string how_handoff =
@@ -537,6 +551,10 @@ void scenario_handoff(const config& cfg, report& rep) {
                 l->release();
                 rel_done = now_ns();
                 releases.fetch_add(1, std::memory_order_release);
+                // Do not barge: the releaser would win its own lock back at once (it is the
+                // only contender not asleep). It rejoins the waiters once another has it.
+                while (grants.load() <= k + 1 && !w.stopped())
+                  std::this_thread::sleep_for(microseconds{200});
               }
             };
           },

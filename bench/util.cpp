@@ -127,6 +127,12 @@ double process_cpu_seconds() {
   return tv(u.ru_utime) + tv(u.ru_stime);
 }
 
+double process_context_switches() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_nvcsw + u.ru_nivcsw);
+}
+
 double pid_cpu_seconds(int pid) {
   std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
   std::string all;

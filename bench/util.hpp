@@ -72,6 +72,8 @@ std::int64_t rss_bytes();
 std::int64_t heap_bytes();
 /// CPU time (user + system) of this process, seconds (getrusage).
 double process_cpu_seconds();
+/// Context switches (voluntary + involuntary) of this process so far (getrusage).
+double process_context_switches();
 /// CPU time (user + system) of another process from /proc/<pid>/stat, seconds; -1 if gone.
 double pid_cpu_seconds(int pid);
 
