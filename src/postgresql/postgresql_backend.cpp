@@ -213,8 +213,11 @@ class postgresql_backend;
 // connection so a dead one is noticed.
 class listener {
  public:
-  listener(postgresql_backend& owner) : owner_(owner) {
+  // The thread exists from the start but idles until the first watch(): starting it there
+  // would put thread creation between a waiter's deadline and its first attempt.
+  explicit listener(postgresql_backend& owner) : owner_(owner) {
     if (::pipe(wake_) != 0) throw error(errc::internal, "postgresql: pipe() failed", kind_name);
+    thread_ = std::thread([this] { run(); });
   }
   ~listener() { stop(); }
 
@@ -230,7 +233,7 @@ class listener {
 
   postgresql_backend& owner_;
   int wake_[2] = {-1, -1};
-  std::once_flag started_;
+  bool wanted_ = false;
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> works_{false};
@@ -739,14 +742,21 @@ class postgresql_backend final : public backend {
 constexpr const char* selftest_prefix = "\x01sqlock-selftest:";
 
 void listener::ensure_started(milliseconds wait) {
-  std::call_once(started_, [&] { thread_ = std::thread([this] { run(); }); });
-  if (wait <= milliseconds::zero()) return;
   std::unique_lock<std::mutex> lock(mu_);
+  if (!wanted_) {
+    wanted_ = true;
+    cv_.notify_all();
+  }
+  if (wait <= milliseconds::zero()) return;
   cv_.wait_for(lock, wait, [&] { return verdict_; });
 }
 
 void listener::stop() noexcept {
   if (stopping_.exchange(true)) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    cv_.notify_all();
+  }
   if (wake_[1] >= 0) {
     char b = 1;
     (void)!::write(wake_[1], &b, 1);
@@ -763,6 +773,10 @@ bool listener::sleep_interruptibly(milliseconds d) {
 }
 
 void listener::run() {
+  {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return wanted_ || stopping_.load(); });
+  }
   milliseconds backoff{0};
   bool first = true;
   while (!stopping_) {
