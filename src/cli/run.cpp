@@ -387,6 +387,17 @@ int run_run(const globals& g, const run_options& o) {
     sv->child_pgid = 0;
   }
 
+  if (terminating && !held->lost()) {
+    // Stopped because renewals were failing: the lease ends at its safety deadline unless a
+    // renewal gets through first. Releasing now would only block on the unresponsive
+    // database, so wait for the outcome (remaining() is bounded by the deadline).
+    auto until = steady::now() + held->remaining() + milliseconds{200};
+    while (!held->lost() && held->state() == lease_state::at_risk && steady::now() < until) {
+      pollfd pfd{sv->wake_fds[0], POLLIN, 0};
+      ::poll(&pfd, 1, 10);
+      sv->drain();
+    }
+  }
   if (terminating || held->lost()) {
     // Whatever is left of CMD's process group must not outlive the lease either.
     ::kill(-pid, SIGKILL);

@@ -6,7 +6,7 @@ find_package(nlohmann_json REQUIRED)
 add_executable(sqlock_cli_tests
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/main.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_test.cpp)
-target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::nlohmann_json
+target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::nlohmann_json SQLite::SQLite3
                                                Threads::Threads)
 target_include_directories(sqlock_cli_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_FILE:sqlock_cli>")
