@@ -399,6 +399,9 @@ class postgresql_backend final : public backend {
                           from_epoch_us(res.integer(0, 3))};
       return out;
     }
+    // Contention: someone here may soon wait, so have the listener ready by then (started
+    // from here rather than from inside the waiter's deadline window).
+    if (options_.notifications) listener_.ensure_started(milliseconds{0});
     std::int64_t left = res.integer(0, 1);
     bool mark_missed = r.waiting && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
     out.holder_expires_in =
@@ -435,7 +438,19 @@ class postgresql_backend final : public backend {
     if (own.owns_lock()) {
       if (!renew_conn_ || renew_conn_->broken()) {
         renew_conn_.reset();
-        renew_conn_ = connect(until, what);
+        // Adopt an idle pool connection when there is one: the keepalive's first renewal
+        // has a short budget and must not spend it on a connection handshake (SCRAM through
+        // a pooler can take longer than a 100 ms lease's first renewal window).
+        {
+          std::lock_guard<std::mutex> lock(pool_mu_);
+          if (!idle_.empty()) {
+            renew_conn_ = std::move(idle_.back());
+            idle_.pop_back();
+            --open_;
+            pool_cv_.notify_one();
+          }
+        }
+        if (!renew_conn_) renew_conn_ = connect(until, what);
       }
       try {
         res = run(*renew_conn_, what, "sqlock_renew", sql().renew, {json}, until);
@@ -581,7 +596,13 @@ class postgresql_backend final : public backend {
                                       const conninfo* info = nullptr, int interrupt_fd = -1) {
     // Reconnect with backoff: after a failed connect, further connects wait until the backoff
     // passed (or fail at once when that is past their deadline), so a dead server is not
-    // hammered by every caller.
+    // hammered by every caller. The listener (its own URL maybe) keeps its own backoff.
+    if (info) {
+      auto c = connection::open(*info, until, what, interrupt_fd);
+      std::lock_guard<std::mutex> lock(connect_mu_);
+      if (!sql_) sql_ = std::make_shared<const statements>(*c, options_.schema);
+      return c;
+    }
     {
       std::unique_lock<std::mutex> lock(connect_mu_);
       auto now = steady::now();
@@ -595,7 +616,7 @@ class postgresql_backend final : public backend {
       }
     }
     try {
-      auto c = connection::open(info ? *info : info_, until, what, interrupt_fd);
+      auto c = connection::open(info_, until, what, interrupt_fd);
       std::lock_guard<std::mutex> lock(connect_mu_);
       connect_backoff_ = milliseconds{0};
       reconnect_after_ = {};
