@@ -44,7 +44,7 @@ struct run_options {
   bool nonblock = false;
   std::string metadata;
   int conflict_exit_code = exit_code::busy;
-  std::string kill_grace = "5s";
+  std::string kill_grace;  // empty: 5s, or ttl/3 if shorter
   std::vector<std::string> command;
 };
 
@@ -220,13 +220,16 @@ int run_run(const globals& g, const run_options& o) {
   lock_options lo;
   lo.ttl = parse_duration(o.ttl, "--ttl");
   lo.metadata = o.metadata;
-  const milliseconds grace = parse_duration(o.kill_grace, "--kill-grace");
+  // The default grace is capped at ttl/3 so that with a short ttl a single failed renewal does
+  // not stop the command at once.
+  const milliseconds grace = o.kill_grace.empty() ? std::min<milliseconds>(milliseconds{5000}, lo.ttl / 3)
+                                                  : parse_duration(o.kill_grace, "--kill-grace");
   std::optional<milliseconds> wait;
   if (!o.wait.empty()) wait = parse_duration(o.wait, "--wait");
   detail::validate_name(o.name);
   detail::validate_ttl(lo.ttl);
   detail::validate_metadata(lo.metadata);
-  if (grace >= lo.ttl * 2 / 3)
+  if (!o.kill_grace.empty() && grace >= lo.ttl * 2 / 3)
     warn(g, "--kill-grace " + format_duration(grace) + " is not well under --ttl " +
                 format_duration(lo.ttl) + ": one failed renewal will stop the command");
 
@@ -433,7 +436,7 @@ void add_run(CLI::App& app, globals& g) {
                   "Exit code when the lock is busy or the wait times out (default 1)")
       ->type_name("N");
   sub->add_option("--kill-grace", o->kill_grace,
-                  "Time between SIGTERM and SIGKILL when the lease is lost (default 5s)")
+                  "Time between SIGTERM and SIGKILL when the lease is lost (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
   sub->footer(
       "CMD runs directly (no shell) in its own process group, with stdio inherited and\n"
