@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "core.hpp"
+#include "fault_points.hpp"
 #include "migrations.hpp"
 #include "util.hpp"
 #include "validate.hpp"
@@ -62,6 +63,7 @@ void client_core::emit(const lock_event& event) const noexcept {
 
 void client_core::release_in_database(lease_impl& lease, deadline until) {
   keepalive_.untrack(&lease);
+  SQLOCK_FAULT_POINT("release.before");
   db_->release(lease.key(), until);
 }
 
@@ -136,6 +138,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
     holder_left = result.holder_expires_in;
     return std::nullopt;
   }
+  SQLOCK_FAULT_POINT("acquire.granted");
   auto impl = std::make_shared<lease_impl>(shared_from_this(), request.name,
                                            std::move(request.nonce), *result.granted, options,
                                            sent);

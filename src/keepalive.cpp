@@ -4,6 +4,7 @@
 
 #include <sqlock/events.hpp>
 
+#include "fault_points.hpp"
 #include "util.hpp"
 
 namespace sqlock::detail {
@@ -206,6 +207,7 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
     renew_cv_.wait_for(lock, milliseconds{5});
     return;
   }
+  SQLOCK_FAULT_POINT("renew.before");
   auto sent = steady::now();
   std::vector<renew_result> results;
   try {
