@@ -209,6 +209,42 @@ struct server_stats {
   }
 };
 
+// Counts the notifications sqlock's releases send on its channel, from a LISTEN connection of
+// our own (standing in for waiting clients).
+class notification_counter {
+ public:
+  notification_counter(const std::string& url, const std::string& channel) : conn_(url) {
+    conn_.exec("LISTEN " + channel);
+    thread_ = std::thread([this] {
+      while (!stop_) {
+        int fd = PQsocket(conn_.get());
+        fd_set set;
+        FD_ZERO(&set);
+        FD_SET(fd, &set);
+        timeval tv{0, 100000};
+        if (select(fd + 1, &set, nullptr, nullptr, &tv) > 0) {
+          PQconsumeInput(conn_.get());
+          while (PGnotify* n = PQnotifies(conn_.get())) {
+            ++heard_;
+            PQfreemem(n);
+          }
+        }
+      }
+    });
+  }
+  ~notification_counter() {
+    stop_ = true;
+    thread_.join();
+  }
+  std::uint64_t heard() const { return heard_.load(); }
+
+ private:
+  pg conn_;
+  std::atomic<bool> stop_{false};
+  std::atomic<std::uint64_t> heard_{0};
+  std::thread thread_;
+};
+
 // ---- scenario 1: uncontended cycles ----
 
 const char* s1 = "s1";
@@ -416,26 +452,7 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       "'bench', '', nextval('public.sqlock_token_seq'), now(), now(), 'infinity' "
       "FROM generate_series(0, 63) t, generate_series(0, 31) i "
       "ON CONFLICT (name) DO UPDATE SET waiters_until = 'infinity'");
-  std::atomic<bool> stop_listen{false};
-  std::atomic<std::uint64_t> heard{0};
-  pg listener(cfg.pg_url);
-  listener.exec("LISTEN " + chan);
-  std::thread listen_thread([&] {
-    while (!stop_listen) {
-      int fd = PQsocket(listener.get());
-      fd_set set;
-      FD_ZERO(&set);
-      FD_SET(fd, &set);
-      timeval tv{0, 100000};
-      if (select(fd + 1, &set, nullptr, nullptr, &tv) > 0) {
-        PQconsumeInput(listener.get());
-        while (PGnotify* n = PQnotifies(listener.get())) {
-          ++heard;
-          PQfreemem(n);
-        }
-      }
-    }
-  });
+  notification_counter listener(cfg.pg_url, chan);
   auto& c = sqlock_client(threads);
   auto opts = no_keepalive();
   const std::string how_rel =
@@ -445,7 +462,7 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       std::string v = marked ? "sqlock, every release notifies (row marked by a waiter)"
                              : "sqlock, no waiter (release does not notify)";
       int base = marked ? base_marked : base_plain;
-      auto heard0 = heard.load();
+      auto heard0 = listener.heard();
       auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
         return [&, i = 0](worker_ctx& w) mutable {
           auto l = c.try_acquire(name_for(base, w.index, i++ % names_per_thread), opts);
@@ -462,12 +479,10 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       rep.add(s1, "notify cost: release p99, " + t, v, "ms", how_rel, p(res.extra_us, 99) / 1000);
       rep.add(s1, "notify cost: notifications heard per cycle, " + t, v, "",
               "notifications received by a LISTEN connection on sqlock's channel / cycles",
-              res.ops ? static_cast<double>(heard.load() - heard0) / static_cast<double>(res.ops)
+              res.ops ? static_cast<double>(listener.heard() - heard0) / static_cast<double>(res.ops)
                       : 0);
     }
   }
-  stop_listen = true;
-  listen_thread.join();
   clients.clear();
 }
 
@@ -523,10 +538,12 @@ void scenario_handoff(const config& cfg, report& rep) {
     for (int i = 0; i < cfg.waiters; ++i) clients.push_back(make_timed(cfg, backend_opts(2, notify)));
     const std::string v = notify ? "sqlock, LISTEN/NOTIFY" : "sqlock, polling fallback (notifications=false)";
     const std::string name = notify ? "handoff-notify" : "handoff-poll";
+    notification_counter listener(cfg.pg_url, channel_for("public"));
     for (int r = 0; r < cfg.repeats; ++r) {
       std::atomic<std::uint64_t> grants{0}, releases{0};
       std::atomic<std::int64_t> rel_start{0}, rel_done{0};
       for (auto& c : clients) c.backend->take_attempts();
+      auto heard0 = listener.heard();
       auto res = run_workers(
           cfg.waiters, cfg.run,
           [&](worker_ctx&) -> op_fn {
@@ -567,6 +584,13 @@ void scenario_handoff(const config& cfg, report& rep) {
               p(res.extra_us, 50) / 1000);
       rep.add(s2, "grants/s (1 ms holds)", v, "grants/s", "grants / wall time",
               res.ops_per_s());
+      std::this_thread::sleep_for(milliseconds{100});
+      rep.add(s2, "notifications sent per release", v, "",
+              "notifications heard by an extra LISTEN connection on sqlock's channel / "
+              "releases (a release notifies when a waiter marked the row)",
+              releases ? static_cast<double>(listener.heard() - heard0) /
+                             static_cast<double>(releases.load())
+                       : 0);
       rep.add(s2, "acquire statements per grant", v, "",
               "try_acquire calls into the backend (timed by a wrapping backend) / grants",
               res.ops ? static_cast<double>(attempts) / static_cast<double>(res.ops) : 0);
