@@ -166,10 +166,10 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
   for (int t : cfg.thread_counts) d1 << "\t" << t;
   d1 << "\n";
   const char* s1v[][2] = {{"sqlock", "sqlock"},
-                          {"bare libpq, same statements", "bare libpq (same SQL)"},
-                          {"pgbench -M prepared, same statements", "pgbench (same SQL)"},
-                          {"pg_try_advisory_lock + pg_advisory_unlock", "advisory lock"},
-                          {"Redis SET NX PX + DEL", "Redis SET NX/DEL"}};
+                          {"bare libpq, same statements", "bare libpq"},
+                          {"pgbench -M prepared, same statements", "pgbench"},
+                          {"pg_try_advisory_lock + pg_advisory_unlock", "advisory"},
+                          {"Redis SET NX PX + DEL", "Redis"}};
   for (auto& v : s1v) {
     d1 << "\"" << v[1] << "\"";
     for (int t : cfg.thread_counts) {
@@ -184,15 +184,15 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
     d2 << "\"" << label << "\"\t" << (std::isnan(a) ? 0 : a) << "\t" << (std::isnan(b) ? 0 : b)
        << "\n";
   };
-  row("round trip+commit", rep.median("s2", "baseline: bare UPDATE (round trip + commit) p50", "libpq"),
+  row("RTT+commit", rep.median("s2", "baseline: bare UPDATE (round trip + commit) p50", "libpq"),
       rep.median("s2", "baseline: bare UPDATE (round trip + commit) p99", "libpq"));
-  row("handoff, NOTIFY", rep.median("s2", "handoff p50", "sqlock, LISTEN/NOTIFY"),
+  row("NOTIFY", rep.median("s2", "handoff p50", "sqlock, LISTEN/NOTIFY"),
       rep.median("s2", "handoff p99", "sqlock, LISTEN/NOTIFY"));
-  row("handoff, polling",
+  row("polling",
       rep.median("s2", "handoff p50", "sqlock, polling fallback (notifications=false)"),
       rep.median("s2", "handoff p99", "sqlock, polling fallback (notifications=false)"));
   std::ofstream d5(dir + "/chart_s5.dat");
-  d5 << "what\tsqlock\tbare\n";
+  d5 << "what\tsqlock\t\"bare sqlite3 (same SQL)\"\n";
   for (auto w : {"1 process", "2 processes"}) {
     double a = rep.median("s5", std::string("cycles/s, ") + w, "sqlock");
     double b = rep.median("s5", std::string("cycles/s, ") + w, "bare sqlite3, same statements");
@@ -205,20 +205,20 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
      << " runs; same machine, same run)'\n"
         "set style data histograms\nset style histogram clustered gap 1\n"
         "set style fill solid 0.8 border -1\nset key top left font 'sans,8'\n"
-        "set grid ytics\n"
+        "set grid ytics\nset key autotitle columnhead\n"
         "set title '1. Uncontended acquire+release (PostgreSQL 15)'\n"
-        "set ylabel 'cycles/s (log scale)'\nset logscale y\nset xlabel 'threads'\n"
+        "set ylabel 'cycles/s (log scale)'\nset logscale y\n"
         "set xtics nomirror\n"
         "plot for [i=2:" << cfg.thread_counts.size() + 1
-     << "] 'chart_s1.dat' using i:xtic(1) title columnhead(i) . ' threads'\n"
-        "unset logscale y\nset xlabel ''\nset xtics rotate by -15\n"
-        "set title '2. Handoff: release -> next grant, 4 waiters'\nset ylabel 'ms'\n"
+     << "] 'chart_s1.dat' using i:xtic(1) title 'threads: ' . columnhead(i)\n"
+        "unset logscale y\n"
+        "set title '2. Handoff: release -> next grant (4 waiting)'\nset ylabel 'ms'\n"
         "set logscale y\n"
-        "plot 'chart_s2.dat' using 2:xtic(1) title 'p50', '' using 3 title 'p99'\n"
-        "unset logscale y\nset xtics norotate\n"
+        "plot 'chart_s2.dat' using 2:xtic(1), '' using 3\n"
+        "unset logscale y\n"
         "set title '5. SQLite acquire+release (WAL, synchronous=FULL)'\nset ylabel 'cycles/s'\n"
         "set yrange [0:*]\n"
-        "plot 'chart_s5.dat' using 2:xtic(1) title 'sqlock', '' using 3 title 'bare sqlite3 (same SQL)'\n"
+        "plot 'chart_s5.dat' using 2:xtic(1), '' using 3\n"
         "unset multiplot\n";
 }
 
