@@ -245,16 +245,19 @@ std::optional<lease> client::try_acquire_for(std::string_view name,
   // Saturate: a huge wait means "no deadline", not an overflowed time point.
   auto until = wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
                                                            : now + wait;
-  return acquire_until(name, until, options);
+  return acquire_until(name, now, until, options);
 }
 
 lease client::acquire(std::string_view name, const lock_options& options) {
-  auto l = acquire_until(name, std::chrono::steady_clock::time_point::max(), options);
+  auto l = acquire_until(name, std::chrono::steady_clock::now(),
+                         std::chrono::steady_clock::time_point::max(), options);
   if (!l) throw error(errc::internal, "acquire " + detail::quoted(name) + ": wait ended unexpectedly");
   return std::move(*l);
 }
 
+// `start` is when the caller asked (the wait and the reported wait time count from there).
 std::optional<lease> client::acquire_until(std::string_view name,
+                                           std::chrono::steady_clock::time_point start,
                                            std::chrono::steady_clock::time_point until,
                                            const lock_options& options) {
   using namespace std::chrono;
@@ -272,7 +275,6 @@ std::optional<lease> client::acquire_until(std::string_view name,
   } guard{*core_, watch};
 
   detail::backoff delay(core_->db().wakes_other_processes());
-  const auto start = steady_clock::now();
   const bool waits = until > start;
   auto since_start = [&] { return duration_cast<milliseconds>(steady_clock::now() - start); };
   steady_clock::time_point failing_since{};

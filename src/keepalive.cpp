@@ -73,6 +73,35 @@ void keepalive::untrack(const lease_impl* lease) {
   leases_.erase(lease);
 }
 
+void keepalive::defer_release(lease_key key, steady::time_point give_up) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (stopping_) return;
+  start_locked();
+  deferred_.push_back({std::move(key), give_up, steady::now() + milliseconds{20}});
+  renew_cv_.notify_one();
+}
+
+void keepalive::retry_releases(std::vector<deferred_release> due) {
+  std::vector<deferred_release> again;
+  for (auto& d : due) {
+    try {
+      db_.release(d.key, steady::now() + std::min(operation_timeout_, milliseconds{1000}));
+    } catch (const error& e) {
+      auto now = steady::now();
+      if (e.code() == errc::unavailable && now < d.give_up) {
+        d.next_try = now + jitter(milliseconds{20}, milliseconds{100});
+        again.push_back(std::move(d));
+      } else {
+        log(log_level::debug, std::string("deferred release gave up: ") + e.what());
+      }
+    } catch (...) {
+    }
+  }
+  if (again.empty()) return;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& d : again) deferred_.push_back(std::move(d));
+}
+
 void keepalive::poke() {
   std::lock_guard<std::mutex> lock(mu_);
   renew_cv_.notify_one();
@@ -172,12 +201,23 @@ void keepalive::renew_loop() {
       else
         next = std::min(next, lease->next_renewal);
     }
-    if (due.empty()) {
+    std::vector<deferred_release> releases;
+    for (auto it = deferred_.begin(); it != deferred_.end();) {
+      if (it->next_try <= now) {
+        releases.push_back(std::move(*it));
+        it = deferred_.erase(it);
+      } else {
+        next = std::min(next, it->next_try);
+        ++it;
+      }
+    }
+    if (due.empty() && releases.empty()) {
       renew_cv_.wait_until(lock, next);
       continue;
     }
     lock.unlock();
-    renew_round(std::move(due));
+    if (!releases.empty()) retry_releases(std::move(releases));
+    if (!due.empty()) renew_round(std::move(due));
     lock.lock();
   }
 }

@@ -6,7 +6,8 @@
 //  - The timer does no I/O: it declares a lease lost at its local safety deadline even while
 //    the renewer is stuck in a database call, and it is the only thread that runs `on_lost`
 //    callbacks (holding no internal lock), so a slow callback never delays a renewal.
-// A lease is tracked from its grant until it is released or lost.
+// A lease is tracked from its grant until it is released or lost. The renewer also retries
+// releases that could not reach the database, so waiters need not wait for the row to expire.
 
 #include <sqlock/backend.hpp>
 
@@ -44,6 +45,10 @@ class keepalive {
                       std::chrono::milliseconds ttl);
   /// Tells the timer a deadline moved.
   void poke();
+  /// Retries ending `key` in the database from the renewer thread until it succeeds or
+  /// `give_up` passes (the row has expired by then anyway): for a release that met a row
+  /// locked by an open fenced transaction, or a transient failure.
+  void defer_release(lease_key key, steady::time_point give_up);
   /// Stops both threads (after delivering queued callbacks) and returns the leases still
   /// tracked. Must not be called from one of its own threads.
   std::vector<std::shared_ptr<lease_impl>> stop();
@@ -61,6 +66,11 @@ class keepalive {
   void renew_loop();
   void timer_loop();
   void renew_round(std::vector<std::shared_ptr<lease_impl>> due);
+  struct deferred_release {
+    lease_key key;
+    steady::time_point give_up, next_try;
+  };
+  void retry_releases(std::vector<deferred_release> due);
   bool declare_lost_locked(lease_impl& lease, const std::string& reason);
   void log(log_level level, const std::string& message) const noexcept;
 
@@ -74,6 +84,7 @@ class keepalive {
   std::condition_variable timer_cv_;
   std::unordered_map<const lease_impl*, std::shared_ptr<lease_impl>> leases_;
   std::vector<pending_callback> pending_;
+  std::vector<deferred_release> deferred_;
   bool started_ = false;
   bool stopping_ = false;
   std::thread renewer_;

@@ -133,8 +133,10 @@ void lease::release() {
   if (!impl_) return;
   auto& l = *impl_;
   auto& core = *l.core;
+  std::exception_ptr failure;
   {
     std::lock_guard<std::mutex> io(l.io);
+    steady::time_point give_up;
     {
       std::unique_lock<std::mutex> lock(l.mu);
       auto s = l.effective_state_locked(steady::now());
@@ -147,15 +149,21 @@ void lease::release() {
         return;
       }
       l.state = lease_state::released;
+      give_up = l.safe_until + detail::safety_margin(l.ttl) + std::chrono::seconds{1};
     }
     try {
       core.release_in_database(l, core.op_deadline());
-    } catch (...) {
-      core.emit_released(l);  // ended locally all the same
-      throw;
+    } catch (const error& e) {
+      // Ended locally either way. Keep trying in the background so that waiters need not wait
+      // for the row to expire. A row locked by an open fenced transaction (perhaps this
+      // thread's own) is not an error: the release completes when that transaction ends.
+      if (e.code() == errc::unavailable) core.keeper().defer_release(l.key(), give_up);
+      if (e.code() != errc::unavailable || e.sqlstate() != sqlstate_row_locked)
+        failure = std::current_exception();
     }
   }
   core.emit_released(l);
+  if (failure) std::rethrow_exception(failure);
 }
 
 }  // namespace sqlock

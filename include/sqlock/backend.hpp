@@ -47,6 +47,11 @@ struct acquire_result {
   std::chrono::milliseconds holder_expires_in{0};
 };
 
+/// The sqlstate of the `errc::unavailable` a backend's `release` or `abandon` throws when the row
+/// is locked by another open transaction (a fenced transaction) and it did not wait for it;
+/// the client then retries in the background. (PostgreSQL's lock_not_available.)
+inline constexpr std::string_view sqlstate_row_locked = "55P03";
+
 /// A lease's identity in the database.
 struct lease_key {
   std::string name;
@@ -128,7 +133,8 @@ class backend {
   virtual std::vector<renew_result> renew(const std::vector<renew_request>& requests,
                                           deadline until) = 0;
   /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
-  /// wakes waiters. Returns false when it was not live.
+  /// wakes waiters. Returns false when it was not live. Must not wait for a row locked by
+  /// another open transaction: throw `errc::unavailable` with `sqlstate_row_locked` instead.
   virtual bool release(const lease_key& key, deadline until) = 0;
   /// Ends whatever lease carries `nonce` (cleanup of an in-doubt acquire). Returns whether one
   /// was live.

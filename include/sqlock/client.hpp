@@ -78,6 +78,7 @@ class client {
 
  private:
   std::optional<lease> acquire_until(std::string_view name,
+                                     std::chrono::steady_clock::time_point start,
                                      std::chrono::steady_clock::time_point until,
                                      const lock_options& options);
   std::shared_ptr<detail::client_core> core_;

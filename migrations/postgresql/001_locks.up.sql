@@ -29,4 +29,39 @@ CREATE TABLE sqlock_locks (
   waiters_until timestamptz NOT NULL DEFAULT '-infinity'  -- a release notifies only before it
 ) WITH (fillfactor = 70);
 
+-- Same-database fencing. Call it inside the transaction that writes the protected data:
+--   SELECT sqlock_assert_held('nightly-report', 42);
+-- It raises SQLSTATE 'SQ001' (class SQ: sqlock) unless lock_token is the live lease of
+-- lock_name by the server clock (clock_timestamp(): now() is stale in a long transaction), and
+-- it takes a share lock on the lock row until the caller's transaction ends, so no takeover can
+-- commit in between: the lease check and the protected writes become one atomic fact. While
+-- that transaction is open the holder's own renewals skip the row (the lease is at risk), so
+-- keep fenced transactions well under ttl/2. SECURITY DEFINER with the search_path of this
+-- migration (sqlock's schema, pg_temp last) fixed at creation: callers need only USAGE on the
+-- schema (EXECUTE is granted to PUBLIC by default), no rights on the table.
+CREATE FUNCTION sqlock_assert_held(lock_name text, lock_token bigint) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+DECLARE
+  current_token  bigint;
+  current_expiry timestamptz;
+BEGIN
+  SELECT token, expires_at INTO current_token, current_expiry
+  FROM sqlock_locks WHERE name = lock_name FOR SHARE;
+  IF NOT FOUND THEN
+    RAISE EXCEPTION USING ERRCODE = 'SQ001',
+      MESSAGE = format('sqlock: lease lost: there is no lock %L', lock_name);
+  END IF;
+  IF lock_token IS NULL OR current_token <> lock_token THEN
+    RAISE EXCEPTION USING ERRCODE = 'SQ001',
+      MESSAGE = format('sqlock: lease lost: token %s of lock %L is stale (current token %s)',
+                       lock_token, lock_name, current_token);
+  END IF;
+  IF current_expiry <= clock_timestamp() THEN
+    RAISE EXCEPTION USING ERRCODE = 'SQ001',
+      MESSAGE = format('sqlock: lease lost: the lease of lock %L with token %s has expired',
+                       lock_name, lock_token);
+  END IF;
+END
+$fn$;
+
 INSERT INTO sqlock_schema_version (version) VALUES (1);

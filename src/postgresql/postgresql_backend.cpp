@@ -152,19 +152,30 @@ struct statements {
         "LEFT JOIN " + locks + " cur ON cur.name = req.n ORDER BY req.i";
     // Release, abandon and force release notify ONLY when a waiter marked the row: a
     // notifying commit takes a server-wide lock and defeats group commit.
-    const std::string notify_tail =
-        " RETURNING waiters_until > now() AS waited) "
-        "SELECT waited, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END FROM ended";
-    release = "WITH ended AS (UPDATE " + locks + " SET expires_at = now() "
-              "WHERE name = $1::text AND nonce = $2::text AND token = $3::bigint "
-              "AND expires_at > now()" + notify_tail;
-    abandon = "WITH ended AS (UPDATE " + locks + " SET expires_at = now() "
-              "WHERE name = $1::text AND nonce = $2::text AND $3::bigint IS NULL "
-              "AND expires_at > now()" + notify_tail;
+    //
+    // Release and abandon do not wait for a row locked by another open transaction (a fenced
+    // transaction holding sqlock_assert_held's share lock, possibly opened by the very thread
+    // that is releasing: waiting would deadlock it). The third column reports such a row; the
+    // client then retries the release in the background (backend.hpp, sqlstate_row_locked).
+    const std::string mine =
+        "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
+        "AND expires_at > now()";
+    const std::string notify_select =
+        "SELECT waited, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false "
+        "FROM ended";
+    release = "WITH target AS (SELECT name FROM " + locks + " WHERE " + mine +
+              " FOR UPDATE SKIP LOCKED), "
+              "ended AS (UPDATE " + locks + " SET expires_at = now() "
+              "WHERE name IN (SELECT name FROM target) RETURNING waiters_until > now() AS waited) " +
+              notify_select + " UNION ALL SELECT NULL, NULL, true FROM " + locks + " WHERE " +
+              mine + " AND NOT EXISTS (SELECT 1 FROM target)";
+    abandon = release;  // called with a NULL token: any lease carrying the nonce
     // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
+    // An admin's force release does wait for an open fenced transaction (bounded by its
+    // deadline): that transaction is exactly what it must not break into.
     force = "WITH ended AS (UPDATE " + locks + " SET expires_at = now(), nonce = '' "
             "WHERE name = $1::text AND $2::text IS NULL AND $3::bigint IS NULL "
-            "AND expires_at > now()" + notify_tail;
+            "AND expires_at > now() RETURNING waiters_until > now() AS waited) " + notify_select;
     const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") +
                                 ", " + epoch_us("expires_at") + ", " +
                                 epoch_us("expires_at - now()");
@@ -344,7 +355,9 @@ class postgresql_backend final : public backend {
                         {options_.schema}, until);
       if (!exists.boolean(0, 0))
         c->exec_simple(what, "CREATE SCHEMA IF NOT EXISTS " + s.schema_ident, until);
-      c->exec_simple(what, "SET LOCAL search_path TO " + s.schema_ident, until);
+      // pg_temp last: the SECURITY DEFINER function sqlock_assert_held captures this path
+      // (SET search_path FROM CURRENT), and a temp table must never shadow sqlock's tables.
+      c->exec_simple(what, "SET LOCAL search_path TO " + s.schema_ident + ", pg_temp", until);
       auto st = run(*c, what, nullptr, s.version, {options_.schema}, until);
       int v = 0;
       if (st.boolean(0, 1)) v = static_cast<int>(run(*c, what, nullptr, s.read_version, {}, until)
@@ -365,10 +378,9 @@ class postgresql_backend final : public backend {
               "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")",
               m.down, until);
           if (m.version > 1)
-            c->exec_simple(what, "DELETE FROM " + s.schema_ident +
-                                     ".sqlock_schema_version WHERE version = " +
-                                     std::to_string(m.version),
-                           until);
+            run(*c, what, nullptr,
+                "DELETE FROM " + s.schema_ident + ".sqlock_schema_version WHERE version = $1::integer",
+                {std::to_string(m.version)}, until);
         }
       }
       c->exec_simple(what, "COMMIT", until);
@@ -543,19 +555,20 @@ class postgresql_backend final : public backend {
     // transaction are skipped.
     constexpr int batch = 500;
     auto c = checkout(until, what);
-    const std::string sql_text =
-        "BEGIN; SET LOCAL lock_timeout = '100ms'; LOCK TABLE " + sql().locks +
-        " IN SHARE ROW EXCLUSIVE MODE; DELETE FROM " + sql().locks +
-        " WHERE name IN (SELECT name FROM " + sql().locks +
-        " WHERE expires_at <= now() - " + std::to_string(free_for.count()) +
-        " * interval '1 millisecond' LIMIT " + std::to_string(batch) +
-        " FOR UPDATE SKIP LOCKED); COMMIT";
+    const std::string lock_table = "BEGIN; SET LOCAL lock_timeout = '100ms'; LOCK TABLE " +
+                                   sql().locks + " IN SHARE ROW EXCLUSIVE MODE";
+    const std::string delete_batch =
+        "DELETE FROM " + sql().locks + " WHERE name IN (SELECT name FROM " + sql().locks +
+        " WHERE expires_at <= now() - $1::bigint * interval '1 millisecond' LIMIT " +
+        std::to_string(batch) + " FOR UPDATE SKIP LOCKED)";
+    const std::vector<param> params{std::to_string(free_for.count())};
     std::size_t total = 0;
     for (int attempt = 0;;) {
       std::size_t n = 0;
       try {
-        auto rs = c->exec_simple(what, sql_text, until);
-        for (auto& r : rs) n = std::max(n, r.affected());
+        c->exec_simple(what, lock_table, until);
+        n = run(*c, what, nullptr, delete_batch, params, until).affected();
+        c->exec_simple(what, "COMMIT", until);
       } catch (const error& e) {
         if (!c->broken() && c->in_transaction()) {
           try {
@@ -726,7 +739,13 @@ class postgresql_backend final : public backend {
     bool ended;
     {
       auto c = checkout(until, what);
-      ended = run(*c, what, name, sql().*text, params, until).rows() > 0;
+      auto rs = run(*c, what, name, sql().*text, params, until);
+      if (rs.rows() > 0 && rs.boolean(0, 2))
+        throw error(errc::unavailable,
+                    what + " on postgresql: the lock row is locked by another open transaction "
+                           "(a fenced transaction?); not waiting for it",
+                    kind_name, std::string(sqlstate_row_locked));
+      ended = rs.rows() > 0;
     }
     if (ended) registry_.notify(params[0].value_or(std::string()));
     return ended;

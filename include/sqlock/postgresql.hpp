@@ -1,0 +1,37 @@
+#pragma once
+/// \file
+/// Optional helpers for applications that use libpqxx on the lock database: same-database
+/// fencing inside their own transaction. Unlike the core headers, this one includes pqxx.
+
+#include <sqlock/error.hpp>
+
+#include <cstdint>
+#include <pqxx/pqxx>
+#include <string>
+#include <string_view>
+
+namespace sqlock::postgresql {
+
+/// The SQLSTATE `sqlock_assert_held` raises when the lease is not held.
+inline constexpr const char* sqlstate_lease_lost = "SQ001";
+
+/// Effects: inside the caller's transaction `tx`, fails unless `token` is the live lease of
+/// `name` by the server clock, and holds a share lock on the lock row until `tx` ends, so no
+/// takeover can commit before the caller's writes: call it first, then write. Keep `tx` short
+/// (well under the lease's ttl/2): while it is open the holder's renewals skip the row.
+/// A release of this lease while `tx` is open does not wait: it completes when `tx` ends.
+/// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
+/// pqxx exceptions for other database errors.
+inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::int64_t token,
+                        const std::string& schema = "public") {
+  try {
+    tx.exec_params("SELECT " + tx.quote_name(schema) + ".sqlock_assert_held($1, $2)",
+                   std::string(name), token);
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == sqlstate_lease_lost)
+      throw error(errc::lease_lost, e.what(), "postgresql", e.sqlstate());
+    throw;
+  }
+}
+
+}  // namespace sqlock::postgresql

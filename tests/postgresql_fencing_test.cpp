@@ -1,0 +1,133 @@
+// Same-database fencing on PostgreSQL: sqlock_assert_held inside the user's own transaction.
+
+#include <doctest/doctest.h>
+#include <sqlock/postgresql.hpp>
+#include <sqlock/sqlock.hpp>
+
+#include <atomic>
+#include <thread>
+
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+
+using namespace std::chrono_literals;
+using sqlock_test::postgresql_fixture;
+
+namespace {
+sqlock::lock_options lease_of(std::chrono::milliseconds ttl, bool keepalive) {
+  sqlock::lock_options o;
+  o.ttl = ttl;
+  o.keepalive = keepalive;
+  return o;
+}
+}  // namespace
+
+TEST_SUITE("postgresql") {
+TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
+  postgresql_fixture db;
+  sqlock::client a(db.url(), db.options());
+  sqlock::client b(db.url(), db.options());
+  pqxx::connection app(db.direct_url());
+  {
+    pqxx::work tx(app);
+    tx.exec("CREATE TABLE " + tx.quote_name(db.schema()) + ".ledger (entry text, token bigint)");
+    tx.commit();
+  }
+  auto old = a.try_acquire("ledger", lease_of(200ms, false));
+  REQUIRE(old);
+  {
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_held(tx, "ledger", old->token(), db.schema());
+    tx.exec_params("INSERT INTO " + tx.quote_name(db.schema()) + ".ledger VALUES ($1, $2)",
+                   "first", old->token());
+    tx.commit();
+  }
+  std::optional<sqlock::lease> fresh;
+  CHECK(sqlock_test::eventually([&] { return bool(fresh = b.try_acquire("ledger")); }));
+  REQUIRE(fresh);
+  CHECK(fresh->token() > old->token());
+  {
+    pqxx::work tx(app);
+    sqlock::errc code = sqlock::errc::internal;
+    try {
+      sqlock::postgresql::assert_held(tx, "ledger", old->token(), db.schema());
+      tx.exec_params("INSERT INTO " + tx.quote_name(db.schema()) + ".ledger VALUES ($1, $2)",
+                     "late", old->token());
+      tx.commit();
+    } catch (const sqlock::error& e) {
+      code = e.code();
+      CHECK(e.sqlstate() == "SQ001");
+    }
+    CHECK(code == sqlock::errc::lease_lost);
+  }
+  pqxx::work tx(app);
+  CHECK(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".ledger")[0][0].as<int>() == 1);
+  CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "no-such-lock", 1, db.schema()), sqlock::error);
+}
+
+TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  auto l = holder.try_acquire("ledger", lease_of(300ms, false));
+  REQUIRE(l);
+  pqxx::connection app(db.direct_url());
+  pqxx::work tx(app);
+  sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
+
+  std::atomic<std::int64_t> taken{0};
+  std::thread taker([&] {
+    sqlock::client other(db.url(), db.options());
+    taken = other.acquire("ledger").token();  // the lease expires, but the row is share-locked
+  });
+  std::this_thread::sleep_for(800ms);  // well past the 300 ms lease
+  CHECK(taken.load() == 0);
+  tx.commit();
+  taker.join();
+  CHECK(taken.load() > l->token());
+  pqxx::work after(app);
+  CHECK_THROWS_AS(sqlock::postgresql::assert_held(after, "ledger", l->token(), db.schema()),
+                  sqlock::error);
+}
+
+TEST_CASE("inside a fenced transaction the keepalive does not stall and a release does not deadlock") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  sqlock::client observer(db.url(), db.options());
+  auto l = holder.try_acquire("ledger", lease_of(900ms, true));
+  REQUIRE(l);
+  pqxx::connection app(db.direct_url());
+  {
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
+    // Hold the share lock across at least one renewal (every 300 ms): the keepalive skips the
+    // row (at risk), it must not block.
+    std::this_thread::sleep_for(400ms);
+    CHECK_FALSE(l->lost());
+    auto start = std::chrono::steady_clock::now();
+    l->release();  // this thread's own transaction holds the row: must not wait for it
+    CHECK(std::chrono::steady_clock::now() - start < 500ms);
+    CHECK(l->state() == sqlock::lease_state::released);
+    CHECK(observer.inspect("ledger")->held);  // not yet: the row is locked until we commit
+    tx.commit();
+  }
+  // The release completes in the background once the fenced transaction has ended.
+  CHECK(sqlock_test::eventually([&] { return !observer.inspect("ledger")->held; }, 2s));
+  CHECK(observer.try_acquire("ledger"));
+}
+
+TEST_CASE("sqlock_assert_held needs no grant beyond USAGE on the schema") {
+  postgresql_fixture db;
+  sqlock::client c(db.url(), db.options());
+  auto l = c.try_acquire("ledger");
+  REQUIRE(l);
+  sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
+  admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
+  pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
+  pqxx::work tx(runtime);
+  CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".sqlock_locks"));
+  pqxx::work tx2(runtime);
+  CHECK_NOTHROW(sqlock::postgresql::assert_held(tx2, "ledger", l->token(), db.schema()));
+  CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx2, "ledger", l->token() + 1, db.schema()),
+                  sqlock::error);
+}
+}
