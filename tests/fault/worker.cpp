@@ -9,6 +9,7 @@
 //          [--duration-ms D] [--ttl-ms T] [--hold-min-ms A] [--hold-max-ms B]
 //          [--near-ttl-pct P] [--wait-ms W] [--write-every-ms E] [--fence-port P]
 //          [--zombie-writes Z] [--rounds R] [--barrier-dir DIR] [--op-timeout-ms O] [--seed S]
+//          [--metadata M] [--purge-ms F (purge rows free for F ms at the end)]
 // The URL normally comes from the environment so that no password can show in `ps`.
 //
 // History lines: "<mono_ns> <worker> <event> <fields...>", events:
@@ -110,7 +111,8 @@ struct config {
   bool pgbouncer = false;
   long threads = 1, iterations = 0, duration_ms = 0, ttl_ms = 2000, hold_min_ms = 0,
        hold_max_ms = 20, near_ttl_pct = 0, wait_ms = 5000, write_every_ms = 20, fence_port = 0,
-       zombie_writes = 0, rounds = 0, op_timeout_ms = 10000, seed = 0;
+       zombie_writes = 0, rounds = 0, op_timeout_ms = 10000, seed = 0, purge_ms = 0;
+  std::string metadata;
 };
 
 sqlock::client_options client_options(const config& cfg, fault::history& h) {
@@ -148,6 +150,7 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
   fence_client fence(static_cast<int>(cfg.fence_port));
   sqlock::lock_options lo;
   lo.ttl = ms{cfg.ttl_ms};
+  lo.metadata = cfg.metadata;
   lo.on_lost = [&h, wid](const sqlock::lost_event& e) {
     h.line("%s lost %s %lld %s", wid.c_str(), e.name.c_str(), static_cast<long long>(e.token),
            word(e.reason).c_str());
@@ -356,6 +359,8 @@ int main(int argc, char** argv) {
     cfg.rounds = a.num("rounds", 0);
     cfg.op_timeout_ms = a.num("op-timeout-ms", 10000);
     cfg.seed = a.num("seed", 1);
+    cfg.purge_ms = a.num("purge-ms", 0);
+    cfg.metadata = a.str("metadata");
     if (cfg.url.empty() || cfg.names.empty() || cfg.hold_max_ms < cfg.hold_min_ms) {
       std::cerr << "sqlock_fault_worker: bad arguments (see the header of worker.cpp)\n";
       return 2;
@@ -379,6 +384,13 @@ int main(int argc, char** argv) {
       for (long t = 0; t < cfg.threads; ++t)
         ts.emplace_back([&, t] { soak_thread(cfg, c, h, static_cast<int>(t), end_ns); });
       for (auto& t : ts) t.join();
+      if (cfg.purge_ms > 0) {
+        try {
+          h.line("%s purged %zu", cfg.id.c_str(), c.purge(ms{cfg.purge_ms}));
+        } catch (const sqlock::error& e) {
+          h.line("%s error purge %s %s", cfg.id.c_str(), code_name(e.code()), word(e.what()).c_str());
+        }
+      }
     } else if (cfg.mode == "herd") {
       sqlock::client c(cfg.url, client_options(cfg, h));
       std::vector<sqlock::lease> kept;

@@ -1,0 +1,798 @@
+#!/usr/bin/env python3
+"""The fault suite's scenario driver. Run it through scripts/fault (which builds the fault
+build and starts the servers); it needs the environment scripts/with-postgres exports.
+
+usage: driver.py --build DIR --profile quick|full [--only a,b] [--work DIR]
+                 [--broken-build DIR] [--asan-build DIR] [--tsan-build DIR]
+Prints one line per scenario: "<scenario> PASS|FAIL k=v ... (<seconds>s)"; exits 1 when any
+scenario failed.
+
+Every timestamp it takes is time.monotonic_ns() (CLOCK_MONOTONIC), the workers' timeline.
+"""
+import argparse
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import check  # noqa: E402
+
+PGBIN = os.environ.get("SQLOCK_PGBIN", "/usr/lib/postgresql/15/bin")
+MS = 1_000_000
+
+
+def now():
+    return time.monotonic_ns()
+
+
+class Fail(Exception):
+    pass
+
+
+class Suite:
+    def __init__(self, a):
+        self.a = a
+        self.build = os.path.abspath(a.build)
+        self.quick = a.profile == "quick"
+        self.work = a.work or tempfile.mkdtemp(prefix="sqlock-fault.")
+        os.makedirs(self.work, exist_ok=True)
+        os.chmod(self.work, 0o755)
+        self.url = os.environ["SQLOCK_TEST_POSTGRESQL_URL"]
+        self.bouncer = os.environ["SQLOCK_TEST_PGBOUNCER_URL"]
+        self.admin = os.environ["SQLOCK_TEST_POSTGRESQL_ADMIN_URL"]
+        self.runtime = os.environ["SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"]
+        self.procs = []
+        self.results = []
+        self.baseline = None
+
+    # ---- helpers ----
+    def bin(self, name, build=None):
+        return os.path.join(build or self.build, "tests", "fault", name)
+
+    def psql(self, url, sql, check_rc=True):
+        r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-At", "-v",
+                            "ON_ERROR_STOP=1", "-d", url, "-c", sql],
+                           capture_output=True, text=True)
+        if check_rc and r.returncode != 0:
+            raise Fail("psql failed: %s: %s" % (sql[:80], r.stderr.strip()))
+        return r.stdout.strip()
+
+    def dir(self, name):
+        d = os.path.join(self.work, name)
+        shutil.rmtree(d, ignore_errors=True)
+        os.makedirs(d)
+        return d
+
+    def schema(self, tag):
+        return "fault_%s_%d_%d" % (tag, os.getpid(), random.randint(0, 99999))
+
+    def spawn(self, args, env_extra=None, url=None, stderr=None, prefix=None, build=None):
+        env = dict(os.environ)
+        env["SQLOCK_FAULT_URL"] = url or self.url
+        env.pop("SQLOCK_FAULT", None)
+        if env_extra:
+            env.update(env_extra)
+        cmd = (prefix or []) + [self.bin("sqlock_fault_worker", build)] + [str(x) for x in args]
+        p = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL,
+                             stderr=stderr if stderr is not None else subprocess.PIPE, text=True)
+        self.procs.append(p)
+        return p
+
+    def migrate(self, schema, url=None, build=None):
+        p = self.spawn(["--mode", "migrate", "--id", "m", "--schema", schema, "--names", "x"],
+                       url=url, build=build)
+        _, err = p.communicate(timeout=60)
+        if p.returncode != 0:
+            raise Fail("migrate failed: " + err.strip())
+
+    def wait_all(self, procs, timeout):
+        end = time.monotonic() + timeout
+        errs = []
+        for p in procs:
+            try:
+                _, err = p.communicate(timeout=max(0.1, end - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                p.kill()
+                _, err = p.communicate()
+                errs.append("worker %d stuck (killed after %ds)" % (p.pid, timeout))
+            if p.returncode not in (0, -9) and err is not None:
+                errs.append("worker exit %s: %s" % (p.returncode, (err or "").strip()[-300:]))
+        return errs
+
+    def fence(self, d):
+        port_file = os.path.join(d, "fence.port")
+        log = os.path.join(d, "fence.log")
+        p = subprocess.Popen([self.bin("sqlock_fault_fence"), "--port-file", port_file,
+                              "--log", log])
+        self.procs.append(p)
+        port = int(self.wait_file(port_file).split()[0])
+        return p, port, log
+
+    def proxy(self, d, target_port):
+        port_file = os.path.join(d, "proxy.port")
+        p = subprocess.Popen([self.bin("sqlock_fault_proxy"), "--target-port", str(target_port),
+                              "--port-file", port_file])
+        self.procs.append(p)
+        port, cport = (int(x) for x in self.wait_file(port_file).split())
+        return p, port, cport
+
+    @staticmethod
+    def control(cport, cmd):
+        with socket.create_connection(("127.0.0.1", cport), timeout=5) as s:
+            s.sendall((cmd + "\n").encode())
+            return s.recv(100).decode().strip()
+
+    @staticmethod
+    def wait_file(path, timeout=30):
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            if os.path.exists(path):
+                with open(path) as f:
+                    txt = f.read()
+                if txt.strip():
+                    return txt
+            time.sleep(0.01)
+        raise Fail("timed out waiting for " + path)
+
+    @staticmethod
+    def wait_line(path, pattern, timeout=30, after=0):
+        """The first history line matching `pattern` (a regex) with a timestamp > after."""
+        end = time.monotonic() + timeout
+        rx = re.compile(pattern)
+        while time.monotonic() < end:
+            try:
+                with open(path) as f:
+                    for line in f:
+                        p = line.split()
+                        if p and int(p[0]) > after and rx.search(line):
+                            return line.split()
+            except FileNotFoundError:
+                pass
+            time.sleep(0.005)
+        raise Fail("timed out waiting for /%s/ in %s" % (pattern, path))
+
+    @staticmethod
+    def lines(path, event):
+        out = []
+        try:
+            with open(path) as f:
+                for line in f:
+                    p = line.split()
+                    if len(p) >= 3 and p[2] == event:
+                        out.append(p)
+        except FileNotFoundError:
+            pass
+        return out
+
+    def stop(self, p):
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+    def cleanup(self):
+        for p in self.procs:
+            if p.poll() is None:
+                try:
+                    os.kill(p.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+                p.kill()
+                p.wait()
+        self.procs = []
+
+    def pg_port(self):
+        return int(re.search(r":(\d+)/", self.url).group(1))
+
+    def with_port(self, url, port):
+        return re.sub(r":\d+/", ":%d/" % port, url, count=1)
+
+    # ---- the common workload ----
+    def soak(self, tag, d, procs, duration_ms, schema=None, url=None, extra=(), ttl=1500,
+             env_extra=None, prefix_for=None, build=None, fence=True, stderr_check=False):
+        """Runs `procs` soak workers on 3 names for `duration_ms`; returns the checker's result
+        and the worker errors."""
+        if schema is None:
+            schema = self.schema(tag)
+            self.migrate(schema, url=url, build=build)
+        fport, flog = 0, None
+        fp = None
+        if fence:
+            fp, fport, flog = self.fence(d)
+        ps, hist = [], []
+        for i in range(procs):
+            h = os.path.join(d, "w%d.hist" % i)
+            hist.append(h)
+            args = ["--mode", "soak", "--id", "w%d" % i, "--history", h, "--names",
+                    "%s-a,%s-b,%s-c" % (tag, tag, tag), "--ttl-ms", ttl, "--hold-min-ms", 0,
+                    "--hold-max-ms", 30, "--near-ttl-pct", 4, "--wait-ms", 4 * ttl,
+                    "--duration-ms", duration_ms, "--fence-port", fport, "--seed", i + 1,
+                    "--schema", schema] + list(extra)
+            ps.append(self.spawn(args, url=url, env_extra=env_extra,
+                                 prefix=prefix_for(i) if prefix_for else None, build=build))
+        errs = self.wait_all(ps, duration_ms / 1000 + 8 * ttl / 1000 + 60)
+        if fp:
+            self.stop(fp)
+        fig, violations, leases, events = check.check(hist, flog, expect_no_loss=True)
+        return fig, violations + errs, schema
+
+    def report(self, name, ok, figures, started, notes=()):
+        secs = time.monotonic() - started
+        parts = " ".join("%s=%s" % (k, v) for k, v in figures.items())
+        line = "%-14s %s %s (%.0fs)" % (name, "PASS" if ok else "FAIL", parts, secs)
+        print(line, flush=True)
+        for n in notes:
+            print("    " + n, flush=True)
+        self.results.append((name, ok, line))
+
+    def core(self, fig):
+        keys = ["grants", "overlaps", "token_regressions", "stale_accepted", "false_losses",
+                "errors"]
+        return {k: fig[k] for k in keys}
+
+    # ---- scenarios ----
+    def s1_soak(self):
+        t0 = time.monotonic()
+        d = self.dir("soak")
+        dur = 30000 if self.quick else 120000
+        fig, notes, _ = self.soak("soak", d, 8, dur)
+        out = self.core(fig)
+        out["grants_per_s"] = round(fig["grants"] / (dur / 1000), 1)
+        out["writes_ok"] = fig["writes_ok"]
+        self.baseline = self.core(fig)
+        ok = fig["violations"] == 0 and fig["errors"] == 0 and not notes
+        self.report("1.soak", ok, out, t0, notes)
+
+    def herd_once(self, d, tag, schema, procs, threads, rounds):
+        self.migrate(schema)
+        ps, hist = [], []
+        for i in range(procs):
+            h = os.path.join(d, "%s%d.hist" % (tag, i))
+            hist.append(h)
+            args = ["--mode", "herd", "--id", "%s%d" % (tag, i), "--history", h, "--names", tag,
+                    "--threads", threads, "--rounds", rounds, "--barrier-dir", d, "--ttl-ms",
+                    10000, "--schema", schema]
+            if i == 0:
+                args.append("--prepare-expired")
+            ps.append(self.spawn(args))
+        # Every thread is ready; then release the herd round by round.
+        for h in hist:
+            end = time.monotonic() + 60
+            while len(self.lines(h, "ready")) < threads and time.monotonic() < end:
+                time.sleep(0.01)
+        for r in range(rounds):
+            open(os.path.join(d, "go.%d" % r), "w").close()
+            end = time.monotonic() + 60
+            while time.monotonic() < end:
+                done = sum(1 for h in hist for p in self.lines(h, "herd_done") if p[3] == str(r))
+                if done >= procs * threads:
+                    break
+                time.sleep(0.01)
+        open(os.path.join(d, "end"), "w").close()
+        errs = self.wait_all(ps, 60)
+        fig, violations, _, _ = check.check(hist, herd=True)
+        return fig, violations + errs
+
+    def s2_herd(self):
+        t0 = time.monotonic()
+        d = self.dir("herd")
+        procs, threads = (6, 4) if self.quick else (12, 4)
+        rounds = 10 if self.quick else 30
+        fig, notes = self.herd_once(d, "h", self.schema("herd"), procs, threads, rounds)
+        d2 = self.dir("herd-serializable")
+        db = re.search(r"/([^/?]+)(\?|$)", self.url).group(1)
+        self.psql(self.admin, "ALTER DATABASE %s SET default_transaction_isolation = "
+                  "'serializable'" % db)
+        try:
+            fig2, notes2 = self.herd_once(d2, "hs", self.schema("herds"), procs, threads, rounds)
+        finally:
+            self.psql(self.admin, "ALTER DATABASE %s RESET default_transaction_isolation" % db)
+        out = {"contenders": procs * threads, "rounds": fig["rounds"],
+               "rounds_not_one_winner": fig["rounds_without_one_winner"],
+               "errors": fig["errors"], "serializable_rounds": fig2["rounds"],
+               "serializable_not_one_winner": fig2["rounds_without_one_winner"],
+               "serializable_errors": fig2["errors"]}
+        ok = (fig["violations"] == 0 and fig2["violations"] == 0 and fig["errors"] == 0 and
+              fig2["errors"] == 0 and not notes and not notes2)
+        self.report("2.herd", ok, out, t0, notes + notes2 +
+                    ["errors: %s / %s" % (fig["error_codes"], fig2["error_codes"])]
+                    if not ok else [])
+
+    def holder(self, d, tag, schema, name, hold_ms, ttl, fport, env_extra=None, zombie=0,
+               url=None, extra=(), wait_ms=None):
+        h = os.path.join(d, "%s.hist" % tag)
+        args = ["--mode", "soak", "--id", tag, "--history", h, "--names", name, "--ttl-ms", ttl,
+                "--hold-min-ms", hold_ms, "--hold-max-ms", hold_ms, "--iterations", 1,
+                "--wait-ms", wait_ms or 6 * ttl, "--fence-port", fport, "--write-every-ms", 20,
+                "--zombie-writes", zombie, "--schema", schema] + list(extra)
+        return self.spawn(args, env_extra=env_extra, url=url), h
+
+    def row(self, schema, name):
+        r = self.psql(self.admin, "SELECT token, nonce, (expires_at > clock_timestamp()) FROM "
+                      "%s.sqlock_locks WHERE name = '%s'" % (schema, name))
+        return r.split("|") if r else None
+
+    def s3_kill(self):
+        t0 = time.monotonic()
+        d = self.dir("kill")
+        schema = self.schema("kill")
+        self.migrate(schema)
+        fp, fport, flog = self.fence(d)
+        ttl = 1500
+        bound = 1000 if self.quick else 1000
+        out, notes, hist = {}, [], []
+        ok = True
+        # (a) kill -9 in the critical section.
+        v, vh = self.holder(d, "victim-a", schema, "k-a", 60000, ttl, fport)
+        self.wait_line(vh, r" grant ")
+        w, wh = self.holder(d, "waiter-a", schema, "k-a", 200, ttl, fport)
+        self.wait_line(wh, r" attempt ")
+        time.sleep(0.3)
+        t_kill = now()
+        v.kill()
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        take_a = (int(g[0]) - t_kill) / MS
+        vg = self.lines(vh, "grant")[0]
+        ok &= int(g[4]) > int(vg[4]) and take_a <= ttl + bound
+        out["incs_takeover_ms"] = round(take_a)
+        self.wait_all([v, w], 30)
+        hist += [vh, wh]
+        # (b) killed just after its acquire committed (SQLOCK_FAULT=acquire.granted:crash).
+        v, vh = self.holder(d, "victim-b", schema, "k-b", 60000, ttl, fport,
+                            env_extra={"SQLOCK_FAULT": "acquire.granted:crash"})
+        self.wait_all([v], 30)
+        attempt = int(self.lines(vh, "attempt")[0][0])
+        crashed_row = self.row(schema, "k-b")
+        w, wh = self.holder(d, "waiter-b", schema, "k-b", 200, ttl, fport)
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        take_b = (int(g[0]) - attempt) / MS
+        ok &= v.returncode == -9 and crashed_row is not None and int(g[4]) > int(crashed_row[0])
+        ok &= take_b <= ttl + bound
+        out["granted_crash_takeover_ms"] = round(take_b)
+        self.wait_all([w], 30)
+        hist += [vh, wh]
+        # (c) killed during its release (SQLOCK_FAULT=release.before:crash).
+        v, vh = self.holder(d, "victim-c", schema, "k-c", 300, ttl, fport,
+                            env_extra={"SQLOCK_FAULT": "release.before:crash"})
+        self.wait_line(vh, r" grant ")
+        w, wh = self.holder(d, "waiter-c", schema, "k-c", 200, ttl, fport)
+        self.wait_all([v], 30)
+        rb = self.lines(vh, "release_begin")
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        take_c = (int(g[0]) - int(rb[0][0])) / MS if rb else -1
+        vg = self.lines(vh, "grant")[0]
+        ok &= v.returncode == -9 and bool(rb) and int(g[4]) > int(vg[4]) and take_c <= ttl + bound
+        out["release_crash_takeover_ms"] = round(take_c)
+        self.wait_all([w], 30)
+        hist += [vh, wh]
+        self.stop(fp)
+        fig, violations, _, _ = check.check(hist, flog)
+        ok &= fig["violations"] == 0
+        out.update(ttl_ms=ttl, bound_ms=ttl + bound, overlaps=fig["overlaps"],
+                   token_regressions=fig["token_regressions"],
+                   stale_accepted=fig["stale_accepted"])
+        self.report("3.kill9", ok, out, t0, violations)
+
+    def s4_stop(self):
+        t0 = time.monotonic()
+        d = self.dir("stop")
+        schema = self.schema("stop")
+        self.migrate(schema)
+        fp, fport, flog = self.fence(d)
+        ttl = 1500
+        out, ok = {}, True
+        # Paused past its ttl: a waiter takes over and writes; after SIGCONT the victim must
+        # learn of the loss promptly and every write it still makes is rejected.
+        v, vh = self.holder(d, "victim", schema, "p-a", 30000, ttl, fport, zombie=10)
+        self.wait_line(vh, r" renewed ")
+        w, wh = self.holder(d, "waiter", schema, "p-a", 1000, ttl, fport)
+        self.wait_line(wh, r" attempt ")
+        time.sleep(0.1)
+        t_stop = now()
+        os.kill(v.pid, signal.SIGSTOP)
+        g = self.wait_line(wh, r" write .* ok", timeout=30)
+        time.sleep(0.2)
+        t_cont = now()
+        os.kill(v.pid, signal.SIGCONT)
+        self.wait_all([v, w], 30)
+        lost = [int(p[0]) for p in self.lines(vh, "lost") + self.lines(vh, "noticed_lost")]
+        lag = (min(lost) - t_cont) / MS if lost else -1
+        after = [p for p in self.lines(vh, "write") if int(p[0]) > t_cont]
+        accepted_after = sum(1 for p in after if p[6] == "ok")
+        ok &= bool(lost) and lag <= 200 and accepted_after == 0 and len(after) >= 10
+        out.update(stop_ms=round((t_cont - t_stop) / MS), loss_known_after_resume_ms=round(lag, 1),
+                   takeover_ms=round((int(self.lines(wh, "grant")[0][0]) - t_stop) / MS),
+                   old_token_writes=len(after), old_token_accepted=accepted_after)
+        # Pauses shorter than ttl/3 lose nothing.
+        s, sh = self.holder(d, "short", schema, "p-b", 6000, ttl, fport)
+        self.wait_line(sh, r" grant ")
+        pauses = 0
+        for k in range(4):
+            time.sleep(0.6 + 0.17 * k)
+            os.kill(s.pid, signal.SIGSTOP)
+            time.sleep(ttl / 3 / 1000 - 0.1)
+            os.kill(s.pid, signal.SIGCONT)
+            pauses += 1
+        self.wait_all([s], 30)
+        short_lost = len(self.lines(sh, "lost") + self.lines(sh, "noticed_lost"))
+        short_rejected = sum(1 for p in self.lines(sh, "write") if p[6] != "ok")
+        ok &= short_lost == 0 and short_rejected == 0
+        self.stop(fp)
+        fig, violations, _, _ = check.check([vh, wh, sh], flog)
+        ok &= fig["violations"] == 0
+        out.update(short_pauses=pauses, short_pause_ms=round(ttl / 3 - 100),
+                   short_losses=short_lost, overlaps=fig["overlaps"],
+                   stale_accepted=fig["stale_accepted"])
+        self.report("4.sigstop", ok, out, t0, violations)
+
+    def s5_restart(self):
+        t0 = time.monotonic()
+        d = self.dir("restart")
+        schema = self.schema("restart")
+        self.migrate(schema)
+        data = self.psql(self.admin, "SHOW data_directory")
+        log = os.path.join(os.path.dirname(data), "bouncer", "postgresql.log")
+        fp, fport, flog = self.fence(d)
+        ttl = 2000
+        dur = 24000 if self.quick else 45000
+        ps, hist = [], []
+        for i in range(6):
+            h = os.path.join(d, "w%d.hist" % i)
+            hist.append(h)
+            ps.append(self.spawn(["--mode", "soak", "--id", "w%d" % i, "--history", h,
+                                  "--names", "r-a,r-b,r-c", "--ttl-ms", ttl, "--hold-max-ms", 30,
+                                  "--duration-ms", dur, "--fence-port", fport,
+                                  "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
+                                  "--schema", schema]))
+        restarts = []
+        for mode, at in (("fast", 5), ("immediate", 13)):
+            time.sleep(max(0, at - (time.monotonic() - t0)))
+            s = now()
+            r = subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"),
+                                "-D", data, "-l", log, "-w", "-t", "60", "-m", mode, "restart"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise Fail("pg_ctl restart -m %s failed: %s" % (mode, r.stderr))
+            restarts.append((mode, s, now()))
+        errs = self.wait_all(ps, dur / 1000 + 60)
+        self.stop(fp)
+        fig, violations, leases, _ = check.check(hist, flog)
+        last_up = restarts[-1][2]
+        recovered = sum(1 for h in hist if any(int(p[0]) > last_up for p in self.lines(h, "grant")))
+        ok = fig["violations"] == 0 and recovered == len(hist) and not errs
+        out = self.core(fig)
+        out.pop("false_losses")
+        out.update(losses=fig["losses"], restarts="fast,immediate",
+                   down_ms="/".join(str(round((e - s) / MS)) for _, s, e in restarts),
+                   clients_recovered="%d/%d" % (recovered, len(hist)),
+                   error_codes=json.dumps(fig["error_codes"], separators=(",", ":")))
+        self.report("5.restart", ok, out, t0, violations + errs)
+
+    def s6_proxy(self):
+        t0 = time.monotonic()
+        d = self.dir("proxy")
+        schema = self.schema("proxy")
+        self.migrate(schema)
+        fp, fport, flog = self.fence(d)
+        pp, port, cport = self.proxy(d, self.pg_port())
+        purl = self.with_port(self.url, port)
+        ttl, op = 1500, 1000
+        out, ok, notes = {}, True, []
+        margin = ttl / 10
+        # Stall: the holder must declare the loss at its safety deadline; nothing hangs.
+        v, vh = self.holder(d, "stalled", schema, "x-a", 30000, ttl, fport, url=purl,
+                            extra=["--op-timeout-ms", op])
+        self.wait_line(vh, r" renewed ")
+        w, wh = self.holder(d, "waiter", schema, "x-a", 2500, ttl, fport, wait_ms=20000)
+        self.wait_line(wh, r" attempt ")
+        t_stall = now()
+        self.control(cport, "stall")
+        try:
+            v.wait(ttl / 1000 + 4 * op / 1000 + 5)
+            exited_ms = round((now() - t_stall) / MS)
+        except subprocess.TimeoutExpired:
+            exited_ms = -1
+            notes.append("stalled holder did not exit while the proxy stalled (stuck thread)")
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        self.control(cport, "pass")  # the stalled bytes (a late renewal?) now reach the server
+        time.sleep(0.5)
+        self.wait_all([v, w], 30)
+        fig, violations, leases, _ = check.check([vh, wh], flog)
+        vl = [l for l in leases.values() if l.wid == "stalled"][0]
+        gone = min(x for x in (vl.lost, vl.noticed) if x is not None) if (vl.lost or vl.noticed) else None
+        lag = (gone - vl.max_safe) / MS if gone else -1
+        late_renewals = sum(1 for p in self.lines(vh, "renewed") if int(p[0]) > t_stall)
+        wl = [l for l in leases.values() if l.wid == "waiter"][0]
+        waiter_lost = 1 if (wl.lost or wl.noticed) else 0
+        ok &= (gone is not None and 0 <= lag <= 100 and exited_ms >= 0 and late_renewals == 0 and
+               waiter_lost == 0 and fig["violations"] == 0)
+        out.update(stall_loss_lag_ms=round(lag, 1), stalled_exit_ms=exited_ms,
+                   takeover_ms=round((int(g[0]) - t_stall) / MS), late_renewals=late_renewals,
+                   overlaps=fig["overlaps"])
+        # Drop every connection once: the client reconnects and keeps the lease.
+        v, vh = self.holder(d, "dropped", schema, "x-b", 4000, ttl, fport, url=purl,
+                            extra=["--op-timeout-ms", op])
+        self.wait_line(vh, r" renewed ")
+        self.control(cport, "drop")
+        self.wait_all([v], 30)
+        drop_losses = len(self.lines(vh, "lost") + self.lines(vh, "noticed_lost"))
+        # Drop and refuse reconnection: lost at the safety deadline.
+        v, vh = self.holder(d, "refused", schema, "x-c", 30000, ttl, fport, url=purl,
+                            extra=["--op-timeout-ms", op])
+        self.wait_line(vh, r" renewed ")
+        self.control(cport, "refuse")
+        self.wait_all([v], ttl / 1000 + 4 * op / 1000 + 10)
+        self.control(cport, "pass")
+        fig2, violations2, leases2, _ = check.check([vh], flog)
+        rl = list(leases2.values())[0]
+        rgone = min(x for x in (rl.lost, rl.noticed) if x is not None) if (rl.lost or rl.noticed) else None
+        rlag = (rgone - rl.max_safe) / MS if rgone else -1
+        ok &= drop_losses == 0 and rgone is not None and 0 <= rlag <= 100
+        out.update(drop_losses=drop_losses, refuse_loss_lag_ms=round(rlag, 1),
+                   margin_ms=round(margin))
+        self.stop(fp)
+        self.stop(pp)
+        self.report("6.proxy", ok, out, t0, violations + violations2 + notes)
+
+    def s7_pgbouncer(self):
+        t0 = time.monotonic()
+        d = self.dir("pgbouncer")
+        dur = 20000 if self.quick else 60000
+        schema = self.schema("bouncer")
+        self.migrate(schema)
+        fig, notes, _ = self.soak("pgb", d, 8, dur, schema=schema, url=self.bouncer,
+                                  extra=["--pgbouncer"],
+                                  env_extra={"SQLOCK_FAULT_LISTEN_URL": self.url})
+        out = self.core(fig)
+        ok = fig["violations"] == 0 and fig["errors"] == 0 and not notes
+        # The same workload with session advisory locks through the same PgBouncer.
+        d2 = self.dir("advisory")
+        ps, hist = [], []
+        for i in range(8):
+            h = os.path.join(d2, "a%d.hist" % i)
+            hist.append(h)
+            ps.append(self.spawn(["--mode", "advisory", "--id", "a%d" % i, "--history", h,
+                                  "--names", "adv-a,adv-b,adv-c", "--hold-max-ms", 30,
+                                  "--duration-ms", dur // 2, "--seed", i + 1], url=self.bouncer))
+        errs = self.wait_all(ps, dur / 1000 + 30)
+        afig, _, _, _ = check.check(hist)
+        out.update(advisory_grants=afig["grants"], advisory_overlaps=afig["overlaps"],
+                   advisory_leaked_unlocks=afig["leaks"])
+        self.report("7.pgbouncer", ok, out, t0, notes + errs)
+
+    def s8_sqlite(self):
+        t0 = time.monotonic()
+        d = self.dir("sqlite")
+        db = os.path.join(d, "locks.db")
+        url = "sqlite:" + db
+        dur = 20000 if self.quick else 60000
+        self.migrate("", url=url)
+        fig, notes, _ = self.soak("lite", d, 6, dur, schema="", url=url)
+        con = sqlite3.connect(db)
+        integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
+        con.close()
+        out = self.core(fig)
+        out["integrity_check"] = integrity
+        ok = fig["violations"] == 0 and fig["errors"] == 0 and integrity == "ok" and not notes
+        self.report("8.sqlite", ok, out, t0, notes)
+
+    def faketime_prefix(self):
+        ft = shutil.which("faketime")
+        if not ft:
+            raise Fail("faketime is not installed (scripts/fault installs it)")
+        return lambda i: [ft, "-f", "+5h" if i % 2 == 0 else "-5h"]
+
+    def s9_skew(self, build=None, label="9.clock_skew"):
+        t0 = time.monotonic()
+        d = self.dir("skew" if build is None else "broken")
+        prefix = self.faketime_prefix()
+        env = {"FAKETIME_DONT_FAKE_MONOTONIC": "1"}
+        # faketime must really move the wall clock and leave the monotonic clock alone.
+        skew = int(subprocess.run(prefix(0) + ["date", "+%s"], capture_output=True, text=True,
+                                  env=dict(os.environ, **env)).stdout) - int(time.time())
+        dur = 20000 if self.quick else 60000
+        fig, notes, _ = self.soak("skew", d, 8, dur, env_extra=env, prefix_for=prefix,
+                                  build=build)
+        starts = []
+        for i in range(8):
+            st = self.lines(os.path.join(d, "w%d.hist" % i), "start")
+            if st:
+                starts.append(int(st[0][0]))
+        mono_ok = bool(starts) and max(starts) - min(starts) < 10_000 * MS
+        out = self.core(fig)
+        out.update(client_skew_s="+-%d" % abs(skew), monotonic_unfaked=mono_ok)
+        if build is not None:
+            return fig, out, notes
+        same = self.baseline is None or all(
+            out[k] == self.baseline[k] for k in ("overlaps", "token_regressions",
+                                                 "stale_accepted", "false_losses"))
+        ok = fig["violations"] == 0 and fig["errors"] == 0 and mono_ok and abs(skew) > 17000
+        ok &= same and not notes
+        out["same_as_unskewed"] = same
+        self.report(label, ok, out, t0, notes)
+
+    def s10_inputs(self):
+        t0 = time.monotonic()
+        exe = self.bin("sqlock_fault_inputs")
+        r = subprocess.run([exe, "--schema", self.schema("inputs"), "--sqlite",
+                            os.path.join(self.dir("inputs"), "ro.db")],
+                           capture_output=True, text=True, timeout=300)
+        lines = [l for l in r.stdout.splitlines() if l.strip()]
+        summary = lines[-1] if lines else "no output"
+        notes = [l for l in lines[:-1] if "FAIL" in l] + ([r.stderr.strip()[-500:]] if r.returncode else [])
+        m = dict(kv.split("=", 1) for kv in summary.split() if "=" in kv)
+        self.report("10.bad_inputs", r.returncode == 0, m, t0, notes)
+
+    def s11_security(self):
+        t0 = time.monotonic()
+        d = self.dir("security")
+        schema = self.schema("sec")
+        self.migrate(schema)
+        q = '"%s"' % schema
+        for g in ("GRANT USAGE ON SCHEMA %s TO sqlock_runtime" % q,
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks TO sqlock_runtime" % q,
+                  "GRANT SELECT ON %s.sqlock_schema_version TO sqlock_runtime" % q,
+                  "GRANT USAGE ON SEQUENCE %s.sqlock_token_seq TO sqlock_runtime" % q):
+            self.psql(self.admin, g)
+        # The runtime role's password, put into the URL on purpose: it must never show.
+        password = None
+        with open(os.environ["PGPASSFILE"]) as f:
+            for line in f:
+                p = line.strip().split(":")
+                if len(p) == 5 and p[3] == "sqlock_runtime":
+                    password = p[4]
+        url = self.runtime.replace("sqlock_runtime@", "sqlock_runtime:%s@" % password)
+        url += ("&" if "?" in url else "?") + "options=-csearch_path%3Dnowhere_at_all"
+        self.psql(self.admin, "ALTER ROLE sqlock_runtime SET log_statement = 'all'")
+        data = self.psql(self.admin, "SHOW data_directory")
+        log = os.path.join(os.path.dirname(data), "bouncer", "postgresql.log")
+        log_start = os.path.getsize(log)
+        try:
+            fp, fport, flog = self.fence(d)
+            ps, hist = [], []
+            dur = 8000 if self.quick else 20000
+            for i in range(4):
+                h = os.path.join(d, "w%d.hist" % i)
+                hist.append(h)
+                ps.append(self.spawn(["--mode", "soak", "--id", "w%d" % i, "--history", h,
+                                      "--names", "sec-alpha,sec-beta,sec-gamma", "--ttl-ms", 1337,
+                                      "--hold-max-ms", 30, "--near-ttl-pct", 4,
+                                      "--duration-ms", dur, "--fence-port", fport, "--seed", i,
+                                      "--schema", schema, "--purge-ms", 987654,
+                                      "--metadata", "meta-x7q"], url=url))
+            time.sleep(1)
+            ps_out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+            errs = self.wait_all(ps, dur / 1000 + 60)
+            self.stop(fp)
+            # A failing connection, whose message names the URL.
+            bad = self.spawn(["--mode", "soak", "--id", "bad", "--names", "x", "--iterations", 1,
+                              "--op-timeout-ms", 1000, "--schema", schema],
+                             url=self.with_port(url, 1))
+            _, bad_err = bad.communicate(timeout=60)
+        finally:
+            self.psql(self.admin, "ALTER ROLE sqlock_runtime RESET log_statement")
+        fig, violations, _, _ = check.check(hist, flog, expect_no_loss=True)
+        text = "".join(open(h).read() for h in hist) + bad_err + "".join(errs)
+        pw_in_messages = text.count(password) if password else -1
+        pw_in_ps = ps_out.count(password) if password else -1
+        with open(log, errors="replace") as f:
+            f.seek(log_start)
+            server_log = f.read()
+        statements = []
+        for line in server_log.splitlines():
+            m = re.search(r"sqlock_runtime@\S+ LOG:\s+(?:statement|execute [^:]*): (.*)", line)
+            if m:
+                statements.append(m.group(1))
+        values = ["sec-alpha", "sec-beta", "sec-gamma", "meta-x7q", "1337", "987654", password]
+        inlined = [s for s in statements if any(v and v in s for v in values)]
+        out = self.core(fig)
+        out.update(role="sqlock_runtime", search_path="nowhere_at_all",
+                   statements_logged=len(statements), values_inlined=len(inlined),
+                   password_in_messages=pw_in_messages, password_in_ps=pw_in_ps)
+        ok = (fig["violations"] == 0 and fig["errors"] == 0 and fig["grants"] > 0 and
+              len(statements) > 0 and not inlined and pw_in_messages == 0 and pw_in_ps == 0 and
+              not errs and bad.returncode == 5)
+        self.report("11.security", ok, out, t0,
+                    violations + errs + ["inlined: " + s[:200] for s in inlined[:3]])
+
+    def s12_sanitizers(self):
+        t0 = time.monotonic()
+        out, ok, notes = {}, True, []
+        env = {"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1",
+               "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+               "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1:suppressions=" +
+                               os.path.join(HERE, "..", "tsan.supp")}
+        for label, build in (("asan_ubsan", self.a.asan_build), ("tsan", self.a.tsan_build)):
+            if not build:
+                notes.append("%s: no build given" % label)
+                ok = False
+                continue
+            for backend in ("pg", "sqlite"):
+                d = self.dir("san-%s-%s" % (label, backend))
+                url = None
+                schema = None
+                if backend == "sqlite":
+                    url = "sqlite:" + os.path.join(d, "locks.db")
+                    schema = ""
+                    self.migrate("", url=url, build=build)
+                fig, errs, _ = self.soak("san", d, 4, 15000, url=url, schema=schema,
+                                         env_extra=env, build=build)
+                findings = sum(1 for e in errs if "Sanitizer" in e or "runtime error" in e)
+                out["%s_%s" % (label, backend)] = "grants=%d,violations=%d,findings=%d" % (
+                    fig["grants"], fig["violations"], findings)
+                ok &= fig["violations"] == 0 and not errs
+                notes += errs[:3]
+        self.report("12.sanitizers", ok, out, t0, notes)
+
+    def broken_build_check(self):
+        t0 = time.monotonic()
+        if not self.a.broken_build:
+            self.report("checker.broken", False, {"error": "no broken build given"}, t0)
+            return
+        fig, out, notes = self.s9_skew(build=self.a.broken_build, label="checker.broken")
+        caught = fig["violations"] > 0
+        out = {"broken": "client-clock-expires_at", "caught": caught,
+               "overlaps": fig["overlaps"], "token_regressions": fig["token_regressions"],
+               "stale_accepted": fig["stale_accepted"], "false_losses": fig["false_losses"],
+               "grants": fig["grants"]}
+        self.report("checker.broken", caught, out, t0)
+
+
+SCENARIOS = [("soak", "s1_soak"), ("herd", "s2_herd"), ("kill", "s3_kill"), ("stop", "s4_stop"),
+             ("proxy", "s6_proxy"), ("pgbouncer", "s7_pgbouncer"), ("sqlite", "s8_sqlite"),
+             ("skew", "s9_skew"), ("inputs", "s10_inputs"), ("security", "s11_security"),
+             ("restart", "s5_restart"), ("sanitizers", "s12_sanitizers"),
+             ("broken", "broken_build_check")]
+QUICK = ["soak", "herd", "kill", "stop", "proxy", "pgbouncer", "sqlite", "skew", "inputs",
+         "security", "restart"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--build", required=True)
+    ap.add_argument("--profile", choices=["quick", "full"], default="quick")
+    ap.add_argument("--only")
+    ap.add_argument("--work")
+    ap.add_argument("--broken-build")
+    ap.add_argument("--asan-build")
+    ap.add_argument("--tsan-build")
+    a = ap.parse_args()
+    s = Suite(a)
+    wanted = a.only.split(",") if a.only else (QUICK if a.profile == "quick" else
+                                               [n for n, _ in SCENARIOS])
+    t0 = time.monotonic()
+    for name, fn in SCENARIOS:
+        if name not in wanted:
+            continue
+        started = time.monotonic()
+        try:
+            getattr(s, fn)()
+        except Exception as e:  # a scenario that cannot run FAILS, it is never skipped
+            s.report(name, False, {"error": repr(e)[:300]}, started)
+        finally:
+            s.cleanup()
+    failed = [r for r in s.results if not r[1]]
+    print("fault %s: %d scenarios, %d failed, %.0fs" % (a.profile, len(s.results), len(failed),
+                                                       time.monotonic() - t0), flush=True)
+    if not failed and not a.work:
+        shutil.rmtree(s.work, ignore_errors=True)
+    elif failed:
+        print("histories kept in " + s.work, flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
