@@ -63,8 +63,7 @@ bool keepalive::track(const std::shared_ptr<lease_impl>& lease) {
   if (stopping_) return false;
   start_locked();
   leases_[lease.get()] = lease;
-  renew_cv_.notify_one();
-  timer_cv_.notify_one();
+  poke_locked(*lease);
   return true;
 }
 
@@ -78,7 +77,7 @@ void keepalive::defer_release(lease_key key, steady::time_point give_up) {
   if (stopping_) return;
   start_locked();
   deferred_.push_back({std::move(key), give_up, steady::now() + milliseconds{20}});
-  renew_cv_.notify_one();
+  renew_cv_.notify_one();  // rare: only after a failed release
 }
 
 void keepalive::retry_releases(std::vector<deferred_release> due) {
@@ -102,10 +101,22 @@ void keepalive::retry_releases(std::vector<deferred_release> due) {
   for (auto& d : again) deferred_.push_back(std::move(d));
 }
 
-void keepalive::poke() {
+void keepalive::poke(const lease_impl& lease) {
   std::lock_guard<std::mutex> lock(mu_);
-  renew_cv_.notify_one();
-  timer_cv_.notify_one();
+  poke_locked(lease);
+}
+
+void keepalive::poke_locked(const lease_impl& lease) {
+  steady::time_point renew_at, deadline;
+  bool renews;
+  {
+    std::lock_guard<std::mutex> l(lease.mu);
+    renew_at = lease.next_renewal;
+    deadline = lease.safe_until;
+    renews = lease.keepalive && lease.active_locked();
+  }
+  if (renews && renew_at < renewer_sleeps_until_) renew_cv_.notify_one();
+  if (deadline < timer_sleeps_until_) timer_cv_.notify_one();
 }
 
 bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason) {
@@ -166,7 +177,7 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       declare_lost(lease, loss_reason(result.outcome));
       break;
   }
-  poke();
+  poke(lease);  // a busy row moved the next attempt earlier
   return result.outcome;
 }
 
@@ -212,7 +223,9 @@ void keepalive::renew_loop() {
       }
     }
     if (due.empty() && releases.empty()) {
+      renewer_sleeps_until_ = next;
       renew_cv_.wait_until(lock, next);
+      renewer_sleeps_until_ = steady::time_point::min();
       continue;
     }
     lock.unlock();
@@ -329,7 +342,9 @@ void keepalive::timer_loop() {
                                       : "safety deadline passed (keepalive off)");
     }
     if (!expired.empty()) continue;
+    timer_sleeps_until_ = next;
     timer_cv_.wait_until(lock, next);
+    timer_sleeps_until_ = steady::time_point::min();
   }
 }
 

@@ -43,8 +43,9 @@ class keepalive {
   /// returns the outcome.
   renew_outcome apply(lease_impl& lease, const renew_result& result, steady::time_point sent,
                       std::chrono::milliseconds ttl);
-  /// Tells the timer a deadline moved.
-  void poke();
+  /// Wakes a thread only if `lease` now needs it before the instant it sleeps until (a wake-up
+  /// per grant or renewal cost two context switches each, measured).
+  void poke(const lease_impl& lease);
   /// Retries ending `key` in the database from the renewer thread until it succeeds or
   /// `give_up` passes (the row has expired by then anyway): for a release that met a row
   /// locked by an open fenced transaction, or a transient failure.
@@ -87,6 +88,10 @@ class keepalive {
   std::vector<deferred_release> deferred_;
   bool started_ = false;
   bool stopping_ = false;
+  // When each thread next wakes by itself; min() while it is awake (it rescans before sleeping).
+  steady::time_point renewer_sleeps_until_ = steady::time_point::min();
+  steady::time_point timer_sleeps_until_ = steady::time_point::min();
+  void poke_locked(const lease_impl& lease);
   std::thread renewer_;
   std::thread timer_;
 };

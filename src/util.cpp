@@ -1,6 +1,9 @@
 #include "util.hpp"
 
+#include <sys/random.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <array>
 #include <random>
@@ -19,14 +22,27 @@ std::mt19937_64& thread_rng() {
 }  // namespace
 
 std::string random_hex(std::size_t bytes) {
-  // std::random_device reads getrandom(2) on Linux: nonces must not repeat across processes
-  // started at the same instant, which a time-seeded generator cannot promise.
+  // Nonces must not repeat across processes started at the same instant, which a time-seeded
+  // generator cannot promise: read the OS entropy source. One getrandom(2) call (~0.5 us);
+  // constructing a std::random_device per call cost ~60 us on a VM (CPUID traps), which was
+  // most of the client's overhead per acquire in the benchmark.
   static constexpr char digits[] = "0123456789abcdef";
-  std::random_device rd;
+  std::vector<unsigned char> buf(bytes);
+  std::size_t got = 0;
+  while (got < bytes) {
+    ssize_t n = getrandom(buf.data() + got, bytes - got, 0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      // No getrandom (very old kernel): fall back to the generator seeded from random_device.
+      std::uniform_int_distribution<int> d(0, 255);
+      for (; got < bytes; ++got) buf[got] = static_cast<unsigned char>(d(thread_rng()));
+      break;
+    }
+    got += static_cast<std::size_t>(n);
+  }
   std::string out;
   out.reserve(bytes * 2);
-  for (std::size_t i = 0; i < bytes; ++i) {
-    auto b = static_cast<unsigned>(rd()) & 0xffu;
+  for (auto b : buf) {
     out += digits[b >> 4];
     out += digits[b & 0xf];
   }

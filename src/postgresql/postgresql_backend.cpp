@@ -235,6 +235,8 @@ class listener {
   /// Starts the thread once; waits (bounded) until the self-test reached a verdict.
   void ensure_started(milliseconds wait);
   bool works() const noexcept { return works_.load(); }
+  /// The self-test ran and heard nothing (e.g. through PgBouncer in transaction mode).
+  bool known_deaf() const noexcept { return deaf_.load(); }
   void stop() noexcept;
 
  private:
@@ -248,6 +250,7 @@ class listener {
   std::thread thread_;
   std::atomic<bool> stopping_{false};
   std::atomic<bool> works_{false};
+  std::atomic<bool> deaf_{false};
   std::mutex mu_;
   std::condition_variable cv_;
   bool verdict_ = false;
@@ -394,9 +397,12 @@ class postgresql_backend final : public backend {
     auto c = checkout(until, what);
     // A dropped connection or a missed deadline after sending leaves the grant unknown:
     // in_doubt, and the client cleans up by nonce.
+    // Mark the row for a wake-up only when a notification can reach us: a marked row makes
+    // the release notify, and a notifying commit takes a server-wide lock.
+    const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
     auto res = run(*c, what, "sqlock_acquire", sql().acquire,
                    {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
-                    std::string(r.waiting ? "true" : "false"),
+                    std::string(mark ? "true" : "false"),
                     std::to_string(waiter_mark.count())},
                    until, errc::in_doubt);
     acquire_result out;
@@ -415,7 +421,7 @@ class postgresql_backend final : public backend {
     // from here rather than from inside the waiter's deadline window).
     if (options_.notifications) listener_.ensure_started(milliseconds{0});
     std::int64_t left = res.integer(0, 1);
-    bool mark_missed = r.waiting && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
+    bool mark_missed = mark && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
     out.holder_expires_in =
         left <= 0 || mark_missed ? milliseconds{1} : std::max(milliseconds{1}, us_to_ms(left));
     return out;
@@ -557,17 +563,24 @@ class postgresql_backend final : public backend {
     auto c = checkout(until, what);
     const std::string lock_table = "BEGIN; SET LOCAL lock_timeout = '100ms'; LOCK TABLE " +
                                    sql().locks + " IN SHARE ROW EXCLUSIVE MODE";
+    // Batches walk the primary key in name order from where the last one stopped: rescanning
+    // from the start stepped over every dead row of earlier batches (53 ms batches at 10^6
+    // rows, measured), all while holding the table lock.
     const std::string delete_batch =
-        "DELETE FROM " + sql().locks + " WHERE name IN (SELECT name FROM " + sql().locks +
-        " WHERE expires_at <= now() - $1::bigint * interval '1 millisecond' LIMIT " +
-        std::to_string(batch) + " FOR UPDATE SKIP LOCKED)";
-    const std::vector<param> params{std::to_string(free_for.count())};
+        "WITH d AS (DELETE FROM " + sql().locks + " WHERE name IN (SELECT name FROM " +
+        sql().locks + " WHERE name > $2::text AND expires_at <= now() - $1::bigint * "
+        "interval '1 millisecond' ORDER BY name LIMIT " + std::to_string(batch) +
+        " FOR UPDATE SKIP LOCKED) RETURNING name) SELECT count(*), max(name) FROM d";
+    std::string after;  // names are never empty: '' precedes them all
     std::size_t total = 0;
     for (int attempt = 0;;) {
       std::size_t n = 0;
       try {
         c->exec_simple(what, lock_table, until);
-        n = run(*c, what, nullptr, delete_batch, params, until).affected();
+        auto rs = run(*c, what, nullptr, delete_batch, {std::to_string(free_for.count()), after},
+                      until);
+        n = static_cast<std::size_t>(rs.integer(0, 0));
+        if (n > 0) after = rs.text(0, 1);
         c->exec_simple(what, "COMMIT", until);
       } catch (const error& e) {
         if (!c->broken() && c->in_transaction()) {
@@ -874,6 +887,7 @@ void listener::session(bool first) {
         if (!verified && *payload == expect) {
           verified = true;
           works_ = true;
+          deaf_ = false;
           std::lock_guard<std::mutex> lock(mu_);
           verdict_ = true;
           cv_.notify_all();
@@ -885,6 +899,7 @@ void listener::session(bool first) {
     auto now = steady::now();
     if (!verified && now >= selftest_until) {
       works_ = false;
+      deaf_ = true;
       owner_.log(log_level::warn,
                  "postgresql: LISTEN/NOTIFY does not reach this client (a pooler in transaction "
                  "mode?): waiters poll with backoff; point backend_options::listen_url at a "

@@ -214,14 +214,15 @@ void statement::check(int rc) {
 // BEGIN IMMEDIATE ... COMMIT; rolls back unless committed.
 class write_transaction {
  public:
+  // Prepared once per connection: sqlite3_exec would parse them for every transaction.
   write_transaction(connection& c, const std::string& what) : c_(c), what_(what) {
-    c_.exec("BEGIN IMMEDIATE", what_);
+    c_.prepare("BEGIN IMMEDIATE", what_).step();
   }
   ~write_transaction() {
     if (!done_) sqlite3_exec(c_.get(), "ROLLBACK", nullptr, nullptr, nullptr);
   }
   void commit() {
-    c_.exec("COMMIT", what_);
+    c_.prepare("COMMIT", what_).step();
     done_ = true;
   }
 
@@ -502,20 +503,37 @@ class sqlite_backend final : public backend {
     // Small batches keep each write transaction (and so acquirers' wait) short.
     constexpr std::int64_t batch = 500;
     std::size_t total = 0;
+    std::string after;  // batches walk the key in name order; names are never empty
     auto c = checkout(until, false, what);
     for (;;) {
       write_transaction tx(*c, what);
       std::int64_t now = c->now_ms(what);
-      auto s = c->prepare(
-          "DELETE FROM sqlock_locks WHERE name IN "
-          "(SELECT name FROM sqlock_locks WHERE expires_at <= ?1 LIMIT ?2)",
-          what);
-      s.bind(1, now - free_for.count()).bind(2, batch);
-      s.step();
-      auto n = static_cast<std::size_t>(sqlite3_changes(c->get()));
+      std::string first, last;
+      std::int64_t n = 0;
+      {
+        auto pick = c->prepare(
+            "SELECT min(name), max(name), count(*) FROM (SELECT name FROM sqlock_locks "
+            "WHERE name > ?1 AND expires_at <= ?2 ORDER BY name LIMIT ?3)",
+            what);
+        pick.bind(1, after).bind(2, now - free_for.count()).bind(3, batch);
+        pick.step();
+        n = pick.integer(2);
+        if (n > 0) {
+          first = pick.text(0);
+          last = pick.text(1);
+        }
+      }
+      if (n > 0) {
+        // Within one write transaction the range [first, last] holds exactly the rows picked.
+        auto del = c->prepare(
+            "DELETE FROM sqlock_locks WHERE name >= ?1 AND name <= ?2 AND expires_at <= ?3", what);
+        del.bind(1, first).bind(2, last).bind(3, now - free_for.count());
+        del.step();
+        after = last;
+      }
       tx.commit();
-      total += n;
-      if (n < static_cast<std::size_t>(batch) || steady::now() >= until) return total;
+      total += static_cast<std::size_t>(n);
+      if (n < batch || steady::now() >= until) return total;
     }
   }
 
