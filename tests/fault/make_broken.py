@@ -1,0 +1,44 @@
+#!/usr/bin/env python3
+"""Makes a deliberately broken copy of sqlock, to show that the checker catches a real
+violation. The copy is made OUTSIDE the repository; the repository is never touched.
+
+usage: make_broken.py SOURCE_DIR DEST_DIR
+
+The break: a client clock in the row. The PostgreSQL acquire writes
+expires_at = to_timestamp(<client's system_clock + ttl>) instead of the server's
+now() + ttl (ShedLock's classic bug). The expiry check stays on the server clock, so a client
+whose clock is behind writes a lease that is already expired and another client takes the lock
+while the first still holds it. The clock-skew scenario's workload (faketime +-5h) then shows
+overlapping critical sections. Fails loudly if the source no longer has the expected text, so
+the check cannot go stale silently.
+"""
+import os
+import shutil
+import sys
+
+src, dst = sys.argv[1], sys.argv[2]
+shutil.rmtree(dst, ignore_errors=True)
+ignore = shutil.ignore_patterns("build*", ".git")
+os.makedirs(dst)
+for entry in ("CMakeLists.txt", "cmake", "include", "src", "migrations", "tests"):
+    p = os.path.join(src, entry)
+    if os.path.isdir(p):
+        shutil.copytree(p, os.path.join(dst, entry), ignore=ignore)
+    elif os.path.exists(p):
+        shutil.copy2(p, os.path.join(dst, entry))
+
+target = os.path.join(dst, "src", "postgresql", "postgresql_backend.cpp")
+text = open(target).read()
+edits = [
+    ("\"now() + $5::bigint * interval '1 millisecond', $4::text \"",
+     "\"to_timestamp($5::bigint / 1000.0), $4::text \""),
+    ("std::to_string(r.ttl.count()),\n",
+     "std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>("
+     "std::chrono::system_clock::now().time_since_epoch()).count() + r.ttl.count()),\n"),
+]
+for old, new in edits:
+    if text.count(old) != 1:
+        sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
+    text = text.replace(old, new)
+open(target, "w").write(text)
+print("broken copy (client clock in expires_at) in " + dst)
