@@ -4,12 +4,31 @@
 
 namespace sqlock {
 
+release_watch::~release_watch() {
+  if (notified_ && !cancelled_ && pass_on_) {
+    try {
+      pass_on_();
+    } catch (...) {
+    }
+  }
+}
+
 void release_watch::notify() noexcept {
   {
     std::lock_guard<std::mutex> lock(mutex_);
     notified_ = true;
   }
   cv_.notify_all();
+}
+
+bool release_watch::try_notify() noexcept {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (notified_ || cancelled_) return false;
+    notified_ = true;
+  }
+  cv_.notify_all();
+  return true;
 }
 
 void release_watch::cancel() noexcept {
@@ -39,38 +58,48 @@ void prune(std::vector<std::weak_ptr<release_watch>>& v) {
 }
 }  // namespace
 
+watch_registry::watch_registry() : state_(std::make_shared<state>()) {}
+
 std::shared_ptr<release_watch> watch_registry::watch(std::string_view name) {
   auto w = std::make_shared<release_watch>(std::string(name));
-  std::lock_guard<std::mutex> lock(mutex_);
-  if (++registrations_ % 256 == 0) {
-    for (auto it = by_name_.begin(); it != by_name_.end();) {
+  std::weak_ptr<state> weak = state_;
+  w->on_drop_pending([weak, n = w->name()] {
+    if (auto s = weak.lock()) s->notify_one(n);
+  });
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  if (++state_->registrations % 256 == 0) {
+    for (auto it = state_->by_name.begin(); it != state_->by_name.end();) {
       prune(it->second);
-      it = it->second.empty() ? by_name_.erase(it) : std::next(it);
+      it = it->second.empty() ? state_->by_name.erase(it) : std::next(it);
     }
   }
-  auto& v = by_name_[w->name()];
+  auto& v = state_->by_name[w->name()];
   prune(v);
   v.push_back(w);
   return w;
 }
 
-void watch_registry::notify(std::string_view name) {
+void watch_registry::state::notify_one(const std::string& name) {
   std::vector<std::shared_ptr<release_watch>> live;
   {
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = by_name_.find(std::string(name));
-    if (it == by_name_.end()) return;
+    std::lock_guard<std::mutex> lock(mutex);
+    auto it = by_name.find(name);
+    if (it == by_name.end()) return;
     for (auto& w : it->second)
       if (auto p = w.lock()) live.push_back(std::move(p));
-    if (live.empty()) by_name_.erase(it);
+    if (live.empty()) by_name.erase(it);
   }
-  for (auto& w : live) w->notify();
+  // Oldest first; outside the registry lock (a watch's hand-on re-enters notify_one).
+  for (auto& w : live)
+    if (w->try_notify()) return;
 }
 
+void watch_registry::notify(std::string_view name) { state_->notify_one(std::string(name)); }
+
 bool watch_registry::watched(std::string_view name) {
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto it = by_name_.find(std::string(name));
-  if (it == by_name_.end()) return false;
+  std::lock_guard<std::mutex> lock(state_->mutex);
+  auto it = state_->by_name.find(std::string(name));
+  if (it == state_->by_name.end()) return false;
   return std::any_of(it->second.begin(), it->second.end(),
                      [](const auto& w) { return !w.expired(); });
 }

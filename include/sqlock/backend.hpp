@@ -10,6 +10,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -87,14 +88,25 @@ class release_watch {
   enum class wake { notified, cancelled, timeout };
 
   explicit release_watch(std::string name) : name_(std::move(name)) {}
+  /// A watch dropped with an unconsumed signal hands it on (see `on_drop_pending`).
+  ~release_watch();
+  release_watch(const release_watch&) = delete;
+  release_watch& operator=(const release_watch&) = delete;
   const std::string& name() const noexcept { return name_; }
 
   /// Signals a release; one pending signal is kept until a wait consumes it.
   void notify() noexcept;
+  /// Signals a release unless one is already pending or the watch is cancelled; returns
+  /// whether it did (so a backend can wake exactly one waiter per release).
+  bool try_notify() noexcept;
   /// Every current and future wait returns `cancelled`.
   void cancel() noexcept;
   /// Blocks until notified (consuming the signal), cancelled or the deadline.
   wake wait_until(deadline until);
+  /// Set by the backend that created the watch: called by the destructor when a signal was
+  /// never consumed (the waiter left: timed out, was cancelled or got the lock another way),
+  /// so the wake-up passes to the next waiter instead of being lost.
+  void on_drop_pending(std::function<void()> fn) { pass_on_ = std::move(fn); }
 
  private:
   std::string name_;
@@ -102,6 +114,7 @@ class release_watch {
   std::condition_variable cv_;
   bool notified_ = false;
   bool cancelled_ = false;
+  std::function<void()> pass_on_;
 };
 
 /// A database that stores lock rows. Implementations own their connections and are
