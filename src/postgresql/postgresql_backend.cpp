@@ -24,6 +24,7 @@
 #include <mutex>
 #include <thread>
 
+#include "../backend_common.hpp"
 #include "../backends.hpp"
 #include "../migrations.hpp"
 #include "../url.hpp"
@@ -431,11 +432,7 @@ class postgresql_backend final : public backend {
                                   deadline until) override {
     std::vector<renew_result> out;
     if (requests.empty()) return out;
-    const std::string what =
-        requests.size() == 1
-            ? "renew " + quoted(requests[0].key.name) + " (token " +
-                  std::to_string(requests[0].key.token) + ")"
-            : "renew " + std::to_string(requests.size()) + " leases";
+    const std::string what = describe_renewal(requests);
     std::string json = "[";
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& q = requests[i];
@@ -495,15 +492,8 @@ class postgresql_backend final : public backend {
       } else if (res.null(row, 2)) {
         o.outcome = renew_outcome::missing;
       } else {
-        std::string nonce = res.text(row, 2);
-        std::int64_t token = res.integer(row, 3);
-        bool live = res.boolean(row, 4);
-        if (nonce == key.nonce && token == key.token)
-          o.outcome = live ? renew_outcome::busy : renew_outcome::expired;
-        else if (nonce.empty() && token == key.token)
-          o.outcome = renew_outcome::force_released;
-        else
-          o.outcome = renew_outcome::taken_over;
+        o.outcome = refused_renewal(key, res.text(row, 2), res.integer(row, 3),
+                                    res.boolean(row, 4));
       }
     }
     return out;

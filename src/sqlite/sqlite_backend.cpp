@@ -20,6 +20,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "../backend_common.hpp"
 #include "../backends.hpp"
 #include "../migrations.hpp"
 #include "../util.hpp"
@@ -399,11 +400,7 @@ class sqlite_backend final : public backend {
                                   deadline until) override {
     std::vector<renew_result> out;
     if (requests.empty()) return out;
-    const std::string what =
-        requests.size() == 1
-            ? "renew " + quoted(requests[0].key.name) + " (token " +
-                  std::to_string(requests[0].key.token) + ")"
-            : "renew " + std::to_string(requests.size()) + " leases";
+    const std::string what = describe_renewal(requests);
     auto c = checkout(until, false, what);
     write_transaction tx(*c, what);
     std::int64_t now = c->now_ms(what);
@@ -421,15 +418,9 @@ class sqlite_backend final : public backend {
       }
       auto cur = c->prepare("SELECT nonce, token FROM sqlock_locks WHERE name = ?1", what);
       cur.bind(1, r.key.name);
+      // One write transaction at a time: nothing else can hold the row, so never busy.
       renew_outcome o = renew_outcome::missing;
-      if (cur.step()) {
-        if (cur.text(0) == r.key.nonce && cur.integer(1) == r.key.token)
-          o = renew_outcome::expired;
-        else if (cur.text(0).empty() && cur.integer(1) == r.key.token)
-          o = renew_outcome::force_released;
-        else
-          o = renew_outcome::taken_over;
-      }
+      if (cur.step()) o = refused_renewal(r.key, cur.text(0), cur.integer(1), false);
       out.push_back({o, {}});
     }
     tx.commit();
