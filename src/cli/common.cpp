@@ -12,7 +12,6 @@
 #include <ctime>
 #include <iostream>
 #include <limits>
-#include <regex>
 
 #include "url.hpp"
 
@@ -307,19 +306,55 @@ std::optional<bool> confirm(const std::string& question) {
 
 namespace {
 
-// Byte ranges of every password in `url`, mirroring detail::redact_url's three forms.
+// Byte ranges of every password in `url`, in the three forms detail::redact_url knows:
+// scheme://user:PASSWORD@host, ?password=PASSWORD / &password=..., and password=PASSWORD (or
+// password = 'PASS WORD') in a key=value string. Hand-written rather than std::regex, which
+// trips GCC 12's -Wmaybe-uninitialized under the sanitizers.
 std::vector<std::pair<std::size_t, std::size_t>> password_ranges(const std::string& url) {
   std::vector<std::pair<std::size_t, std::size_t>> out;
-  std::smatch m;
-  static const std::regex userinfo(R"(^[A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*:([^@/?#]*)@)");
-  if (std::regex_search(url, m, userinfo))
-    out.emplace_back(static_cast<std::size_t>(m.position(1)), static_cast<std::size_t>(m.length(1)));
-  static const std::regex query(R"([?&]password=([^&#]*))", std::regex::icase);
-  for (auto it = std::sregex_iterator(url.begin(), url.end(), query); it != std::sregex_iterator(); ++it)
-    out.emplace_back(static_cast<std::size_t>(it->position(1)), static_cast<std::size_t>(it->length(1)));
-  static const std::regex kv(R"((?:^|\s)password\s*=\s*('(?:\\.|[^'])*'|\S+))", std::regex::icase);
-  for (auto it = std::sregex_iterator(url.begin(), url.end(), kv); it != std::sregex_iterator(); ++it)
-    out.emplace_back(static_cast<std::size_t>(it->position(1)), static_cast<std::size_t>(it->length(1)));
+  const std::size_t n = url.size();
+  auto lower_at = [&](std::size_t i, std::string_view word) {
+    if (i + word.size() > n) return false;
+    for (std::size_t k = 0; k < word.size(); ++k)
+      if (std::tolower(static_cast<unsigned char>(url[i + k])) != word[k]) return false;
+    return true;
+  };
+  auto space = [&](std::size_t i) { return std::isspace(static_cast<unsigned char>(url[i])) != 0; };
+
+  if (auto scheme_end = url.find("://");
+      scheme_end != std::string::npos && scheme_end > 0 &&
+      std::isalpha(static_cast<unsigned char>(url[0])) &&
+      url.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
+          scheme_end) {
+    std::size_t i = url.find_first_of(":/@?#", scheme_end + 3);
+    if (i != std::string::npos && url[i] == ':') {
+      std::size_t j = url.find_first_of("@/?#", i + 1);
+      if (j != std::string::npos && url[j] == '@') out.emplace_back(i + 1, j - i - 1);
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) {
+    if ((url[i] == '?' || url[i] == '&') && lower_at(i + 1, "password=")) {
+      std::size_t v = i + 1 + 9;
+      std::size_t e = url.find_first_of("&#", v);
+      out.emplace_back(v, (e == std::string::npos ? n : e) - v);
+    }
+    if ((i == 0 || space(i - 1)) && lower_at(i, "password")) {
+      std::size_t j = i + 8;
+      while (j < n && space(j)) ++j;
+      if (j >= n || url[j] != '=') continue;
+      ++j;
+      while (j < n && space(j)) ++j;
+      std::size_t v = j;
+      if (j < n && url[j] == '\'') {
+        for (++j; j < n && url[j] != '\''; ++j)
+          if (url[j] == '\\') ++j;
+        j = std::min(n, j + 1);
+      } else {
+        while (j < n && !space(j)) ++j;
+      }
+      if (j > v) out.emplace_back(v, j - v);
+    }
+  }
   return out;
 }
 

@@ -191,6 +191,27 @@ TEST_CASE("an unreachable PostgreSQL exits 69 without showing the password") {
   CHECK_FALSE(contains(kv.err + kv.out, "secret"));
 }
 
+TEST_CASE("passwords in every URL form are scrubbed from the visible command line") {
+  // `watch` keeps running while the database is unreachable, which gives time to look.
+  for (const std::string url : {"postgresql://u:hunter2@127.0.0.1:1/db",
+                                "postgresql://u@127.0.0.1:1/db?sslmode=disable&password=hunter2",
+                                "host=127.0.0.1 port=1 user=u password=hunter2 dbname=db",
+                                "host=127.0.0.1 port=1 password = 'hun ter2' dbname=db"}) {
+    process p(sqlock({"-d", url, "watch", "--interval", "100ms"}));
+    REQUIRE(eventually([&] { return contains(p.err(), "127.0.0.1") || p.exited(); }));
+    std::string cmdline = read_file("/proc/" + std::to_string(p.pid()) + "/cmdline");
+    CAPTURE(url);
+    CAPTURE(cmdline);
+    CHECK_FALSE(p.exited());
+    CHECK(contains(cmdline, "127.0.0.1"));
+    CHECK_FALSE(contains(cmdline, "hunter2"));
+    CHECK_FALSE(contains(cmdline, "hun ter2"));
+    CHECK_FALSE(contains(p.err() + p.out(), "hunter2"));
+    ::kill(p.pid(), SIGINT);
+    CHECK(p.wait().code == 0);
+  }
+}
+
 TEST_CASE("libpq's PG* variables are used when no URL is given") {
   auto r = run(sqlock({"list"}), {{"PGHOST", "127.0.0.1"}, {"PGPORT", "1"}});
   CHECK(r.code == 69);  // it tried libpq's 127.0.0.1:1
