@@ -8,6 +8,9 @@ function(sqlock_target_defaults target)
     target_compile_options(${target} PRIVATE -fsanitize=${SQLOCK_SANITIZE} -fno-omit-frame-pointer
                                              -fno-sanitize-recover=all)
     target_link_options(${target} PRIVATE -fsanitize=${SQLOCK_SANITIZE})
+    # GCC 12 reports false -Wmaybe-uninitialized inside libstdc++ (std::regex, std::optional)
+    # when sanitizers and optimisation are combined; it would break -Werror sanitizer builds.
+    target_compile_options(${target} PRIVATE -Wno-maybe-uninitialized)
   endif()
 endfunction()
 
