@@ -26,20 +26,6 @@ namespace {
 using namespace std::chrono_literals;
 using sqlock::errc;
 
-const char* code_name(errc c) {
-  switch (c) {
-    case errc::unavailable: return "unavailable";
-    case errc::schema_mismatch: return "schema_mismatch";
-    case errc::lease_lost: return "lease_lost";
-    case errc::in_doubt: return "in_doubt";
-    case errc::invalid_argument: return "invalid_argument";
-    case errc::usage: return "usage";
-    case errc::cancelled: return "cancelled";
-    case errc::internal: return "internal";
-  }
-  return "?";
-}
-
 std::string env(const char* k) {
   const char* v = std::getenv(k);
   if (!v) throw std::runtime_error(std::string(k) + " not set: run under scripts/with-postgres");
@@ -91,7 +77,7 @@ struct runner {
     try {
       body();
     } catch (const sqlock::error& e) {
-      got = code_name(e.code());
+      got = sqlock::to_string(e.code());
       typed = e.code() != errc::internal && (!want || e.code() == *want);
     } catch (const std::exception& e) {
       got = std::string("untyped: ") + e.what();
@@ -109,7 +95,7 @@ struct runner {
     bool ok = typed && unchanged && fds_after <= fds && threads_after <= threads;
     (ok ? passed : failed)++;
     std::cout << (ok ? "ok   " : "FAIL ") << label << ": " << got
-              << (want ? std::string(" (want ") + code_name(*want) + ")" : "")
+              << (want ? std::string(" (want ") + sqlock::to_string(*want) + ")" : "")
               << (unchanged ? "" : " ROWS CHANGED")
               << (fds_after > fds ? " FD LEAK " + std::to_string(fds_after - fds) : "")
               << (threads_after > threads ? " THREAD LEAK" : "") << "\n";
