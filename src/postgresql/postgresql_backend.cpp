@@ -742,13 +742,26 @@ class postgresql_backend final : public backend {
     bool ended;
     {
       auto c = checkout(until, what);
-      auto rs = run(*c, what, name, sql().*text, params, until);
-      if (rs.rows() > 0 && rs.boolean(0, 2))
-        throw error(errc::unavailable,
-                    what + " on postgresql: the lock row is locked by another open transaction "
-                           "(a fenced transaction?); not waiting for it",
-                    kind_name, std::string(sqlstate_row_locked));
-      ended = rs.rows() > 0;
+      // A row can be locked for a moment by other statements (a contender's refused upsert
+      // locks it; so does a waiter's mark): look again a few times, for up to ~30 ms, before
+      // concluding that an open fenced transaction holds it. Reporting at once deferred
+      // releases under contention by 20-100 ms each (grants/s fell 6x, measured).
+      for (int attempt = 0;; ++attempt) {
+        auto rs = run(*c, what, name, sql().*text, params, until);
+        if (rs.rows() > 0 && rs.boolean(0, 2)) {
+          auto pause = jitter(milliseconds{1}, milliseconds{1 << std::min(attempt, 3)});
+          if (attempt < 6 && steady::now() + pause < until) {
+            std::this_thread::sleep_for(pause);
+            continue;
+          }
+          throw error(errc::unavailable,
+                      what + " on postgresql: the lock row is locked by another open "
+                             "transaction (a fenced transaction?); not waiting for it",
+                      kind_name, std::string(sqlstate_row_locked));
+        }
+        ended = rs.rows() > 0;
+        break;
+      }
     }
     if (ended) registry_.notify(params[0].value_or(std::string()));
     return ended;
