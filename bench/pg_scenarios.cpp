@@ -951,7 +951,8 @@ void scenario_table_size(const config& cfg, report& rep, server_stats& stats) {
     if (r > 0) fill(admin, schema, n);
     // The purge's DELETE statement: its max execution time is one batch's.
     admin.exec("SELECT pg_stat_statements_reset(0, 0, queryid) FROM pg_stat_statements "
-               "WHERE query LIKE 'DELETE FROM \"" + schema + "\".sqlock_locks%'");
+               "WHERE query LIKE '%DELETE FROM \"" + schema + "\".sqlock_locks%' "
+               "AND query NOT LIKE '%pg_stat_statements%'");
     std::atomic<bool> stop{false}, purging{false};
     std::vector<double> before, during;
     std::thread acquirer([&] {
@@ -983,7 +984,8 @@ void scenario_table_size(const config& cfg, report& rep, server_stats& stats) {
     auto del = admin.query(
         "SELECT coalesce(sum(calls), 0), coalesce(max(max_exec_time), 0), "
         "coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
-        "WHERE query LIKE 'DELETE FROM \"" + schema + "\".sqlock_locks%'");
+        "WHERE query LIKE '%DELETE FROM \"" + schema + "\".sqlock_locks%' "
+               "AND query NOT LIKE '%pg_stat_statements%'");
     double batches = std::stod(del[0][0]), batch_max = std::stod(del[0][1]);
     std::string rows = std::to_string(total) + " free rows";
     rep.add(s4, "purge time, " + std::to_string(n) + " free rows", "sqlock", "s", how_purge, secs);
