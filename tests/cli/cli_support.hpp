@@ -182,16 +182,11 @@ inline pid_t read_pid(const std::string& path) {
 // ---- databases ---------------------------------------------------------------------------
 
 /// A SQLite file in a temp dir.
-struct sqlite_db {
-  explicit sqlite_db(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
-    if (migrate) migrate_up();
-  }
-  std::vector<std::string> global() const { return {"-d", url_}; }
-  const std::string& dir() const { return dir_.path(); }
-  const std::string& url() const { return url_; }
-  /// `sqlock -d URL ARGS...`
+/// What both database fixtures share: `sqlock GLOBAL-OPTIONS ARGS...` and `migrate up`.
+template <class Db>
+struct cli_commands {
   std::vector<std::string> cmd(const std::vector<std::string>& args) const {
-    auto v = global();
+    auto v = static_cast<const Db&>(*this).global();
     v.insert(v.end(), args.begin(), args.end());
     return sqlock(v);
   }
@@ -199,6 +194,15 @@ struct sqlite_db {
     auto r = run(cmd({"migrate", "up"}));
     REQUIRE_MESSAGE(r.code == 0, r.err);
   }
+};
+
+struct sqlite_db : cli_commands<sqlite_db> {
+  explicit sqlite_db(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
+    if (migrate) migrate_up();
+  }
+  std::vector<std::string> global() const { return {"-d", url_}; }
+  const std::string& dir() const { return dir_.path(); }
+  const std::string& url() const { return url_; }
 
  private:
   temp_dir dir_;
@@ -232,7 +236,7 @@ inline void pg_exec(const std::string& url, const std::string& sql) {
 }
 
 /// A fresh schema (whose name needs quoting) in the database of scripts/with-postgres.
-struct postgresql_db {
+struct postgresql_db : cli_commands<postgresql_db> {
   explicit postgresql_db(bool migrate = true)
       : url_(required_env("SQLOCK_TEST_POSTGRESQL_URL")), schema_(unique_schema()) {
     pg_exec(url_, "CREATE SCHEMA " + quoted_schema());
@@ -247,15 +251,6 @@ struct postgresql_db {
   std::vector<std::string> global() const { return {"-d", url_, "--schema", schema_}; }
   const std::string& dir() const { return dir_.path(); }
   const std::string& url() const { return url_; }
-  std::vector<std::string> cmd(const std::vector<std::string>& args) const {
-    auto v = global();
-    v.insert(v.end(), args.begin(), args.end());
-    return sqlock(v);
-  }
-  void migrate_up() const {
-    auto r = run(cmd({"migrate", "up"}));
-    REQUIRE_MESSAGE(r.code == 0, r.err);
-  }
 
  private:
   static std::string unique_schema() {
