@@ -1,6 +1,8 @@
 #include <sqlock/error.hpp>
 #include <sqlock/lease.hpp>
 
+#include <exception>
+
 #include "core.hpp"
 #include "util.hpp"
 #include "validate.hpp"
@@ -78,47 +80,54 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
   if (ttl) detail::validate_ttl(*ttl);
   auto& l = *impl_;
   auto& core = *l.core;
-  std::lock_guard<std::mutex> io(l.io);
-  std::chrono::milliseconds use_ttl;
+  // Listeners hear about the renewal after `io` is released: one may call back into this lease.
+  std::optional<lock_event> event;
+  std::exception_ptr failure;
+  renew_outcome outcome = renew_outcome::expired;
   {
-    std::unique_lock<std::mutex> lock(l.mu);
-    auto s = l.effective_state_locked(steady::now());
-    if (s == lease_state::released) return false;
-    if (s == lease_state::lost) {
-      bool declare = l.active_locked();
-      lock.unlock();
-      if (declare)
-        core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
-      return false;
+    std::lock_guard<std::mutex> io(l.io);
+    std::chrono::milliseconds use_ttl;
+    {
+      std::unique_lock<std::mutex> lock(l.mu);
+      auto s = l.effective_state_locked(steady::now());
+      if (s == lease_state::released) return false;
+      if (s == lease_state::lost) {
+        bool declare = l.active_locked();
+        lock.unlock();
+        if (declare)
+          core.keeper().declare_lost(l, "safety deadline passed without a successful renewal");
+        return false;
+      }
+      use_ttl = ttl.value_or(l.ttl);
     }
-    use_ttl = ttl.value_or(l.ttl);
-  }
-  auto sent = steady::now();
-  std::vector<renew_result> results;
-  try {
-    results = core.db().renew({{l.key(), use_ttl}}, core.op_deadline());
-    if (results.size() != 1)
-      throw error(errc::internal, "renew " + detail::quoted(l.name) + ": backend returned " +
-                                      std::to_string(results.size()) + " results for 1 lease");
-  } catch (const error& e) {
-    if (e.code() == errc::unavailable || e.code() == errc::in_doubt) {
-      {
+    auto sent = steady::now();
+    try {
+      auto results = core.db().renew({{l.key(), use_ttl}}, core.op_deadline());
+      if (results.size() != 1)
+        throw error(errc::internal, "renew " + detail::quoted(l.name) + ": backend returned " +
+                                        std::to_string(results.size()) + " results for 1 lease");
+      outcome = core.keeper().apply(l, results[0], sent, use_ttl);
+      auto round_trip = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sent);
+      if (outcome == renew_outcome::renewed)
+        event = lock_event{event_kind::renewed, l.name, l.token, round_trip, {}};
+      else if (outcome == renew_outcome::busy)
+        event = lock_event{event_kind::renew_failed, l.name, l.token, round_trip,
+                           "the lock row is held by an open fenced transaction"};
+    } catch (const error& e) {
+      if (e.code() == errc::unavailable || e.code() == errc::in_doubt) {
         std::lock_guard<std::mutex> lock(l.mu);
         if (l.active_locked()) l.state = lease_state::at_risk;
+        event = lock_event{event_kind::renew_failed, l.name, l.token, {}, e.what()};
       }
-      core.emit({event_kind::renew_failed, l.name, l.token, {}, e.what()});
+      failure = std::current_exception();
     }
-    throw;
   }
-  auto outcome = core.keeper().apply(l, results[0], sent, use_ttl);
-  auto round_trip = std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - sent);
+  if (event) core.emit(*event);
+  if (failure) std::rethrow_exception(failure);
   switch (outcome) {
     case renew_outcome::renewed:
-      core.emit({event_kind::renewed, l.name, l.token, round_trip, {}});
       return state() != lease_state::lost;
     case renew_outcome::busy:
-      core.emit({event_kind::renew_failed, l.name, l.token, round_trip,
-                 "the lock row is held by an open fenced transaction"});
       throw error(errc::unavailable,
                   "renew " + detail::quoted(l.name) + " (token " + std::to_string(l.token) +
                       ") on " + std::string(core.db().kind()) +

@@ -164,3 +164,26 @@ TEST_CASE_TEMPLATE("listeners hear attempts, grants, refusals, renewals, losses 
   CHECK(last(sqlock::event_kind::lost).token == doomed->token());
   CHECK(thrown > 5);
 }
+
+TEST_CASE_TEMPLATE("a listener may call back into the lease it hears about", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  std::atomic<int> nested{0};
+  std::optional<sqlock::lease> l;
+  auto opts = db.options();
+  opts.listeners.push_back([&](const sqlock::lock_event& e) {
+    // Events are emitted holding no sqlock lock: renewing or releasing here must not deadlock.
+    if (e.kind == sqlock::event_kind::renewed && nested++ == 0) CHECK(l->renew());
+    if (e.kind == sqlock::event_kind::released) CHECK(l->state() == sqlock::lease_state::released);
+  });
+  sqlock::client c(db.url(), opts);
+  sqlock::lock_options o;
+  o.ttl = 2s;
+  o.keepalive = false;
+  l = c.try_acquire("job", o);
+  REQUIRE(l);
+  CHECK(l->renew());
+  CHECK(nested == 2);  // the user's renewal, then the listener's own
+  l->release();
+  CHECK_FALSE(c.inspect("job")->held);
+}
