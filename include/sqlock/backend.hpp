@@ -146,11 +146,12 @@ class backend {
   virtual std::vector<renew_result> renew(const std::vector<renew_request>& requests,
                                           deadline until) = 0;
   /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
-  /// wakes waiters. Returns false when it was not live. Must not wait for a row locked by
+  /// wakes waiters. Returns false when it was not live. Must not wait long for a row locked by
   /// another open transaction: throw `errc::unavailable` with `sqlstate_row_locked` instead.
   virtual bool release(const lease_key& key, deadline until) = 0;
-  /// Ends whatever lease carries `nonce` (cleanup of an in-doubt acquire). Returns whether one
-  /// was live.
+  /// Ends whatever lease carries `nonce` (cleanup of an in-doubt acquire, and the client's
+  /// background retries of a release). Returns whether one was live. Never waits for a locked
+  /// row (throws as `release` does).
   virtual bool abandon(std::string_view name, std::string_view nonce, deadline until) = 0;
 
   virtual std::optional<lock_record> inspect(std::string_view name, deadline until) = 0;

@@ -85,7 +85,8 @@ std::string channel_for(const std::string& schema) { return "sqlock_" + fnv_hex(
 // The statements, built once per backend from the schema name quoted by libpq.
 struct statements {
   std::string schema_ident;
-  std::string acquire, renew, release, abandon, force, inspect, list, notify, version,
+  std::string acquire, renew, release, release_waiting, abandon, force, inspect, list, notify,
+      version,
       read_version;
   std::string locks;  // qualified table name
 
@@ -171,6 +172,11 @@ struct statements {
               notify_select + " UNION ALL SELECT NULL, NULL, true FROM " + locks + " WHERE " +
               mine + " AND NOT EXISTS (SELECT 1 FROM target)";
     abandon = release;  // called with a NULL token: any lease carrying the nonce
+    // The user's release first waits for the row like any UPDATE (briefly: see release()):
+    // contenders' refused upserts lock it for a moment after every grant, and skipping those
+    // cost 25% of grants/s under 8-client contention (A/B measured: 224-228 vs 287-313).
+    release_waiting = "WITH ended AS (UPDATE " + locks + " SET expires_at = now() WHERE " + mine +
+                      " RETURNING waiters_until > now() AS waited) " + notify_select;
     // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
     // An admin's force release does wait for an open fenced transaction (bounded by its
     // deadline): that transaction is exactly what it must not break into.
@@ -500,9 +506,30 @@ class postgresql_backend final : public backend {
   }
 
   bool release(const lease_key& key, deadline until) override {
-    return end_lease("release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")",
-                     "sqlock_release", &statements::release,
-                     {key.name, key.nonce, std::to_string(key.token), channel_}, until);
+    const std::string what =
+        "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+    const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
+    // Wait for the row at most briefly: a lock still held after that is an open fenced
+    // transaction (possibly this thread's own), which a release must never wait for. The
+    // statement that missed the short deadline is cancelled with its connection; then the
+    // non-waiting form decides between "locked" (the client finishes in the background, with
+    // abandon()) and a real failure.
+    const auto brief = std::min(until, steady::now() + milliseconds{100});
+    if (brief < until) {
+      try {
+        bool ended;
+        {
+          auto c = checkout(brief, what);
+          ended = run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief)
+                      .rows() > 0;
+        }
+        if (ended) registry_.notify(key.name);
+        return ended;
+      } catch (const error& e) {
+        if (e.code() != errc::unavailable || steady::now() < brief) throw;
+      }
+    }
+    return end_lease(what, "sqlock_release", &statements::release, params, until);
   }
 
   bool abandon(std::string_view name, std::string_view nonce, deadline until) override {
