@@ -19,7 +19,8 @@ inline constexpr const char* sqlstate_lease_lost = "SQ001";
 /// `name` by the server clock, and holds a share lock on the lock row until `tx` ends, so no
 /// takeover can commit before the caller's writes: call it first, then write. Keep `tx` short
 /// (well under the lease's ttl/2): while it is open the holder's renewals skip the row.
-/// A release of this lease while `tx` is open does not wait: it completes when `tx` ends.
+/// A release of this lease while `tx` is open waits at most 100 ms, then completes in the
+/// background when `tx` ends.
 /// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
 /// pqxx exceptions for other database errors.
 inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::int64_t token,
