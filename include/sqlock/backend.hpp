@@ -44,7 +44,9 @@ struct grant {
 
 struct acquire_result {
   std::optional<grant> granted;  ///< empty: someone else holds it
-  /// When refused: the holder's remaining lease, computed by the database (> 0).
+  /// When refused: the holder's remaining lease, computed by the database (> 0). For a
+  /// semaphore: the time until the first holder's lease or older ticket lapses by itself
+  /// (0 when unknown).
   std::chrono::milliseconds holder_expires_in{0};
 };
 
@@ -58,6 +60,26 @@ struct lease_key {
   std::string name;
   std::string nonce;
   std::int64_t token = 0;
+  lease_kind kind = lease_kind::lock;
+};
+
+/// One grant attempt on a semaphore: `count` units of a semaphore of `limit` units. The nonce
+/// is the acquisition's identity (and its queue ticket's, when `fair`); the client keeps it for
+/// every attempt of one wait.
+struct semaphore_request {
+  std::string name;
+  std::string owner;
+  std::string nonce;
+  std::string metadata;
+  std::int64_t limit = 1;
+  std::int64_t count = 1;
+  std::chrono::milliseconds ttl{0};
+  /// As in acquire_request: mark the semaphore so that releases wake waiters.
+  bool waiting = false;
+  /// When refused (and `waiting`): take a ticket in the queue, or keep the one this nonce has,
+  /// and extend it to `ticket_ttl` from now. Granted only when no live ticket is older.
+  bool fair = false;
+  std::chrono::milliseconds ticket_ttl{0};
 };
 
 struct renew_request {
@@ -72,7 +94,7 @@ enum class renew_outcome {
   expired,         ///< still our row but its lease ended (expiry or our own release)
   taken_over,      ///< another nonce or token holds the row
   force_released,  ///< an admin ended the lease (`force_release`)
-  missing,         ///< no row (purged)
+  missing,         ///< no row (purged; a semaphore holder's row after it ended)
 };
 
 struct renew_result {
@@ -149,20 +171,51 @@ class backend {
   /// wakes waiters. Returns false when it was not live. Must not wait long for a row locked by
   /// another open transaction: throw `errc::unavailable` with `sqlstate_row_locked` instead.
   virtual bool release(const lease_key& key, deadline until) = 0;
-  /// Ends whatever lease carries `nonce` (cleanup of an in-doubt acquire, and the client's
-  /// background retries of a release). Returns whether one was live. Never waits for a locked
-  /// row (throws as `release` does).
-  virtual bool abandon(std::string_view name, std::string_view nonce, deadline until) = 0;
+  /// Ends whatever lease of `key.kind` carries `key.nonce` on `key.name`, whatever its token
+  /// (cleanup of an in-doubt acquire, the client's background retries of a release), and for a
+  /// semaphore drops that nonce's queue ticket (a fair waiter that gives up). Returns whether a
+  /// lease was live. Never waits for a locked row (throws as `release` does).
+  virtual bool abandon(const lease_key& key, deadline until) = 0;
 
   virtual std::optional<lock_record> inspect(std::string_view name, deadline until) = 0;
   virtual std::vector<lock_record> list(const list_filter& filter, deadline until) = 0;
   /// Ends whoever's lease it is. Returns false when the lock was not held.
   virtual bool force_release(std::string_view name, deadline until) = 0;
-  /// Deletes rows free for at least `free_for` by the database clock, in small batches,
-  /// without ever letting a later grant of a deleted name get a smaller token. Returns the count.
+  /// Deletes lock rows free for at least `free_for` by the database clock, in small batches,
+  /// without ever letting a later grant of a deleted name get a smaller token, and likewise
+  /// semaphores without live holders or tickets for that long (with their lapsed holder and
+  /// ticket rows). Returns the count of lock and semaphore rows deleted.
   virtual std::size_t purge(std::chrono::milliseconds free_for, deadline until) = 0;
 
-  /// A channel that this backend signals on releases of `name` it learns about. Create it
+  /// Grants `request.count` units of the semaphore when the live holders leave room (and, in
+  /// fair mode or with a queue, no older live ticket waits), in one atomic step. Creates the
+  /// semaphore on first use. A refusal writes nothing but the waiter mark and the ticket.
+  /// Renew and release take a `lease_key` of kind `semaphore`. Throws as `try_acquire`, and
+  /// `errc::invalid_argument` when the semaphore's live holders use another limit.
+  virtual acquire_result try_acquire_semaphore(const semaphore_request& request,
+                                               deadline until) = 0;
+  /// The semaphore `name` with its live holders and waiters, or empty when there is none.
+  virtual std::optional<semaphore_record> inspect_semaphore(std::string_view name,
+                                                            deadline until) = 0;
+  virtual std::vector<semaphore_record> list_semaphores(const list_filter& filter,
+                                                        deadline until) = 0;
+  /// Admin: ends the live holder with `token`, or every live holder when `token` is 0.
+  /// Returns how many leases it ended.
+  virtual std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
+                                              deadline until) = 0;
+
+  /// The lock row `name` (as `inspect`), and asks for a wake-up of `watch(name)` when it is next
+  /// released, for about `mark` (PostgreSQL marks the row as `try_acquire` with `waiting` does).
+  /// Leader election's observers use it. Default: `inspect`.
+  virtual std::optional<lock_record> inspect_watched(std::string_view name,
+                                                     std::chrono::milliseconds mark,
+                                                     deadline until) {
+    (void)mark;
+    return inspect(name, until);
+  }
+
+  /// A channel that this backend signals on releases of `name` it learns about (of the lock or
+  /// the semaphore of that name: a waiter for the other one merely retries). Create it
   /// BEFORE the attempt whose refusal leads to waiting, so no release can slip in between.
   virtual std::shared_ptr<release_watch> watch(std::string_view name) = 0;
   /// Whether releases by other processes signal watches (PostgreSQL with working

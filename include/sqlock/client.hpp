@@ -53,6 +53,27 @@ class client {
   /// Waits until granted. Throws: `errc::cancelled` on shutdown.
   [[nodiscard]] lease acquire(std::string_view name, const lock_options& options = {});
 
+  /// Semaphores: `options.count` units (all `options.limit` units when `options.exclusive`) of
+  /// the semaphore `name`, created with `options.limit` on first use. Each acquisition is a
+  /// lease like a lock's: its own fencing token (larger than every earlier grant's on this
+  /// semaphore), keepalive, loss handling and release. Waiting as for locks; with
+  /// `options.fair`, in arrival order (see `semaphore_options::fair`).
+  /// Returns: empty when the units are not free (or older fair waiters queue) in time.
+  /// Throws: as `try_acquire`; `errc::invalid_argument` for a bad count or limit, or a limit
+  /// that differs from the one the semaphore's live holders use.
+  [[nodiscard]] std::optional<lease> try_acquire_semaphore(std::string_view name,
+                                                           const semaphore_options& options);
+  [[nodiscard]] std::optional<lease> try_acquire_semaphore_for(
+      std::string_view name, std::chrono::milliseconds wait, const semaphore_options& options);
+  [[nodiscard]] lease acquire_semaphore(std::string_view name, const semaphore_options& options);
+  /// The semaphore `name` with its live holders and queued waiters, or empty when there is none.
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name);
+  std::vector<semaphore_record> list_semaphores(const list_filter& filter = {});
+  /// Admin: ends the live holder of semaphore `name` with fencing token `token`, or every
+  /// holder when `token` is 0, now (holders learn at their next renewal, as with
+  /// `force_release`). Returns: how many leases it ended.
+  std::size_t force_release_semaphore(std::string_view name, std::int64_t token = 0);
+
   /// The row for `name`, or empty when there is none.
   std::optional<lock_record> inspect(std::string_view name);
   std::vector<lock_record> list(const list_filter& filter = {});
@@ -77,10 +98,12 @@ class client {
   const std::shared_ptr<backend>& get_backend() const noexcept;
 
  private:
+  friend class election;
   std::optional<lease> acquire_until(std::string_view name,
                                      std::chrono::steady_clock::time_point start,
                                      std::chrono::steady_clock::time_point until,
-                                     const lock_options& options);
+                                     const lock_options& options,
+                                     const semaphore_options* semaphore = nullptr);
   std::shared_ptr<detail::client_core> core_;
 };
 

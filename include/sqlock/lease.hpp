@@ -33,6 +33,10 @@ class lease {
   ~lease();
 
   const std::string& name() const noexcept;
+  /// A lease on a lock or on a semaphore (`client::acquire_semaphore`).
+  lease_kind kind() const noexcept;
+  /// Units held: 1 for a lock, the acquisition's count for a semaphore.
+  std::int64_t count() const noexcept;
   /// The fencing token: larger than every earlier grant's token for this name. Pass it to the
   /// protected resource, which rejects writes carrying a smaller one.
   std::int64_t token() const noexcept;

@@ -4,10 +4,12 @@
 
 #include <sqlock/backend.hpp>
 #include <sqlock/client.hpp>
+#include <sqlock/election.hpp>
 #include <sqlock/error.hpp>
 #include <sqlock/events.hpp>
 #include <sqlock/fence.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/mutex.hpp>
+#include <sqlock/shared_mutex.hpp>
 #include <sqlock/types.hpp>
 #include <sqlock/version.hpp>

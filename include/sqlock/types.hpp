@@ -29,6 +29,16 @@ inline constexpr std::size_t max_metadata_bytes = 4096;  ///< metadata: UTF-8, n
 inline constexpr std::size_t max_owner_bytes = 255;      ///< owner: 1..255 bytes of UTF-8, no NUL
 inline constexpr std::chrono::milliseconds min_ttl{100};
 inline constexpr std::chrono::milliseconds max_ttl{std::chrono::hours{24 * 7}};
+/// Semaphores: a limit (and a count) is 1..`max_semaphore_limit` units. A readers/writer lock
+/// (`sqlock::shared_mutex`, `sqlock run --shared`) is a semaphore with this limit.
+inline constexpr std::int64_t max_semaphore_limit = 1000000000;
+/// Fair waiting: a queued waiter's ticket lives this long after its last attempt; waiters
+/// attempt at least every third of it, so a waiter that dies holds up the queue at most this long.
+inline constexpr std::chrono::milliseconds fair_ticket_ttl{3000};
+
+/// What a lease is a lease on: a lock (one holder) or a semaphore (holders up to its limit).
+/// Locks and semaphores are separate namespaces: the lock "x" and the semaphore "x" are unrelated.
+enum class lease_kind { lock, semaphore };
 
 /// What `lock_options::on_lost` receives: a value, so it stays valid whatever became of the lease.
 struct lost_event {
@@ -52,6 +62,26 @@ struct lock_options {
   /// it is released). Exceptions are caught and logged. It must not destroy the client.
   /// Default: none.
   std::function<void(const lost_event&)> on_lost;
+};
+
+/// Per-acquisition options of a semaphore: each acquisition is a lease like a lock's, with the
+/// `lock_options` fields (ttl, keepalive, metadata, on_lost) meaning the same.
+struct semaphore_options : lock_options {
+  /// The semaphore's capacity in units. Every acquirer states it; the first one sets it, and
+  /// a different limit is `errc::invalid_argument` while the semaphore has live holders (when
+  /// it has none, the new limit replaces the old). Default: 1. Range: 1..`max_semaphore_limit`.
+  std::int64_t limit = 1;
+  /// Units this acquisition takes. Default: 1. Range: 1..`limit`.
+  std::int64_t count = 1;
+  /// Take every unit (`count` = `limit`): with shared acquisitions of 1 unit, a readers/writer
+  /// lock. Default: false.
+  bool exclusive = false;
+  /// First come, first served: a waiting acquisition takes a ticket from the token sequence and
+  /// is granted in ticket order; no acquisition (fair or not) is granted past a live ticket.
+  /// A ticket expires `fair_ticket_ttl` after its waiter's last attempt, so a waiter that gives
+  /// up or dies does not block the queue. Use one mode for all users of a semaphore: a non-fair
+  /// waiter takes no ticket and waits behind every queued one. Default: false.
+  bool fair = false;
 };
 
 /// Options for opening a backend from a URL (`open_backend`, `client(url, ...)`).
@@ -106,7 +136,34 @@ struct lock_record {
   bool held = false;  ///< expires_in > 0
 };
 
-/// Which rows `client::list` returns, in byte order of their names.
+/// One live acquisition of a semaphore.
+struct semaphore_holder {
+  std::string owner, metadata;
+  std::int64_t token = 0;  ///< the acquisition's fencing token
+  std::int64_t count = 0;  ///< units held
+  std::chrono::system_clock::time_point acquired_at, expires_at;  ///< database clock
+  std::chrono::milliseconds expires_in{0};  ///< > 0, computed by the database
+};
+
+/// One queued fair waiter.
+struct semaphore_waiter {
+  std::string owner;
+  std::int64_t ticket = 0;  ///< its place in the queue (from the token sequence)
+  std::int64_t count = 0;   ///< units it waits for
+  std::chrono::milliseconds expires_in{0};  ///< until its ticket lapses unless it tries again
+};
+
+/// A semaphore, as the database sees it: live holders by token, live waiters by ticket.
+struct semaphore_record {
+  std::string name;
+  std::int64_t limit = 0;
+  std::int64_t used = 0;  ///< units held by live holders
+  std::vector<semaphore_holder> holders;
+  std::vector<semaphore_waiter> waiters;
+};
+
+/// Which rows `client::list` (and `list_semaphores`) return, in byte order of their names.
+/// For semaphores, "held" means at least one live holder.
 struct list_filter {
   std::string prefix;  ///< byte prefix of the name; empty = all
   enum class which { all, held, free } show = which::all;
