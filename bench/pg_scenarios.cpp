@@ -114,8 +114,33 @@ class timing_backend final : public sqlock::backend {
   bool release(const sqlock::lease_key& k, sqlock::deadline u) override {
     return in_->release(k, u);
   }
-  bool abandon(std::string_view n, std::string_view nonce, sqlock::deadline u) override {
-    return in_->abandon(n, nonce, u);
+  bool abandon(const sqlock::lease_key& k, sqlock::deadline u) override {
+    return in_->abandon(k, u);
+  }
+  sqlock::acquire_result try_acquire_semaphore(const sqlock::semaphore_request& r,
+                                               sqlock::deadline u) override {
+    auto t0 = clk::now();
+    auto res = in_->try_acquire_semaphore(r, u);
+    auto us = us_between(t0, clk::now());
+    std::lock_guard<std::mutex> lock(mu_);
+    attempt_us_.push_back(us);
+    return res;
+  }
+  std::optional<sqlock::semaphore_record> inspect_semaphore(std::string_view n,
+                                                            sqlock::deadline u) override {
+    return in_->inspect_semaphore(n, u);
+  }
+  std::vector<sqlock::semaphore_record> list_semaphores(const sqlock::list_filter& f,
+                                                        sqlock::deadline u) override {
+    return in_->list_semaphores(f, u);
+  }
+  std::size_t force_release_semaphore(std::string_view n, std::int64_t t,
+                                      sqlock::deadline u) override {
+    return in_->force_release_semaphore(n, t, u);
+  }
+  std::optional<sqlock::lock_record> inspect_watched(std::string_view n, milliseconds m,
+                                                     sqlock::deadline u) override {
+    return in_->inspect_watched(n, m, u);
   }
   std::optional<sqlock::lock_record> inspect(std::string_view n, sqlock::deadline u) override {
     return in_->inspect(n, u);

@@ -107,21 +107,29 @@ void client_core::ensure_schema() {
 }
 
 std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
-    std::string_view name, const lock_options& options, bool waiting,
-    std::chrono::milliseconds& holder_left) {
-  acquire_request request{std::string(name), options_.owner, random_hex(16), options.metadata,
-                          options.ttl, waiting};
-  emit({event_kind::attempt, request.name, 0, {}, {}});
+    const target& what, bool waiting, std::chrono::milliseconds& holder_left) {
+  const auto& options = what.options;
+  const std::string name(what.name);
+  std::string nonce = what.semaphore ? what.nonce : random_hex(16);
+  emit({event_kind::attempt, name, 0, {}, {}});
   auto sent = steady::now();
   acquire_result result;
   try {
-    result = db_->try_acquire(request, op_deadline());
+    if (what.semaphore) {
+      semaphore_request request{name, options_.owner, nonce, options.metadata,
+                                what.semaphore->limit, what.units, options.ttl, waiting,
+                                what.semaphore->fair, fair_ticket_ttl};
+      result = db_->try_acquire_semaphore(request, op_deadline());
+    } else {
+      acquire_request request{name, options_.owner, nonce, options.metadata, options.ttl, waiting};
+      result = db_->try_acquire(request, op_deadline());
+    }
   } catch (const error& e) {
     if (e.code() != errc::in_doubt) throw;
     // The grant may have committed before the connection dropped: end whatever lease carries
     // this attempt's nonce, so no row is left held by a lease nobody knows about.
     try {
-      db_->abandon(request.name, request.nonce, op_deadline());
+      db_->abandon({name, nonce, 0, what.kind()}, op_deadline());
     } catch (const error& cleanup) {
       throw error(errc::in_doubt,
                   "acquire " + quoted(name) + " on " + std::string(db_->kind()) +
@@ -139,9 +147,9 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
     return std::nullopt;
   }
   SQLOCK_FAULT_POINT("acquire.granted");
-  auto impl = std::make_shared<lease_impl>(shared_from_this(), request.name,
-                                           std::move(request.nonce), *result.granted, options,
-                                           sent);
+  auto impl = std::make_shared<lease_impl>(shared_from_this(), name, std::move(nonce),
+                                           *result.granted, options, sent, what.kind(),
+                                           what.units);
   if (!keepalive_.track(impl)) {
     // Shut down while the grant was in flight: hand it straight back.
     impl->state = lease_state::released;
@@ -217,35 +225,28 @@ client::~client() {
   }
 }
 
+namespace {
+std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::string_view name,
+                                                    std::chrono::milliseconds wait) {
+  if (wait < std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, std::string(what) + " " + detail::quoted(name) + ": negative wait");
+  auto now = std::chrono::steady_clock::now();
+  // Saturate: a huge wait means "no deadline", not an overflowed time point.
+  return wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
+                                                     : now + wait;
+}
+}  // namespace
+
 std::optional<lease> client::try_acquire(std::string_view name, const lock_options& options) {
-  detail::validate_name(name);
-  detail::validate(options);
-  core_->ensure_open();
-  core_->ensure_schema();
-  auto start = std::chrono::steady_clock::now();
-  std::chrono::milliseconds holder_left{0};
-  if (auto impl = core_->attempt(name, options, false, holder_left)) {
-    core_->emit({event_kind::acquired, std::string(name), (*impl)->token,
-                 std::chrono::duration_cast<std::chrono::milliseconds>(
-                     std::chrono::steady_clock::now() - start),
-                 {}});
-    return lease(*impl);
-  }
-  core_->emit({event_kind::not_acquired, std::string(name), 0, {}, "held"});
-  return std::nullopt;
+  auto now = std::chrono::steady_clock::now();
+  return acquire_until(name, now, now, options);
 }
 
 std::optional<lease> client::try_acquire_for(std::string_view name,
                                              std::chrono::milliseconds wait,
                                              const lock_options& options) {
-  if (wait < std::chrono::milliseconds::zero())
-    throw error(errc::invalid_argument, "try_acquire_for " + detail::quoted(name) +
-                                            ": negative wait");
   auto now = std::chrono::steady_clock::now();
-  // Saturate: a huge wait means "no deadline", not an overflowed time point.
-  auto until = wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
-                                                           : now + wait;
-  return acquire_until(name, now, until, options);
+  return acquire_until(name, now, wait_deadline("try_acquire_for", name, wait), options);
 }
 
 lease client::acquire(std::string_view name, const lock_options& options) {
@@ -255,33 +256,79 @@ lease client::acquire(std::string_view name, const lock_options& options) {
   return std::move(*l);
 }
 
+std::optional<lease> client::try_acquire_semaphore(std::string_view name,
+                                                   const semaphore_options& options) {
+  auto now = std::chrono::steady_clock::now();
+  return acquire_until(name, now, now, options, &options);
+}
+
+std::optional<lease> client::try_acquire_semaphore_for(std::string_view name,
+                                                       std::chrono::milliseconds wait,
+                                                       const semaphore_options& options) {
+  auto now = std::chrono::steady_clock::now();
+  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, wait), options,
+                       &options);
+}
+
+lease client::acquire_semaphore(std::string_view name, const semaphore_options& options) {
+  auto l = acquire_until(name, std::chrono::steady_clock::now(),
+                         std::chrono::steady_clock::time_point::max(), options, &options);
+  if (!l) throw error(errc::internal, "acquire_semaphore " + detail::quoted(name) + ": wait ended unexpectedly");
+  return std::move(*l);
+}
+
 // `start` is when the caller asked (the wait and the reported wait time count from there).
+// `until` <= `start`: one attempt, no waiting.
 std::optional<lease> client::acquire_until(std::string_view name,
                                            std::chrono::steady_clock::time_point start,
                                            std::chrono::steady_clock::time_point until,
-                                           const lock_options& options) {
+                                           const lock_options& options,
+                                           const semaphore_options* semaphore) {
   using namespace std::chrono;
   detail::validate_name(name);
-  detail::validate(options);
+  detail::client_core::target what{name, options, semaphore, 1, {}};
+  if (semaphore) {
+    what.units = detail::validate_units(*semaphore);
+    what.nonce = detail::random_hex(16);
+  } else {
+    detail::validate(options);
+  }
   core_->ensure_open();
   core_->ensure_schema();
+  const bool waits = until > start;
   // Subscribe BEFORE the first attempt: a release between the refusal and the sleep must
   // still wake us.
-  auto watch = core_->add_waiter(name);
-  struct remove_guard {
+  std::shared_ptr<release_watch> watch;
+  if (waits) watch = core_->add_waiter(name);
+  // Leaving without a grant: drop the watch, and a fair waiter's ticket at once (rather than
+  // holding up the queue until it lapses).
+  const bool queued = waits && semaphore && semaphore->fair;
+  struct leave_guard {
     detail::client_core& core;
     const std::shared_ptr<release_watch>& w;
-    ~remove_guard() { core.remove_waiter(w); }
-  } guard{*core_, watch};
+    const detail::client_core::target& what;
+    bool drop_ticket;
+    ~leave_guard() {
+      if (w) core.remove_waiter(w);
+      if (!drop_ticket) return;
+      try {
+        core.db().abandon({std::string(what.name), what.nonce, 0, lease_kind::semaphore},
+                          steady_clock::now() + std::min(core.operation_timeout(), milliseconds{1000}));
+      } catch (const std::exception& e) {
+        core.log(log_level::debug, std::string("leaving the queue failed (the ticket lapses by itself): ") +
+                                       e.what());
+      }
+    }
+  } guard{*core_, watch, what, queued};
 
   detail::backoff delay(core_->db().wakes_other_processes());
-  const bool waits = until > start;
   auto since_start = [&] { return duration_cast<milliseconds>(steady_clock::now() - start); };
   steady_clock::time_point failing_since{};
   for (;;) {
     milliseconds holder_left{0};
     try {
-      if (auto impl = core_->attempt(name, options, waits, holder_left)) {
+      if (auto impl = core_->attempt(what, waits, holder_left)) {
+        guard.drop_ticket = false;  // the grant took the ticket
         core_->emit({event_kind::acquired, std::string(name), (*impl)->token, since_start(), {}});
         return lease(*impl);
       }
@@ -302,6 +349,8 @@ std::optional<lease> client::acquire_until(std::string_view name,
     }
     auto wake_at = now + delay.next();
     if (holder_left > milliseconds::zero()) wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
+    // A queued waiter must attempt again before its ticket lapses.
+    if (queued) wake_at = std::min(wake_at, now + fair_ticket_ttl / 3);
     wake_at = std::min(wake_at, until);
     if (watch->wait_until(wake_at) == release_watch::wake::cancelled) {
       core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(), "cancelled"});
@@ -309,6 +358,28 @@ std::optional<lease> client::acquire_until(std::string_view name,
                   "acquire " + detail::quoted(name) + ": the client was shut down while waiting");
     }
   }
+}
+
+std::optional<semaphore_record> client::inspect_semaphore(std::string_view name) {
+  detail::validate_name(name);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().inspect_semaphore(name, core_->op_deadline());
+}
+
+std::vector<semaphore_record> client::list_semaphores(const list_filter& filter) {
+  detail::validate_prefix(filter.prefix);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().list_semaphores(filter, core_->op_deadline());
+}
+
+std::size_t client::force_release_semaphore(std::string_view name, std::int64_t token) {
+  detail::validate_name(name);
+  if (token < 0) throw error(errc::invalid_argument, "force_release_semaphore: negative token");
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().force_release_semaphore(name, token, core_->op_deadline());
 }
 
 std::optional<lock_record> client::inspect(std::string_view name) {

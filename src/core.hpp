@@ -41,9 +41,18 @@ class client_core : public std::enable_shared_from_this<client_core> {
   void ensure_schema();
   void schema_migrated() noexcept { schema_ok_ = true; }
 
+  /// What one acquire call asks for: a lock, or `units` of a semaphore. A semaphore keeps one
+  /// nonce for all the attempts of a call (it names the call's queue ticket).
+  struct target {
+    std::string_view name;
+    const lock_options& options;
+    const semaphore_options* semaphore = nullptr;
+    std::int64_t units = 1;
+    std::string nonce;  // semaphores only
+    lease_kind kind() const noexcept { return semaphore ? lease_kind::semaphore : lease_kind::lock; }
+  };
   /// One grant attempt. Returns the lease, or empty with the holder's remaining time.
-  std::optional<std::shared_ptr<lease_impl>> attempt(std::string_view name,
-                                                     const lock_options& options, bool waiting,
+  std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, bool waiting,
                                                      std::chrono::milliseconds& holder_left);
 
   /// A release watch that shutdown() cancels.

@@ -84,9 +84,9 @@ void keepalive::retry_releases(std::vector<deferred_release> due) {
   std::vector<deferred_release> again;
   for (auto& d : due) {
     try {
-      // abandon(name, nonce) ends the same lease (a nonce is unique to it) and never waits for
+      // abandon(key) ends the same lease (a nonce is unique to it) and never waits for
       // a locked row, so a long fenced transaction costs one cheap statement per retry.
-      db_.abandon(d.key.name, d.key.nonce,
+      db_.abandon(d.key,
                   steady::now() + std::min(operation_timeout_, milliseconds{1000}));
     } catch (const error& e) {
       auto now = steady::now();

@@ -46,6 +46,10 @@ const std::string& lease::name() const noexcept { return impl_ ? impl_->name : e
 
 std::int64_t lease::token() const noexcept { return impl_ ? impl_->token : 0; }
 
+lease_kind lease::kind() const noexcept { return impl_ ? impl_->kind : lease_kind::lock; }
+
+std::int64_t lease::count() const noexcept { return impl_ ? impl_->count : 0; }
+
 std::chrono::system_clock::time_point lease::expires_at() const {
   if (!impl_) return {};
   std::lock_guard<std::mutex> lock(impl_->mu);

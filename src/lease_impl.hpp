@@ -25,11 +25,14 @@ inline std::chrono::milliseconds safety_margin(std::chrono::milliseconds ttl) {
 
 struct lease_impl {
   lease_impl(std::shared_ptr<client_core> core_, std::string name_, std::string nonce_,
-             const grant& g, const lock_options& options, steady::time_point sent)
+             const grant& g, const lock_options& options, steady::time_point sent,
+             lease_kind kind_ = lease_kind::lock, std::int64_t count_ = 1)
       : core(std::move(core_)),
         name(std::move(name_)),
         nonce(std::move(nonce_)),
         token(g.token),
+        kind(kind_),
+        count(count_),
         keepalive(options.keepalive),
         on_lost(options.on_lost),
         ttl(options.ttl),
@@ -43,6 +46,8 @@ struct lease_impl {
   const std::string name;
   const std::string nonce;
   const std::int64_t token;
+  const lease_kind kind;
+  const std::int64_t count;  // units: 1 for a lock
   const bool keepalive;
   const std::function<void(const lost_event&)> on_lost;
 
@@ -59,7 +64,7 @@ struct lease_impl {
   lease_state state = lease_state::held;
   steady::time_point granted_at;  // for the hold time reported when released
 
-  lease_key key() const { return {name, nonce, token}; }
+  lease_key key() const { return {name, nonce, token, kind}; }
   /// The state with the safety deadline applied (mu held by the caller).
   lease_state effective_state_locked(steady::time_point now) const {
     if ((state == lease_state::held || state == lease_state::at_risk) && now >= safe_until)

@@ -5,7 +5,7 @@
 namespace sqlock {
 
 release_watch::~release_watch() {
-  if (notified_ && !cancelled_ && pass_on_) {
+  if (notified_ && !cancelled_ && pass_on_ && !observer_) {
     try {
       pass_on_();
     } catch (...) {
@@ -89,9 +89,15 @@ void watch_registry::state::notify_one(const std::string& name) {
       if (auto p = w.lock()) live.push_back(std::move(p));
     if (live.empty()) by_name.erase(it);
   }
-  // Oldest first; outside the registry lock (a watch's hand-on re-enters notify_one).
-  for (auto& w : live)
-    if (w->try_notify()) return;
+  // Every observer, and the oldest waiter that has no wake-up pending; outside the registry
+  // lock (a watch's hand-on re-enters notify_one).
+  bool woke_one = false;
+  for (auto& w : live) {
+    if (w->observer())
+      w->notify();
+    else if (!woke_one)
+      woke_one = w->try_notify();
+  }
 }
 
 void watch_registry::notify(std::string_view name) { state_->notify_one(std::string(name)); }

@@ -51,3 +51,19 @@ void validate(const lock_options& options) {
 }
 
 }  // namespace sqlock::detail
+
+namespace sqlock::detail {
+
+std::int64_t validate_units(const semaphore_options& options) {
+  validate(static_cast<const lock_options&>(options));
+  if (options.limit < 1 || options.limit > max_semaphore_limit)
+    fail("semaphore limit " + std::to_string(options.limit) + " is out of range: it must be from 1 to " +
+         std::to_string(max_semaphore_limit));
+  if (options.exclusive) return options.limit;
+  if (options.count < 1 || options.count > options.limit)
+    fail("semaphore count " + std::to_string(options.count) +
+         " is out of range: it must be from 1 to the limit " + std::to_string(options.limit));
+  return options.count;
+}
+
+}  // namespace sqlock::detail

@@ -14,5 +14,7 @@ void validate_metadata(std::string_view metadata);
 void validate_owner(std::string_view owner);
 void validate(const lock_options& options);
 void validate_prefix(std::string_view prefix);
+/// Checks a semaphore acquisition; returns the units it takes (the limit when exclusive).
+std::int64_t validate_units(const semaphore_options& options);
 
 }  // namespace sqlock::detail

@@ -170,7 +170,7 @@ TEST_CASE_TEMPLATE("a release by a stale handle or a wrong nonce changes nothing
   auto backend = b->get_backend();
   auto deadline = std::chrono::steady_clock::now() + 5s;
   CHECK_FALSE(backend->release({"job", "not-the-nonce", current->token()}, deadline));
-  CHECK_FALSE(backend->abandon("job", "not-the-nonce", deadline));
+  CHECK_FALSE(backend->abandon({"job", "not-the-nonce"}, deadline));
   CHECK(b->inspect("job")->held);
   CHECK(b->inspect("job")->token == current->token());
 }

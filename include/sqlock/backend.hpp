@@ -7,6 +7,7 @@
 #include <sqlock/error.hpp>
 #include <sqlock/types.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -129,6 +130,11 @@ class release_watch {
   /// never consumed (the waiter left: timed out, was cancelled or got the lock another way),
   /// so the wake-up passes to the next waiter instead of being lost.
   void on_drop_pending(std::function<void()> fn) { pass_on_ = std::move(fn); }
+  /// Makes this an observer's watch (leader election's `observe`): a backend signals it on
+  /// every release of its name, besides the one waiter it wakes, and a dropped signal is not
+  /// handed on. Call it before the first wait.
+  void make_observer() noexcept { observer_ = true; }
+  bool observer() const noexcept { return observer_; }
 
  private:
   std::string name_;
@@ -136,6 +142,7 @@ class release_watch {
   std::condition_variable cv_;
   bool notified_ = false;
   bool cancelled_ = false;
+  std::atomic<bool> observer_{false};
   std::function<void()> pass_on_;
 };
 

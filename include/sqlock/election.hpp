@@ -38,9 +38,9 @@ class observation {
   observation(observation&&) noexcept = default;
   observation& operator=(observation&& other) noexcept;
   ~observation();
-  /// Stops the observer thread and waits for it (never call it from the callback itself:
-  /// that is `errc::usage`). Idempotent.
-  void stop();
+  /// Stops the observer thread and waits for it (called from the callback itself, it does not
+  /// wait: no further call follows the current one). Idempotent; never throws.
+  void stop() noexcept;
 
  private:
   friend class election;

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <thread>
 #include <unordered_map>
 
@@ -364,21 +365,7 @@ class sqlite_backend final : public backend {
         floor = cur.integer(0) + 1;
       }
     }
-    std::int64_t token;
-    {
-      // Drawn inside the write transaction that grants: no other grant can interleave, and
-      // max(counter + 1, row.token + 1) keeps the row's tokens increasing even if the counter
-      // was ever reset by hand.
-      auto next = c->prepare(
-          "UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
-          "RETURNING value",
-          what);
-      next.bind(1, floor);
-      if (!next.step())
-        throw error(errc::schema_mismatch, what + " on sqlite: the token counter row is missing",
-                    kind_name);
-      token = next.integer(0);
-    }
+    std::int64_t token = next_token(*c, floor, what);
     std::int64_t expires = now + r.ttl.count();
     {
       auto up = c->prepare(
@@ -406,6 +393,10 @@ class sqlite_backend final : public backend {
     std::int64_t now = c->now_ms(what);
     out.reserve(requests.size());
     for (const auto& r : requests) {
+      if (r.key.kind == lease_kind::semaphore) {
+        out.push_back(renew_holder(*c, now, r, what));
+        continue;
+      }
       auto up = c->prepare(
           "UPDATE sqlock_locks SET expires_at = ?1 + ?2 "
           "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at",
@@ -429,18 +420,180 @@ class sqlite_backend final : public backend {
 
   bool release(const lease_key& key, deadline until) override {
     const std::string what = "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
-    bool ended = end_lease(
+    if (key.kind == lease_kind::semaphore)
+      return end_lease(
+          "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
+          "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1",
+          key.name, key.nonce, &key.token, until, what);
+    return end_lease(
         "UPDATE sqlock_locks SET expires_at = ?1 "
         "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1",
         key.name, key.nonce, &key.token, until, what);
-    return ended;
   }
 
-  bool abandon(std::string_view name, std::string_view nonce, deadline until) override {
-    const std::string what = "clean up acquire " + quoted(name);
+  bool abandon(const lease_key& key, deadline until) override {
+    const std::string what = "clean up acquire " + quoted(key.name);
+    if (key.kind == lease_kind::semaphore) {
+      // A fair waiter that leaves gives up its ticket: the next one may be first now.
+      bool ticket = end_lease("DELETE FROM sqlock_semaphore_tickets WHERE ?1 = ?1 AND name = ?2 AND nonce = ?3",
+                              key.name, key.nonce, nullptr, until, what);
+      bool held = end_lease(
+          "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
+          "WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1",
+          key.name, key.nonce, nullptr, until, what);
+      (void)ticket;
+      return held;
+    }
     return end_lease(
         "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1",
-        name, nonce, nullptr, until, what);
+        key.name, key.nonce, nullptr, until, what);
+  }
+
+  acquire_result try_acquire_semaphore(const semaphore_request& r, deadline until) override {
+    const std::string what = "acquire semaphore " + quoted(r.name);
+    auto c = checkout(until, false, what);
+    // Look first, without the write lock: a certain refusal of a non-queueing attempt writes
+    // nothing. Everything is decided again inside the write transaction.
+    if (!(r.waiting && r.fair)) {
+      std::int64_t now = c->now_ms(what);
+      auto v = semaphore_view(*c, r.name, r.nonce, now, what);
+      if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now)};
+    }
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    auto v = semaphore_view(*c, r.name, r.nonce, now, what);
+    if (v.exists && v.used > 0 && v.limit != r.limit)
+      throw error(errc::invalid_argument,
+                  what + ": the semaphore has limit " + std::to_string(v.limit) +
+                      " (its live holders use it); this acquisition asks for limit " +
+                      std::to_string(r.limit),
+                  kind_name);
+    if (v.exists && !v.grantable(r)) {
+      if (r.waiting && r.fair) {
+        auto keep = c->prepare(
+            "UPDATE sqlock_semaphore_tickets SET expires_at = ?1 + ?2 "
+            "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1",
+            what);
+        keep.bind(1, now).bind(2, static_cast<std::int64_t>(r.ticket_ttl.count()));
+        keep.bind(3, r.name).bind(4, r.nonce).step();
+        if (sqlite3_changes(c->get()) == 0) {
+          // First refusal, or our ticket lapsed: a new place at the end of the queue.
+          auto drop = c->prepare("DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND nonce = ?2", what);
+          drop.bind(1, r.name).bind(2, r.nonce).step();
+          std::int64_t ticket = next_token(*c, 1, what);
+          auto add = c->prepare(
+              "INSERT INTO sqlock_semaphore_tickets (name, nonce, owner, ticket, units, expires_at) "
+              "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+              what);
+          add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, ticket).bind(5, r.count);
+          add.bind(6, now + r.ticket_ttl.count()).step();
+        }
+        tx.commit();
+      }
+      return {std::nullopt, v.retry_in(now)};
+    }
+    // Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the
+    // last of them ended, for purge.
+    std::int64_t ended_upto = 0;
+    {
+      auto gone = c->prepare(
+          "SELECT max(e) FROM (SELECT max(expires_at) AS e FROM sqlock_semaphore_holders "
+          "WHERE name = ?1 AND expires_at <= ?2 UNION ALL SELECT min(max(expires_at), ?2) "
+          "FROM sqlock_semaphore_tickets WHERE name = ?1 AND (expires_at <= ?2 OR nonce = ?3))",
+          what);
+      gone.bind(1, r.name).bind(2, now).bind(3, r.nonce);
+      if (gone.step() && !gone.is_null(0)) ended_upto = gone.integer(0);
+      auto d1 = c->prepare("DELETE FROM sqlock_semaphore_holders WHERE name = ?1 AND expires_at <= ?2", what);
+      d1.bind(1, r.name).bind(2, now).step();
+      auto d2 = c->prepare(
+          "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND (expires_at <= ?2 OR nonce = ?3)", what);
+      d2.bind(1, r.name).bind(2, now).bind(3, r.nonce).step();
+    }
+    std::int64_t token = next_token(*c, v.token + 1, what);
+    std::int64_t expires = now + r.ttl.count();
+    {
+      auto add = c->prepare(
+          "INSERT INTO sqlock_semaphore_holders "
+          "(name, nonce, owner, token, units, acquired_at, expires_at, metadata) "
+          "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+          what);
+      add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, token).bind(5, r.count);
+      add.bind(6, now).bind(7, expires).bind(8, r.metadata).step();
+      auto sem = c->prepare(
+          "INSERT INTO sqlock_semaphores (name, sem_limit, token, changed_at) VALUES (?1, ?2, ?3, ?4) "
+          "ON CONFLICT (name) DO UPDATE SET sem_limit = excluded.sem_limit, token = excluded.token, "
+          "changed_at = max(changed_at, ?5)",
+          what);
+      sem.bind(1, r.name).bind(2, r.limit).bind(3, token).bind(4, now).bind(5, ended_upto).step();
+    }
+    tx.commit();
+    // Room left and others queued: the next waiter in this process may fit too.
+    if (v.others_queued && v.used + r.count < r.limit) registry()->notify(r.name);
+    return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
+  }
+
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name, deadline until) override {
+    const std::string what = "inspect semaphore " + quoted(name);
+    auto c = checkout(until, false, what);
+    auto s = c->prepare("SELECT name, sem_limit FROM sqlock_semaphores WHERE name = ?1", what);
+    s.bind(1, name);
+    if (!s.step()) return std::nullopt;
+    std::int64_t now = c->now_ms(what);
+    return read_semaphore(*c, s.text(0), s.integer(1), now, what);
+  }
+
+  std::vector<semaphore_record> list_semaphores(const list_filter& f, deadline until) override {
+    const std::string what = "list semaphores";
+    auto c = checkout(until, false, what);
+    // One read transaction: every row of the list comes from the same snapshot.
+    auto begin = c->prepare("BEGIN", what);
+    begin.step();
+    struct end_read {
+      connection& c;
+      ~end_read() { sqlite3_exec(c.get(), "COMMIT", nullptr, nullptr, nullptr); }
+    } done{*c};
+    std::int64_t now = c->now_ms(what);
+    auto s = c->prepare(
+        "SELECT s.name, s.sem_limit FROM sqlock_semaphores s WHERE s.name >= ?1 "
+        "AND (?2 IS NULL OR s.name < ?2) AND (?3 = 0 OR (?3 = 1) = EXISTS (SELECT 1 FROM "
+        "sqlock_semaphore_holders h WHERE h.name = s.name AND h.expires_at > ?4)) "
+        "ORDER BY s.name LIMIT ?5",
+        what);
+    s.bind(1, f.prefix);
+    auto upper = prefix_upper_bound(f.prefix);
+    if (f.prefix.empty() || upper.empty())
+      s.bind_null(2);
+    else
+      s.bind(2, upper);
+    s.bind(3, std::int64_t{f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2});
+    s.bind(4, now);
+    s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
+    std::vector<std::pair<std::string, std::int64_t>> names;
+    while (s.step()) names.emplace_back(s.text(0), s.integer(1));
+    std::vector<semaphore_record> out;
+    out.reserve(names.size());
+    for (auto& [name, limit] : names) out.push_back(read_semaphore(*c, name, limit, now, what));
+    return out;
+  }
+
+  std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
+                                      deadline until) override {
+    const std::string what = "force release semaphore " + quoted(name);
+    std::size_t ended;
+    {
+      auto c = checkout(until, false, what);
+      write_transaction tx(*c, what);
+      std::int64_t now = c->now_ms(what);
+      auto s = c->prepare(
+          "UPDATE sqlock_semaphore_holders SET expires_at = ?1, forced = 1 "
+          "WHERE name = ?2 AND (?3 = 0 OR token = ?3) AND expires_at > ?1",
+          what);
+      s.bind(1, now).bind(2, name).bind(3, token).step();
+      ended = static_cast<std::size_t>(sqlite3_changes(c->get()));
+      tx.commit();
+    }
+    for (std::size_t i = 0; i < ended; ++i) registry()->notify(name);
+    return ended;
   }
 
   bool force_release(std::string_view name, deadline until) override {
@@ -524,7 +677,35 @@ class sqlite_backend final : public backend {
       }
       tx.commit();
       total += static_cast<std::size_t>(n);
-      if (n < batch || steady::now() >= until) return total;
+      if (n < batch || steady::now() >= until) break;
+    }
+    // Semaphores idle for free_for: no holder or ticket row ended later, and none of the rows
+    // already deleted (changed_at) either.
+    for (;;) {
+      write_transaction tx(*c, what);
+      std::int64_t horizon = c->now_ms(what) - free_for.count();
+      std::vector<std::string> names;
+      {
+        auto pick = c->prepare(
+            "SELECT s.name FROM sqlock_semaphores s WHERE s.changed_at <= ?1 "
+            "AND NOT EXISTS (SELECT 1 FROM sqlock_semaphore_holders h WHERE h.name = s.name "
+            "AND h.expires_at > ?1) AND NOT EXISTS (SELECT 1 FROM sqlock_semaphore_tickets k "
+            "WHERE k.name = s.name AND k.expires_at > ?1) ORDER BY s.name LIMIT ?2",
+            what);
+        pick.bind(1, horizon).bind(2, batch);
+        while (pick.step()) names.push_back(pick.text(0));
+      }
+      for (const auto& name : names) {
+        for (const char* sql : {"DELETE FROM sqlock_semaphore_holders WHERE name = ?1",
+                                "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1",
+                                "DELETE FROM sqlock_semaphores WHERE name = ?1"}) {
+          auto del = c->prepare(sql, what);
+          del.bind(1, name).step();
+        }
+      }
+      tx.commit();
+      total += names.size();
+      if (static_cast<std::int64_t>(names.size()) < batch || steady::now() >= until) return total;
     }
   }
 
@@ -575,6 +756,121 @@ class sqlite_backend final : public backend {
     auto v = c.prepare("SELECT coalesce(max(version), 0) FROM sqlock_schema_version", what);
     v.step();
     return static_cast<int>(v.integer(0));
+  }
+
+  // The next token (or fair-waiting ticket), at least `floor`. Drawn inside the write
+  // transaction that grants: no other grant can interleave, and max(counter + 1, row.token + 1)
+  // keeps a name's tokens increasing even if the counter was ever reset by hand.
+  static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what) {
+    auto next = c.prepare(
+        "UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
+        "RETURNING value",
+        what);
+    next.bind(1, floor);
+    if (!next.step())
+      throw error(errc::schema_mismatch, what + " on sqlite: the token counter row is missing",
+                  kind_name);
+    return next.integer(0);
+  }
+
+  // A semaphore as one attempt sees it (inside or outside the write transaction).
+  struct semaphore_state {
+    bool exists = false;
+    std::int64_t limit = 0, token = 0, used = 0;
+    std::optional<std::int64_t> head, mine;  // oldest other live ticket; this nonce's ticket
+    bool others_queued = false;
+    std::int64_t soonest = 0;  // first lapse of a holder or another ticket (epoch ms); 0: none
+
+    bool grantable(const semaphore_request& r) const {
+      if (used > 0 && limit != r.limit) return true;  // let the write transaction report it
+      if (used + r.count > r.limit) return false;
+      return !head || (mine && *mine < *head);  // no older live ticket
+    }
+    milliseconds retry_in(std::int64_t now) const {
+      return soonest == 0 ? milliseconds::zero() : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
+    }
+  };
+
+  static semaphore_state semaphore_view(connection& c, const std::string& name,
+                                        const std::string& nonce, std::int64_t now,
+                                        const std::string& what) {
+    semaphore_state v;
+    auto sem = c.prepare("SELECT sem_limit, token FROM sqlock_semaphores WHERE name = ?1", what);
+    sem.bind(1, name);
+    if (!sem.step()) return v;
+    v.exists = true;
+    v.limit = sem.integer(0);
+    v.token = sem.integer(1);
+    auto h = c.prepare(
+        "SELECT coalesce(sum(units), 0), min(expires_at) FROM sqlock_semaphore_holders "
+        "WHERE name = ?1 AND expires_at > ?2",
+        what);
+    h.bind(1, name).bind(2, now);
+    h.step();
+    v.used = h.integer(0);
+    if (!h.is_null(1)) v.soonest = h.integer(1);
+    auto t = c.prepare(
+        "SELECT min(CASE WHEN nonce <> ?3 THEN ticket END), min(CASE WHEN nonce = ?3 THEN ticket END), "
+        "min(CASE WHEN nonce <> ?3 THEN expires_at END) FROM sqlock_semaphore_tickets "
+        "WHERE name = ?1 AND expires_at > ?2",
+        what);
+    t.bind(1, name).bind(2, now).bind(3, nonce);
+    t.step();
+    if (!t.is_null(0)) v.head = t.integer(0);
+    if (!t.is_null(1)) v.mine = t.integer(1);
+    v.others_queued = v.head.has_value();
+    if (!t.is_null(2)) v.soonest = v.soonest == 0 ? t.integer(2) : std::min(v.soonest, t.integer(2));
+    return v;
+  }
+
+  static renew_result renew_holder(connection& c, std::int64_t now, const renew_request& r,
+                                   const std::string& what) {
+    auto up = c.prepare(
+        "UPDATE sqlock_semaphore_holders SET expires_at = ?1 + ?2 "
+        "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at",
+        what);
+    up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
+    up.bind(4, r.key.nonce).bind(5, r.key.token);
+    if (up.step()) return {renew_outcome::renewed, from_epoch_ms(up.integer(0))};
+    // A holder row ends by expiry, release or an admin, and is deleted by a later grant:
+    // missing is an ordinary end here.
+    auto cur = c.prepare(
+        "SELECT forced FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2 AND token = ?3", what);
+    cur.bind(1, r.key.name).bind(2, r.key.nonce).bind(3, r.key.token);
+    if (cur.step() && cur.integer(0) != 0) return {renew_outcome::force_released, {}};
+    return {renew_outcome::expired, {}};
+  }
+
+  static semaphore_record read_semaphore(connection& c, std::string name, std::int64_t limit,
+                                         std::int64_t now, const std::string& what) {
+    semaphore_record rec;
+    rec.name = std::move(name);
+    rec.limit = limit;
+    auto h = c.prepare(
+        "SELECT owner, metadata, token, units, acquired_at, expires_at FROM sqlock_semaphore_holders "
+        "WHERE name = ?1 AND expires_at > ?2 ORDER BY token",
+        what);
+    h.bind(1, rec.name).bind(2, now);
+    while (h.step()) {
+      semaphore_holder x;
+      x.owner = h.text(0);
+      x.metadata = h.text(1);
+      x.token = h.integer(2);
+      x.count = h.integer(3);
+      x.acquired_at = from_epoch_ms(h.integer(4));
+      x.expires_at = from_epoch_ms(h.integer(5));
+      x.expires_in = milliseconds{h.integer(5) - now};
+      rec.used += x.count;
+      rec.holders.push_back(std::move(x));
+    }
+    auto t = c.prepare(
+        "SELECT owner, ticket, units, expires_at FROM sqlock_semaphore_tickets "
+        "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket",
+        what);
+    t.bind(1, rec.name).bind(2, now);
+    while (t.step())
+      rec.waiters.push_back({t.text(0), t.integer(1), t.integer(2), milliseconds{t.integer(3) - now}});
+    return rec;
   }
 
   // Runs one UPDATE that ends a lease (binding ?1 = now), then wakes local waiters.

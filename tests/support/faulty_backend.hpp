@@ -49,11 +49,34 @@ class faulty_backend : public sqlock::backend {
     return real_->renew(r, d);
   }
   bool release(const sqlock::lease_key& k, sqlock::deadline d) override { return real_->release(k, d); }
-  bool abandon(std::string_view name, std::string_view nonce, sqlock::deadline d) override {
+  bool abandon(const sqlock::lease_key& k, sqlock::deadline d) override {
     if (abandon_fails)
       throw sqlock::error(sqlock::errc::unavailable, "abandon: connection refused (injected)",
                           std::string(kind()));
-    return real_->abandon(name, nonce, d);
+    return real_->abandon(k, d);
+  }
+  sqlock::acquire_result try_acquire_semaphore(const sqlock::semaphore_request& r,
+                                               sqlock::deadline d) override {
+    auto result = real_->try_acquire_semaphore(r, d);
+    if (acquire_in_doubt)
+      throw sqlock::error(sqlock::errc::in_doubt, "acquire: connection lost after sending (injected)",
+                          std::string(kind()));
+    return result;
+  }
+  std::optional<sqlock::semaphore_record> inspect_semaphore(std::string_view n,
+                                                            sqlock::deadline d) override {
+    return real_->inspect_semaphore(n, d);
+  }
+  std::vector<sqlock::semaphore_record> list_semaphores(const sqlock::list_filter& f,
+                                                        sqlock::deadline d) override {
+    return real_->list_semaphores(f, d);
+  }
+  std::size_t force_release_semaphore(std::string_view n, std::int64_t t, sqlock::deadline d) override {
+    return real_->force_release_semaphore(n, t, d);
+  }
+  std::optional<sqlock::lock_record> inspect_watched(std::string_view n, std::chrono::milliseconds m,
+                                                     sqlock::deadline d) override {
+    return real_->inspect_watched(n, m, d);
   }
   std::optional<sqlock::lock_record> inspect(std::string_view n, sqlock::deadline d) override {
     return real_->inspect(n, d);
