@@ -21,8 +21,12 @@ namespace sqlock::sqlite {
 /// `errc::unavailable` / `errc::schema_mismatch` on database errors.
 void assert_held(sqlite3* db, std::string_view name, std::int64_t token);
 
-/// Registers the SQL function `sqlock_assert_held(name, token)` on `db`, with the semantics of
-/// `assert_held`: it returns 1, or fails the statement with "sqlock: lease lost ...".
+/// As `assert_held`, for a semaphore: `token` must be a live holder of the semaphore `name`.
+void assert_semaphore_held(sqlite3* db, std::string_view name, std::int64_t token);
+
+/// Registers the SQL functions `sqlock_assert_held(name, token)` and
+/// `sqlock_semaphore_assert_held(name, token)` on `db`, with the semantics of `assert_held` and
+/// `assert_semaphore_held`: they return 1, or fail the statement with "sqlock: lease lost ...".
 /// Returns the SQLite result code.
 int register_functions(sqlite3* db);
 

@@ -1,6 +1,7 @@
 // Same-database fencing for SQLite (include/sqlock/sqlite.hpp).
 #include <sqlock/error.hpp>
 #include <sqlock/sqlite.hpp>
+#include <sqlock/types.hpp>
 
 #include <memory>
 #include <string>
@@ -9,15 +10,23 @@
 
 namespace sqlock::sqlite {
 
+using sqlock::lease_kind;
+
 namespace {
 constexpr const char* check_sql =
     "SELECT token, expires_at > CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
     "FROM sqlock_locks WHERE name = ?1";
+// A semaphore has one row per holder: find the holder with the token, if any.
+constexpr const char* check_semaphore_sql =
+    "SELECT token, expires_at > CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
+    "FROM sqlock_semaphore_holders WHERE name = ?1 AND token = ?2";
 
 // Empty when held by `token`; otherwise why not.
-std::string check(sqlite3* db, std::string_view name, std::int64_t token) {
+std::string check(sqlite3* db, std::string_view name, std::int64_t token,
+                  lease_kind kind = lease_kind::lock) {
   sqlite3_stmt* raw = nullptr;
-  int rc = sqlite3_prepare_v2(db, check_sql, -1, &raw, nullptr);
+  const bool sem = kind == lease_kind::semaphore;
+  int rc = sqlite3_prepare_v2(db, sem ? check_semaphore_sql : check_sql, -1, &raw, nullptr);
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
   if (rc != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db);
@@ -26,8 +35,11 @@ std::string check(sqlite3* db, std::string_view name, std::int64_t token) {
                 "assert_held " + detail::quoted(name) + " on sqlite: " + msg, "sqlite");
   }
   sqlite3_bind_text(raw, 1, name.data(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
+  if (sem) sqlite3_bind_int64(raw, 2, token);
   rc = sqlite3_step(raw);
-  if (rc == SQLITE_DONE) return "no such lock";
+  if (rc == SQLITE_DONE)
+    return sem ? "token " + std::to_string(token) + " is not a holder of the semaphore"
+               : std::string("no such lock");
   if (rc != SQLITE_ROW)
     throw error(errc::unavailable, "assert_held " + detail::quoted(name) + " on sqlite: " +
                                        sqlite3_errmsg(db), "sqlite");
@@ -43,8 +55,9 @@ std::string check(sqlite3* db, std::string_view name, std::int64_t token) {
 void sql_assert_held(sqlite3_context* ctx, int, sqlite3_value** argv) {
   auto* text = reinterpret_cast<const char*>(sqlite3_value_text(argv[0]));
   std::string_view name(text ? text : "", static_cast<std::size_t>(sqlite3_value_bytes(argv[0])));
+  const auto kind = sqlite3_user_data(ctx) ? lease_kind::semaphore : lease_kind::lock;
   try {
-    auto why = check(sqlite3_context_db_handle(ctx), name, sqlite3_value_int64(argv[1]));
+    auto why = check(sqlite3_context_db_handle(ctx), name, sqlite3_value_int64(argv[1]), kind);
     if (why.empty()) {
       sqlite3_result_int(ctx, 1);
       return;
@@ -57,7 +70,8 @@ void sql_assert_held(sqlite3_context* ctx, int, sqlite3_value** argv) {
 }
 }  // namespace
 
-void assert_held(sqlite3* db, std::string_view name, std::int64_t token) {
+namespace {
+void assert_live(sqlite3* db, std::string_view name, std::int64_t token, lease_kind kind) {
   if (!db) throw error(errc::usage, "assert_held: null sqlite3 handle", "sqlite");
   if (sqlite3_get_autocommit(db) != 0)
     throw error(errc::usage,
@@ -65,16 +79,31 @@ void assert_held(sqlite3* db, std::string_view name, std::int64_t token) {
                     ": call it inside the transaction that does the protected writes "
                     "(BEGIN IMMEDIATE), or the check proves nothing about them",
                 "sqlite");
-  auto why = check(db, name, token);
+  auto why = check(db, name, token, kind);
   if (!why.empty())
     throw error(errc::lease_lost, "assert_held " + detail::quoted(name) + " on sqlite: " + why,
                 "sqlite");
 }
+}  // namespace
+
+void assert_held(sqlite3* db, std::string_view name, std::int64_t token) {
+  assert_live(db, name, token, lease_kind::lock);
+}
+
+void assert_semaphore_held(sqlite3* db, std::string_view name, std::int64_t token) {
+  assert_live(db, name, token, lease_kind::semaphore);
+}
 
 int register_functions(sqlite3* db) {
-  // Not SQLITE_DETERMINISTIC: the answer depends on the clock and the table.
-  return sqlite3_create_function_v2(db, "sqlock_assert_held", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY,
-                                    nullptr, sql_assert_held, nullptr, nullptr, nullptr);
+  // Not SQLITE_DETERMINISTIC: the answer depends on the clock and the table. The user data
+  // tells the two functions apart (non-null: a semaphore holder).
+  static int semaphore_tag = 1;
+  int rc = sqlite3_create_function_v2(db, "sqlock_assert_held", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY,
+                                      nullptr, sql_assert_held, nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return rc;
+  return sqlite3_create_function_v2(db, "sqlock_semaphore_assert_held", 2,
+                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, &semaphore_tag,
+                                    sql_assert_held, nullptr, nullptr, nullptr);
 }
 
 }  // namespace sqlock::sqlite
