@@ -118,7 +118,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
     if (what.semaphore) {
       semaphore_request request{name, options_.owner, nonce, options.metadata,
                                 what.semaphore->limit, what.units, options.ttl, waiting,
-                                what.semaphore->fair, fair_ticket_ttl};
+                                waiting && what.semaphore->fair, fair_ticket_ttl};
       result = db_->try_acquire_semaphore(request, op_deadline());
     } else {
       acquire_request request{name, options_.owner, nonce, options.metadata, options.ttl, waiting};
