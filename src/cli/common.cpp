@@ -214,7 +214,8 @@ std::string format_time(std::chrono::system_clock::time_point t) {
 double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
 
 nlohmann::json to_json(const lock_record& r) {
-  return nlohmann::json{{"name", r.name},
+  return nlohmann::json{{"kind", "lock"},
+                        {"name", r.name},
                         {"owner", r.owner},
                         {"token", r.token},
                         {"acquired_at", format_time(r.acquired_at)},
@@ -222,6 +223,46 @@ nlohmann::json to_json(const lock_record& r) {
                         {"expires_in_seconds", seconds(r.expires_in)},
                         {"held", r.held},
                         {"metadata", r.metadata}};
+}
+
+nlohmann::json to_json(const semaphore_record& r) {
+  auto holders = nlohmann::json::array();
+  for (const auto& h : r.holders)
+    holders.push_back({{"owner", h.owner},
+                       {"token", h.token},
+                       {"count", h.count},
+                       {"acquired_at", format_time(h.acquired_at)},
+                       {"expires_at", format_time(h.expires_at)},
+                       {"expires_in_seconds", seconds(h.expires_in)},
+                       {"metadata", h.metadata}});
+  auto waiters = nlohmann::json::array();
+  for (const auto& w : r.waiters)
+    waiters.push_back({{"ticket", w.ticket},
+                       {"owner", w.owner},
+                       {"count", w.count},
+                       {"expires_in_seconds", seconds(w.expires_in)}});
+  return nlohmann::json{{"kind", "semaphore"},
+                        {"name", r.name},
+                        {"limit", r.limit},
+                        {"used", r.used},
+                        {"held", !r.holders.empty()},
+                        {"holders", holders},
+                        {"waiters", waiters}};
+}
+
+const char* semaphore_state(const semaphore_record& r) {
+  if (r.holders.empty()) return "free";
+  return r.used >= r.limit ? "full" : "held";
+}
+
+std::string describe_usage(const semaphore_record& r) {
+  if (r.limit == max_semaphore_limit) {
+    // The readers/writer convention: shared = 1 unit, exclusive = all of them.
+    if (r.holders.empty()) return "readers/writer lock, free";
+    if (r.used >= r.limit) return "readers/writer lock, held exclusively";
+    return "readers/writer lock, shared by " + std::to_string(r.holders.size());
+  }
+  return std::to_string(r.used) + " of " + std::to_string(r.limit) + " units used";
 }
 
 std::string describe_expiry(const lock_record& r) {

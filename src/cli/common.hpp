@@ -56,6 +56,10 @@ struct globals {
 
   /// Set by the chosen subcommand's parse callback; run after parsing.
   std::function<int()> action;
+  /// How many arguments followed the first `--` on the command line (-1: there was none). CLI11
+  /// fills positionals in order across `--`, so a command with an optional positional before
+  /// `-- CMD...` (`elect NAME [VALUE] -- CMD`) needs it to tell VALUE from CMD.
+  int args_after_dash = -1;
 
   output_format format() const { return output == "json" ? output_format::json : output_format::table; }
   /// Colour on stdout (auto: a terminal and NO_COLOR unset or empty).
@@ -87,10 +91,16 @@ std::string format_time(std::chrono::system_clock::time_point t);
 /// Seconds as a double (JSON durations).
 double seconds(std::chrono::milliseconds d);
 
-/// A record as JSON (docs/cli.md, "JSON output").
+/// A record as JSON (docs/cli.md, "JSON output"), with "kind": "lock".
 nlohmann::json to_json(const lock_record& r);
+/// A semaphore as JSON, with "kind": "semaphore", its holders and its waiters.
+nlohmann::json to_json(const semaphore_record& r);
 /// "expires in 12.3s" / "free for 3m".
 std::string describe_expiry(const lock_record& r);
+/// "full", "held" or "free".
+const char* semaphore_state(const semaphore_record& r);
+/// "2 of 3 units", or "readers/writer: 2 readers" style text for `max_semaphore_limit`.
+std::string describe_usage(const semaphore_record& r);
 
 /// Escapes control characters so that names and metadata cannot drive the terminal.
 std::string printable(std::string_view s);
@@ -131,9 +141,16 @@ void add_release(CLI::App& app, globals& g);
 void add_purge(CLI::App& app, globals& g);
 void add_migrate(CLI::App& app, globals& g);
 void add_run(CLI::App& app, globals& g);
+void add_elect(CLI::App& app, globals& g);
 void add_version(CLI::App& app, globals& g);
 
-/// The rows and styles of `list`'s table (shared with `watch`).
-void print_locks(const globals& g, const std::vector<lock_record>& locks);
+/// What `list` and `watch` show: locks, semaphores or both.
+enum class listing_kinds { both, locks, semaphores };
+
+/// `list`'s output (shared with `watch`): the lock table, then (when there are semaphores, or
+/// only semaphores are asked for) the semaphore table; or one JSON document with "locks" and/or
+/// "semaphores".
+void print_listing(const globals& g, listing_kinds kinds, const std::vector<lock_record>& locks,
+                   const std::vector<semaphore_record>& semaphores);
 
 }  // namespace sqlock::cli

@@ -1,8 +1,9 @@
-// The `sqlock` command-line tool: inspect, break, purge and migrate lock rows, and run a
-// command under a lock. See docs/cli.md.
+// The `sqlock` command-line tool: inspect, break, purge and migrate lock and semaphore rows, run
+// a command under a lock or semaphore, and elect a leader. See docs/cli.md.
 
 #include <cstdio>
 #include <exception>
+#include <string_view>
 
 #include "common.hpp"
 
@@ -53,9 +54,11 @@ int main(int argc, char** argv) {
       "  sqlock -d sqlite:/var/lib/app/locks.db migrate up\n"
       "  SQLOCK_DATABASE_URL=postgresql://app@db/app sqlock list --held\n"
       "  sqlock run nightly-report --ttl 1m -n -- /usr/local/bin/report --full\n"
+      "  sqlock run config --shared -- ./read-config\n"
+      "  sqlock elect scheduler \"$(hostname)\" -- ./scheduler\n"
       "\n"
       "Exit codes: 0 ok; 1 busy, timed out or no such lock; 64 usage; 69 database "
-      "unavailable;\n70 internal; 75 lease lost during run; 78 configuration or schema "
+      "unavailable;\n70 internal; 75 lease lost during run or elect; 78 configuration or schema "
       "(bad URL, run `sqlock migrate up`).\nRun `sqlock COMMAND --help` for a command's options.");
 
   add_list(app, g);
@@ -65,8 +68,15 @@ int main(int argc, char** argv) {
   add_purge(app, g);
   add_migrate(app, g);
   add_run(app, g);
+  add_elect(app, g);
   add_version(app, g);
 
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--") {
+      g.args_after_dash = argc - i - 1;
+      break;
+    }
+  }
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,5 +1,6 @@
 // `sqlock release NAME --force`: ends whoever's lease it is (an administrator breaking a stuck
-// lock). The holder learns at its next renewal, at most ttl/3 later.
+// lock); with --semaphore, the holders of the semaphore NAME (or the one with --token T). The
+// holders learn at their next renewal, at most ttl/3 later.
 
 #include <unistd.h>
 
@@ -13,30 +14,42 @@ struct release_options {
   std::string name;
   bool force = false;
   bool yes = false;
+  bool semaphore = false;
+  std::int64_t token = 0;  // 0: every holder
 };
 
-int run_release(const globals& g, const release_options& o) {
-  if (!o.force)
-    usage_error("release ends someone else's lease: pass --force to confirm that is intended");
-  auto c = open_client(g);
-  // inspect first: "no such lock" (exit 1) differs from "not held" (nothing to do, exit 0).
-  auto r = c->inspect(o.name);
-  if (!r) throw exit_error(exit_code::busy, "no such lock: '" + printable(o.name) + "'");
+// Asks before ending someone's lease; throws when declined or when no terminal can ask.
+void confirm_or_throw(const release_options& o, const std::string& question,
+                      const std::string& what) {
+  if (o.yes) return;
+  auto answer = confirm(question + " Its holder keeps running until its next renewal.");
+  if (!answer) usage_error("not a terminal: pass --yes to force-release " + what + " without asking");
+  if (!*answer) throw exit_error(exit_code::busy, "not released: " + what + " is unchanged");
+}
+
+int release_lock(const globals& g, client& c, const release_options& o) {
   const std::string quoted = "'" + printable(o.name) + "'";
+  // inspect first: "no such lock" (exit 1) differs from "not held" (nothing to do, exit 0).
+  auto r = c.inspect(o.name);
+  if (!r) {
+    std::string hint;
+    try {
+      if (c.inspect_semaphore(o.name)) hint = " (there is a semaphore " + quoted + ": add --semaphore)";
+    } catch (const error&) {
+    }
+    throw exit_error(exit_code::busy, "no such lock: " + quoted + hint);
+  }
   bool released = false;
   if (r->held) {
-    if (!o.yes) {
-      auto answer = confirm("Force-release " + quoted + ", held by " + printable(r->owner) +
-                            " (token " + std::to_string(r->token) + ", " + describe_expiry(*r) +
-                            ")? Its holder keeps running until its next renewal.");
-      if (!answer)
-        usage_error("not a terminal: pass --yes to force-release " + quoted + " without asking");
-      if (!*answer) throw exit_error(exit_code::busy, "not released: " + quoted + " is unchanged");
-    }
-    released = c->force_release(o.name);
+    confirm_or_throw(o,
+                     "Force-release " + quoted + ", held by " + printable(r->owner) + " (token " +
+                         std::to_string(r->token) + ", " + describe_expiry(*r) + ")?",
+                     quoted);
+    released = c.force_release(o.name);
   }
   if (g.format() == output_format::json) {
-    print_json({{"name", o.name},
+    print_json({{"kind", "lock"},
+                {"name", o.name},
                 {"released", released},
                 {"owner", r->owner},
                 {"token", r->token}});
@@ -50,23 +63,86 @@ int run_release(const globals& g, const release_options& o) {
   return exit_code::ok;
 }
 
+int release_semaphore(const globals& g, client& c, const release_options& o) {
+  const std::string quoted = "semaphore '" + printable(o.name) + "'";
+  auto r = c.inspect_semaphore(o.name);
+  if (!r) throw exit_error(exit_code::busy, "no such semaphore: '" + printable(o.name) + "'");
+  std::vector<semaphore_holder> targets;
+  for (const auto& h : r->holders)
+    if (o.token == 0 || h.token == o.token) targets.push_back(h);
+  std::size_t released = 0;
+  if (!targets.empty()) {
+    std::string who;
+    for (const auto& h : targets) {
+      if (!who.empty()) who += "; ";
+      who += printable(h.owner) + " (token " + std::to_string(h.token) + ", " +
+             std::to_string(h.count) + (h.count == 1 ? " unit" : " units") + ", expires in " +
+             format_duration(h.expires_in) + ")";
+    }
+    const std::string n = o.token != 0 ? std::string("the holder") : std::to_string(targets.size()) + (targets.size() == 1 ? " holder" : " holders");
+    confirm_or_throw(o, "Force-release " + n + " of " + quoted + ": " + who + "?", quoted);
+    released = c.force_release_semaphore(o.name, o.token);
+  }
+  if (g.format() == output_format::json) {
+    auto holders = nlohmann::json::array();
+    for (const auto& h : targets)
+      holders.push_back({{"owner", h.owner}, {"token", h.token}, {"count", h.count}});
+    print_json({{"kind", "semaphore"},
+                {"name", o.name},
+                {"released", released > 0},
+                {"released_count", released},
+                {"holders", holders}});
+  } else if (released > 0) {
+    if (!g.quiet) {
+      std::printf("released %zu %s of %s\n", released, released == 1 ? "holder" : "holders",
+                  quoted.c_str());
+      for (const auto& h : targets)
+        std::printf("  was held by %s, token %lld, %lld %s\n", printable(h.owner).c_str(),
+                    static_cast<long long>(h.token), static_cast<long long>(h.count),
+                    h.count == 1 ? "unit" : "units");
+    }
+  } else if (o.token != 0) {
+    info(g, quoted + " has no live holder with token " + std::to_string(o.token) +
+                "; nothing to release");
+  } else {
+    info(g, quoted + " has no live holder; nothing to release");
+  }
+  return exit_code::ok;
+}
+
+int run_release(const globals& g, const release_options& o) {
+  if (!o.force)
+    usage_error("release ends someone else's lease: pass --force to confirm that is intended");
+  if (o.token != 0 && !o.semaphore) usage_error("--token applies to semaphores: add --semaphore");
+  if (o.token < 0) usage_error("--token: must be a positive fencing token");
+  auto c = open_client(g);
+  return o.semaphore ? release_semaphore(g, *c, o) : release_lock(g, *c, o);
+}
+
 }  // namespace
 
 void add_release(CLI::App& app, globals& g) {
   auto o = std::make_shared<release_options>();
   auto* sub = app.add_subcommand(
-      "release", "Force-release a lock: end whoever's lease it is (needs --force)");
-  sub->add_option("name", o->name, "Lock name")->required();
+      "release", "Force-release a lock or a semaphore's holders: end their leases (needs --force)");
+  sub->add_option("name", o->name, "Lock (or, with --semaphore, semaphore) name")->required();
   sub->add_flag("--force", o->force, "Required: end a lease this process does not hold");
   sub->add_flag("-y,--yes", o->yes, "Do not ask for confirmation (required without a terminal)");
+  sub->add_flag("--semaphore", o->semaphore,
+                "Release the semaphore NAME's holders (all of them, or the one with --token)");
+  sub->add_option("--token", o->token,
+                  "With --semaphore: only the holder with this fencing token (see `sqlock show NAME --semaphore`)")
+      ->type_name("T");
   sub->footer(
       "The holder learns that its lease ended at its next renewal (at most ttl/3 later); until\n"
       "then only fencing tokens protect the resource. `sqlock run` holders stop their command.\n"
-      "Exit 1 if there is no such lock (or the confirmation is declined); 0 if it was not held.\n"
+      "Exit 1 if there is no such lock or semaphore (or the confirmation is declined); 0 if it\n"
+      "was not held.\n"
       "\n"
       "Examples:\n"
       "  sqlock release nightly-report --force\n"
-      "  sqlock release nightly-report --force --yes    # from a script");
+      "  sqlock release nightly-report --force --yes    # from a script\n"
+      "  sqlock release worker-pool --force --semaphore --token 4711 --yes");
   sub->callback([&g, o] { g.action = [&g, o] { return run_release(g, *o); }; });
 }
 

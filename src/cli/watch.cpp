@@ -14,6 +14,8 @@ namespace {
 struct watch_options {
   std::string interval = "2s";
   bool held = false;
+  bool locks_only = false;
+  bool semaphores_only = false;
   std::string prefix;
   std::size_t count = 0;  // 0: until interrupted
 };
@@ -33,13 +35,18 @@ int run_watch(const globals& g, const watch_options& o) {
   list_filter filter;
   filter.prefix = o.prefix;
   if (o.held) filter.show = list_filter::which::held;
+  const listing_kinds kinds = o.locks_only        ? listing_kinds::locks
+                              : o.semaphores_only ? listing_kinds::semaphores
+                                                  : listing_kinds::both;
   const bool tty = isatty(STDOUT_FILENO) == 1 && g.format() == output_format::table;
   const std::string where = std::string(c->get_backend()->kind()) + " " + c->get_backend()->describe();
   for (std::size_t frame = 1;; ++frame) {
     std::vector<lock_record> locks;
+    std::vector<semaphore_record> semaphores;
     std::string failure;
     try {
-      locks = c->list(filter);
+      if (kinds != listing_kinds::semaphores) locks = c->list(filter);
+      if (kinds != listing_kinds::locks) semaphores = c->list_semaphores(filter);
     } catch (const error& e) {
       // A live view rides out outages; anything else (schema, usage) ends it.
       if (e.code() != errc::unavailable) throw;
@@ -56,10 +63,10 @@ int run_watch(const globals& g, const watch_options& o) {
                                 "Every " + format_duration(interval) + ": sqlock list on " +
                                     printable(where) + "  (" + stamp + ", Ctrl-C to stop)")
                               .c_str());
-      if (failure.empty()) print_locks(g, locks);
+      if (failure.empty()) print_listing(g, kinds, locks, semaphores);
       std::printf("%s", tty ? "" : "\n");
     } else if (failure.empty()) {
-      print_locks(g, locks);
+      print_listing(g, kinds, locks, semaphores);
     }
     std::fflush(stdout);
     if (!failure.empty()) std::fprintf(stderr, "sqlock: %s\n", failure.c_str());
@@ -75,20 +82,24 @@ int run_watch(const globals& g, const watch_options& o) {
 
 void add_watch(CLI::App& app, globals& g) {
   auto o = std::make_shared<watch_options>();
-  auto* sub = app.add_subcommand("watch", "Show `list`, refreshed until interrupted");
+  auto* sub = app.add_subcommand("watch", "Show `list` (locks and semaphores), refreshed until interrupted");
   sub->add_option("-i,--interval", o->interval, "Time between refreshes (default 2s)")
       ->type_name("DURATION");
-  sub->add_flag("--held", o->held, "Only locks that are held");
+  sub->add_flag("--held", o->held, "Only locks that are held, semaphores with a holder");
+  auto* locks = sub->add_flag("--locks", o->locks_only, "Only locks");
+  auto* semaphores = sub->add_flag("--semaphores", o->semaphores_only, "Only semaphores");
+  locks->excludes(semaphores);
   sub->add_option("--prefix", o->prefix, "Only names starting with these bytes")->type_name("P");
   sub->add_option("--count", o->count, "Stop after N refreshes (default: until Ctrl-C)")
       ->type_name("N");
   sub->footer(
       "On a terminal the screen is redrawn; otherwise each refresh is printed after the last\n"
-      "(with -o json: one document per line). Ctrl-C (or SIGTERM) exits 0.\n"
+      "(with -o json: one document per line, as `list -o json`). Ctrl-C (or SIGTERM) exits 0.\n"
       "\n"
       "Examples:\n"
       "  sqlock watch\n"
-      "  sqlock watch --held --interval 500ms");
+      "  sqlock watch --held --interval 500ms\n"
+      "  sqlock watch --semaphores --prefix pool-");
   sub->callback([&g, o] { g.action = [&g, o] { return run_watch(g, *o); }; });
 }
 

@@ -11,8 +11,10 @@
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <optional>
 #include <sstream>
 #include <stdexcept>
@@ -60,7 +62,9 @@ using env_changes = std::map<std::string, std::optional<std::string>>;
 inline std::vector<std::string> make_env(const env_changes& changes) {
   static const char* strip[] = {"SQLOCK_DATABASE_URL=", "DATABASE_URL=", "SQLOCK_SCHEMA=",
                                 "NO_COLOR=", "SQLOCK_LOCK_NAME=", "SQLOCK_LOCK_TOKEN=",
-                                "SQLOCK_LOCK_OWNER=", "PGHOST=", "PGHOSTADDR=", "PGPORT=",
+                                "SQLOCK_LOCK_OWNER=", "SQLOCK_LOCK_COUNT=",
+                                "SQLOCK_ELECTION_NAME=", "SQLOCK_ELECTION_TERM=",
+                                "SQLOCK_ELECTION_VALUE=", "SQLOCK_ELECTION_OWNER=", "PGHOST=", "PGHOSTADDR=", "PGPORT=",
                                 "PGDATABASE=", "PGUSER=", "PGSERVICE=", "TERM="};
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
@@ -268,4 +272,51 @@ struct postgresql_db : cli_commands<postgresql_db> {
 };
 #endif
 
+
+// ---- shared by the test files ----------------------------------------------------------------
+
+inline bool contains(const std::string& haystack, const std::string& needle) {
+  return haystack.find(needle) != std::string::npos;
+}
+
+inline std::size_t occurrences(const std::string& haystack, const std::string& needle) {
+  std::size_t n = 0;
+  for (auto pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
+  return n;
+}
+
+/// A `sqlock run NAME -- sh -c 'echo $$ > PIDFILE; exec sleep 30'` in the background, started
+/// and confirmed holding the lock (its command wrote its pid). `tag` tells apart several
+/// holders of one name (semaphores).
+template <class DB>
+struct holder {
+  holder(const DB& db, const std::string& name, std::vector<std::string> extra = {},
+         const std::string& tag = {})
+      : pidfile(db.dir() + "/" + name + tag + ".pid") {
+    std::filesystem::remove(pidfile);
+    std::vector<std::string> args = {"run", name};
+    args.insert(args.end(), extra.begin(), extra.end());
+    for (const char* a : {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 30"})
+      args.push_back(a);
+    args.push_back(pidfile);
+    proc = std::make_unique<process>(db.cmd(args));
+    bool started = eventually([&] { return read_pid(pidfile) > 0 || proc->exited(); }, 20s);
+    REQUIRE_MESSAGE(started, "holder did not start");
+    REQUIRE_MESSAGE(read_pid(pidfile) > 0, "holder exited early: " << proc->err());
+    child = read_pid(pidfile);
+  }
+  std::string pidfile;
+  std::unique_ptr<process> proc;
+  pid_t child = 0;
+};
+
 }  // namespace sqlock_cli_test
+
+TYPE_TO_STRING_AS("sqlite", sqlock_cli_test::sqlite_db);
+#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+TYPE_TO_STRING_AS("postgresql", sqlock_cli_test::postgresql_db);
+/// The databases every TEST_CASE_TEMPLATE runs against.
+#define CLI_DATABASES sqlock_cli_test::sqlite_db, sqlock_cli_test::postgresql_db
+#else
+#define CLI_DATABASES sqlock_cli_test::sqlite_db
+#endif

@@ -15,51 +15,6 @@
 
 using namespace sqlock_cli_test;
 
-TYPE_TO_STRING_AS("sqlite", sqlite_db);
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
-TYPE_TO_STRING_AS("postgresql", postgresql_db);
-#define CLI_DATABASES sqlite_db, postgresql_db
-#else
-#define CLI_DATABASES sqlite_db
-#endif
-
-namespace {
-
-bool contains(const std::string& haystack, const std::string& needle) {
-  return haystack.find(needle) != std::string::npos;
-}
-
-std::size_t occurrences(const std::string& haystack, const std::string& needle) {
-  std::size_t n = 0;
-  for (auto pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
-  return n;
-}
-
-/// A `sqlock run NAME -- sh -c 'echo $$ > PIDFILE; exec sleep 30'` in the background, started
-/// and confirmed holding the lock (its command wrote its pid).
-template <class DB>
-struct holder {
-  holder(const DB& db, const std::string& name, std::vector<std::string> extra = {})
-      : pidfile(db.dir() + "/" + name + ".pid") {
-    std::filesystem::remove(pidfile);
-    std::vector<std::string> args = {"run", name};
-    args.insert(args.end(), extra.begin(), extra.end());
-    for (const char* a : {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 30"})
-      args.push_back(a);
-    args.push_back(pidfile);
-    proc = std::make_unique<process>(db.cmd(args));
-    bool started = eventually([&] { return read_pid(pidfile) > 0 || proc->exited(); }, 20s);
-    REQUIRE_MESSAGE(started, "holder did not start");
-    REQUIRE_MESSAGE(read_pid(pidfile) > 0, "holder exited early: " << proc->err());
-    child = read_pid(pidfile);
-  }
-  std::string pidfile;
-  std::unique_ptr<process> proc;
-  pid_t child = 0;
-};
-
-}  // namespace
-
 // ---- no database ------------------------------------------------------------------------
 
 TEST_CASE("--help exits 0 on the tool and on every command, with examples") {
@@ -77,6 +32,7 @@ TEST_CASE("--help exits 0 on the tool and on every command, with examples") {
                                                         {"migrate", "status"},
                                                         {"migrate", "print"},
                                                         {"run"},
+                                                        {"elect"},
                                                         {"version"}}) {
     cmd.push_back("--help");
     auto h = run(sqlock(cmd));
@@ -310,7 +266,12 @@ TEST_CASE_TEMPLATE("list and show report rows as tables and JSON", DB, CLI_DATAB
   DB db;
   auto empty = run(db.cmd({"list", "-o", "json"}));  // global option after the command
   REQUIRE_MESSAGE(empty.code == 0, empty.err);
-  CHECK(parse_json(empty.out) == nlohmann::json{{"locks", nlohmann::json::array()}});
+  // "semaphores" is new next to "locks" (so the whole document no longer equals the old one);
+  // --locks gives exactly the old document.
+  CHECK(parse_json(empty.out) ==
+        nlohmann::json{{"locks", nlohmann::json::array()}, {"semaphores", nlohmann::json::array()}});
+  auto locks_only = run(db.cmd({"list", "--locks", "-o", "json"}));
+  CHECK(parse_json(locks_only.out) == nlohmann::json{{"locks", nlohmann::json::array()}});
 
   REQUIRE(run(db.cmd({"run", "job-a", "--metadata", "first", "--", "true"})).code == 0);
   holder<DB> h(db, "job-b", {"--metadata", "nightly", "--ttl", "20s"});
