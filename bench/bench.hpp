@@ -33,12 +33,14 @@ struct config {
   std::chrono::milliseconds idle_window{10000};
   std::vector<long> table_sizes{1000, 100000, 1000000};
   int purge_repeats = 3;
-  std::set<std::string> only;  ///< scenario numbers to run ("1".."6"); empty: all
+  std::set<std::string> only;  ///< scenario numbers to run ("1".."8"); empty: all
   bool wants(const std::string& s) const { return only.empty() || only.count(s) > 0; }
 };
 
 void run_postgresql(const config& cfg, report& rep);
 void run_sqlite(const config& cfg, report& rep);
+/// Scenario 8: the semaphore cycle on SQLite in one and two processes.
+void run_sqlite_semaphores(const config& cfg, report& rep);
 /// The child side of the two-process SQLite scenario (`sqlock_bench sqlite-worker ...`).
 int sqlite_worker_main(int argc, char** argv);
 

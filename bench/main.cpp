@@ -6,6 +6,7 @@
 #include <sys/utsname.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <ctime>
@@ -34,7 +35,7 @@ void usage() {
       "  --smoke             tiny durations and sizes, one repeat (seconds in total)\n"
       "  --repeats N         repeats per scenario (default 3)\n"
       "  --seconds S         one measured run (default 3)\n"
-      "  --only LIST         scenarios to run, e.g. 1,5\n"
+      "  --only LIST         scenarios to run, e.g. 1,5 (7, 8: semaphores on PostgreSQL, SQLite)\n"
       "  sqlock_bench sqlite-worker ...   (internal: one SQLite process)\n";
 }
 
@@ -145,6 +146,85 @@ void verdicts(const config& cfg, report& rep) {
     rep.target({"5. SQLite: sqlock >= 0.85x the bare sqlite3 statements", meas.str(), met ? 1 : 0,
                 ""});
   }
+  if (cfg.wants("7") && !cfg.pg_url.empty()) {
+    std::ostringstream meas, rel, bare_rel;
+    bool met = true;
+    for (int t : cfg.thread_counts) {
+      std::string tl = std::to_string(t) + (t == 1 ? " thread" : " threads");
+      double s = m("s7", "cycles/s, " + tl, "sqlock semaphore");
+      double b = m("s7", "cycles/s, " + tl, "bare libpq, same statements (semaphore)");
+      double l = m("s7", "cycles/s, " + tl, "sqlock lock (scenario 1's cycle)");
+      double bl = m("s7", "cycles/s, " + tl, "bare libpq, same statements (lock)");
+      met = met && ratio(s, b) >= 0.85;
+      meas << tl << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
+           << " cycles/s); ";
+      rel << tl << ": " << x(ratio(s, l)) << " (" << report::fmt(s) << " vs " << report::fmt(l)
+          << " cycles/s); ";
+      bare_rel << tl << ": " << x(ratio(b, bl)) << "; ";
+    }
+    rep.target({"7. sqlock semaphore cycle >= 0.85x the bare libpq loop of the same statements "
+                "(scenario 1's target applied to semaphores)",
+                meas.str(), met ? 1 : 0, ""});
+    rep.target({"7. (reported) semaphore cycle / lock cycle, sqlock", rel.str(), -1,
+                "no target"});
+    rep.target({"7. (reported) semaphore cycle / lock cycle, bare statements", bare_rel.str(), -1,
+                "no target"});
+    const char* fv = "sqlock, fair (8 clients)";
+    const char* nv = "sqlock, non-fair (8 clients)";
+    const char* bv = "bare grant function loop (8 libpq threads, retry at once)";
+    double peak = 0;
+    for (auto v : {fv, nv, bv}) {
+      double pk = m("s7", "contended (limit 2): most units in use at once", v);
+      if (!std::isnan(pk)) peak = std::max(peak, pk);
+    }
+    rep.target({"7. contended semaphore (limit 2, 8 clients): never more than 2 units in use",
+                "most units in use at once, any repeat's median: " + report::fmt(peak) +
+                    (rep.violations().empty() ? "" : " (SEE THE VIOLATIONS ABOVE)"),
+                peak <= 2 && rep.violations().empty() ? 1 : 0, ""});
+    auto g = [&](const char* v) { return m("s7", "contended (limit 2): grants/s", v); };
+    auto w50 = [&](const char* v) { return m("s7", "contended (limit 2): wait for grant p50", v); };
+    auto w99 = [&](const char* v) { return m("s7", "contended (limit 2): wait for grant p99", v); };
+    rep.target({"7. (reported) contended semaphore: non-fair / fair / bare loop",
+                "grants/s " + report::fmt(g(nv)) + " / " + report::fmt(g(fv)) + " / " +
+                    report::fmt(g(bv)) + " (non-fair " + x(ratio(g(nv), g(bv))) +
+                    " of the bare loop); wait p50 " + report::fmt(w50(nv)) + " / " +
+                    report::fmt(w50(fv)) + " / " + report::fmt(w50(bv)) + " ms; p99 " +
+                    report::fmt(w99(nv)) + " / " + report::fmt(w99(fv)) + " / " +
+                    report::fmt(w99(bv)) + " ms",
+                -1, "no target"});
+    const char* rf = "sqlock shared_mutex, fair=true";
+    const char* rn = "sqlock shared_mutex, fair=false";
+    auto rw = [&](const char* metric, const char* v) {
+      return report::fmt(m("s7", std::string("readers/writer: ") + metric, v));
+    };
+    rep.target({"7. (reported) readers/writer: writer wait p99, fair=true vs fair=false",
+                rw("writer wait p99", rf) + " vs " + rw("writer wait p99", rn) +
+                    " ms; writer grants/s " + rw("writer grants/s", rf) + " vs " +
+                    rw("writer grants/s", rn) + "; reader grants/s " +
+                    rw("reader grants/s", rf) + " vs " + rw("reader grants/s", rn) +
+                    "; writer waits that timed out (2 s) " +
+                    rw("writer waits that timed out", rf) + " vs " +
+                    rw("writer waits that timed out", rn),
+                -1, "no target"});
+  }
+  if (cfg.wants("8") && !cfg.sqlite_dir.empty()) {
+    std::ostringstream meas, rel;
+    bool met = true;
+    for (auto w : {"1 process", "2 processes"}) {
+      double s = m("s8", std::string("cycles/s, ") + w, "sqlock semaphore");
+      double b = m("s8", std::string("cycles/s, ") + w, "bare sqlite3, same statements");
+      double l = m("s8", std::string("cycles/s, ") + w, "sqlock lock (scenario 5's cycle)");
+      met = met && ratio(s, b) >= 0.85;
+      meas << w << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
+           << " cycles/s); ";
+      rel << w << ": " << x(ratio(s, l)) << "; ";
+    }
+    rep.target({"8. SQLite: sqlock semaphore cycle >= 0.85x the bare sqlite3 statements "
+                "(scenario 5's target applied to semaphores)",
+                meas.str(), met ? 1 : 0, ""});
+    rep.target({"8. (reported) SQLite semaphore cycle / lock cycle, sqlock", rel.str(), -1,
+                "no target"});
+  }
   if (cfg.wants("6") && !cfg.pg_url.empty()) {
     double heap = m("s6", "client heap per held lease (" + std::to_string(cfg.keepalive_leases) +
                               " leases)",
@@ -198,10 +278,22 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
     double b = rep.median("s5", std::string("cycles/s, ") + w, "bare sqlite3, same statements");
     d5 << "\"" << w << "\"\t" << (std::isnan(a) ? 0 : a) << "\t" << (std::isnan(b) ? 0 : b) << "\n";
   }
+  std::ofstream d7(dir + "/chart_s7.dat");
+  d7 << "threads\t\"sqlock semaphore\"\t\"bare semaphore SQL\"\t\"sqlock lock\"\t\"bare lock SQL\"\n";
+  for (int t : cfg.thread_counts) {
+    std::string tl = std::to_string(t) + (t == 1 ? " thread" : " threads");
+    d7 << "\"" << tl << "\"";
+    for (auto v : {"sqlock semaphore", "bare libpq, same statements (semaphore)",
+                   "sqlock lock (scenario 1's cycle)", "bare libpq, same statements (lock)"}) {
+      double val = rep.median("s7", "cycles/s, " + tl, v);
+      d7 << "\t" << (std::isnan(val) ? 0 : val);
+    }
+    d7 << "\n";
+  }
   std::ofstream gp(dir + "/chart.gp");
-  gp << "set terminal pngcairo size 1500,520 font 'sans,10'\n"
+  gp << "set terminal pngcairo size 1500,1000 font 'sans,10'\n"
         "set output 'performance.png'\n"
-        "set multiplot layout 1,3 title 'sqlock benchmark (medians of " << cfg.repeats
+        "set multiplot layout 2,2 title 'sqlock benchmark (medians of " << cfg.repeats
      << " runs; same machine, same run)'\n"
         "set style data histograms\nset style histogram clustered gap 1\n"
         "set style fill solid 0.8 border -1\nset key top left font 'sans,8'\n"
@@ -219,6 +311,9 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
         "set title '5. SQLite acquire+release (WAL, synchronous=FULL)'\nset ylabel 'cycles/s'\n"
         "set yrange [0:*]\n"
         "plot 'chart_s5.dat' using 2:xtic(1), '' using 3\n"
+        "set title '7. Semaphore vs lock acquire+release (PostgreSQL 15, limit 4, count 1)'\n"
+        "set ylabel 'cycles/s'\nset yrange [0:*]\n"
+        "plot 'chart_s7.dat' using 2:xtic(1), '' using 3, '' using 4, '' using 5\n"
         "unset multiplot\n";
 }
 
@@ -315,6 +410,10 @@ int main(int argc, char** argv) {
       std::cerr << "scenario 5: SQLite\n";
       run_sqlite(cfg, rep);
     }
+    if (!cfg.sqlite_dir.empty() && cfg.wants("8")) {
+      std::cerr << "scenario 8: SQLite semaphores\n";
+      run_sqlite_semaphores(cfg, rep);
+    }
   } catch (const std::exception& e) {
     std::cerr << "sqlock_bench: FAILED: " << e.what() << "\n";
     rep.write(cfg.out_dir);
@@ -339,5 +438,9 @@ int main(int argc, char** argv) {
   rep.write(cfg.out_dir);
   chart(cfg, rep, cfg.out_dir);
   std::cerr << "sqlock_bench: results in " << cfg.out_dir << "/results.md\n";
+  if (!rep.violations().empty()) {
+    for (auto& v : rep.violations()) std::cerr << "sqlock_bench: SAFETY VIOLATION: " << v << "\n";
+    return 3;
+  }
   return 0;
 }

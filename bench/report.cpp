@@ -84,6 +84,10 @@ std::string report::fmt(double v) {
 std::string report::markdown() const {
   std::ostringstream md;
   md << preamble_;
+  if (!violations_.empty()) {
+    md << "\n## SAFETY VIOLATIONS\n\n";
+    for (auto& v : violations_) md << "- " << v << "\n";
+  }
   if (!verdicts_.empty()) {
     md << "\n## Targets\n\n| target | measured (medians of this run) | verdict |\n|---|---|---|\n";
     for (auto& v : verdicts_) {

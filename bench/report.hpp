@@ -31,6 +31,10 @@ class report {
                 const std::string& variant) const;
   void note(const std::string& section, const std::string& text);
   void target(verdict v) { verdicts_.push_back(std::move(v)); }
+  /// A broken guarantee seen by a scenario (e.g. a semaphore's limit exceeded): listed first in
+  /// the results, and the program exits non-zero.
+  void violation(std::string text) { violations_.push_back(std::move(text)); }
+  const std::vector<std::string>& violations() const { return violations_; }
   void set_preamble(std::string text) { preamble_ = std::move(text); }
 
   std::string markdown() const;
@@ -46,6 +50,7 @@ class report {
   std::vector<sec> sections_;
   std::vector<figure> figures_;
   std::vector<verdict> verdicts_;
+  std::vector<std::string> violations_;
   std::string preamble_;
   figure* find(const std::string& section, const std::string& metric, const std::string& variant);
   const figure* find(const std::string& section, const std::string& metric,

@@ -2,7 +2,7 @@
 """The fault suite's checker: reads worker histories (and the fenced resource's log) and
 reports every violation of sqlock's guarantees.
 
-usage: check.py [--fence LOG] [--expect-no-loss] [--herd] HISTORY...
+usage: check.py [--fence LOG] [--expect-no-loss] [--herd] [--limit NAME=N ...] HISTORY...
 Exits 1 when there is a violation; prints the figures as one JSON object.
 
 All timestamps are CLOCK_MONOTONIC nanoseconds of one host (see common.hpp), so intervals of
@@ -13,6 +13,9 @@ Violations:
                    section runs from the moment the acquire call returned ("grant") to the last
                    instant the holder had validated its lease ("valid": the timestamp is taken
                    BEFORE the validity check, so the lease was held then).
+                   For a semaphore (a name given a limit): an instant at which the critical
+                   sections in progress hold more units than the limit (each grant that brings
+                   the sum above it counts once).
   token_regression for one name, a grant whose attempt started after another grant had been
                    returned, yet carries a token not larger than it (duplicates included).
   stale_accepted   the resource accepted a write with a token below the highest it had
@@ -30,11 +33,12 @@ import sys
 
 class Lease:
     __slots__ = ("id", "wid", "name", "token", "attempt", "grant", "last_valid", "max_safe",
-                 "lost", "noticed", "released", "writes")
+                 "lost", "noticed", "released", "writes", "units")
 
-    def __init__(self, lid, wid, name, token, attempt, grant):
+    def __init__(self, lid, wid, name, token, attempt, grant, units=1):
         self.id, self.wid, self.name, self.token = lid, wid, name, token
         self.attempt, self.grant = attempt, grant
+        self.units = units    # semaphore units held (1 for a lock)
         self.last_valid = grant
         self.max_safe = 0
         self.lost = None      # on_lost callback time
@@ -64,7 +68,8 @@ def load_histories(paths):
         if ev == "attempt":
             last_attempt[wid] = t
         elif ev == "grant" and len(f) >= 3:
-            lease = Lease(f[2], wid, f[0], int(f[1]), last_attempt.get(wid, t), t)
+            units = int(f[3]) if len(f) >= 4 and f[3].isdigit() else 1
+            lease = Lease(f[2], wid, f[0], int(f[1]), last_attempt.get(wid, t), t, units)
             leases[lease.id] = lease
             by_wid_name_token[(wid, f[0], int(f[1]))] = lease
         elif ev == "valid" and len(f) >= 4 and f[2] in leases:
@@ -97,7 +102,43 @@ def load_fence(path):
     return out
 
 
-def check(paths, fence_log=None, expect_no_loss=False, herd=False):
+def units_over_limit(name, ls, limit, violations, found):
+    """Sweeps the critical sections of one semaphore's leases over the monotonic timeline.
+    Returns (the number of grants that brought the units in use above `limit`, the most
+    units in use at any instant). A section ends at its last validated instant; at equal
+    timestamps an end comes before a start (as for locks, touching sections do not overlap)."""
+    marks = []
+    for l in ls:
+        if l.last_valid > l.grant:
+            marks.append((l.grant, 1, l))
+            marks.append((l.last_valid, 0, l))
+    marks.sort(key=lambda m: (m[0], m[1]))
+    used, peak, over = 0, 0, 0
+    live = {}
+    for t, start, l in marks:
+        if not start:
+            used -= l.units
+            live.pop(l.id, None)
+            continue
+        used += l.units
+        live[l.id] = l
+        peak = max(peak, used)
+        if used > limit:
+            over += 1
+            if found + over <= 5:
+                violations.append(
+                    "units over the limit on %s: %d units of %d in use when %s (token %d, %d "
+                    "units) was granted; in use: %s" % (
+                        name, used, limit, l.id, l.token, l.units,
+                        ", ".join("%s(token %d, %d, valid until +%.3f ms)" % (
+                            x.id, x.token, x.units, (x.last_valid - t) / 1e6)
+                            for x in sorted(live.values(), key=lambda x: x.grant))[:600]))
+    return over, peak
+
+
+def check(paths, fence_log=None, expect_no_loss=False, herd=False, limits=None):
+    """`limits`: {name: limit} for names that are semaphores (their leases may overlap up to
+    the limit in units), or one int for every name."""
     leases, events = load_histories(paths)
     fig = collections.OrderedDict()
     violations = []
@@ -105,9 +146,20 @@ def check(paths, fence_log=None, expect_no_loss=False, herd=False):
     for lease in leases.values():
         by_name[lease.name].append(lease)
 
+    def limit_of(name):
+        if isinstance(limits, int):
+            return limits
+        return (limits or {}).get(name)
+
     # Overlapping critical sections, on the one monotonic timeline.
     overlaps = 0
+    max_units = {}
     for name, ls in by_name.items():
+        if limit_of(name) is not None:
+            over, peak = units_over_limit(name, ls, limit_of(name), violations, overlaps)
+            overlaps += over
+            max_units[name] = peak
+            continue
         ls = sorted(ls, key=lambda l: l.grant)
         cur = None
         for l in ls:
@@ -122,6 +174,9 @@ def check(paths, fence_log=None, expect_no_loss=False, herd=False):
                 cur = l
     fig["grants"] = len(leases)
     fig["overlaps"] = overlaps
+    if limits is not None:
+        fig["max_units"] = max(max_units.values()) if max_units else 0
+        fig["max_units_by_name"] = max_units
 
     # Token regressions: a grant that began after another was returned must carry a larger
     # token. Scan tokens from high to low, keeping the earliest grant among higher tokens.
@@ -227,9 +282,12 @@ def main():
     ap.add_argument("--fence")
     ap.add_argument("--expect-no-loss", action="store_true")
     ap.add_argument("--herd", action="store_true")
+    ap.add_argument("--limit", action="append", default=[],
+                    help="NAME=N: NAME is a semaphore of N units")
     ap.add_argument("histories", nargs="+")
     a = ap.parse_args()
-    fig, violations, _, _ = check(a.histories, a.fence, a.expect_no_loss, a.herd)
+    limits = {k: int(v) for k, v in (x.split("=", 1) for x in a.limit)} if a.limit else None
+    fig, violations, _, _ = check(a.histories, a.fence, a.expect_no_loss, a.herd, limits)
     for v in violations:
         print("VIOLATION:", v, file=sys.stderr)
     print(json.dumps(fig))

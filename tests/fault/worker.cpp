@@ -3,27 +3,32 @@
 // one line per event, stamped with CLOCK_MONOTONIC (see common.hpp). The checker reads the
 // histories afterwards; the worker itself judges nothing.
 //
-// usage: sqlock_fault_worker --mode soak|herd|advisory|migrate --id ID --history FILE
+// usage: sqlock_fault_worker --mode soak|semaphore|herd|advisory|migrate --id ID --history FILE
 //          [--url URL | env SQLOCK_FAULT_URL] [--schema S] [--pgbouncer] (listen URL from env
 //          SQLOCK_FAULT_LISTEN_URL) [--names a,b,c] [--threads T] [--iterations N]
 //          [--duration-ms D] [--ttl-ms T] [--hold-min-ms A] [--hold-max-ms B]
 //          [--near-ttl-pct P] [--wait-ms W] [--write-every-ms E] [--fence-port P]
 //          [--zombie-writes Z] [--rounds R] [--barrier-dir DIR] [--op-timeout-ms O] [--seed S]
 //          [--metadata M] [--purge-ms F (purge rows free for F ms at the end)]
+//          semaphore mode (the soak loop on semaphores instead of locks):
+//          [--limit N] [--count C (units per acquisition; 0: random 1..count-max)]
+//          [--count-max M] [--fair-names a,b (these names wait fairly, the rest do not)]
 // The URL normally comes from the environment so that no password can show in `ps`.
 //
 // History lines: "<mono_ns> <worker> <event> <fields...>", events:
-//   start pid | attempt name | grant name token lease | refused name | valid name token lease
-//   safe_until_ns | write name token lease ok|stale|err [zombie] | noticed_lost name token lease
-//   | lost name token reason... | renewed name token | at_risk name token | release_begin name
-//   token lease | released name token lease | release_err name token lease code | error name
-//   code | leak name lease | ready | herd_done round | done
+//   start pid | attempt name [units fair] | grant name token lease [units] | refused name |
+//   valid name token lease safe_until_ns | write name token lease ok|stale|err [zombie] |
+//   noticed_lost name token lease | lost name token reason... | renewed name token | at_risk
+//   name token | release_begin name token lease | released name token lease | release_err name
+//   token lease code | error name code | leak name lease | ready | herd_done round | done
+// (the [bracketed] fields only in semaphore mode)
 // exit: 0 ok, 2 usage, 5 setup error
 
 #include <libpq-fe.h>
 #include <poll.h>
 #include <sqlock/sqlock.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstring>
@@ -107,8 +112,9 @@ class fence_client {
 
 struct config {
   std::string mode, id, url, schema, listen_url, barrier_dir;
-  std::vector<std::string> names;
+  std::vector<std::string> names, fair_names;
   bool pgbouncer = false;
+  long limit = 0, count = 1, count_max = 1;  ///< semaphore mode: limit > 0
   long threads = 1, iterations = 0, duration_ms = 0, ttl_ms = 2000, hold_min_ms = 0,
        hold_max_ms = 20, near_ttl_pct = 0, wait_ms = 5000, write_every_ms = 20, fence_port = 0,
        zombie_writes = 0, rounds = 0, op_timeout_ms = 10000, seed = 0, purge_ms = 0;
@@ -165,10 +171,25 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
     else
       hold = cfg.hold_min_ms +
              static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.hold_max_ms - cfg.hold_min_ms + 1));
-    h.line("%s attempt %s", wid.c_str(), name.c_str());
     std::optional<sqlock::lease> l;
+    long units = 1;
     try {
-      l = c.try_acquire_for(name, ms{cfg.wait_ms}, lo);
+      if (cfg.limit > 0) {
+        // A semaphore: `units` of `limit`, fair when the name is listed as fair.
+        sqlock::semaphore_options so;
+        static_cast<sqlock::lock_options&>(so) = lo;
+        so.limit = cfg.limit;
+        units = cfg.count > 0 ? cfg.count
+                              : 1 + static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.count_max));
+        so.count = std::min(units, cfg.limit);
+        units = so.count;
+        for (const auto& f : cfg.fair_names) so.fair = so.fair || f == name;
+        h.line("%s attempt %s %ld %d", wid.c_str(), name.c_str(), units, so.fair ? 1 : 0);
+        l = c.try_acquire_semaphore_for(name, ms{cfg.wait_ms}, so);
+      } else {
+        h.line("%s attempt %s", wid.c_str(), name.c_str());
+        l = c.try_acquire_for(name, ms{cfg.wait_ms}, lo);
+      }
     } catch (const sqlock::error& e) {
       h.line("%s error %s %s %s", wid.c_str(), name.c_str(), code_name(e.code()),
              word(e.what()).c_str());
@@ -181,8 +202,11 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
     }
     const std::string lease_id = wid + "#" + std::to_string(++seq);
     const auto token = static_cast<long long>(l->token());
-    const std::int64_t granted = h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token,
-                                        lease_id.c_str());
+    const std::int64_t granted =
+        cfg.limit > 0 ? h.line("%s grant %s %lld %s %ld", wid.c_str(), name.c_str(), token,
+                               lease_id.c_str(), units)
+                      : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token,
+                               lease_id.c_str());
     const std::int64_t until = granted + hold * 1000000;
     bool lost = false;
     for (;;) {
@@ -361,6 +385,16 @@ int main(int argc, char** argv) {
     cfg.seed = a.num("seed", 1);
     cfg.purge_ms = a.num("purge-ms", 0);
     cfg.metadata = a.str("metadata");
+    cfg.limit = a.num("limit", 0);
+    cfg.count = a.num("count", 1);
+    cfg.count_max = a.num("count-max", 1);
+    cfg.fair_names = fault::split(a.str("fair-names"), ',');
+    if (cfg.mode == "semaphore" && (cfg.limit < 1 || cfg.count < 0 || cfg.count_max < 1)) {
+      std::cerr << "sqlock_fault_worker: semaphore mode needs --limit >= 1, --count >= 0, "
+                   "--count-max >= 1\n";
+      return 2;
+    }
+    if (cfg.mode != "semaphore") cfg.limit = 0;
     if (cfg.url.empty() || cfg.names.empty() || cfg.hold_max_ms < cfg.hold_min_ms) {
       std::cerr << "sqlock_fault_worker: bad arguments (see the header of worker.cpp)\n";
       return 2;
@@ -378,7 +412,7 @@ int main(int argc, char** argv) {
       for (long t = 0; t < cfg.threads; ++t)
         ts.emplace_back([&, t] { advisory_thread(cfg, h, static_cast<int>(t), end_ns); });
       for (auto& t : ts) t.join();
-    } else if (cfg.mode == "soak") {
+    } else if (cfg.mode == "soak" || cfg.mode == "semaphore") {
       sqlock::client c(cfg.url, client_options(cfg, h));
       std::vector<std::thread> ts;
       for (long t = 0; t < cfg.threads; ++t)
