@@ -113,7 +113,11 @@ int exit_code_for(const error& e) noexcept {
     case errc::lease_lost: return exit_code::lease_lost;
     case errc::invalid_argument:
       // A complaint from the database itself (SQLite "file is not a database", a libpq
-      // conninfo error) is configuration; a rejected name, ttl or metadata is a usage error.
+      // conninfo error, missing privileges) is configuration; a rejected name, ttl or metadata
+      // is a usage error, and so is a value PostgreSQL rejects as data (SQLSTATE classes 22
+      // and 23: e.g. a semaphore limit other than its live holders', raised by the server).
+      if (e.sqlstate().rfind("22", 0) == 0 || e.sqlstate().rfind("23", 0) == 0)
+        return exit_code::usage;
       if (!e.sqlstate().empty()) return exit_code::config;
       if (std::strstr(e.what(), "database URL") != nullptr) return exit_code::config;
       return exit_code::usage;

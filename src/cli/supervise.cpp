@@ -389,11 +389,8 @@ int lease_session::hold(lease& held, const std::string& what, const std::functio
     sv.owner = nullptr;
     early_signal = sv.pending_signal;
   }
-  if (early_signal != 0) {
-    // It shut the client down, which released the lease.
-    info(g_, "interrupted (" + signal_name(early_signal) + ")");
-    return early_signal;
-  }
+  // A signal that came first shut the client down, which released the lease: the hold is over.
+  if (early_signal != 0) return early_signal;
   announce();
   for (;;) {
     int sig = 0;

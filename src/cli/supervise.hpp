@@ -73,7 +73,9 @@ class lease_session {
 
   /// Holds `held` without a command. `announce` runs once the hold has begun (signals no longer
   /// cancel the client). Returns N after SIGINT, SIGTERM or SIGHUP (the lease is then released,
-  /// with a warning if that fails); throws exit_error(75) when the lease is lost.
+  /// with a warning if that fails; a signal that arrived before the hold began shut the client
+  /// down, which released it, and `announce` does not run); throws exit_error(75) when the
+  /// lease is lost.
   int hold(lease& held, const std::string& what, const std::function<void()>& announce);
 
  private:

@@ -132,6 +132,14 @@ TEST_CASE_TEMPLATE("list and show include a semaphore with its holders and a que
   CHECK(w["expires_in_seconds"].template get<double>() > 0.0);
   CHECK(w["owner"].template get<std::string>().find(':') != std::string::npos);
 
+  // Another limit than the live holders' is a usage error (nothing waits or changes).
+  auto mismatch = run(db.cmd({"run", "pool", "--limit", "4", "-n", "--", "true"}));
+  CHECK(mismatch.code == 64);
+  CHECK(contains(mismatch.err, "limit"));
+  auto busy = run(db.cmd({"run", "pool", "--limit", "3", "-n", "--", "true"}));
+  CHECK(busy.code == 1);
+  CHECK(contains(busy.err, "3 of 3 units used by 2 holders, 1 queued"));
+
   // Filters.
   CHECK(parse_json(run(db.cmd({"list", "--held", "--semaphores", "-o", "json"})).out)["semaphores"].size() == 1);
   CHECK(parse_json(run(db.cmd({"list", "--free", "-o", "json"})).out)["semaphores"].empty());
