@@ -20,6 +20,15 @@ sqlock::lock_options lease_of(std::chrono::milliseconds ttl, bool keepalive) {
   o.keepalive = keepalive;
   return o;
 }
+
+sqlock::semaphore_options units_of(std::int64_t limit, std::chrono::milliseconds ttl,
+                                   bool keepalive) {
+  sqlock::semaphore_options o;
+  o.limit = limit;
+  o.ttl = ttl;
+  o.keepalive = keepalive;
+  return o;
+}
 }  // namespace
 
 TEST_SUITE("postgresql") {
@@ -129,5 +138,145 @@ TEST_CASE("sqlock_assert_held needs no grant beyond USAGE on the schema") {
   CHECK_NOTHROW(sqlock::postgresql::assert_held(tx2, "ledger", l->token(), db.schema()));
   CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx2, "ledger", l->token() + 1, db.schema()),
                   sqlock::error);
+}
+
+TEST_CASE("a fenced write with a semaphore holder's stale token is rejected and changes nothing") {
+  postgresql_fixture db;
+  sqlock::client a(db.url(), db.options());
+  sqlock::client b(db.url(), db.options());
+  pqxx::connection app(db.direct_url());
+  const std::string ledger = pqxx::work(app).quote_name(db.schema()) + ".ledger";
+  {
+    pqxx::work tx(app);
+    tx.exec("CREATE TABLE " + ledger + " (entry text, token bigint)");
+    tx.commit();
+  }
+  auto old = a.try_acquire_semaphore("slots", units_of(1, 200ms, false));
+  REQUIRE(old);
+  {
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_semaphore_held(tx, "slots", old->token(), db.schema());
+    tx.exec_params("INSERT INTO " + ledger + " VALUES ($1, $2)", "first", old->token());
+    tx.commit();
+  }
+  std::optional<sqlock::lease> fresh;
+  CHECK(sqlock_test::eventually(
+      [&] { return bool(fresh = b.try_acquire_semaphore("slots", units_of(1, 30000ms, true))); }));
+  REQUIRE(fresh);
+  CHECK(fresh->token() > old->token());
+  {
+    pqxx::work tx(app);
+    sqlock::errc code = sqlock::errc::internal;
+    try {
+      sqlock::postgresql::assert_semaphore_held(tx, "slots", old->token(), db.schema());
+      tx.exec_params("INSERT INTO " + ledger + " VALUES ($1, $2)", "late", old->token());
+      tx.commit();
+    } catch (const sqlock::error& e) {
+      code = e.code();
+      CHECK(e.sqlstate() == "SQ001");
+    }
+    CHECK(code == sqlock::errc::lease_lost);
+  }
+  {
+    pqxx::work tx(app);
+    CHECK_NOTHROW(sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(),
+                                                            db.schema()));
+    tx.commit();
+  }
+  {
+    pqxx::work tx(app);
+    CHECK(tx.exec("SELECT count(*) FROM " + ledger)[0][0].as<int>() == 1);
+  }
+  // A lock's token is not a semaphore holder's, and an unknown semaphore holds nothing.
+  auto lock = a.try_acquire("slots");
+  REQUIRE(lock);
+  {
+    pqxx::work tx(app);
+    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "slots", lock->token(),
+                                                              db.schema()),
+                    sqlock::error);
+  }
+  {
+    pqxx::work tx(app);
+    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "no-such", 1, db.schema()),
+                    sqlock::error);
+  }
+  // A force-released holder is not held.
+  CHECK(b.force_release_semaphore("slots", fresh->token()) == 1);
+  {
+    pqxx::work tx(app);
+    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(),
+                                                              db.schema()),
+                    sqlock::error);
+  }
+}
+
+TEST_CASE("a semaphore's units cannot pass to another while a fenced transaction is open") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  auto l = holder.try_acquire_semaphore("slots", units_of(1, 300ms, false));
+  REQUIRE(l);
+  pqxx::connection app(db.direct_url());
+  pqxx::work tx(app);
+  sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema());
+
+  std::atomic<std::int64_t> taken{0};
+  std::thread taker([&] {
+    sqlock::client other(db.url(), db.options());
+    taken = other.acquire_semaphore("slots", units_of(1, 30000ms, true)).token();
+  });
+  std::this_thread::sleep_for(800ms);  // well past the 300 ms lease
+  CHECK(taken.load() == 0);
+  tx.commit();
+  taker.join();
+  CHECK(taken.load() > l->token());
+  pqxx::work after(app);
+  CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(after, "slots", l->token(),
+                                                            db.schema()),
+                  sqlock::error);
+}
+
+TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall and a release "
+          "does not deadlock") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  sqlock::client observer(db.url(), db.options());
+  auto l = holder.try_acquire_semaphore("slots", units_of(2, 900ms, true));
+  REQUIRE(l);
+  pqxx::connection app(db.direct_url());
+  {
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema());
+    // Across at least one renewal (every 300 ms): the keepalive skips the row, at risk.
+    std::this_thread::sleep_for(400ms);
+    CHECK_FALSE(l->lost());
+    auto start = std::chrono::steady_clock::now();
+    l->release();  // this thread's own transaction holds the row: must not wait for it
+    CHECK(std::chrono::steady_clock::now() - start < 500ms);
+    CHECK(l->state() == sqlock::lease_state::released);
+    CHECK(observer.inspect_semaphore("slots")->used == 1);  // not yet: the row is locked
+    tx.commit();
+  }
+  CHECK(sqlock_test::eventually([&] { return observer.inspect_semaphore("slots")->used == 0; },
+                                2s));
+  CHECK(observer.try_acquire_semaphore("slots", units_of(2, 30000ms, true)));
+}
+
+TEST_CASE("sqlock_semaphore_assert_held needs no grant beyond USAGE on the schema") {
+  postgresql_fixture db;
+  sqlock::client c(db.url(), db.options());
+  auto l = c.try_acquire_semaphore("slots", units_of(3, 30000ms, true));
+  REQUIRE(l);
+  sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
+  admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
+  pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
+  pqxx::work tx(runtime);
+  CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) +
+                       ".sqlock_semaphore_holders"));
+  pqxx::work tx2(runtime);
+  CHECK_NOTHROW(sqlock::postgresql::assert_semaphore_held(tx2, "slots", l->token(), db.schema()));
+  CHECK_THROWS_AS(
+      sqlock::postgresql::assert_semaphore_held(tx2, "slots", l->token() + 1, db.schema()),
+      sqlock::error);
 }
 }

@@ -58,6 +58,9 @@ void grant_runtime(const std::string& schema) {
   admin.query("GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".sqlock_locks TO sqlock_runtime");
   admin.query("GRANT SELECT ON " + s + ".sqlock_schema_version TO sqlock_runtime");
   admin.query("GRANT USAGE ON SEQUENCE " + s + ".sqlock_token_seq TO sqlock_runtime");
+  // Schema 2: semaphores (sqlock_semaphore_acquire runs with the caller's rights).
+  admin.query("GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".sqlock_semaphores, " + s +
+              ".sqlock_semaphore_holders, " + s + ".sqlock_semaphore_tickets TO sqlock_runtime");
 }
 
 // Without notifications: the listener's own LISTEN and self-test would show up in the counts.
@@ -103,6 +106,14 @@ struct statement_counter {
   long calls() {
     return std::stol(admin.value(
         "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE userid = $1::regrole",
+        {role}));
+  }
+  /// Statements sent by the client (pg_stat_statements.track = all also counts the statements
+  /// a function runs: those are not round trips).
+  long top_calls() {
+    return std::stol(admin.value(
+        "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements WHERE userid = $1::regrole "
+        "AND toplevel",
         {role}));
   }
   long wal_records() {
@@ -216,6 +227,27 @@ url_parts parse_test_url(const std::string& url) {
   return {m[1], m[2], m[4], std::stoi(m[3])};
 }
 
+sqlock::semaphore_request sem_request(std::string name, std::string nonce, std::int64_t limit,
+                                      std::int64_t count = 1,
+                                      std::chrono::milliseconds ttl = 30s,
+                                      bool waiting = false, bool fair = false) {
+  sqlock::semaphore_request r;
+  r.name = std::move(name);
+  r.owner = "test";
+  r.nonce = std::move(nonce);
+  r.limit = limit;
+  r.count = count;
+  r.ttl = ttl;
+  r.waiting = waiting;
+  r.fair = fair;
+  r.ticket_ttl = sqlock::fair_ticket_ttl;
+  return r;
+}
+
+sqlock::lease_key holder_key(std::string name, std::string nonce, std::int64_t token) {
+  return {std::move(name), std::move(nonce), token, sqlock::lease_kind::semaphore};
+}
+
 double percentile(std::vector<double> v, double p) {
   std::sort(v.begin(), v.end());
   auto i = static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5);
@@ -286,6 +318,273 @@ TEST_CASE("acquire, renew, renew-many and release are one statement each; a refu
   CHECK_MESSAGE(count.calls() == 1, count.dump());
 }
 
+TEST_CASE("a semaphore grant, a holder's renewal, a mixed renewal and a release are one "
+          "statement each; a refused attempt writes nothing") {
+  postgresql_fixture db;
+  grant_runtime(db.schema());
+  auto b = sqlock::open_backend(required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"),
+                                counting_options(db));
+  // Warm up: connections, prepared statements, the dedicated renew connection.
+  REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
+  auto w = b->try_acquire_semaphore(sem_request("warm", "w", 2), soon());
+  REQUIRE(w.granted);
+  auto wl = b->try_acquire(request("warm-lock", "wl"), soon());
+  REQUIRE(wl.granted);
+  b->renew({{holder_key("warm", "w", w.granted->token), 30s},
+            {{"warm-lock", "wl", wl.granted->token}, 30s}},
+           soon());
+  REQUIRE(b->release(holder_key("warm", "w", w.granted->token), soon()));
+
+  statement_counter count("sqlock_runtime");
+  pg_session raw(db.direct_url());
+  auto seq_value = [&] {
+    return raw.value("SELECT last_value FROM " + raw.ident(db.schema()) + ".sqlock_token_seq");
+  };
+
+  count.reset();
+  auto g1 = b->try_acquire_semaphore(sem_request("s", "n1", 2), soon());
+  REQUIRE(g1.granted);
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+  auto g2 = b->try_acquire_semaphore(sem_request("s", "n2", 2), soon());
+  REQUIRE(g2.granted);
+  CHECK(g2.granted->token > g1.granted->token);
+
+  count.reset();
+  auto r1 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s}}, soon());
+  CHECK(r1.at(0).outcome == sqlock::renew_outcome::renewed);
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+  auto l = b->try_acquire(request("a-lock", "nl"), soon());
+  REQUIRE(l.granted);
+  count.reset();
+  auto r2 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s},
+                      {{"a-lock", "nl", l.granted->token}, 30s},
+                      {holder_key("s", "n2", g2.granted->token), 30s}},
+                     soon());
+  REQUIRE(r2.size() == 3);
+  CHECK(r2[0].outcome == sqlock::renew_outcome::renewed);
+  CHECK(r2[1].outcome == sqlock::renew_outcome::renewed);
+  CHECK(r2[2].outcome == sqlock::renew_outcome::renewed);
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+  // A refused attempt (the semaphore is full): one statement, no WAL, no token drawn.
+  auto before = seq_value();
+  count.reset();
+  auto refused = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
+  CHECK_FALSE(refused.granted);
+  CHECK(refused.holder_expires_in > 25s);
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+  CHECK_MESSAGE(count.wal_records() == 0, count.dump());
+  CHECK(seq_value() == before);
+
+  count.reset();
+  CHECK(b->release(holder_key("s", "n1", g1.granted->token), soon()));
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+  // A grant that also deletes the ended holder row: still one statement.
+  count.reset();
+  auto g3 = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
+  REQUIRE(g3.granted);
+  CHECK(g3.granted->token > g2.granted->token);
+  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+  CHECK(raw.value("SELECT count(*) FROM " + raw.ident(db.schema()) +
+                  ".sqlock_semaphore_holders WHERE name = 's'") == "2");
+}
+
+TEST_CASE("renew classifies a semaphore holder's outcomes and skips a holder row share-locked "
+          "by sqlock_semaphore_assert_held") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  pg_session raw(db.direct_url());
+  const auto schema = raw.ident(db.schema());
+  auto grant = [&](const std::string& name, const std::string& nonce,
+                   std::chrono::milliseconds ttl = 30s) {
+    auto g = b->try_acquire_semaphore(sem_request(name, nonce, 10, 1, ttl), soon());
+    REQUIRE(g.granted);
+    return g.granted->token;
+  };
+  auto live = grant("s", "live");
+  auto fenced = grant("s", "fenced");
+  auto forced = grant("s", "forced");
+  auto released = grant("s", "released");
+  auto expired = grant("s", "expired", 100ms);
+  auto gone = grant("g", "gone");
+  auto lock = b->try_acquire(request("a-lock", "nl"), soon()).granted;
+  REQUIRE(lock);
+  CHECK(b->force_release_semaphore("s", forced, soon()) == 1);
+  CHECK(b->release(holder_key("s", "released", released), soon()));
+  CHECK(b->release(holder_key("g", "gone", gone), soon()));
+  grant("g", "next");  // deletes the ended holder row of "gone"
+  CHECK(raw.value("SELECT count(*) FROM " + schema +
+                  ".sqlock_semaphore_holders WHERE nonce = 'gone'") == "0");
+  CHECK(eventually([&] { return b->inspect_semaphore("s", soon())->used == 2; }));  // lapsed
+
+  raw.query("BEGIN");
+  raw.query("SELECT " + schema + ".sqlock_semaphore_assert_held('s', $1::bigint)",
+            {std::to_string(fenced)});
+  auto start = steady::now();
+  auto rs = b->renew({{holder_key("s", "live", live), 30s},
+                      {holder_key("s", "fenced", fenced), 30s},
+                      {holder_key("s", "forced", forced), 30s},
+                      {holder_key("s", "released", released), 30s},
+                      {holder_key("s", "expired", expired), 30s},
+                      {holder_key("g", "gone", gone), 30s},
+                      {{"a-lock", "nl", lock->token}, 30s},
+                      {holder_key("s", "live", live + 1000), 30s}},
+                     soon());
+  CHECK(steady::now() - start < 2s);  // skipped, not waited for
+  REQUIRE(rs.size() == 8);
+  CHECK(rs[0].outcome == sqlock::renew_outcome::renewed);
+  CHECK(rs[1].outcome == sqlock::renew_outcome::busy);
+  CHECK(rs[2].outcome == sqlock::renew_outcome::force_released);
+  CHECK(rs[3].outcome == sqlock::renew_outcome::expired);
+  CHECK(rs[4].outcome == sqlock::renew_outcome::expired);
+  CHECK(rs[5].outcome == sqlock::renew_outcome::expired);  // the row is gone: it ended
+  CHECK(rs[6].outcome == sqlock::renew_outcome::renewed);
+  CHECK(rs[7].outcome == sqlock::renew_outcome::taken_over);  // not our token: never renewed
+  // The fenced holder's release does not wait for the open transaction: row-locked.
+  start = steady::now();
+  try {
+    b->release(holder_key("s", "fenced", fenced), soon());
+    FAIL("expected the release to report the locked row");
+  } catch (const sqlock::error& e) {
+    CHECK(e.code() == errc::unavailable);
+    CHECK(e.sqlstate() == sqlock::sqlstate_row_locked);
+  }
+  CHECK(steady::now() - start < 1s);
+  raw.query("COMMIT");
+  auto again = b->renew({{holder_key("s", "fenced", fenced), 30s}}, soon());
+  CHECK(again.at(0).outcome == sqlock::renew_outcome::renewed);
+  CHECK(b->release(holder_key("s", "fenced", fenced), soon()));
+  CHECK_FALSE(b->release(holder_key("s", "fenced", fenced), soon()));  // idempotent
+}
+
+TEST_CASE("a semaphore grant does not count out a lapsed holder whose fenced transaction is "
+          "open, and does not wait for it") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  pg_session raw(db.direct_url());
+  const auto schema = raw.ident(db.schema());
+  auto first = b->try_acquire_semaphore(sem_request("f", "first", 1, 1, 300ms), soon());
+  REQUIRE(first.granted);
+  raw.query("BEGIN");
+  raw.query("SELECT " + schema + ".sqlock_semaphore_assert_held('f', $1::bigint)",
+            {std::to_string(first.granted->token)});
+  CHECK(eventually([&] { return b->inspect_semaphore("f", soon())->used == 0; }));  // lapsed
+  auto start = steady::now();
+  auto refused = b->try_acquire_semaphore(sem_request("f", "second", 1), soon());
+  CHECK(steady::now() - start < 1s);
+  CHECK_FALSE(refused.granted);
+  CHECK(refused.holder_expires_in == 0ms);  // unknown: retry soon
+  // A release of another semaphore's holder, or inspecting this one, is not held up either.
+  CHECK(b->inspect_semaphore("f", soon())->holders.empty());
+  raw.query("COMMIT");
+  auto second = b->try_acquire_semaphore(sem_request("f", "second", 1), soon());
+  REQUIRE(second.granted);
+  CHECK(second.granted->token > first.granted->token);
+}
+
+TEST_CASE("abandon ends a semaphore holder by nonce and drops its queue ticket") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  auto held = b->try_acquire_semaphore(sem_request("q", "holder", 1), soon());
+  REQUIRE(held.granted);
+  auto waiting = b->try_acquire_semaphore(sem_request("q", "waiter", 1, 1, 30s, true, true),
+                                          soon());
+  CHECK_FALSE(waiting.granted);
+  auto rec = b->inspect_semaphore("q", soon());
+  REQUIRE(rec);
+  REQUIRE(rec->waiters.size() == 1);
+  CHECK(rec->waiters[0].ticket > held.granted->token);
+  CHECK(rec->waiters[0].expires_in > 1s);
+  CHECK_FALSE(b->abandon(holder_key("q", "waiter", 0), soon()));  // no lease, only a ticket
+  CHECK(b->inspect_semaphore("q", soon())->waiters.empty());
+  CHECK(b->abandon(holder_key("q", "holder", 0), soon()));  // whatever the token
+  CHECK(b->inspect_semaphore("q", soon())->used == 0);
+  CHECK_FALSE(b->abandon(holder_key("q", "holder", 0), soon()));
+  // A lock and a semaphore of one name are unrelated.
+  auto lock = b->try_acquire(request("q", "holder"), soon());
+  REQUIRE(lock.granted);
+  CHECK_FALSE(b->abandon(holder_key("q", "holder", 0), soon()));
+  CHECK(b->inspect("q", soon())->held);
+}
+
+TEST_CASE("purge skips a semaphore that a grant holds locked and deletes lapsed rows without "
+          "their semaphore") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  pg_session raw(db.direct_url());
+  const auto schema = raw.ident(db.schema());
+  for (std::string name : {"idle-a", "idle-b", "busy"}) {
+    auto g = b->try_acquire_semaphore(sem_request(name, "n-" + name, 3), soon());
+    REQUIRE(g.granted);
+    CHECK(b->release(holder_key(name, "n-" + name, g.granted->token), soon()));
+  }
+  auto live = b->try_acquire_semaphore(sem_request("live", "n-live", 3), soon());
+  REQUIRE(live.granted);
+  // An orphan: a lapsed holder row whose semaphore row is gone.
+  raw.query("INSERT INTO " + schema + ".sqlock_semaphore_holders (name, nonce, owner, token, "
+            "units, acquired_at, expires_at) VALUES ('orphan', 'o', 'x', 1, 1, now(), now())");
+  raw.query("BEGIN");
+  raw.query("SELECT 1 FROM " + schema + ".sqlock_semaphores WHERE name = 'busy' FOR UPDATE");
+  auto start = steady::now();
+  CHECK(b->purge(0ms, soon()) == 2);
+  CHECK(steady::now() - start < 2s);
+  raw.query("COMMIT");
+  CHECK_FALSE(b->inspect_semaphore("idle-a", soon()));
+  CHECK_FALSE(b->inspect_semaphore("idle-b", soon()));
+  CHECK(b->inspect_semaphore("busy", soon()));
+  CHECK(b->inspect_semaphore("live", soon())->used == 1);
+  CHECK(raw.value("SELECT count(*) FROM " + schema + ".sqlock_semaphore_holders WHERE name "
+                  "IN ('orphan', 'idle-a', 'idle-b')") == "0");
+  CHECK(b->purge(0ms, soon()) == 1);  // "busy" now
+  CHECK(b->purge(0ms, soon()) == 0);
+  // Tokens stay monotonic across the purge.
+  auto again = b->try_acquire_semaphore(sem_request("idle-a", "n2", 3), soon());
+  REQUIRE(again.granted);
+  CHECK(again.granted->token > live.granted->token);
+}
+
+TEST_CASE("inspect_watched marks a held lock so that its release notifies, and writes nothing "
+          "for a free one") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  pg_session raw(db.direct_url());
+  const auto locks = raw.ident(db.schema()) + ".sqlock_locks";
+  auto mark_of = [&](const std::string& name) {
+    return raw.value("SELECT waiters_until > now() FROM " + locks + " WHERE name = $1",
+                     {name});
+  };
+  CHECK_FALSE(b->inspect_watched("none", 10s, soon()));
+  auto held = b->try_acquire(request("held", "h"), soon());
+  REQUIRE(held.granted);
+  auto free_row = b->try_acquire(request("free", "f"), soon());
+  REQUIRE(free_row.granted);
+  REQUIRE(b->release({"free", "f", free_row.granted->token}, soon()));
+  CHECK(mark_of("held") == "f");
+  auto r = b->inspect_watched("held", 10s, soon());
+  REQUIRE(r);
+  CHECK(r->held);
+  CHECK(r->token == held.granted->token);
+  CHECK(mark_of("held") == "t");
+  auto f = b->inspect_watched("free", 10s, soon());
+  REQUIRE(f);
+  CHECK_FALSE(f->held);
+  CHECK(mark_of("free") == "f");
+  // A second look within half the mark writes nothing.
+  auto xmin = raw.value("SELECT xmin FROM " + locks + " WHERE name = 'held'");
+  CHECK(b->inspect_watched("held", 10s, soon())->held);
+  CHECK(raw.value("SELECT xmin FROM " + locks + " WHERE name = 'held'") == xmin);
+  // The holder's release notifies an observer in another process.
+  auto o = db.options().backend;
+  auto observer = sqlock::open_backend(db.url(), o);
+  auto watch = observer->watch("held");
+  REQUIRE(eventually([&] { return observer->wakes_other_processes(); }, 5s));
+  CHECK(observer->inspect_watched("held", 10s, soon())->held);
+  REQUIRE(b->release({"held", "h", held.granted->token}, soon()));
+  CHECK(watch->wait_until(steady::now() + 2s) == sqlock::release_watch::wake::notified);
+}
+
 TEST_CASE("the least-privilege runtime role can do every runtime operation") {
   postgresql_fixture db;
   grant_runtime(db.schema());
@@ -310,8 +609,21 @@ TEST_CASE("the least-privilege runtime role can do every runtime operation") {
   releaser.join();
   REQUIRE(w);
   CHECK(other.force_release("job"));
-  CHECK(c.purge(0ms) == 1);
+  sqlock::semaphore_options so;
+  so.limit = 2;
+  auto s1 = c.try_acquire_semaphore("pool", so);
+  REQUIRE(s1);
+  CHECK(s1->renew());
+  CHECK(c.inspect_semaphore("pool")->used == 1);
+  CHECK(c.list_semaphores().size() == 1);
+  auto s2 = other.try_acquire_semaphore("pool", so);
+  REQUIRE(s2);
+  so.fair = true;
+  CHECK_FALSE(other.try_acquire_semaphore_for("pool", 50ms, so));  // takes and drops a ticket
+  CHECK(c.force_release_semaphore("pool") == 2);
+  CHECK(c.purge(0ms) == 2);
   CHECK_FALSE(c.inspect("job"));
+  CHECK_FALSE(c.inspect_semaphore("pool"));
   CHECK_FALSE(logs.has(sqlock::log_level::warn, "permission"));
 }
 
@@ -501,6 +813,53 @@ TEST_CASE("a release wakes a waiter in another client through NOTIFY within mill
   double p50 = percentile(ms, 0.5), p99 = percentile(ms, 0.99);
   std::printf("NOTIFY handoff on loopback, 30 rounds: p50 %.2f ms, p99 %.2f ms\n", p50, p99);
   CHECK(p50 < 50);  // generous: without a wake-up the waiter would sleep up to 2 s
+}
+
+TEST_CASE("a semaphore release wakes a waiter in another client through NOTIFY within "
+          "milliseconds") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  sqlock::client waiter(db.url(), db.options());
+  pg_session raw(db.direct_url());
+  const auto semaphores = raw.ident(db.schema()) + ".sqlock_semaphores";
+  (void)waiter.get_backend()->watch("warm-up");
+  REQUIRE(eventually([&] { return waiter.get_backend()->wakes_other_processes(); }, 5s));
+  sqlock::semaphore_options o;
+  o.limit = 2;
+  o.count = 2;
+  for (bool fair : {false, true}) {
+    o.fair = fair;
+    std::vector<double> ms;
+    for (int i = 0; i < 15; ++i) {
+      auto held = holder.try_acquire_semaphore("handoff", o);
+      REQUIRE(held);
+      std::atomic<steady::time_point::rep> got_at{0};
+      std::int64_t token = 0;
+      std::thread t([&] {
+        auto l = waiter.acquire_semaphore("handoff", o);
+        got_at = steady::now().time_since_epoch().count();
+        token = l.token();
+        l.release();
+      });
+      // Release only once the waiter has marked the semaphore (it is then asleep).
+      REQUIRE(eventually([&] {
+        return raw.value("SELECT waiters_until > now() FROM " + semaphores +
+                         " WHERE name = 'handoff'") == "t";
+      }));
+      std::this_thread::sleep_for(5ms);  // let the waiter reach its sleep: not synchronisation
+      auto released = steady::now();
+      held->release();
+      t.join();
+      CHECK(token > held->token());
+      ms.push_back(std::chrono::duration<double, std::milli>(
+                       steady::time_point(steady::duration(got_at.load())) - released)
+                       .count());
+    }
+    double p50 = percentile(ms, 0.5), p99 = percentile(ms, 0.99);
+    std::printf("semaphore NOTIFY handoff (%s) on loopback, 15 rounds: p50 %.2f ms, p99 %.2f ms\n",
+                fair ? "fair" : "not fair", p50, p99);
+    CHECK(p50 < 50);  // without a wake-up the waiter would sleep up to 1-2 s
+  }
 }
 
 TEST_CASE("through PgBouncer without listen_url the listener notices it hears nothing") {

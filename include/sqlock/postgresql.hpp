@@ -12,7 +12,8 @@
 
 namespace sqlock::postgresql {
 
-/// The SQLSTATE `sqlock_assert_held` raises when the lease is not held.
+/// The SQLSTATE `sqlock_assert_held` and `sqlock_semaphore_assert_held` raise when the lease is
+/// not held.
 inline constexpr const char* sqlstate_lease_lost = "SQ001";
 
 /// Effects: inside the caller's transaction `tx`, fails unless `token` is the live lease of
@@ -27,6 +28,25 @@ inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::
                         const std::string& schema = "public") {
   try {
     tx.exec_params("SELECT " + tx.quote_name(schema) + ".sqlock_assert_held($1, $2)",
+                   std::string(name), token);
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == sqlstate_lease_lost)
+      throw error(errc::lease_lost, e.what(), "postgresql", e.sqlstate());
+    throw;
+  }
+}
+
+/// Effects: as `assert_held`, for one acquisition of a semaphore: inside `tx`, fails unless
+/// `token` (`lease::token()` of a semaphore lease) is a live holder of the semaphore `name` by
+/// the server clock, and holds a share lock on that holder's row until `tx` ends, so no force
+/// release or expiry-then-grant can count it out before the caller's writes. The same rules
+/// for keeping `tx` short apply: while it is open the holder's renewals skip the row.
+/// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
+/// pqxx exceptions for other database errors.
+inline void assert_semaphore_held(pqxx::transaction_base& tx, std::string_view name,
+                                  std::int64_t token, const std::string& schema = "public") {
+  try {
+    tx.exec_params("SELECT " + tx.quote_name(schema) + ".sqlock_semaphore_assert_held($1, $2)",
                    std::string(name), token);
   } catch (const pqxx::sql_error& e) {
     if (e.sqlstate() == sqlstate_lease_lost)

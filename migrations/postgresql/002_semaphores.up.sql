@@ -49,9 +49,15 @@ CREATE TABLE sqlock_semaphore_tickets (
 -- from a snapshot taken before it waited for the lock, and could exceed the limit).
 --
 -- Returns one row: granted, token, acquired_us, expires_us (epoch microseconds), retry_us
--- (when refused: until the first holder or older ticket lapses by itself; 0 = retry at once,
--- because the room appeared while this attempt marked itself as a waiter).
+-- (when refused: until the first holder or older ticket lapses by itself; 1 = retry at once:
+-- the room appeared while this attempt marked itself as a waiter; 0 = unknown: only a fenced
+-- transaction's lapsed holder stands in the way).
 -- p_units is the count; p_limit the caller's limit; p_channel the NOTIFY channel.
+-- p_waiting: when refused, mark the semaphore so that releases notify (a caller that cannot
+-- hear notifications passes false: a marked semaphore's releases notify, and a notifying
+-- commit takes a server-wide lock). p_fair: when refused, take a ticket in the queue or extend
+-- this nonce's ticket (only for an attempt that will wait). p_ticket_ms: how long the mark and
+-- the ticket last.
 CREATE FUNCTION sqlock_semaphore_acquire(
   p_name text, p_limit bigint, p_units bigint, p_owner text, p_nonce text, p_metadata text,
   p_ttl_ms bigint, p_waiting boolean, p_fair boolean, p_ticket_ms bigint, p_channel text)
@@ -65,9 +71,9 @@ DECLARE
   mine       bigint;
   soonest    timestamptz;
   ticket_end timestamptz;
-  queued     bigint;
   new_token  bigint;
   ended_upto timestamptz;
+  marked     boolean := false;
 BEGIN
   IF p_units < 1 OR p_units > p_limit OR p_limit > 1000000000 THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
@@ -90,6 +96,21 @@ BEGIN
     END IF;
     SELECT coalesce(sum(h.units), 0), min(h.expires_at) INTO used, soonest
     FROM sqlock_semaphore_holders h WHERE h.name = p_name AND h.expires_at > now();
+    IF phase = 2 THEN
+      -- A lapsed holder row that another transaction holds locked is a fenced transaction's
+      -- (sqlock_semaphore_assert_held's share lock, taken while the lease was live): its units
+      -- count until that transaction ends, as a lock row share-locked by sqlock_assert_held
+      -- holds off a takeover. Not waited for (that would stall every grant and release of
+      -- the semaphore behind the user's transaction): the attempt is refused, retry_us 0
+      -- (unknown) unless a live holder or ticket lapses first.
+      -- The other lapsed rows are locked here, to be deleted if this attempt is granted.
+      WITH free AS (
+        SELECT x.nonce FROM sqlock_semaphore_holders x
+        WHERE x.name = p_name AND x.expires_at <= now() FOR UPDATE SKIP LOCKED)
+      SELECT used + coalesce(sum(h.units), 0) INTO used
+      FROM sqlock_semaphore_holders h
+      WHERE h.name = p_name AND h.expires_at <= now() AND h.nonce NOT IN (SELECT nonce FROM free);
+    END IF;
     SELECT min(k.ticket) FILTER (WHERE k.nonce <> p_nonce),
            min(k.ticket) FILTER (WHERE k.nonce = p_nonce),
            min(k.expires_at) FILTER (WHERE k.nonce <> p_nonce)
@@ -123,17 +144,24 @@ BEGIN
       SELECT max(e) INTO ended_upto FROM (
         SELECT expires_at AS e FROM gone UNION ALL SELECT expires_at FROM gone_tickets) AS t;
       new_token := greatest(nextval('sqlock_token_seq'), sem.token + 1);
-      INSERT INTO sqlock_semaphore_holders
+      -- A row with this nonce can only be this acquisition's own earlier grant whose outcome
+      -- its caller never learned (in doubt) and which the clean-up above could not delete
+      -- (locked): it is replaced rather than failing with a unique violation.
+      INSERT INTO sqlock_semaphore_holders AS h
         (name, nonce, owner, token, units, acquired_at, expires_at, metadata)
       VALUES (p_name, p_nonce, p_owner, new_token, p_units, now(),
-              now() + p_ttl_ms * interval '1 millisecond', p_metadata);
+              now() + p_ttl_ms * interval '1 millisecond', p_metadata)
+      ON CONFLICT (name, nonce) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+        units = excluded.units, acquired_at = excluded.acquired_at,
+        expires_at = excluded.expires_at, forced = false, metadata = excluded.metadata;
       UPDATE sqlock_semaphores s SET token = new_token, sem_limit = p_limit,
         changed_at = greatest(s.changed_at, coalesce(ended_upto, s.changed_at))
       WHERE s.name = p_name;
-      -- Fair queue: when room remains for more and tickets wait, wake the next waiter.
-      SELECT count(*) INTO queued FROM sqlock_semaphore_tickets k
-      WHERE k.name = p_name AND k.nonce <> p_nonce AND k.expires_at > now();
-      IF queued > 0 AND used + p_units < p_limit AND sem.waiters_until > now() THEN
+      -- When room remains and waiters marked the semaphore, wake the next one: a release
+      -- wakes one waiter per listening client, so a release of many units (or a writer's
+      -- release of a readers/writer lock) is passed on grant by grant, whether the waiters
+      -- queue with tickets or not.
+      IF used + p_units < p_limit AND sem.waiters_until > now() THEN
         PERFORM pg_notify(p_channel, p_name);
       END IF;
       RETURN QUERY SELECT true, new_token,
@@ -144,21 +172,38 @@ BEGIN
     END IF;
   END LOOP;
 
-  -- Refused (or the semaphore does not exist yet, which phase 2 always creates).
+  -- Refused (the semaphore row exists: phase 2 always creates it).
   IF p_waiting THEN
     -- The mark makes releases notify; written only when missing or half spent.
     UPDATE sqlock_semaphores s SET waiters_until = now() + p_ticket_ms * interval '1 millisecond'
     WHERE s.name = p_name AND s.waiters_until < now() + p_ticket_ms * interval '500 microseconds';
-    IF p_fair THEN
-      UPDATE sqlock_semaphore_tickets k SET expires_at = now() + p_ticket_ms * interval '1 millisecond'
-      WHERE k.name = p_name AND k.nonce = p_nonce AND k.expires_at > now();
-      IF NOT FOUND THEN
-        -- First refusal, or our ticket lapsed: take a new place at the end of the queue.
-        DELETE FROM sqlock_semaphore_tickets k WHERE k.name = p_name AND k.nonce = p_nonce;
-        INSERT INTO sqlock_semaphore_tickets (name, nonce, owner, ticket, units, expires_at)
-        VALUES (p_name, p_nonce, p_owner, nextval('sqlock_token_seq'), p_units,
-                now() + p_ticket_ms * interval '1 millisecond');
-      END IF;
+    marked := FOUND;
+  END IF;
+  IF p_fair THEN
+    UPDATE sqlock_semaphore_tickets k SET expires_at = now() + p_ticket_ms * interval '1 millisecond'
+    WHERE k.name = p_name AND k.nonce = p_nonce AND k.expires_at > now();
+    IF NOT FOUND THEN
+      -- First refusal, or our ticket lapsed: take a new place at the end of the queue.
+      DELETE FROM sqlock_semaphore_tickets k WHERE k.name = p_name AND k.nonce = p_nonce;
+      INSERT INTO sqlock_semaphore_tickets (name, nonce, owner, ticket, units, expires_at)
+      VALUES (p_name, p_nonce, p_owner, nextval('sqlock_token_seq'), p_units,
+              now() + p_ticket_ms * interval '1 millisecond');
+    END IF;
+  END IF;
+  IF marked THEN
+    -- A release that ended a holder after our look read no mark, so it will not notify. A
+    -- release reads the mark under a share lock on the semaphore row: either it took that
+    -- lock first, and our mark waited for its commit, so this look (a new snapshot) sees the
+    -- room it made; or it waits for our commit and then sees the mark and notifies.
+    SELECT coalesce(sum(h.units), 0) INTO used
+    FROM sqlock_semaphore_holders h WHERE h.name = p_name AND h.expires_at > now();
+    SELECT min(k.ticket) FILTER (WHERE k.nonce <> p_nonce),
+           min(k.ticket) FILTER (WHERE k.nonce = p_nonce)
+      INTO head, mine
+    FROM sqlock_semaphore_tickets k WHERE k.name = p_name AND k.expires_at > now();
+    IF used + p_units <= p_limit AND (head IS NULL OR (mine IS NOT NULL AND mine < head)) THEN
+      RETURN QUERY SELECT false, 0::bigint, 0::bigint, 0::bigint, 1::bigint;
+      RETURN;
     END IF;
   END IF;
   RETURN QUERY SELECT false, 0::bigint, 0::bigint, 0::bigint,
@@ -169,7 +214,10 @@ $fn$;
 
 -- Same-database fencing for a semaphore holder, like sqlock_assert_held for a lock: raises
 -- SQLSTATE 'SQ001' unless semaphore_token is a live holder of semaphore_name by the server
--- clock, and holds a share lock on that holder row until the caller's transaction ends.
+-- clock, and holds a share lock on that holder row until the caller's transaction ends: until
+-- then no grant counts the holder's units out (even once its lease lapsed: see
+-- sqlock_semaphore_acquire), no force release ends it, and its own renewals and releases skip
+-- the row (the holder's lease is at risk meanwhile: keep fenced transactions short).
 CREATE FUNCTION sqlock_semaphore_assert_held(semaphore_name text, semaphore_token bigint)
 RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$

@@ -85,14 +85,19 @@ std::string channel_for(const std::string& schema) { return "sqlock_" + fnv_hex(
 // The statements, built once per backend from the schema name quoted by libpq.
 struct statements {
   std::string schema_ident;
-  std::string acquire, renew, release, release_waiting, abandon, force, inspect, list, notify,
-      version,
-      read_version;
-  std::string locks;  // qualified table name
+  std::string acquire, renew, renew_mixed, release, release_waiting, abandon, force, inspect, list, notify,
+      version, read_version, inspect_watched;
+  // Semaphores.
+  std::string sem_acquire, sem_release, sem_release_waiting, sem_abandon, sem_force, sem_inspect,
+      sem_list, sem_purge_lock, sem_purge_delete, sem_purge_orphans;
+  std::string locks, semaphores, holders, tickets;  // qualified table names
 
   statements(const connection& c, const std::string& schema) {
     schema_ident = c.escape_identifier(schema);
     locks = schema_ident + ".sqlock_locks";
+    semaphores = schema_ident + ".sqlock_semaphores";
+    holders = schema_ident + ".sqlock_semaphore_holders";
+    tickets = schema_ident + ".sqlock_semaphore_tickets";
     const std::string seq = "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") +
                             "::regclass)";
     // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 waiting, $7 waiter mark ms.
@@ -135,10 +140,15 @@ struct statements {
         "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
         "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
         "WHERE NOT EXISTS (SELECT 1 FROM granted)";
-    // $1: json array of {i, n (name), o (nonce), t (token), ms (ttl)}.
+    // $1: json array of {i, k (0 lock, 1 semaphore holder), n (name), o (nonce), t (token),
+    // ms (ttl)}. `renew` handles locks only (k is ignored): a batch without semaphore leases
+    // touches no semaphore table (no plan over them, no grant on them needed); `renew_mixed`
+    // renews both kinds in the same one statement.
     // Rows locked by another open transaction (a fenced transaction's share lock from
-    // sqlock_assert_held) are skipped, not waited for, and reported busy. The other outcomes
-    // are classified from the statement's snapshot, like the SQLite backend does.
+    // sqlock_assert_held or sqlock_semaphore_assert_held) are skipped, not waited for, and
+    // reported busy. The other outcomes are classified from the statement's snapshot, like the
+    // SQLite backend does. Columns: i, new expiry (NULL when not renewed), the row's nonce,
+    // token and liveness (NULLs when there is no row), and (renew_mixed) a holder's forced flag.
     renew =
         "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
         "AS r(i integer, n text, o text, t bigint, ms bigint)), "
@@ -152,24 +162,52 @@ struct statements {
         "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now() "
         "FROM req LEFT JOIN renewed ON renewed.i = req.i "
         "LEFT JOIN " + locks + " cur ON cur.name = req.n ORDER BY req.i";
+    renew_mixed =
+        "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
+        "AS r(i integer, k integer, n text, o text, t bigint, ms bigint)), "
+        "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
+        "WHERE req.k = 0 AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
+        "FOR UPDATE OF l SKIP LOCKED), "
+        "renewed AS (UPDATE " + locks + " l SET expires_at = now() + req.ms * "
+        "interval '1 millisecond' FROM req WHERE req.k = 0 AND l.name = req.n "
+        "AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
+        "AND l.name IN (SELECT name FROM mine) "
+        "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us), "
+        "hmine AS (SELECT h.name, h.nonce FROM " + holders + " h JOIN req "
+        "ON h.name = req.n AND h.nonce = req.o WHERE req.k = 1 AND h.token = req.t "
+        "AND h.expires_at > now() FOR UPDATE OF h SKIP LOCKED), "
+        "hrenewed AS (UPDATE " + holders + " h SET expires_at = now() + req.ms * "
+        "interval '1 millisecond' FROM req WHERE req.k = 1 AND h.name = req.n "
+        "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() "
+        "AND (h.name, h.nonce) IN (SELECT name, nonce FROM hmine) "
+        "RETURNING req.i, " + epoch_us("h.expires_at") + " AS expires_us) "
+        "SELECT req.i, coalesce(renewed.expires_us, hrenewed.expires_us), "
+        "coalesce(cur.nonce, hcur.nonce), coalesce(cur.token, hcur.token), "
+        "coalesce(cur.expires_at, hcur.expires_at) > now(), coalesce(hcur.forced, false) "
+        "FROM req LEFT JOIN renewed ON renewed.i = req.i "
+        "LEFT JOIN hrenewed ON hrenewed.i = req.i "
+        "LEFT JOIN " + locks + " cur ON req.k = 0 AND cur.name = req.n "
+        "LEFT JOIN " + holders + " hcur ON req.k = 1 AND hcur.name = req.n "
+        "AND hcur.nonce = req.o ORDER BY req.i";
     // Release, abandon and force release notify ONLY when a waiter marked the row: a
     // notifying commit takes a server-wide lock and defeats group commit.
     //
     // Release and abandon do not wait for a row locked by another open transaction (a fenced
     // transaction holding sqlock_assert_held's share lock, possibly opened by the very thread
-    // that is releasing: waiting would deadlock it). The third column reports such a row; the
-    // client then retries the release in the background (backend.hpp, sqlstate_row_locked).
+    // that is releasing: waiting would deadlock it). They answer rows of (ended, notified,
+    // locked): a row with `locked` reports such a row, and the client then retries the release
+    // in the background (backend.hpp, sqlstate_row_locked); `ended` says a lease was live.
     const std::string mine =
         "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
         "AND expires_at > now()";
     const std::string notify_select =
-        "SELECT waited, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false "
+        "SELECT true, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false "
         "FROM ended";
     release = "WITH target AS (SELECT name FROM " + locks + " WHERE " + mine +
               " FOR UPDATE SKIP LOCKED), "
               "ended AS (UPDATE " + locks + " SET expires_at = now() "
               "WHERE name IN (SELECT name FROM target) RETURNING waiters_until > now() AS waited) " +
-              notify_select + " UNION ALL SELECT NULL, NULL, true FROM " + locks + " WHERE " +
+              notify_select + " UNION ALL SELECT false, NULL, true FROM " + locks + " WHERE " +
               mine + " AND NOT EXISTS (SELECT 1 FROM target)";
     abandon = release;  // called with a NULL token: any lease carrying the nonce
     // The user's release first waits for the row like any UPDATE (briefly: see release()):
@@ -192,6 +230,152 @@ struct statements {
            " WHERE name >= $1::text AND ($2::text IS NULL OR name < $2::text) "
            "AND ($3::integer = 0 OR ($3::integer = 1 AND expires_at > now()) "
            "OR ($3::integer = 2 AND expires_at <= now())) ORDER BY name LIMIT $4::bigint";
+    // $1 name, $2 mark ms, $3 mark or not. `inspect` plus the waiter mark of the acquire
+    // statement: a held row whose mark is missing or half spent is marked, so the holder's
+    // release notifies. The last column says whether the snapshot asked for a mark that the
+    // UPDATE (which sees the newest row) did not write: the row changed in between (released,
+    // typically), and the caller reads it again rather than sleep on a stale "held".
+    inspect_watched =
+        "WITH cur AS (SELECT " + columns + ", expires_at > now() AND waiters_until < now() + "
+        "$2::bigint * interval '500 microseconds' AS mark_due FROM " + locks +
+        " WHERE name = $1::text), "
+        "marked AS (UPDATE " + locks + " SET waiters_until = now() + $2::bigint * "
+        "interval '1 millisecond' WHERE $3::boolean AND name = $1::text AND expires_at > now() "
+        "AND waiters_until < now() + $2::bigint * interval '500 microseconds' RETURNING 1) "
+        "SELECT cur.*, $3::boolean AND cur.mark_due AND NOT EXISTS (SELECT 1 FROM marked) "
+        "FROM cur";
+
+    // ---- Semaphores (schema 2) ----
+    //
+    // A grant is one call of sqlock_semaphore_acquire (002_semaphores.up.sql): it must lock
+    // the semaphore row before it counts the holders, in a later snapshot, which one SQL
+    // statement cannot do. The function is called with parameters only, schema-qualified; it
+    // runs with the search_path fixed at its creation.
+    sem_acquire =
+        "SELECT granted, token, acquired_us, expires_us, retry_us FROM " + schema_ident +
+        ".sqlock_semaphore_acquire($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
+        "$6::text, $7::bigint, $8::boolean, $9::boolean, $10::bigint, $11::text)";
+    // Releases end the holder row (expires_at = now()) and keep it: the next grant deletes
+    // it. Deleting it here would lock the holder row and then the semaphore's rows in the
+    // order opposite to a grant's, risking deadlocks.
+    //
+    // The wake-up reads the semaphore's mark under a SHARE lock. A plain read would race
+    // with a waiter that marks the semaphore (another row than the one released) after its
+    // own look: each statement would miss the other's uncommitted write, and the waiter would
+    // sleep through the release. With the share lock, either the release waits for the
+    // marker's commit and sees the mark, or the marker's UPDATE waits for the release's
+    // commit and its second look (in the function) sees the room. Lock order: holder row(s),
+    // then the semaphore row, like force release; a grant locks the semaphore row and then
+    // only skips locked holder rows, so no cycle.
+    //
+    // $1 name, $2 nonce, $3 token (NULL: abandon, whatever the token; it also drops the
+    // nonce's queue ticket), $4 channel. Rows as for locks: (ended, notified, locked).
+    const std::string hmine =
+        "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
+        "AND expires_at > now()";
+    const std::string sem_notify =
+        "sem AS (SELECT waiters_until > now() AS waited FROM " + semaphores +
+        " WHERE name = $1::text AND EXISTS (SELECT 1 FROM changed) FOR SHARE), "
+        "w AS (SELECT coalesce(bool_or(waited), false) AS waited FROM sem) "
+        "SELECT EXISTS (SELECT 1 FROM ended), CASE WHEN w.waited THEN pg_notify($4::text, "
+        "$1::text)::text END, false FROM w WHERE EXISTS (SELECT 1 FROM changed)";
+    sem_release =
+        "WITH target AS (SELECT name, nonce FROM " + holders + " WHERE " + hmine +
+        " FOR UPDATE SKIP LOCKED), "
+        "ended AS (UPDATE " + holders + " h SET expires_at = now() FROM target "
+        "WHERE h.name = target.name AND h.nonce = target.nonce RETURNING 1), "
+        "gone AS (DELETE FROM " + tickets + " k WHERE $3::bigint IS NULL AND (k.name, k.nonce) "
+        "IN (SELECT x.name, x.nonce FROM " + tickets + " x WHERE x.name = $1::text "
+        "AND x.nonce = $2::text FOR UPDATE SKIP LOCKED) RETURNING 1), "
+        "changed AS (SELECT 1 FROM ended UNION ALL SELECT 1 FROM gone), " + sem_notify +
+        " UNION ALL SELECT false, NULL, true FROM " + holders + " WHERE " + hmine +
+        " AND NOT EXISTS (SELECT 1 FROM target)";
+    sem_abandon = sem_release;  // called with a NULL token
+    sem_release_waiting =
+        "WITH ended AS (UPDATE " + holders + " SET expires_at = now() WHERE " + hmine +
+        " RETURNING 1), changed AS (SELECT 1 FROM ended), " + sem_notify;
+    // $1 name, $2 token (0: every live holder), $3 channel. Waits for a fenced transaction,
+    // like the lock's force release. `forced` tells the holder why its renewal failed. The
+    // count (an aggregate) makes every holder row locked before the semaphore row is.
+    sem_force =
+        "WITH ended AS (UPDATE " + holders + " SET expires_at = now(), forced = true "
+        "WHERE name = $1::text AND ($2::bigint = 0 OR token = $2::bigint) "
+        "AND expires_at > now() RETURNING 1), "
+        "n AS (SELECT count(*) AS n FROM ended), "
+        "sem AS (SELECT waiters_until > now() AS waited FROM " + semaphores +
+        " WHERE name = $1::text AND (SELECT n FROM n) > 0 FOR SHARE) "
+        "SELECT n.n, CASE WHEN (SELECT bool_or(waited) FROM sem) "
+        "THEN pg_notify($3::text, $1::text)::text END FROM n";
+    // One statement (one snapshot) answers a semaphore with its live holders and tickets, as
+    // flat rows ordered by name: (part 0: the semaphore, its limit and used units; part 1: a
+    // holder; part 2: a waiter's ticket), then token or ticket. Times are epoch microseconds
+    // and remaining times are computed by the server.
+    auto sem_select = [&](const std::string& which) {
+      return "WITH sel AS (SELECT s.name, s.sem_limit, (SELECT coalesce(sum(h.units), 0) FROM " +
+             holders + " h WHERE h.name = s.name AND h.expires_at > now()) AS used FROM " +
+             semaphores + " s WHERE " + which + ") " +
+             "SELECT 0 AS part, sel.name, sel.sem_limit, sel.used, NULL::text, NULL::text, "
+             "0::bigint AS ord, 0::bigint, 0::bigint, 0::bigint FROM sel "
+             "UNION ALL SELECT 1, h.name, 0, h.units, h.owner, h.metadata, h.token, " +
+             epoch_us("h.acquired_at") + ", " + epoch_us("h.expires_at") + ", " +
+             epoch_us("h.expires_at - now()") + " FROM " + holders +
+             " h JOIN sel ON h.name = sel.name WHERE h.expires_at > now() "
+             "UNION ALL SELECT 2, k.name, 0, k.units, k.owner, NULL, k.ticket, 0, " +
+             epoch_us("k.expires_at") + ", " + epoch_us("k.expires_at - now()") + " FROM " +
+             tickets + " k JOIN sel ON k.name = sel.name WHERE k.expires_at > now() "
+             "ORDER BY 2, 1, 7";
+    };
+    sem_inspect = sem_select("s.name = $1::text");
+    // As `list`: a byte-prefix range; held = some live holder, free = none; the limit counts
+    // semaphores (the LIMIT sits in a subquery, before holders and tickets join).
+    sem_list = sem_select(
+        "s.name IN (SELECT f.name FROM (SELECT s2.name, EXISTS (SELECT 1 FROM " + holders +
+        " h2 WHERE h2.name = s2.name AND h2.expires_at > now()) AS held FROM " + semaphores +
+        " s2 WHERE s2.name >= $1::text AND ($2::text IS NULL OR s2.name < $2::text)) f "
+        "WHERE $3::integer = 0 OR ($3::integer = 1 AND f.held) OR ($3::integer = 2 AND NOT "
+        "f.held) ORDER BY f.name LIMIT $4::bigint)");
+    // Purge of semaphores, in a transaction per batch (see purge()). $1 free_for ms.
+    // 1. Lock candidates: no holder or ticket row live within the horizon, changed_at before
+    //    it. $2 the last name of the previous batch.
+    const std::string horizon = "now() - $1::bigint * interval '1 millisecond'";
+    const std::string idle =
+        "s.changed_at <= " + horizon + " AND NOT EXISTS (SELECT 1 FROM " + holders +
+        " h WHERE h.name = s.name AND h.expires_at > " + horizon + ") AND NOT EXISTS "
+        "(SELECT 1 FROM " + tickets + " k WHERE k.name = s.name AND k.expires_at > " + horizon +
+        ")";
+    sem_purge_lock = "SELECT s.name FROM " + semaphores + " s WHERE s.name > $2::text AND " +
+                     idle + " ORDER BY s.name LIMIT $3::bigint FOR UPDATE OF s SKIP LOCKED";
+    // 2. With the candidates locked, check again in a NEW snapshot and delete. The first
+    //    statement's FOR UPDATE re-checks a row changed after its snapshot against the newest
+    //    row version, but its subqueries still read the old snapshot: a grant that committed
+    //    in between could pass that check. The second statement's snapshot is taken after the
+    //    locks were granted, so it sees every grant (grants lock the semaphore row until
+    //    they commit), and no new grant can start on a locked row. $2: json array of the
+    //    locked names. Holder and ticket rows locked by someone else (a fenced transaction on
+    //    a lapsed holder) are skipped; the orphan sweep deletes them later.
+    sem_purge_delete =
+        "WITH d AS (DELETE FROM " + semaphores + " s WHERE s.name IN (SELECT "
+        "json_array_elements_text($2::json)) AND " + idle + " RETURNING s.name), "
+        "dh AS (DELETE FROM " + holders + " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
+        "x.nonce FROM " + holders + " x WHERE x.name IN (SELECT name FROM d) "
+        "FOR UPDATE SKIP LOCKED) RETURNING 1), "
+        "dt AS (DELETE FROM " + tickets + " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
+        "x.nonce FROM " + tickets + " x WHERE x.name IN (SELECT name FROM d) "
+        "FOR UPDATE SKIP LOCKED) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM dh), (SELECT count(*) FROM dt)";
+    // 3. Holder and ticket rows lapsed beyond the horizon whose semaphore row is gone (skipped
+    //    above, or a ticket taken while its semaphore was purged). Harmless meanwhile: a grant
+    //    re-creates the semaphore row and deletes lapsed rows itself. Autocommit.
+    sem_purge_orphans =
+        "WITH dh AS (DELETE FROM " + holders + " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
+        "x.nonce FROM " + holders + " x WHERE x.expires_at <= " + horizon +
+        " AND NOT EXISTS (SELECT 1 FROM " + semaphores + " s WHERE s.name = x.name) "
+        "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1), "
+        "dt AS (DELETE FROM " + tickets + " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
+        "x.nonce FROM " + tickets + " x WHERE x.expires_at <= " + horizon +
+        " AND NOT EXISTS (SELECT 1 FROM " + semaphores + " s WHERE s.name = x.name) "
+        "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1) "
+        "SELECT (SELECT count(*) FROM dh), (SELECT count(*) FROM dt)";
     notify = "SELECT pg_notify($1::text, $2::text)::text";
     // Catalog reads, independent of search_path and readable by any role.
     version =
@@ -220,6 +404,45 @@ lock_record read_record(const result& r, int row) {
   out.expires_in = us_to_ms(left);
   out.held = left > 0;
   if (out.held && out.expires_in <= milliseconds::zero()) out.expires_in = milliseconds{1};
+  return out;
+}
+
+// The flat rows of statements::sem_inspect / sem_list, grouped per semaphore.
+std::vector<semaphore_record> read_semaphores(const result& r) {
+  std::vector<semaphore_record> out;
+  for (int row = 0; row < r.rows(); ++row) {
+    const auto part = r.integer(row, 0);
+    if (part == 0) {
+      semaphore_record s;
+      s.name = r.text(row, 1);
+      s.limit = r.integer(row, 2);
+      s.used = r.integer(row, 3);
+      out.push_back(std::move(s));
+      continue;
+    }
+    if (out.empty() || out.back().name != r.text(row, 1))
+      throw error(errc::internal, "postgresql: semaphore rows out of order", kind_name);
+    auto left = us_to_ms(r.integer(row, 9));
+    if (left <= milliseconds::zero()) left = milliseconds{1};  // live: by the same snapshot
+    if (part == 1) {
+      semaphore_holder h;
+      h.count = r.integer(row, 3);
+      h.owner = r.text(row, 4);
+      h.metadata = r.text(row, 5);
+      h.token = r.integer(row, 6);
+      h.acquired_at = from_epoch_us(r.integer(row, 7));
+      h.expires_at = from_epoch_us(r.integer(row, 8));
+      h.expires_in = left;
+      out.back().holders.push_back(std::move(h));
+    } else {
+      semaphore_waiter w;
+      w.count = r.integer(row, 3);
+      w.owner = r.text(row, 4);
+      w.ticket = r.integer(row, 6);
+      w.expires_in = left;
+      out.back().waiters.push_back(std::move(w));
+    }
+  }
   return out;
 }
 
@@ -443,7 +666,8 @@ class postgresql_backend final : public backend {
     for (std::size_t i = 0; i < requests.size(); ++i) {
       const auto& q = requests[i];
       if (i) json += ',';
-      json += "{\"i\":" + std::to_string(i) + ",\"n\":";
+      json += "{\"i\":" + std::to_string(i) + ",\"k\":" +
+              (q.key.kind == lease_kind::semaphore ? "1" : "0") + ",\"n\":";
       append_json_string(json, q.key.name);
       json += ",\"o\":";
       append_json_string(json, q.key.nonce);
@@ -451,6 +675,12 @@ class postgresql_backend final : public backend {
               std::to_string(q.ttl.count()) + "}";
     }
     json += ']';
+    const bool mixed = std::any_of(requests.begin(), requests.end(), [](const renew_request& q) {
+      return q.key.kind == lease_kind::semaphore;
+    });
+    const char* statement_name = mixed ? "sqlock_renew_mixed" : "sqlock_renew";
+    // (Selected by member: the statements exist only once a first connection was made.)
+    std::string statements::*statement = mixed ? &statements::renew_mixed : &statements::renew;
 
     // The keepalive's dedicated connection when free; otherwise (a user renew racing the
     // keepalive) a pool connection.
@@ -474,14 +704,14 @@ class postgresql_backend final : public backend {
         if (!renew_conn_) renew_conn_ = connect(until, what);
       }
       try {
-        res = run(*renew_conn_, what, "sqlock_renew", sql().renew, {json}, until);
+        res = run(*renew_conn_, what, statement_name, sql().*statement, {json}, until);
       } catch (...) {
         if (renew_conn_->broken()) renew_conn_.reset();
         throw;
       }
     } else {
       auto c = checkout(until, what);
-      res = run(*c, what, "sqlock_renew", sql().renew, {json}, until);
+      res = run(*c, what, statement_name, sql().*statement, {json}, until);
     }
     if (res.rows() != static_cast<int>(requests.size()))
       throw error(errc::internal, what + " on postgresql: " + std::to_string(res.rows()) +
@@ -495,6 +725,17 @@ class postgresql_backend final : public backend {
       if (!res.null(row, 1)) {
         o.outcome = renew_outcome::renewed;
         o.expires_at = from_epoch_us(res.integer(row, 1));
+      } else if (key.kind == lease_kind::semaphore) {
+        // A holder row is this lease alone (its key is name and nonce). Missing is the normal
+        // end of a holder row (deleted by a later grant once it ended), so: expired.
+        if (res.null(row, 2))
+          o.outcome = renew_outcome::expired;
+        else if (res.boolean(row, 5))
+          o.outcome = renew_outcome::force_released;
+        else if (res.integer(row, 3) != key.token)
+          o.outcome = renew_outcome::taken_over;  // re-granted to the same nonce (in doubt)
+        else
+          o.outcome = res.boolean(row, 4) ? renew_outcome::busy : renew_outcome::expired;
       } else if (res.null(row, 2)) {
         o.outcome = renew_outcome::missing;
       } else {
@@ -506,8 +747,9 @@ class postgresql_backend final : public backend {
   }
 
   bool release(const lease_key& key, deadline until) override {
-    const std::string what =
-        "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+    const bool sem = key.kind == lease_kind::semaphore;
+    const std::string what = std::string(sem ? "release semaphore " : "release ") +
+                             quoted(key.name) + " (token " + std::to_string(key.token) + ")";
     const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
     // Wait for the row at most briefly: a lock still held after that is an open fenced
     // transaction (possibly this thread's own), which a release must never wait for. The
@@ -520,8 +762,11 @@ class postgresql_backend final : public backend {
         bool ended;
         {
           auto c = checkout(brief, what);
-          ended = run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief)
-                      .rows() > 0;
+          auto rs = sem ? run(*c, what, "sqlock_sem_release_waiting",
+                              sql().sem_release_waiting, params, brief)
+                        : run(*c, what, "sqlock_release_waiting", sql().release_waiting,
+                              params, brief);
+          ended = rs.rows() > 0 && rs.boolean(0, 0);
         }
         if (ended) registry_.notify(key.name);
         return ended;
@@ -529,12 +774,17 @@ class postgresql_backend final : public backend {
         if (e.code() != errc::unavailable || steady::now() < brief) throw;
       }
     }
-    return end_lease(what, "sqlock_release", &statements::release, params, until);
+    return sem ? end_lease(what, "sqlock_sem_release", &statements::sem_release, params, until)
+               : end_lease(what, "sqlock_release", &statements::release, params, until);
   }
 
-  bool abandon(std::string_view name, std::string_view nonce, deadline until) override {
-    return end_lease("clean up acquire " + quoted(name), "sqlock_abandon", &statements::abandon,
-                     {std::string(name), std::string(nonce), std::nullopt, channel_}, until);
+  bool abandon(const lease_key& key, deadline until) override {
+    const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_};
+    if (key.kind == lease_kind::semaphore)
+      return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
+                       &statements::sem_abandon, params, until);
+    return end_lease("clean up acquire " + quoted(key.name), "sqlock_abandon",
+                     &statements::abandon, params, until);
   }
 
   bool force_release(std::string_view name, deadline until) override {
@@ -565,6 +815,104 @@ class postgresql_backend final : public backend {
     return out;
   }
 
+  std::optional<lock_record> inspect_watched(std::string_view name, milliseconds mark_for,
+                                             deadline until) override {
+    const std::string what = "inspect " + quoted(name);
+    // Mark only when a notification can reach us (as try_acquire does).
+    const bool mark =
+        mark_for > milliseconds::zero() && options_.notifications && !listener_.known_deaf();
+    std::optional<lock_record> out;
+    {
+      auto c = checkout(until, what);
+      auto r = run(*c, what, "sqlock_inspect_watched", sql().inspect_watched,
+                   {std::string(name), std::to_string(mark_for.count()), mark ? "true" : "false"},
+                   until);
+      if (r.rows() == 0) return std::nullopt;
+      if (!r.boolean(0, 8)) return read_record(r, 0);
+      // The row changed after our snapshot (the mark's UPDATE saw a newer version): it was
+      // released or re-marked meanwhile. Look again rather than report a stale holder.
+      auto again = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
+      if (again.rows() > 0) out = read_record(again, 0);
+    }
+    return out;
+  }
+
+  acquire_result try_acquire_semaphore(const semaphore_request& r, deadline until) override {
+    const std::string what = "acquire semaphore " + quoted(r.name);
+    // Mark the semaphore for wake-ups only when a notification can reach us; take a queue
+    // ticket only for a fair attempt that will wait.
+    const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
+    const bool fair = r.fair && r.waiting;
+    // p_ticket_ms sizes the queue ticket and the waiter mark. A fair waiter attempts every
+    // third of its ticket's life, so its ticket_ttl also keeps the mark fresh; a waiter
+    // without a ticket sleeps up to the signalled backoff cap (2 s) and marks for as long as
+    // a lock's waiter does.
+    const milliseconds ticket_ms =
+        fair ? (r.ticket_ttl > milliseconds::zero() ? r.ticket_ttl : fair_ticket_ttl)
+             : std::max(r.ticket_ttl, waiter_mark);
+    auto c = checkout(until, what);
+    auto res = run(*c, what, "sqlock_sem_acquire", sql().sem_acquire,
+                   {r.name, std::to_string(r.limit), std::to_string(r.count), r.owner, r.nonce,
+                    r.metadata, std::to_string(r.ttl.count()),
+                    std::string(mark ? "true" : "false"), std::string(fair ? "true" : "false"),
+                    std::to_string(ticket_ms.count()), channel_},
+                   until, errc::in_doubt);
+    if (res.rows() != 1)
+      throw error(errc::internal,
+                  what + " on postgresql: sqlock_semaphore_acquire returned " +
+                      std::to_string(res.rows()) + " rows",
+                  kind_name);
+    acquire_result out;
+    if (res.boolean(0, 0)) {
+      out.granted = grant{res.integer(0, 1), from_epoch_us(res.integer(0, 2)),
+                          from_epoch_us(res.integer(0, 3))};
+      return out;
+    }
+    if (options_.notifications) listener_.ensure_started(milliseconds{0});
+    // 1 us: retry at once (room appeared while this attempt marked itself as a waiter, so
+    // no release will wake it); 0: unknown (a lapsed holder's fenced transaction is still
+    // open), the caller retries with its backoff.
+    std::int64_t retry = res.integer(0, 4);
+    out.holder_expires_in = retry <= 0 ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(retry));
+    return out;
+  }
+
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name,
+                                                    deadline until) override {
+    const std::string what = "inspect semaphore " + quoted(name);
+    auto c = checkout(until, what);
+    auto r = run(*c, what, "sqlock_sem_inspect", sql().sem_inspect, {std::string(name)}, until);
+    auto all = read_semaphores(r);
+    if (all.empty()) return std::nullopt;
+    return std::move(all.front());
+  }
+
+  std::vector<semaphore_record> list_semaphores(const list_filter& f, deadline until) override {
+    const std::string what = "list semaphores";
+    auto c = checkout(until, what);
+    auto upper = prefix_upper_bound(f.prefix);
+    param hi = f.prefix.empty() || upper.empty() ? param{} : param{upper};
+    int show = f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2;
+    param limit = f.limit == 0 ? param{} : param{std::to_string(f.limit)};
+    auto r = run(*c, what, "sqlock_sem_list", sql().sem_list,
+                 {f.prefix, hi, std::to_string(show), limit}, until);
+    return read_semaphores(r);
+  }
+
+  std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
+                                      deadline until) override {
+    const std::string what = "force release semaphore " + quoted(name);
+    std::size_t n;
+    {
+      auto c = checkout(until, what);
+      auto r = run(*c, what, "sqlock_sem_force", sql().sem_force,
+                   {std::string(name), std::to_string(token), channel_}, until);
+      n = static_cast<std::size_t>(r.integer(0, 0));
+    }
+    if (n > 0) registry_.notify(name);
+    return n;
+  }
+
   std::size_t purge(milliseconds free_for, deadline until) override {
     const std::string what = "purge";
     // Tokens stay monotonic across purge: a fresh INSERT draws its token before its conflict
@@ -588,32 +936,84 @@ class postgresql_backend final : public backend {
         sql().locks + " WHERE name > $2::text AND expires_at <= now() - $1::bigint * "
         "interval '1 millisecond' ORDER BY name LIMIT " + std::to_string(batch) +
         " FOR UPDATE SKIP LOCKED) RETURNING name) SELECT count(*), max(name) FROM d";
+    const std::string ms = std::to_string(free_for.count());
+    // One batch in its own transaction; lock timeouts, serialization failures and deadlocks
+    // roll it back and retry it (bounded), anything else throws.
+    int attempt = 0;
+    auto in_transaction = [&](const std::string& begin, const auto& body) -> std::size_t {
+      for (;;) {
+        try {
+          c->exec_simple(what, begin, until);
+          std::size_t n = body();
+          c->exec_simple(what, "COMMIT", until);
+          return n;
+        } catch (const error& e) {
+          if (!c->broken() && c->in_transaction()) {
+            try {
+              c->exec_simple(what, "ROLLBACK", until);
+            } catch (...) {
+            }
+          }
+          bool busy = e.sqlstate() == "55P03" || retryable(e.sqlstate());
+          if (!busy || ++attempt > 20 || steady::now() + milliseconds{50} >= until) throw;
+          std::this_thread::sleep_for(jitter(milliseconds{5}, milliseconds{50}));
+        }
+      }
+    };
     std::string after;  // names are never empty: '' precedes them all
     std::size_t total = 0;
-    for (int attempt = 0;;) {
-      std::size_t n = 0;
-      try {
-        c->exec_simple(what, lock_table, until);
-        auto rs = run(*c, what, nullptr, delete_batch, {std::to_string(free_for.count()), after},
-                      until);
-        n = static_cast<std::size_t>(rs.integer(0, 0));
-        if (n > 0) after = rs.text(0, 1);
-        c->exec_simple(what, "COMMIT", until);
-      } catch (const error& e) {
-        if (!c->broken() && c->in_transaction()) {
-          try {
-            c->exec_simple(what, "ROLLBACK", until);
-          } catch (...) {
-          }
-        }
-        bool busy = e.sqlstate() == "55P03" || retryable(e.sqlstate());
-        if (!busy || ++attempt > 20 || steady::now() + milliseconds{50} >= until) throw;
-        std::this_thread::sleep_for(jitter(milliseconds{5}, milliseconds{50}));
-        continue;
-      }
+    for (;;) {
+      std::size_t n = in_transaction(lock_table, [&] {
+        auto rs = run(*c, what, nullptr, delete_batch, {ms, after}, until);
+        auto k = static_cast<std::size_t>(rs.integer(0, 0));
+        if (k > 0) after = rs.text(0, 1);
+        return k;
+      });
       total += n;
-      if (n < static_cast<std::size_t>(batch) || steady::now() >= until) return total;
+      if (steady::now() >= until) return total;
+      if (n < static_cast<std::size_t>(batch)) break;
     }
+
+    // Semaphores. No table lock and no horizon beyond free_for are needed here: a
+    // semaphore's tokens are drawn inside sqlock_semaphore_acquire AFTER it locked the
+    // semaphore row (FOR UPDATE), never before, and a deleted row is re-created by the next
+    // grant with GREATEST(nextval, 0 + 1), a value the sequence never handed out before. So a
+    // grant either finished before our row lock (and its live holder keeps the semaphore), or
+    // waits for our commit and then draws a fresh token. Each batch locks its candidates
+    // (SKIP LOCKED: a grant in progress keeps its semaphore), then checks them again in a new
+    // snapshot and deletes them with their lapsed holder and ticket rows.
+    after.clear();
+    const std::string begin_sem = "BEGIN; SET LOCAL lock_timeout = '100ms'";
+    for (;;) {
+      std::size_t locked = 0;
+      std::size_t n = in_transaction(begin_sem, [&] {
+        auto cand = run(*c, what, nullptr, sql().sem_purge_lock,
+                        {ms, after, std::to_string(batch)}, until);
+        locked = static_cast<std::size_t>(cand.rows());
+        if (locked == 0) return std::size_t{0};
+        std::string names = "[";
+        for (int i = 0; i < cand.rows(); ++i) {
+          if (i) names += ',';
+          append_json_string(names, cand.text(i, 0));
+        }
+        names += ']';
+        auto d = run(*c, what, nullptr, sql().sem_purge_delete, {ms, names}, until);
+        after = cand.text(cand.rows() - 1, 0);
+        return static_cast<std::size_t>(d.integer(0, 0));
+      });
+      total += n;
+      if (steady::now() >= until) return total;
+      if (locked < static_cast<std::size_t>(batch)) break;
+    }
+    // Lapsed holder and ticket rows left without their semaphore row (not counted: they are
+    // not semaphores).
+    for (;;) {
+      auto rs = run(*c, what, nullptr, sql().sem_purge_orphans, {ms, std::to_string(batch)},
+                    until);
+      if (rs.integer(0, 0) < batch && rs.integer(0, 1) < batch) break;
+      if (steady::now() >= until) break;
+    }
+    return total;
   }
 
   // Used by the listener's self-test: notifies through the main URL, as a release would.
@@ -766,7 +1166,7 @@ class postgresql_backend final : public backend {
 
   bool end_lease(const std::string& what, const char* name, std::string statements::*text,
                  const std::vector<param>& params, deadline until) {
-    bool ended;
+    bool ended = false, changed = false;
     {
       auto c = checkout(until, what);
       // A row can be locked for a moment by other statements (a contender's refused upsert
@@ -775,22 +1175,31 @@ class postgresql_backend final : public backend {
       // releases under contention by 20-100 ms each (grants/s fell 6x, measured).
       for (int attempt = 0;; ++attempt) {
         auto rs = run(*c, what, name, sql().*text, params, until);
-        if (rs.rows() > 0 && rs.boolean(0, 2)) {
+        bool locked = false;
+        ended = changed = false;
+        for (int row = 0; row < rs.rows(); ++row) {
+          if (rs.boolean(row, 2)) {
+            locked = true;
+          } else {
+            changed = true;  // a lease ended, or (semaphore abandon) a queue ticket went
+            ended = ended || rs.boolean(row, 0);
+          }
+        }
+        if (locked) {
           auto pause = jitter(milliseconds{1}, milliseconds{1 << std::min(attempt, 3)});
           if (attempt < 6 && steady::now() + pause < until) {
             std::this_thread::sleep_for(pause);
             continue;
           }
           throw error(errc::unavailable,
-                      what + " on postgresql: the lock row is locked by another open "
+                      what + " on postgresql: the lease's row is locked by another open "
                              "transaction (a fenced transaction?); not waiting for it",
                       kind_name, std::string(sqlstate_row_locked));
         }
-        ended = rs.rows() > 0;
         break;
       }
     }
-    if (ended) registry_.notify(params[0].value_or(std::string()));
+    if (changed) registry_.notify(params[0].value_or(std::string()));
     return ended;
   }
 
