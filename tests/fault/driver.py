@@ -750,7 +750,15 @@ class Suite:
                "overlaps": fig["overlaps"], "token_regressions": fig["token_regressions"],
                "stale_accepted": fig["stale_accepted"], "false_losses": fig["false_losses"],
                "grants": fig["grants"]}
-        self.report("checker.broken", caught, out, t0)
+        # The same copy's semaphore grant admits one unit over the limit: the semaphore soak's
+        # checker must see more units in use than the limit.
+        sfig, _, _ = self.sem_soak("bsem", self.dir("broken-sem"), 8, 15000,
+                                   build=self.a.broken_build)
+        sem_caught = sfig["overlaps"] > 0
+        out.update(sem_broken="grant-one-unit-over-limit", sem_caught=sem_caught,
+                   sem_over_limit=sfig["overlaps"], sem_max_units=sfig["max_units"],
+                   sem_limit=self.SEM_LIMIT, sem_grants=sfig["grants"])
+        self.report("checker.broken", caught and sem_caught, out, t0)
 
 
     # ---- semaphores (issue 8): units of a semaphore of limit N instead of a lock ----

@@ -9,8 +9,14 @@ expires_at = to_timestamp(<client's system_clock + ttl>) instead of the server's
 now() + ttl (ShedLock's classic bug). The expiry check stays on the server clock, so a client
 whose clock is behind writes a lease that is already expired and another client takes the lock
 while the first still holds it. The clock-skew scenario's workload (faketime +-5h) then shows
-overlapping critical sections. Fails loudly if the source no longer has the expected text, so
-the check cannot go stale silently.
+overlapping critical sections.
+
+A second break, for semaphores: the PostgreSQL grant function (002_semaphores.up.sql, embedded
+in the library at build time) admits one unit more than the limit. The semaphore soak's
+workload then shows more units in use at once than the limit.
+
+Fails loudly if the source no longer has the expected text, so the check cannot go stale
+silently.
 """
 import os
 import shutil
@@ -32,13 +38,23 @@ text = open(target).read()
 edits = [
     ("\"now() + $5::bigint * interval '1 millisecond', $4::text \"",
      "\"to_timestamp($5::bigint / 1000.0), $4::text \""),
-    ("std::to_string(r.ttl.count()),\n",
+    ("{r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),",
+     "{r.name, r.owner, r.nonce, r.metadata, "
      "std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>("
-     "std::chrono::system_clock::now().time_since_epoch()).count() + r.ttl.count()),\n"),
+     "std::chrono::system_clock::now().time_since_epoch()).count() + r.ttl.count()),"),
 ]
 for old, new in edits:
     if text.count(old) != 1:
         sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
     text = text.replace(old, new)
 open(target, "w").write(text)
-print("broken copy (client clock in expires_at) in " + dst)
+
+target = os.path.join(dst, "migrations", "postgresql", "002_semaphores.up.sql")
+text = open(target).read()
+old = "EXIT WHEN used + p_units > p_limit OR"
+if text.count(old) != 1:
+    sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
+text = text.replace(old, "EXIT WHEN used + p_units > p_limit + 1 OR")
+open(target, "w").write(text)
+print("broken copy (client clock in expires_at; semaphore grants one unit over the limit) in " +
+      dst)
