@@ -246,6 +246,24 @@ TEST_CASE_TEMPLATE("run --shared runs readers together while --exclusive waits f
   const std::string marker = db.dir() + "/exclusive-ran";
   process writer(db.cmd({"run", "rw", "--exclusive", "--", "sh", "-c",
                          "echo \"$SQLOCK_LOCK_COUNT\" > \"$0\"", marker}));
+  // What `run` does on a busy lock holds for semaphore units: --wait, -n, the conflict code,
+  // and SIGINT while waiting.
+  auto t0 = std::chrono::steady_clock::now();
+  auto timed = run(db.cmd({"run", "rw", "--exclusive", "--wait", "300ms", "--", "true"}));
+  CHECK(timed.code == 1);
+  CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
+  CHECK(contains(timed.err, "waited"));
+  CHECK(run(db.cmd({"run", "rw", "--exclusive", "-n", "--conflict-exit-code", "7", "--", "true"})).code == 7);
+  {
+    process waiting(db.cmd({"run", "rw", "--exclusive", "--fair", "--", "true"}));
+    REQUIRE(eventually_json(db, {"show", "rw", "--semaphore", "-o", "json"},
+                            [](const nlohmann::json& j) { return j["waiters"].size() == 1; }));
+    ::kill(waiting.pid(), SIGINT);
+    auto interrupted = waiting.wait();
+    CHECK(interrupted.code == 130);
+    CHECK(contains(interrupted.err, "interrupted"));
+  }
+
   // Still waiting after a while, and after one of the two readers left.
   std::this_thread::sleep_for(500ms);
   CHECK_FALSE(writer.exited());
@@ -327,6 +345,9 @@ TEST_CASE_TEMPLATE("elect: the second candidate leads once the first resigns, an
   auto nb = run(db.cmd({"elect", "jobs", "gamma", "-n"}));
   CHECK(nb.code == 1);
   CHECK(contains(nb.err, "alpha"));
+  auto timed = run(db.cmd({"elect", "jobs", "gamma", "--wait", "200ms", "--conflict-exit-code", "3"}));
+  CHECK(timed.code == 3);
+  CHECK(timed.out.empty());
   auto show = parse_json(run(db.cmd({"show", "jobs", "-o", "json"})).out);
   CHECK(show["held"] == true);
   CHECK(show["metadata"] == "alpha");

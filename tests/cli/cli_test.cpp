@@ -524,32 +524,40 @@ TEST_CASE_TEMPLATE("watch refreshes a given number of times and stops on SIGINT"
 // ---- renewals failing (SQLite: another connection holds the write lock) ---------------------
 
 TEST_CASE("while renewals fail, run kills the command before the lease's safety deadline") {
-  sqlite_db db;
-  const std::string pidfile = db.dir() + "/stubborn.pid";
-  // The command ignores SIGTERM, so only the SIGKILL at the safety deadline stops it.
-  process p(db.cmd({"run", "stubborn", "--ttl", "1s", "--kill-grace", "300ms", "--", "sh", "-c",
-                    "trap '' TERM; echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; "
-                    "while :; do sleep 0.05; done",
-                    pidfile}));
-  REQUIRE(eventually([&] { return read_pid(pidfile) > 0 || p.exited(); }, 20s));
-  REQUIRE_MESSAGE(read_pid(pidfile) > 0, p.err());
-  const pid_t child = read_pid(pidfile);
+  // A lock, and the semaphore leases of run --shared and run --limit: the same supervision.
+  for (const auto& flags : std::vector<std::vector<std::string>>{{}, {"--shared"}, {"--limit", "2"}}) {
+    CAPTURE(flags.size());
+    sqlite_db db;
+    const std::string pidfile = db.dir() + "/stubborn.pid";
+    // The command ignores SIGTERM, so only the SIGKILL at the safety deadline stops it.
+    std::vector<std::string> args = {"run", "stubborn"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    for (const char* a : {"--ttl", "1s", "--kill-grace", "300ms", "--", "sh", "-c",
+                          "trap '' TERM; echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; "
+                          "while :; do sleep 0.05; done"})
+      args.emplace_back(a);
+    args.push_back(pidfile);
+    process p(db.cmd(args));
+    REQUIRE(eventually([&] { return read_pid(pidfile) > 0 || p.exited(); }, 20s));
+    REQUIRE_MESSAGE(read_pid(pidfile) > 0, p.err());
+    const pid_t child = read_pid(pidfile);
 
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(db.url().substr(7).c_str(), &raw) == SQLITE_OK);
-  std::unique_ptr<sqlite3, int (*)(sqlite3*)> conn(raw, sqlite3_close);
-  REQUIRE(sqlite3_exec(raw, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  // Renewals from now on fail; the last one was sent before now, so the safety deadline is
-  // before now + ttl.
-  auto blocked_at = std::chrono::steady_clock::now();
-  REQUIRE(eventually([&] { return process_gone(child); }, 5s));
-  auto child_gone = std::chrono::steady_clock::now();
-  auto r = p.wait(5s);
-  sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
-  CHECK(r.code == 75);
-  CHECK(contains(r.err, "renewals failing"));
-  auto took = std::chrono::duration_cast<std::chrono::milliseconds>(child_gone - blocked_at);
-  MESSAGE("renewals blocked to command killed: " << took.count() << " ms (ttl 1000 ms)");
-  // ttl plus the poll interval of this test and scheduling slack on a loaded machine.
-  CHECK(took < 1300ms);
+    sqlite3* raw = nullptr;
+    REQUIRE(sqlite3_open(db.url().substr(7).c_str(), &raw) == SQLITE_OK);
+    std::unique_ptr<sqlite3, int (*)(sqlite3*)> conn(raw, sqlite3_close);
+    REQUIRE(sqlite3_exec(raw, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
+    // Renewals from now on fail; the last one was sent before now, so the safety deadline is
+    // before now + ttl.
+    auto blocked_at = std::chrono::steady_clock::now();
+    REQUIRE(eventually([&] { return process_gone(child); }, 5s));
+    auto child_gone = std::chrono::steady_clock::now();
+    auto r = p.wait(5s);
+    sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
+    CHECK(r.code == 75);
+    CHECK(contains(r.err, "renewals failing"));
+    auto took = std::chrono::duration_cast<std::chrono::milliseconds>(child_gone - blocked_at);
+    MESSAGE("renewals blocked to command killed: " << took.count() << " ms (ttl 1000 ms)");
+    // ttl plus the poll interval of this test and scheduling slack on a loaded machine.
+    CHECK(took < 1300ms);
+  }
 }
