@@ -862,6 +862,58 @@ TEST_CASE("a semaphore release wakes a waiter in another client through NOTIFY w
   }
 }
 
+TEST_CASE("a semaphore waiter's mark and a release in flight never miss each other") {
+  postgresql_fixture db;
+  auto b = sqlock::open_backend(db.url(), db.options().backend);
+  pg_session raw(db.direct_url());
+  const auto schema = raw.ident(db.schema());
+  auto held = b->try_acquire_semaphore(sem_request("s", "holder", 1), soon());
+  REQUIRE(held.granted);
+
+  SUBCASE("the release goes first: the waiter's mark waits for it and then sees the room") {
+    // What the release statement does, held open: end the holder, share-lock the semaphore.
+    raw.query("BEGIN");
+    raw.query("UPDATE " + schema + ".sqlock_semaphore_holders SET expires_at = now() "
+              "WHERE name = 's' AND nonce = 'holder'");
+    raw.query("SELECT waiters_until FROM " + schema + ".sqlock_semaphores WHERE name = 's' "
+              "FOR SHARE");
+    std::optional<sqlock::acquire_result> got;
+    std::thread t([&] {
+      got = b->try_acquire_semaphore(sem_request("s", "waiter", 1, 1, 30s, true), soon());
+    });
+    std::this_thread::sleep_for(200ms);  // the attempt looks (holder live), then marks: blocked
+    CHECK_FALSE(got);
+    raw.query("COMMIT");
+    t.join();
+    REQUIRE(got);
+    CHECK_FALSE(got->granted);
+    // Not "sleep until the holder's expiry" (30 s): no release will wake it, so at once.
+    CHECK(got->holder_expires_in == 1ms);
+    CHECK(b->try_acquire_semaphore(sem_request("s", "waiter", 1, 1, 30s, true), soon()).granted);
+  }
+
+  SUBCASE("the mark goes first: the release waits for it, sees it and notifies") {
+    auto observer = sqlock::open_backend(db.url(), db.options().backend);
+    auto watch = observer->watch("s");
+    REQUIRE(eventually([&] { return observer->wakes_other_processes(); }, 5s));
+    raw.query("BEGIN");
+    raw.query("UPDATE " + schema + ".sqlock_semaphores SET waiters_until = now() + "
+              "interval '10 seconds' WHERE name = 's'");
+    std::atomic<bool> done{false};
+    bool ended = false;
+    std::thread t([&] {
+      ended = b->release(holder_key("s", "holder", held.granted->token), soon());
+      done = true;
+    });
+    std::this_thread::sleep_for(300ms);
+    CHECK_FALSE(done.load());  // waits for the marker's commit (past its 100 ms brief wait)
+    raw.query("COMMIT");
+    t.join();
+    CHECK(ended);
+    CHECK(watch->wait_until(steady::now() + 2s) == sqlock::release_watch::wake::notified);
+  }
+}
+
 TEST_CASE("through PgBouncer without listen_url the listener notices it hears nothing") {
   sqlock_test::pgbouncer_fixture db;
   log_capture logs;
