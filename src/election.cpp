@@ -181,7 +181,11 @@ observation election::observe(std::function<void(const std::optional<leader_info
   s->poll = poll;
   s->watch = core->add_waiter(name_);  // shutdown cancels it, ending the thread
   s->watch->make_observer();
-  s->thread = std::thread([s] { s->run(); });
+  {
+    // The callback may stop() the observation before std::thread's assignment completes.
+    std::lock_guard<std::mutex> lock(s->join_mu);
+    s->thread = std::thread([s] { s->run(); });
+  }
   return observation(std::move(s));
 }
 
