@@ -642,10 +642,15 @@ class Suite:
         schema = self.schema("sec")
         self.migrate(schema)
         q = '"%s"' % schema
+        # The grants of a runtime role: schema 1's (the README's list) plus schema 2's semaphore
+        # tables (the grant function runs as its caller; EXECUTE is PUBLIC by default).
         for g in ("GRANT USAGE ON SCHEMA %s TO sqlock_runtime" % q,
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks TO sqlock_runtime" % q,
                   "GRANT SELECT ON %s.sqlock_schema_version TO sqlock_runtime" % q,
-                  "GRANT USAGE ON SEQUENCE %s.sqlock_token_seq TO sqlock_runtime" % q):
+                  "GRANT USAGE ON SEQUENCE %s.sqlock_token_seq TO sqlock_runtime" % q,
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_semaphores, "
+                  "%s.sqlock_semaphore_holders, %s.sqlock_semaphore_tickets TO sqlock_runtime"
+                  % (q, q, q)):
             self.psql(self.admin, g)
         # The runtime role's password, put into the URL on purpose: it must never show.
         password = None
@@ -673,6 +678,16 @@ class Suite:
                                       "--duration-ms", dur, "--fence-port", fport, "--seed", i,
                                       "--schema", schema, "--purge-ms", 987654,
                                       "--metadata", "meta-x7q"], url=url))
+            # Semaphore workers beside them: the grant function's call carries values too.
+            for i in range(2):
+                h = os.path.join(d, "s%d.hist" % i)
+                hist.append(h)
+                ps.append(self.spawn(["--mode", "semaphore", "--id", "s%d" % i, "--history", h,
+                                      "--names", "sec-delta,sec-epsilon",
+                                      "--fair-names", "sec-epsilon", "--limit", 2,
+                                      "--ttl-ms", 1337, "--hold-max-ms", 30,
+                                      "--duration-ms", dur, "--seed", i, "--schema", schema,
+                                      "--purge-ms", 987654, "--metadata", "meta-x7q"], url=url))
             time.sleep(1)
             ps_out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
             errs = self.wait_all(ps, dur / 1000 + 60)
@@ -686,7 +701,9 @@ class Suite:
             bad_errors = self.lines(bad_hist, "error")
         finally:
             self.psql(self.admin, "ALTER ROLE sqlock_runtime RESET log_statement")
-        fig, violations, _, _ = check.check(hist, flog, expect_no_loss=True)
+        fig, violations, leases, _ = check.check(hist, flog, expect_no_loss=True,
+                                                 limits={"sec-delta": 2, "sec-epsilon": 2})
+        sem_grants = sum(1 for l in leases.values() if l.name in ("sec-delta", "sec-epsilon"))
         text = "".join(open(h).read() for h in hist + [bad_hist]) + bad_err + "".join(errs)
         pw_in_messages = text.count(password) if password else -1
         pw_in_ps = ps_out.count(password) if password else -1
@@ -698,13 +715,17 @@ class Suite:
             m = re.search(r"sqlock_runtime@\S+ LOG:\s+(?:statement|execute [^:]*): (.*)", line)
             if m:
                 statements.append(m.group(1))
-        values = ["sec-alpha", "sec-beta", "sec-gamma", "meta-x7q", "1337", "987654", password]
+        values = ["sec-alpha", "sec-beta", "sec-gamma", "sec-delta", "sec-epsilon", "meta-x7q",
+                  "1337", "987654", password]
         inlined = [s for s in statements if any(v and v in s for v in values)]
         out = self.core(fig)
-        out.update(role="sqlock_runtime", search_path="nowhere_at_all",
-                   statements_logged=len(statements), values_inlined=len(inlined),
-                   password_in_messages=pw_in_messages, password_in_ps=pw_in_ps)
+        sem_statements = sum(1 for x in statements if "sqlock_semaphore_acquire(" in x)
+        out.update(sem_grants=sem_grants, role="sqlock_runtime", search_path="nowhere_at_all",
+                   statements_logged=len(statements), semaphore_grant_calls=sem_statements,
+                   values_inlined=len(inlined), password_in_messages=pw_in_messages,
+                   password_in_ps=pw_in_ps)
         ok = (fig["violations"] == 0 and fig["errors"] == 0 and fig["grants"] > 0 and
+              sem_grants > 0 and sem_statements > 0 and
               len(statements) > 0 and not inlined and pw_in_messages == 0 and pw_in_ps == 0 and
               not errs and len(bad_errors) == 1 and bad_errors[0][4] == "unavailable")
         self.report("11.security", ok, out, t0,
