@@ -1045,10 +1045,11 @@ constexpr std::int64_t sem_cycle_limit = 4;
 
 // sqlock's semaphore statements as the server logged them, with the parameters of the capture
 // run. Each parameter slot is classified by its captured value, so the bare loop fills the
-// slots that vary (name, nonce, owner, token, channel) and sends every other one exactly as
-// sqlock did (limit, count, ttl, metadata, flags), whatever their order.
+// slots that vary (name, nonce, owner, token, channel, and the limit, which differs between
+// the uncontended and the contended runs) and sends every other one exactly as sqlock did
+// (count, ttl, metadata, flags, ticket time), whatever their order.
 struct sem_statements {
-  enum class slot { literal, name, nonce, owner, token, channel };
+  enum class slot { literal, name, nonce, owner, token, channel, limit };
   struct stmt {
     std::string sql, params;  // params: the log's DETAIL text
     std::vector<slot> slots;
@@ -1163,6 +1164,7 @@ sem_statements capture_semaphore(const config& cfg, const std::string& chan) {
         else if (v && *v == owner) slot = k::owner;
         else if (v && *v == chan) slot = k::channel;
         else if (v && release && *v == token) slot = k::token;
+        else if (v && !release && *v == std::to_string(sem_cycle_limit)) slot = k::limit;
         if (!v) throw failure("capture: a NULL parameter in " + st.sql.substr(0, 80));
         st.slots.push_back(slot);
         st.literals.push_back(*v);
@@ -1170,6 +1172,10 @@ sem_statements capture_semaphore(const config& cfg, const std::string& chan) {
     };
     classify(s.acquire, av, false);
     classify(s.release, rv, true);
+    if (std::count(s.acquire.slots.begin(), s.acquire.slots.end(), sem_statements::slot::limit) !=
+        1)
+      throw failure("capture: the semaphore acquire's limit is not exactly one parameter: " +
+                    s.acquire.params);
     return s;
   }
   throw failure("capture: sqlock's semaphore statements not found in " + cfg.pg_log);
@@ -1186,6 +1192,7 @@ std::string describe_slots(const sem_statements::stmt& st) {
       case k::owner: o << "<owner>"; break;
       case k::token: o << "<token>"; break;
       case k::channel: o << "<channel>"; break;
+      case k::limit: o << "<limit>"; break;
       case k::literal: o << "'" << st.literals[i] << "'"; break;
     }
   }
@@ -1195,8 +1202,9 @@ std::string describe_slots(const sem_statements::stmt& st) {
 // A libpq connection running sqlock's semaphore statements directly.
 class bare_semaphore {
  public:
-  bare_semaphore(const config& cfg, const sem_statements& st, const std::string& chan)
-      : c_(cfg.pg_url), st_(st), chan_(chan) {
+  bare_semaphore(const config& cfg, const sem_statements& st, const std::string& chan,
+                 std::int64_t limit)
+      : c_(cfg.pg_url), st_(st), chan_(chan), limit_(std::to_string(limit)) {
     c_.prepare("sacq", st.acquire.sql, static_cast<int>(st.acquire.slots.size()));
     c_.prepare("srel", st.release.sql, static_cast<int>(st.release.slots.size()));
   }
@@ -1227,6 +1235,7 @@ class bare_semaphore {
         case k::owner: p.push_back("bench-bare"); break;
         case k::token: p.push_back(token.c_str()); break;
         case k::channel: p.push_back(chan_.c_str()); break;
+        case k::limit: p.push_back(limit_.c_str()); break;
         case k::literal: p.push_back(st.literals[i].c_str()); break;
       }
     }
@@ -1235,6 +1244,7 @@ class bare_semaphore {
   pg c_;
   const sem_statements& st_;
   const std::string& chan_;
+  const std::string limit_;
 };
 
 sqlock::semaphore_options sem_opts(std::int64_t limit, bool fair = false) {
@@ -1321,7 +1331,8 @@ void scenario_semaphores(const config& cfg, report& rep, const statements& st,
                       }});
   variants.push_back({"bare libpq, same statements (semaphore)", [&](int threads) {
                         return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
-                          auto b = std::make_shared<bare_semaphore>(cfg, sst, chan);
+                          auto b = std::make_shared<bare_semaphore>(cfg, sst, chan,
+                                                                    sem_cycle_limit);
                           return [b, i = 0](worker_ctx& w) mutable {
                             auto name =
                                 "sem-" + name_for(base_sem, w.index, i++ % names_per_thread);
@@ -1465,7 +1476,7 @@ void scenario_semaphores(const config& cfg, report& rep, const statements& st,
       const std::string v = "bare grant function loop (8 libpq threads, retry at once)";
       unit_meter meter(limit);
       auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
-        auto b = std::make_shared<bare_semaphore>(cfg, sst, chan);
+        auto b = std::make_shared<bare_semaphore>(cfg, sst, chan, limit);
         return [b, &meter, hold](worker_ctx& w) {
           auto t0 = clk::now();
           auto nonce = random_hex(16);

@@ -758,6 +758,14 @@ class Suite:
                     fig["grants"], fig["violations"], findings)
                 ok &= fig["violations"] == 0 and not errs
                 notes += errs[:3]
+            # Semaphores (fair waiting, tickets, the unit sweep) on PostgreSQL, shorter.
+            d = self.dir("san-%s-sem" % label)
+            fig, errs, _ = self.sem_soak("ssan", d, 4, 10000, env_extra=env, build=build)
+            findings = sum(1 for e in errs if "Sanitizer" in e or "runtime error" in e)
+            out["%s_pg_sem" % label] = "grants=%d,violations=%d,findings=%d" % (
+                fig["grants"], fig["violations"], findings)
+            ok &= fig["violations"] == 0 and not errs
+            notes += errs[:3]
         self.report("12.sanitizers", ok, out, t0, notes)
 
     def broken_build_check(self):
