@@ -162,6 +162,16 @@ std::int64_t election::term() const {
   return leadership_ && *leadership_ ? leadership_->token() : 0;
 }
 
+lease_state election::state() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leadership_ ? leadership_->state() : lease_state::released;
+}
+
+std::chrono::milliseconds election::remaining() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leadership_ ? leadership_->remaining() : std::chrono::milliseconds::zero();
+}
+
 std::optional<leader_info> election::leader() {
   return detail::leader_of(client_.inspect(name_));
 }

@@ -78,6 +78,11 @@ class election {
   bool is_leader() const;
   /// This candidate's term, or 0 when it is not leader.
   std::int64_t term() const;
+  /// The leadership lease's state (`released` when this candidate has not won or resigned) and
+  /// its time left until the local safety deadline (see `lease::remaining`), so a leader can
+  /// stop its work before anyone else can be elected.
+  lease_state state() const;
+  std::chrono::milliseconds remaining() const;
   /// The current leader by the database, or empty when there is none.
   std::optional<leader_info> leader();
   /// Calls `on_change` with the current leader at once, then each time the leader changes
