@@ -406,6 +406,40 @@ TEST_CASE_TEMPLATE("shared_mutex: shared_lock readers share and a unique_lock wr
   CHECK(x.owns_lock());
 }
 
+TEST_CASE_TEMPLATE("shared_mutex: a fair writer is not overtaken by later readers", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto a = make_client(db, "reader-a");
+  auto b = make_client(db, "reader-b");
+  auto w = make_client(db, "writer");
+  sqlock::shared_mutex ma(*a, "rw", {}, true), mb(*b, "rw", {}, true), mw(*w, "rw", {}, true);
+  REQUIRE(ma.try_lock_shared());
+  std::atomic<bool> writing{false}, done{false};
+  std::thread writer([&] {
+    mw.lock();
+    writing = true;
+    while (!done) std::this_thread::sleep_for(5ms);
+    mw.unlock();
+  });
+  scope_guard cleanup{[&] {
+    done = true;
+    ma.unlock_shared();
+    if (writer.joinable()) writer.join();
+  }};
+  REQUIRE(eventually([&] { return has_waiter(*a, "rw", "writer"); }, 10s));
+  // Shared units are free, but the writer queued first.
+  CHECK_FALSE(mb.try_lock_shared());
+  CHECK_FALSE(mb.try_lock_shared_for(300ms));
+  CHECK_FALSE(writing);
+  ma.unlock_shared();
+  CHECK(eventually([&] { return writing.load(); }, 10s));
+  CHECK_FALSE(mb.try_lock_shared());
+  done = true;
+  writer.join();
+  CHECK(mb.try_lock_shared_for(5s));
+  mb.unlock_shared();
+}
+
 // --- counts and limits ----------------------------------------------------------------------------
 
 TEST_CASE_TEMPLATE("semaphore: counts, exclusive and bad limits", F, SQLOCK_TEST_FIXTURES) {
