@@ -177,7 +177,8 @@ BEGIN
   -- wait for the WAL flush: under contention the refused attempts queue on the semaphore row,
   -- and each held it across a flush (8 clients on a semaphore of limit 2: 155 -> 247 grants/s,
   -- A/B measured). A grant's commit is flushed as usual (this setting is only made here, and
-  -- only for this transaction).
+  -- only for this transaction). Hence: call this function as a transaction of its own
+  -- (autocommit), as sqlock does, never inside a transaction that writes anything else.
   PERFORM set_config('synchronous_commit', 'off', true);
   IF p_waiting THEN
     -- The mark makes releases notify; written only when missing or half spent.
