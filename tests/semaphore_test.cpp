@@ -1213,11 +1213,16 @@ TEST_CASE_TEMPLATE("election: leader() reports value and term; resign lets anoth
   CHECK_FALSE(e1.leader());
   CHECK_FALSE(e1.is_leader());
   CHECK(e1.term() == 0);
+  CHECK(e1.state() == sqlock::lease_state::released);
+  CHECK(e1.remaining() == 0ms);
 
   auto t1 = e1.campaign("alpha");
   CHECK(t1 > 0);
   CHECK(e1.is_leader());
   CHECK(e1.term() == t1);
+  CHECK(e1.state() == sqlock::lease_state::held);
+  CHECK(e1.remaining() > 0ms);
+  CHECK(e1.remaining() <= 1000ms);
   auto info = e2.leader();
   REQUIRE(info);
   CHECK(info->value == "alpha");
@@ -1245,6 +1250,8 @@ TEST_CASE_TEMPLATE("election: leader() reports value and term; resign lets anoth
   e1.resign();
   CHECK_FALSE(e1.is_leader());
   CHECK(e1.term() == 0);
+  CHECK(e1.state() == sqlock::lease_state::released);
+  CHECK(e1.remaining() == 0ms);
   t.join();
   REQUIRE(won);
   CHECK(ms_since(resigned_at) < 3000);
@@ -1262,6 +1269,8 @@ TEST_CASE_TEMPLATE("election: leader() reports value and term; resign lets anoth
   CHECK(eventually([&] { return !e2.is_leader(); }, 5s));
   CHECK(eventually([&] { return lost_calls == 1; }, 5s));
   CHECK(e2.term() == 0);
+  CHECK(e2.state() == sqlock::lease_state::lost);
+  CHECK(e2.remaining() == 0ms);
   CHECK_FALSE(e1.leader());
   auto t3 = e1.campaign("gamma");
   CHECK(t3 > t2);
