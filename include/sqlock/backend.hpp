@@ -95,7 +95,8 @@ enum class renew_outcome {
   expired,         ///< still our row but its lease ended (expiry or our own release)
   taken_over,      ///< another nonce or token holds the row
   force_released,  ///< an admin ended the lease (`force_release`)
-  missing,         ///< no row (purged; a semaphore holder's row after it ended)
+  missing,         ///< no lock row (purged). A semaphore holder whose row is gone (deleted
+                   ///< by a later grant after it ended) is reported `expired`.
 };
 
 struct renew_result {
