@@ -5,9 +5,9 @@
 // A campaign holds the lock NAME with VALUE as its metadata: exactly what sqlock::election's
 // campaign does (src/election.cpp), so CLI candidates and library candidates compete in one
 // election and `sqlock show NAME` shows the leader. The CLI takes that lease itself rather than
-// through sqlock::election because it must watch the lease's state and remaining() to stop CMD
-// before the lease's safety deadline while renewals fail, as `run` does; election exposes
-// neither. Observing uses sqlock::election::observe.
+// through sqlock::election because the supervision it shares with `run` (supervise.hpp) works
+// on a lease handle, to stop CMD before the lease's safety deadline while renewals fail.
+// Observing uses sqlock::election::observe.
 
 #include <pthread.h>
 #include <signal.h>
