@@ -1391,8 +1391,9 @@ void scenario_semaphores(const config& cfg, report& rep, const statements& st,
         rep.add(s7, "cycle latency p99, " + tlabel, v.name, "ms", how_lat,
                 p(res.lat_us, 99) / 1000);
         rep.add(s7, "statements per cycle, " + tlabel, v.name, "statements",
-                "pg_stat_statements calls by the benchmark role during the run / cycles (a "
-                "PL/pgSQL function call counts once)",
+                "pg_stat_statements calls by the benchmark role during the run / cycles; with "
+                "pg_stat_statements.track = all the statements the grant function runs inside "
+                "count too (the client sends 2 per cycle)",
                 res.ops ? calls / static_cast<double>(res.ops) : 0);
         rep.add(s7, "client CPU per cycle, " + tlabel, v.name, "us",
                 "getrusage(RUSAGE_SELF) user+sys of the benchmark process during the run / "
