@@ -226,11 +226,12 @@ client::~client() {
 }
 
 namespace {
+// `now` is also the wait's start: a zero wait is then one attempt that does not wait.
 std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::string_view name,
+                                                    std::chrono::steady_clock::time_point now,
                                                     std::chrono::milliseconds wait) {
   if (wait < std::chrono::milliseconds::zero())
     throw error(errc::invalid_argument, std::string(what) + " " + detail::quoted(name) + ": negative wait");
-  auto now = std::chrono::steady_clock::now();
   // Saturate: a huge wait means "no deadline", not an overflowed time point.
   return wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
                                                      : now + wait;
@@ -246,7 +247,7 @@ std::optional<lease> client::try_acquire_for(std::string_view name,
                                              std::chrono::milliseconds wait,
                                              const lock_options& options) {
   auto now = std::chrono::steady_clock::now();
-  return acquire_until(name, now, wait_deadline("try_acquire_for", name, wait), options);
+  return acquire_until(name, now, wait_deadline("try_acquire_for", name, now, wait), options);
 }
 
 lease client::acquire(std::string_view name, const lock_options& options) {
@@ -266,7 +267,7 @@ std::optional<lease> client::try_acquire_semaphore_for(std::string_view name,
                                                        std::chrono::milliseconds wait,
                                                        const semaphore_options& options) {
   auto now = std::chrono::steady_clock::now();
-  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, wait), options,
+  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, now, wait), options,
                        &options);
 }
 
