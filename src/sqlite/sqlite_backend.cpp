@@ -435,14 +435,13 @@ class sqlite_backend final : public backend {
     const std::string what = "clean up acquire " + quoted(key.name);
     if (key.kind == lease_kind::semaphore) {
       // A fair waiter that leaves gives up its ticket: the next one may be first now.
-      bool ticket = end_lease("DELETE FROM sqlock_semaphore_tickets WHERE ?1 = ?1 AND name = ?2 AND nonce = ?3",
-                              key.name, key.nonce, nullptr, until, what);
-      bool held = end_lease(
+      // (?1 = ?1: end_lease binds the clock as ?1, which a ticket's deletion does not need.)
+      end_lease("DELETE FROM sqlock_semaphore_tickets WHERE ?1 = ?1 AND name = ?2 AND nonce = ?3",
+                key.name, key.nonce, nullptr, until, what);
+      return end_lease(
           "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
           "WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1",
           key.name, key.nonce, nullptr, until, what);
-      (void)ticket;
-      return held;
     }
     return end_lease(
         "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1",
