@@ -14,7 +14,9 @@
 
 using namespace std::chrono_literals;
 using sqlock::errc;
+using sqlock_test::code_of;
 using sqlock_test::eventually;
+using sqlock_test::make_client;
 
 namespace {
 
@@ -23,24 +25,6 @@ sqlock::lock_options ttl(std::chrono::milliseconds t, bool keepalive = true) {
   o.ttl = t;
   o.keepalive = keepalive;
   return o;
-}
-
-template <class F>
-std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {}) {
-  auto o = db.options();
-  if (!owner.empty()) o.owner = std::move(owner);
-  return std::make_unique<sqlock::client>(db.url(), o);
-}
-
-template <class Fn>
-errc code_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e.code();
-  }
-  FAIL("expected a sqlock::error");
-  return errc::internal;
 }
 
 }  // namespace

@@ -13,20 +13,13 @@
 
 using namespace std::chrono_literals;
 using sqlock::errc;
+using sqlock_test::code_of;
 
 namespace {
 template <class F>
 std::shared_ptr<sqlock_test::faulty_backend> faulty(const F& db) {
   return std::make_shared<sqlock_test::faulty_backend>(
       sqlock::open_backend(db.url(), db.options().backend));
-}
-errc code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e.code();
-  }
-  return errc::internal;
 }
 }  // namespace
 

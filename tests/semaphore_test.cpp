@@ -24,7 +24,9 @@
 
 using namespace std::chrono_literals;
 using sqlock::errc;
+using sqlock_test::code_of;
 using sqlock_test::eventually;
+using sqlock_test::make_client;
 
 namespace {
 
@@ -42,24 +44,6 @@ sqlock::semaphore_options sem(std::int64_t limit, std::int64_t count = 1,
 
 sqlock::semaphore_options fair_sem(std::int64_t limit, std::int64_t count = 1) {
   return sem(limit, count, 30s, true);
-}
-
-template <class F>
-std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {}) {
-  auto o = db.options();
-  if (!owner.empty()) o.owner = std::move(owner);
-  return std::make_unique<sqlock::client>(db.url(), o);
-}
-
-template <class Fn>
-errc code_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e.code();
-  }
-  FAIL("expected a sqlock::error");
-  return errc::internal;
 }
 
 std::size_t waiter_count(sqlock::client& c, std::string_view name) {

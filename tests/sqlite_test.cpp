@@ -13,6 +13,7 @@
 #include "support/poll.hpp"
 
 using namespace std::chrono_literals;
+using sqlock_test::code_of;
 
 namespace {
 struct closer {
@@ -32,14 +33,6 @@ void exec(sqlite3* db, const char* sql) {
   std::string msg = err ? err : "";
   sqlite3_free(err);
   REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
-sqlock::errc code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e.code();
-  }
-  return sqlock::errc::internal;
 }
 }  // namespace
 

@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,29 @@ struct sqlite_fixture {
 }  // namespace sqlock_test
 
 TYPE_TO_STRING_AS("sqlite", sqlock_test::sqlite_fixture);
+
+namespace sqlock_test {
+
+/// The errc of the sqlock::error that `fn` throws; fails the test case when it throws none.
+inline sqlock::errc code_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const sqlock::error& e) {
+    return e.code();
+  }
+  FAIL("expected a sqlock::error");
+  return sqlock::errc::internal;
+}
+
+/// A client of fixture `db` (with `owner` when given).
+template <class F>
+std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {}) {
+  auto o = db.options();
+  if (!owner.empty()) o.owner = std::move(owner);
+  return std::make_unique<sqlock::client>(db.url(), o);
+}
+
+}  // namespace sqlock_test
 
 #ifdef SQLOCK_TEST_WITH_POSTGRESQL
 #include "postgresql_fixture.hpp"
