@@ -438,13 +438,41 @@ class Suite:
                    stale_accepted=fig["stale_accepted"])
         self.report("4.sigstop", ok, out, t0, violations)
 
+    def restart_server(self, t0, schedule):
+        """Restarts PostgreSQL at each (mode, seconds after t0) of schedule; returns
+        (mode, start, end) per restart."""
+        data = self.psql(self.admin, "SHOW data_directory")
+        log = os.path.join(os.path.dirname(data), "bouncer", "postgresql.log")
+        restarts = []
+        for mode, at in schedule:
+            time.sleep(max(0, at - (time.monotonic() - t0)))
+            s = now()
+            r = subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"),
+                                "-D", data, "-l", log, "-w", "-t", "60", "-m", mode, "restart"],
+                               capture_output=True, text=True)
+            if r.returncode != 0:
+                raise Fail("pg_ctl restart -m %s failed: %s" % (mode, r.stderr))
+            restarts.append((mode, s, now()))
+        return restarts
+
+    def restart_figures(self, fig, out, hist, restarts, errs):
+        """The verdict and figures of a restart scenario: no violation, no worker error, and
+        every worker granted again after the last restart."""
+        last_up = restarts[-1][2]
+        recovered = sum(1 for h in hist if any(int(p[0]) > last_up for p in self.lines(h, "grant")))
+        ok = fig["violations"] == 0 and recovered == len(hist) and not errs
+        out.pop("false_losses")
+        out.update(losses=fig["losses"], restarts=",".join(m for m, _, _ in restarts),
+                   down_ms="/".join(str(round((e - s) / MS)) for _, s, e in restarts),
+                   clients_recovered="%d/%d" % (recovered, len(hist)),
+                   error_codes=json.dumps(fig["error_codes"], separators=(",", ":")))
+        return ok, out
+
     def s5_restart(self):
         t0 = time.monotonic()
         d = self.dir("restart")
         schema = self.schema("restart")
         self.migrate(schema)
-        data = self.psql(self.admin, "SHOW data_directory")
-        log = os.path.join(os.path.dirname(data), "bouncer", "postgresql.log")
         fp, fport, flog = self.fence(d)
         ttl = 2000
         dur = 24000 if self.quick else 45000
@@ -457,28 +485,11 @@ class Suite:
                                   "--duration-ms", dur, "--fence-port", fport,
                                   "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
                                   "--schema", schema]))
-        restarts = []
-        for mode, at in (("fast", 5), ("immediate", 13)):
-            time.sleep(max(0, at - (time.monotonic() - t0)))
-            s = now()
-            r = subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"),
-                                "-D", data, "-l", log, "-w", "-t", "60", "-m", mode, "restart"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                raise Fail("pg_ctl restart -m %s failed: %s" % (mode, r.stderr))
-            restarts.append((mode, s, now()))
+        restarts = self.restart_server(t0, (("fast", 5), ("immediate", 13)))
         errs = self.wait_all(ps, dur / 1000 + 60)
         self.stop(fp)
         fig, violations, leases, _ = check.check(hist, flog)
-        last_up = restarts[-1][2]
-        recovered = sum(1 for h in hist if any(int(p[0]) > last_up for p in self.lines(h, "grant")))
-        ok = fig["violations"] == 0 and recovered == len(hist) and not errs
-        out = self.core(fig)
-        out.pop("false_losses")
-        out.update(losses=fig["losses"], restarts="fast,immediate",
-                   down_ms="/".join(str(round((e - s) / MS)) for _, s, e in restarts),
-                   clients_recovered="%d/%d" % (recovered, len(hist)),
-                   error_codes=json.dumps(fig["error_codes"], separators=(",", ":")))
+        ok, out = self.restart_figures(fig, self.core(fig), hist, restarts, errs)
         self.report("5.restart", ok, out, t0, violations + errs)
 
     def s6_proxy(self):
@@ -984,8 +995,6 @@ class Suite:
         d = self.dir("sem-restart")
         schema = self.schema("semrestart")
         self.migrate(schema)
-        data = self.psql(self.admin, "SHOW data_directory")
-        log = os.path.join(os.path.dirname(data), "bouncer", "postgresql.log")
         ttl = 2000
         dur = 30000
         names = ["sr-a", "sr-f"]
@@ -999,27 +1008,10 @@ class Suite:
                                   "--ttl-ms", ttl, "--hold-max-ms", 30, "--duration-ms", dur,
                                   "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
                                   "--schema", schema]))
-        restarts = []
-        for mode, at in (("fast", 6), ("immediate", 15)):
-            time.sleep(max(0, at - (time.monotonic() - t0)))
-            s = now()
-            r = subprocess.run(["runuser", "-u", "postgres", "--", os.path.join(PGBIN, "pg_ctl"),
-                                "-D", data, "-l", log, "-w", "-t", "60", "-m", mode, "restart"],
-                               capture_output=True, text=True)
-            if r.returncode != 0:
-                raise Fail("pg_ctl restart -m %s failed: %s" % (mode, r.stderr))
-            restarts.append((mode, s, now()))
+        restarts = self.restart_server(t0, (("fast", 6), ("immediate", 15)))
         errs = self.wait_all(ps, dur / 1000 + 60)
         fig, violations, _, _ = check.check(hist, limits={n: self.SEM_LIMIT for n in names})
-        last_up = restarts[-1][2]
-        recovered = sum(1 for h in hist if any(int(p[0]) > last_up for p in self.lines(h, "grant")))
-        ok = fig["violations"] == 0 and recovered == len(hist) and not errs
-        out = self.sem_core(fig)
-        out.pop("false_losses")
-        out.update(losses=fig["losses"], restarts="fast,immediate",
-                   down_ms="/".join(str(round((e - s) / MS)) for _, s, e in restarts),
-                   clients_recovered="%d/%d" % (recovered, len(hist)),
-                   error_codes=json.dumps(fig["error_codes"], separators=(",", ":")))
+        ok, out = self.restart_figures(fig, self.sem_core(fig), hist, restarts, errs)
         self.report("16.sem_restart", ok, out, t0, violations + errs)
 
     def s17_sem_proxy(self):
