@@ -29,6 +29,17 @@ sqlock::semaphore_options units_of(std::int64_t limit, std::chrono::milliseconds
   o.keepalive = keepalive;
   return o;
 }
+
+// Options whose listener counts the keepalive's renewals skipped because the row was locked
+// by a fenced transaction: the tests below wait for one instead of sleeping a fixed time.
+sqlock::client_options counting_busy(sqlock::client_options o, std::atomic<int>& busy) {
+  o.listeners.push_back([&busy](const sqlock::lock_event& e) {
+    if (e.kind == sqlock::event_kind::renew_failed &&
+        e.reason.find("fenced transaction") != std::string::npos)
+      ++busy;
+  });
+  return o;
+}
 }  // namespace
 
 TEST_SUITE("postgresql") {
@@ -99,18 +110,22 @@ TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
 }
 
 TEST_CASE("inside a fenced transaction the keepalive does not stall and a release does not deadlock") {
+  // The ttl leaves seconds between the skipped renewal (due at ttl/3) and the safety deadline
+  // (0.9 ttl), and between the last renewal and the reads below: with 900 ms this test read
+  // an already expired row on a loaded 2-core machine under ASan.
   postgresql_fixture db;
-  sqlock::client holder(db.url(), db.options());
+  std::atomic<int> busy{0};
+  sqlock::client holder(db.url(), counting_busy(db.options(), busy));
   sqlock::client observer(db.url(), db.options());
-  auto l = holder.try_acquire("ledger", lease_of(900ms, true));
-  REQUIRE(l);
   pqxx::connection app(db.direct_url());
+  auto l = holder.try_acquire("ledger", lease_of(6000ms, true));
+  REQUIRE(l);
   {
     pqxx::work tx(app);
     sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
-    // Hold the share lock across at least one renewal (every 300 ms): the keepalive skips the
-    // row (at risk), it must not block.
-    std::this_thread::sleep_for(400ms);
+    // Hold the share lock across a renewal: the keepalive skips the row (at risk), it must
+    // not block.
+    REQUIRE(sqlock_test::eventually([&] { return busy.load() > 0; }, 5s));
     CHECK_FALSE(l->lost());
     auto start = std::chrono::steady_clock::now();
     l->release();  // this thread's own transaction holds the row: must not wait for it
@@ -120,7 +135,7 @@ TEST_CASE("inside a fenced transaction the keepalive does not stall and a releas
     tx.commit();
   }
   // The release completes in the background once the fenced transaction has ended.
-  CHECK(sqlock_test::eventually([&] { return !observer.inspect("ledger")->held; }, 2s));
+  CHECK(sqlock_test::eventually([&] { return !observer.inspect("ledger")->held; }, 5s));
   CHECK(observer.try_acquire("ledger"));
 }
 
@@ -238,17 +253,20 @@ TEST_CASE("a semaphore's units cannot pass to another while a fenced transaction
 
 TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall and a release "
           "does not deadlock") {
+  // As in the lock's case above (this one read 0 units used under ASan with a 900 ms ttl: the
+  // holder's row had expired by the database clock before the observer's read).
   postgresql_fixture db;
-  sqlock::client holder(db.url(), db.options());
+  std::atomic<int> busy{0};
+  sqlock::client holder(db.url(), counting_busy(db.options(), busy));
   sqlock::client observer(db.url(), db.options());
-  auto l = holder.try_acquire_semaphore("slots", units_of(2, 900ms, true));
-  REQUIRE(l);
   pqxx::connection app(db.direct_url());
+  auto l = holder.try_acquire_semaphore("slots", units_of(2, 6000ms, true));
+  REQUIRE(l);
   {
     pqxx::work tx(app);
     sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema());
-    // Across at least one renewal (every 300 ms): the keepalive skips the row, at risk.
-    std::this_thread::sleep_for(400ms);
+    // Across a renewal: the keepalive skips the row, at risk.
+    REQUIRE(sqlock_test::eventually([&] { return busy.load() > 0; }, 5s));
     CHECK_FALSE(l->lost());
     auto start = std::chrono::steady_clock::now();
     l->release();  // this thread's own transaction holds the row: must not wait for it
@@ -258,7 +276,7 @@ TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall an
     tx.commit();
   }
   CHECK(sqlock_test::eventually([&] { return observer.inspect_semaphore("slots")->used == 0; },
-                                2s));
+                                5s));
   CHECK(observer.try_acquire_semaphore("slots", units_of(2, 30000ms, true)));
 }
 

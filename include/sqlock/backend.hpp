@@ -85,12 +85,15 @@ struct semaphore_request {
 
 struct renew_request {
   lease_key key;
-  std::chrono::milliseconds ttl{0};  ///< the new expiry is database now + ttl
+  /// The new expiry is max(current expiry, database now + ttl): a renewal never shortens a
+  /// lease, so a renewal that reaches the server late (after a newer one) cannot cut short the
+  /// time its holder believes in.
+  std::chrono::milliseconds ttl{0};
 };
 
 /// The outcome of renewing one lease. Every outcome but `renewed` and `busy` is final.
 enum class renew_outcome {
-  renewed,         ///< expires_at moved to now + ttl
+  renewed,         ///< expires_at moved to max(expires_at, now + ttl)
   busy,            ///< the row is locked by a fenced transaction: not renewed, try again soon
   expired,         ///< still our row but its lease ended (expiry or our own release)
   taken_over,      ///< another nonce or token holds the row

@@ -52,8 +52,10 @@ class lease {
   /// Held (or at risk) and not lost or released.
   explicit operator bool() const noexcept;
 
-  /// Effects: sets the lease to `ttl` from now by the database clock (default: its current
-  /// ttl); a new ttl is kept for later renewals.
+  /// Effects: extends the lease to at least `ttl` from now by the database clock (default: its
+  /// current ttl), and sets the local safety deadline from `ttl`; a new ttl is kept for later
+  /// renewals. The database never shortens a lease on renewal (a delayed renewal could
+  /// otherwise end it behind the holder's back): a shorter `ttl` shortens only `remaining()`.
   /// Returns: true when renewed, false when the lease is lost or released (never revived).
   /// Throws: `errc::unavailable` on a transient failure (the lease is then `at_risk`);
   /// `errc::invalid_argument` for a ttl out of range.

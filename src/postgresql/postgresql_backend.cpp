@@ -149,6 +149,12 @@ struct statements {
     // reported busy. The other outcomes are classified from the statement's snapshot, like the
     // SQLite backend does. Columns: i, new expiry (NULL when not renewed), the row's nonce,
     // token and liveness (NULLs when there is no row), and (renew_mixed) a holder's forced flag.
+    // A renewal never shortens a lease: expires_at = GREATEST(expires_at, now() + ttl). The
+    // statement may reach the server long after the client gave up on it (a stalled
+    // connection, a proxy that flushes late) and after a newer renewal succeeded; if the late
+    // one could set a shorter expiry, the lock could pass to another client while its holder
+    // still believes in the newer renewal (issue 12). Only extending keeps every successful
+    // renewal's `sent + ttl` a lower bound on the row's expiry, whatever arrives later.
     // The current rows are read by LATERAL subqueries (LIMIT 1 keeps them from being flattened
     // into a join): json_to_recordset is estimated at 100 rows, and a plain LEFT JOIN was
     // planned as a hash join over a sequential scan of the whole table (4 ms per renewal at
@@ -160,8 +166,8 @@ struct statements {
         "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
         "WHERE l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
         "FOR UPDATE OF l SKIP LOCKED), "
-        "renewed AS (UPDATE " + locks + " l SET expires_at = now() + req.ms * "
-        "interval '1 millisecond' FROM req WHERE l.name = req.n AND l.nonce = req.o "
+        "renewed AS (UPDATE " + locks + " l SET expires_at = GREATEST(l.expires_at, now() + "
+        "req.ms * interval '1 millisecond') FROM req WHERE l.name = req.n AND l.nonce = req.o "
         "AND l.token = req.t AND l.expires_at > now() AND l.name IN (SELECT name FROM mine) "
         "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us) "
         "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now() "
@@ -174,16 +180,16 @@ struct statements {
         "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
         "WHERE req.k = 0 AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
         "FOR UPDATE OF l SKIP LOCKED), "
-        "renewed AS (UPDATE " + locks + " l SET expires_at = now() + req.ms * "
-        "interval '1 millisecond' FROM req WHERE req.k = 0 AND l.name = req.n "
+        "renewed AS (UPDATE " + locks + " l SET expires_at = GREATEST(l.expires_at, now() + "
+        "req.ms * interval '1 millisecond') FROM req WHERE req.k = 0 AND l.name = req.n "
         "AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
         "AND l.name IN (SELECT name FROM mine) "
         "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us), "
         "hmine AS (SELECT h.name, h.nonce FROM " + holders + " h JOIN req "
         "ON h.name = req.n AND h.nonce = req.o WHERE req.k = 1 AND h.token = req.t "
         "AND h.expires_at > now() FOR UPDATE OF h SKIP LOCKED), "
-        "hrenewed AS (UPDATE " + holders + " h SET expires_at = now() + req.ms * "
-        "interval '1 millisecond' FROM req WHERE req.k = 1 AND h.name = req.n "
+        "hrenewed AS (UPDATE " + holders + " h SET expires_at = GREATEST(h.expires_at, now() + "
+        "req.ms * interval '1 millisecond') FROM req WHERE req.k = 1 AND h.name = req.n "
         "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() "
         "AND (h.name, h.nonce) IN (SELECT name, nonce FROM hmine) "
         "RETURNING req.i, " + epoch_us("h.expires_at") + " AS expires_us) "

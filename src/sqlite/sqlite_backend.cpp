@@ -398,7 +398,7 @@ class sqlite_backend final : public backend {
         continue;
       }
       auto up = c->prepare(
-          "UPDATE sqlock_locks SET expires_at = ?1 + ?2 "
+          "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
           "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at",
           what);
       up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
@@ -825,7 +825,7 @@ class sqlite_backend final : public backend {
   static renew_result renew_holder(connection& c, std::int64_t now, const renew_request& r,
                                    const std::string& what) {
     auto up = c.prepare(
-        "UPDATE sqlock_semaphore_holders SET expires_at = ?1 + ?2 "
+        "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
         "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at",
         what);
     up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
