@@ -3,7 +3,10 @@
 #include <sqlock/backend.hpp>
 #include <sqlock/error.hpp>
 
+#include <algorithm>
 #include <cctype>
+#include <cstring>
+#include <optional>
 #include <regex>
 
 #include "backends.hpp"
@@ -17,24 +20,271 @@ bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 
   throw error(errc::invalid_argument, "database URL '" + redact_url(url) + "': " + why);
 }
 
-// libpq key=value connection strings start with a keyword followed by '='.
-bool looks_like_conninfo(const std::string& s) {
-  static const std::regex re(R"(^\s*[A-Za-z_]+\s*=)");
-  return std::regex_search(s, re);
-}
 }  // namespace
 
+namespace {
+
+using range = std::pair<std::size_t, std::size_t>;
+
+bool is_space(char c) { return std::isspace(static_cast<unsigned char>(c)) != 0; }
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+// libpq's secret keywords are password, sslpassword (and oauth_client_secret in newer
+// versions); near misses ("PASSWORD", "pasword") are rejected by libpq but still hide their
+// value, because the user meant a password.
+bool secret_key(std::string_view key) {
+  std::string k = lower(key);
+  for (const char* w : {"pass", "sword", "pwd", "secret"})
+    if (k.find(w) != std::string::npos) return true;
+  return false;
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// Percent-decoding as libpq does it; nullopt for a malformed escape.
+std::optional<std::string> percent_decode(std::string_view s) {
+  std::string out;
+  for (std::size_t i = 0; i < s.size(); ++i) {
+    if (s[i] != '%') {
+      out += s[i];
+      continue;
+    }
+    if (i + 2 >= s.size()) return std::nullopt;
+    int hi = hex_value(s[i + 1]), lo = hex_value(s[i + 2]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    out += static_cast<char>(hi * 16 + lo);
+    i += 2;
+  }
+  return out;
+}
+
+// Length of a URI scheme followed by "://" at the start of s, or 0.
+std::size_t uri_scheme_length(std::string_view s) {
+  if (s.empty() || !std::isalpha(static_cast<unsigned char>(s[0]))) return 0;
+  std::size_t i = 1;
+  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '+' ||
+                          s[i] == '.' || s[i] == '-'))
+    ++i;
+  return s.substr(i, 3) == "://" ? i : 0;
+}
+
+// libpq key=value strings start with a keyword followed by '='.
+bool conninfo_shape(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size() && is_space(s[i])) ++i;
+  std::size_t k = i;
+  while (i < s.size() && (std::isalnum(static_cast<unsigned char>(s[i])) || s[i] == '_')) ++i;
+  if (i == k) return false;
+  while (i < s.size() && is_space(s[i])) ++i;
+  return i < s.size() && s[i] == '=';
+}
+
+void uri_ranges(std::string_view url, std::size_t rest, std::vector<range>& out) {
+  const std::size_t n = url.size();
+  std::size_t query_from = rest;
+  std::size_t first_at = url.find('@', rest);
+  if (first_at != std::string_view::npos) {
+    std::size_t slash = url.find('/', first_at);
+    std::size_t at = url.rfind('@', slash == std::string_view::npos ? n - 1 : slash);
+    std::size_t colon = url.find(':', rest);
+    if (colon < at) out.emplace_back(colon + 1, at - colon - 1);
+    query_from = at + 1;
+  }
+  std::size_t q = url.find('?', query_from);
+  if (q == std::string_view::npos) return;
+  // "&key=" where key is made of characters a parameter name (possibly percent-encoded) has.
+  auto param_starts_at = [&](std::size_t amp) {
+    std::size_t j = amp + 1;
+    while (j < n && (std::isalnum(static_cast<unsigned char>(url[j])) || url[j] == '_' ||
+                     url[j] == '%'))
+      ++j;
+    return j > amp + 1 && j < n && url[j] == '=';
+  };
+  std::size_t i = q + 1;
+  while (i < n) {
+    std::size_t amp = url.find('&', i);
+    std::size_t token_end = amp == std::string_view::npos ? n : amp;
+    std::size_t eq = url.find('=', i);
+    if (eq != std::string_view::npos && eq < token_end) {
+      auto key = percent_decode(url.substr(i, eq - i));
+      if (!key || secret_key(*key) || secret_key(url.substr(i, eq - i))) {
+        // A secret may itself hold a raw '&': it runs until something that looks like the
+        // next parameter.
+        std::size_t end = eq + 1;
+        for (;;) {
+          std::size_t a = url.find('&', end);
+          if (a == std::string_view::npos) {
+            end = n;
+            break;
+          }
+          if (param_starts_at(a)) {
+            end = a;
+            break;
+          }
+          end = a + 1;
+        }
+        if (end > eq + 1) out.emplace_back(eq + 1, end - eq - 1);
+        token_end = end;
+      }
+    }
+    i = token_end + 1;
+  }
+}
+
+void conninfo_ranges(std::string_view s, std::vector<range>& out) {
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  for (;;) {
+    while (i < n && is_space(s[i])) ++i;
+    if (i >= n) return;
+    std::size_t key = i;
+    while (i < n && !is_space(s[i]) && s[i] != '=') ++i;
+    std::string_view keyword = s.substr(key, i - key);
+    while (i < n && is_space(s[i])) ++i;
+    if (i >= n || s[i] != '=') {
+      // libpq stops here ("missing '='"): the rest may be the tail of an unquoted password.
+      out.emplace_back(key, n - key);
+      return;
+    }
+    ++i;
+    while (i < n && is_space(s[i])) ++i;
+    std::size_t value = i;
+    if (i < n && s[i] == '\'') {
+      bool closed = false;
+      for (++i; i < n; ++i) {
+        if (s[i] == '\\') {
+          ++i;
+        } else if (s[i] == '\'') {
+          closed = true;
+          ++i;
+          break;
+        }
+      }
+      if (!closed) {
+        out.emplace_back(value, n - value);
+        return;
+      }
+      i = std::min(i, n);
+    } else {
+      while (i < n && !is_space(s[i])) i += s[i] == '\\' ? 2 : 1;
+      i = std::min(i, n);
+    }
+    if (secret_key(keyword) && i > value) out.emplace_back(value, i - value);
+  }
+}
+
+// Pieces of the secrets, cut where a parser may cut them, decoded too: what a message about
+// the string could quote.
+std::vector<std::string> secret_pieces(const std::string& url) {
+  std::vector<std::string> out;
+  for (auto [pos, len] : secret_ranges(url)) {
+    std::string_view text = std::string_view(url).substr(pos, len);
+    auto add = [&](std::string_view piece) {
+      if (piece.empty()) return;
+      out.emplace_back(piece);
+      if (auto d = percent_decode(piece); d && *d != piece && !d->empty()) out.push_back(*d);
+    };
+    add(text);
+    std::size_t start = 0;
+    for (std::size_t k = 0; k <= text.size(); ++k) {
+      if (k == text.size() || std::strchr("@/?#:&=,;' \t\r\n\\\"", text[k]) != nullptr) {
+        add(text.substr(start, k - start));
+        start = k + 1;
+      }
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::pair<std::size_t, std::size_t>> secret_ranges(std::string_view url) {
+  std::vector<range> out;
+  if (std::size_t scheme = uri_scheme_length(url); scheme > 0) {
+    uri_ranges(url, scheme + 3, out);
+  } else if (conninfo_shape(url)) {
+    conninfo_ranges(url, out);
+  } else {
+    // A malformed URI ("postgresql:/u:pw@h", "postgresql//u:pw@h"): hide from the first ':'
+    // to the last '@'.
+    std::size_t at = url.rfind('@');
+    std::size_t colon = url.find(':');
+    if (at != std::string_view::npos && colon != std::string_view::npos && colon < at) {
+      // Skip the scheme's own colon when the userinfo follows it.
+      std::size_t second = url.find(':', colon + 1);
+      if (second != std::string_view::npos && second < at) colon = second;
+      out.emplace_back(colon + 1, at - colon - 1);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  std::vector<range> merged;
+  for (auto r : out) {
+    if (!merged.empty() && r.first <= merged.back().first + merged.back().second) {
+      auto end = std::max(merged.back().first + merged.back().second, r.first + r.second);
+      merged.back().second = end - merged.back().first;
+    } else {
+      merged.push_back(r);
+    }
+  }
+  return merged;
+}
+
 std::string redact_url(const std::string& url) {
-  std::string out = url;
-  // scheme://user:password@host
-  static const std::regex userinfo(R"(^([A-Za-z][A-Za-z0-9+.-]*://[^:/@?#]*):[^@/?#]*@)");
-  out = std::regex_replace(out, userinfo, "$1:****@", std::regex_constants::format_first_only);
-  // ?password=... or &password=... in URIs
-  static const std::regex query(R"(([?&]password=)[^&#]*)", std::regex::icase);
-  out = std::regex_replace(out, query, "$1****");
-  // password=... / password = '...' in key=value strings
-  static const std::regex kv(R"((^|\s)(password\s*=\s*)('(\\.|[^'])*'|\S+))", std::regex::icase);
-  out = std::regex_replace(out, kv, "$1$2****");
+  std::string out;
+  std::size_t at = 0;
+  for (auto [pos, len] : secret_ranges(url)) {
+    out.append(url, at, pos - at);
+    out += "****";
+    at = pos + len;
+  }
+  out.append(url, at, std::string::npos);
+  return out;
+}
+
+std::string redact_message(std::string_view message, const std::string& url, bool strict) {
+  auto pieces = secret_pieces(url);
+  auto has_piece = [&](std::string_view text) {
+    for (const auto& p : pieces)
+      if (text.find(p) != std::string_view::npos) return true;
+    return false;
+  };
+  std::string out;
+  std::size_t i = 0;
+  while (i < message.size()) {
+    std::size_t open = message.find('"', i);
+    std::size_t close = open == std::string_view::npos ? open : message.find('"', open + 1);
+    if (close == std::string_view::npos) {
+      // An unbalanced quote: treat the rest as quoted.
+      std::string_view rest = message.substr(i);
+      if (open != std::string_view::npos && (strict || has_piece(rest.substr(open - i))))
+        out.append(message.substr(i, open - i)).append("\"...");
+      else
+        out.append(rest);
+      break;
+    }
+    out.append(message.substr(i, open - i));
+    std::string_view inner = message.substr(open + 1, close - open - 1);
+    if (strict ? inner != "=" : has_piece(inner))
+      out += strict ? "\"...\"" : "\"****\"";
+    else
+      out.append(message.substr(open, close - open + 1));
+    i = close + 1;
+  }
+  for (const auto& p : pieces) {
+    if (p.size() < 4) continue;
+    for (std::size_t k = out.find(p); k != std::string::npos; k = out.find(p, k + 4))
+      out.replace(k, p.size(), "****");
+  }
   return out;
 }
 
@@ -63,7 +313,7 @@ parsed_url parse_database_url(const std::string& url) {
   }
   if (url == ":memory:")
     bad(url, "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
-  if (looks_like_conninfo(url)) return {parsed_url::kind::postgresql, url, false};
+  if (conninfo_shape(url)) return {parsed_url::kind::postgresql, url, false};
   static const std::regex scheme(R"(^([A-Za-z][A-Za-z0-9+.-]*):)");
   std::smatch m;
   if (std::regex_search(url, m, scheme) && m[1].length() > 1)

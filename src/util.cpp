@@ -4,7 +4,9 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 
+#include <algorithm>
 #include <array>
 #include <random>
 #include <vector>
@@ -147,25 +149,62 @@ std::string prefix_upper_bound(std::string_view prefix) {
   return {};
 }
 
-std::string quoted(std::string_view name) {
+namespace {
+// Length of the valid UTF-8 sequence at the start of s and its code point; 0 when invalid.
+std::size_t utf8_sequence(std::string_view s, std::uint32_t& cp) {
+  auto c = static_cast<unsigned char>(s[0]);
+  std::size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+  if (len == 0 || len > s.size() || !valid_utf8(s.substr(0, len))) return 0;
+  cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
+  for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[k]) & 0x3f);
+  return len;
+}
+}  // namespace
+
+std::string printable(std::string_view text, std::size_t max_bytes) {
   static constexpr char digits[] = "0123456789abcdef";
-  std::string out = "'";
-  std::size_t shown = 0;
-  for (char ch : name) {
-    if (++shown > 80) {
+  std::string out;
+  out.reserve(text.size());
+  std::size_t i = 0;
+  while (i < text.size()) {
+    std::uint32_t cp = 0;
+    std::size_t len = utf8_sequence(text.substr(i), cp);
+    if (i + std::max<std::size_t>(len, 1) > max_bytes) {
       out += "...";
       break;
     }
-    auto c = static_cast<unsigned char>(ch);
-    if (c < 0x20 || c == 0x7f) {
+    if (len == 0) {  // not UTF-8: show the byte
+      auto c = static_cast<unsigned char>(text[i]);
       out += "\\x";
       out += digits[c >> 4];
       out += digits[c & 0xf];
-    } else {
-      out += ch;
+      ++i;
+      continue;
     }
+    if (cp == '\n') {
+      out += "\\n";
+    } else if (cp == '\t') {
+      out += "\\t";
+    } else if (cp == '\r') {
+      out += "\\r";
+    } else if (cp < 0x20 || cp == 0x7f) {
+      out += "\\x";
+      out += digits[cp >> 4];
+      out += digits[cp & 0xf];
+    } else if ((cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+               (cp >= 0x2066 && cp <= 0x2069)) {
+      // C1 controls (0x9b is a CSI on some terminals) and bidi overrides reorder what follows.
+      char buf[16];
+      std::snprintf(buf, sizeof buf, "\\u{%04x}", static_cast<unsigned>(cp));
+      out += buf;
+    } else {
+      out.append(text.substr(i, len));
+    }
+    i += len;
   }
-  return out + "'";
+  return out;
 }
+
+std::string quoted(std::string_view name) { return "'" + printable(name, 80) + "'"; }
 
 }  // namespace sqlock::detail

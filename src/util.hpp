@@ -24,7 +24,13 @@ bool valid_utf8(std::string_view s) noexcept;
 /// that a primary key index serves (LIKE is case-insensitive on SQLite and needs escaping).
 std::string prefix_upper_bound(std::string_view prefix);
 
-/// Quotes a name for a message: 'name' with control characters escaped, at most 80 bytes.
+/// Text made safe for a terminal: control characters (C0, DEL, C1), bidirectional overrides
+/// and bytes that are not valid UTF-8 are escaped (\n, \t, \r, \xNN, \u{NNNN}); valid UTF-8
+/// otherwise passes through, so the result is always valid UTF-8. At most `max_bytes` input
+/// bytes are shown (then "..."), never cutting a character.
+std::string printable(std::string_view text, std::size_t max_bytes = std::string_view::npos);
+
+/// Quotes a name for a message: 'name', printable(), at most 80 bytes.
 std::string quoted(std::string_view name);
 
 /// Epoch milliseconds (database clock) to a time point.

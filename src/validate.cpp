@@ -37,6 +37,13 @@ void validate_ttl(std::chrono::milliseconds ttl) {
          " ms (7 days)");
 }
 
+void validate_operation_timeout(std::chrono::milliseconds timeout) {
+  if (timeout <= std::chrono::milliseconds::zero() || timeout > max_operation_timeout)
+    fail("client_options::operation_timeout " + std::to_string(timeout.count()) +
+         " ms is out of range: it must be from 1 ms to " +
+         std::to_string(max_operation_timeout.count()) + " ms (24 hours)");
+}
+
 void validate_metadata(std::string_view metadata) {
   check_text("metadata", metadata, max_metadata_bytes, true);
 }

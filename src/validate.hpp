@@ -8,7 +8,14 @@
 
 namespace sqlock::detail {
 
+/// The largest client_options::operation_timeout: one day. Deadlines are steady_clock time
+/// points in nanoseconds, so milliseconds::max() would overflow `now() + timeout` (and every
+/// call would then time out at once); no single database call should need longer.
+inline constexpr std::chrono::milliseconds max_operation_timeout{std::chrono::hours{24}};
+
 void validate_name(std::string_view name);
+/// Positive and at most max_operation_timeout.
+void validate_operation_timeout(std::chrono::milliseconds timeout);
 void validate_ttl(std::chrono::milliseconds ttl);
 void validate_metadata(std::string_view metadata);
 void validate_owner(std::string_view owner);

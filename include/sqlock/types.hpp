@@ -119,7 +119,8 @@ struct client_options {
   /// Event listeners (attempt, acquired, renewed, lost, released, ...), called in order on the
   /// thread where the event happens; must not block. Default: none.
   std::vector<event_listener> listeners;
-  /// Upper bound on each database call made for this client. Default: 10 s.
+  /// Upper bound on each database call made for this client. Default: 10 s. At most 24 hours
+  /// (a longer one is errc::invalid_argument: it would overflow the clock's deadlines).
   std::chrono::milliseconds operation_timeout{10000};
   /// Used only when the client opens its backend from a URL.
   backend_options backend;

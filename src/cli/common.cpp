@@ -14,6 +14,7 @@
 #include <limits>
 
 #include "url.hpp"
+#include "util.hpp"
 
 namespace sqlock::cli {
 
@@ -275,24 +276,9 @@ std::string describe_expiry(const lock_record& r) {
 }
 
 std::string printable(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (unsigned char c : s) {
-    if (c < 0x20 || c == 0x7f) {
-      char buf[8];
-      switch (c) {
-        case '\n': out += "\\n"; break;
-        case '\t': out += "\\t"; break;
-        case '\r': out += "\\r"; break;
-        default:
-          std::snprintf(buf, sizeof buf, "\\x%02x", c);
-          out += buf;
-      }
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out;
+  // One escaping for the library's messages and the tool's output: control characters and
+  // invalid UTF-8 never reach the terminal raw.
+  return detail::printable(s);
 }
 
 std::string style(bool on, const char* sgr, const std::string& text) {
@@ -349,64 +335,9 @@ std::optional<bool> confirm(const std::string& question) {
   return answer == "y" || answer == "Y" || answer == "yes" || answer == "YES" || answer == "Yes";
 }
 
-namespace {
-
-// Byte ranges of every password in `url`, in the three forms detail::redact_url knows:
-// scheme://user:PASSWORD@host, ?password=PASSWORD / &password=..., and password=PASSWORD (or
-// password = 'PASS WORD') in a key=value string. Hand-written rather than std::regex, which
-// trips GCC 12's -Wmaybe-uninitialized under the sanitizers.
-std::vector<std::pair<std::size_t, std::size_t>> password_ranges(const std::string& url) {
-  std::vector<std::pair<std::size_t, std::size_t>> out;
-  const std::size_t n = url.size();
-  auto lower_at = [&](std::size_t i, std::string_view word) {
-    if (i + word.size() > n) return false;
-    for (std::size_t k = 0; k < word.size(); ++k)
-      if (std::tolower(static_cast<unsigned char>(url[i + k])) != word[k]) return false;
-    return true;
-  };
-  auto space = [&](std::size_t i) { return std::isspace(static_cast<unsigned char>(url[i])) != 0; };
-
-  if (auto scheme_end = url.find("://");
-      scheme_end != std::string::npos && scheme_end > 0 &&
-      std::isalpha(static_cast<unsigned char>(url[0])) &&
-      url.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+.-") ==
-          scheme_end) {
-    std::size_t i = url.find_first_of(":/@?#", scheme_end + 3);
-    if (i != std::string::npos && url[i] == ':') {
-      std::size_t j = url.find_first_of("@/?#", i + 1);
-      if (j != std::string::npos && url[j] == '@') out.emplace_back(i + 1, j - i - 1);
-    }
-  }
-  for (std::size_t i = 0; i < n; ++i) {
-    if ((url[i] == '?' || url[i] == '&') && lower_at(i + 1, "password=")) {
-      std::size_t v = i + 1 + 9;
-      std::size_t e = url.find_first_of("&#", v);
-      out.emplace_back(v, (e == std::string::npos ? n : e) - v);
-    }
-    if ((i == 0 || space(i - 1)) && lower_at(i, "password")) {
-      std::size_t j = i + 8;
-      while (j < n && space(j)) ++j;
-      if (j >= n || url[j] != '=') continue;
-      ++j;
-      while (j < n && space(j)) ++j;
-      std::size_t v = j;
-      if (j < n && url[j] == '\'') {
-        for (++j; j < n && url[j] != '\''; ++j)
-          if (url[j] == '\\') ++j;
-        j = std::min(n, j + 1);
-      } else {
-        while (j < n && !space(j)) ++j;
-      }
-      if (j > v) out.emplace_back(v, j - v);
-    }
-  }
-  return out;
-}
-
-}  // namespace
-
 void scrub_password(int argc, char** argv, const std::string& url) {
-  auto ranges = password_ranges(url);
+  // The library's parser: what it hides in messages is what disappears from argv.
+  auto ranges = detail::secret_ranges(url);
   if (ranges.empty()) return;
   std::string masked = url;
   for (auto [pos, len] : ranges)

@@ -62,13 +62,16 @@ int poll_timeout_ms(deadline until) {
 conninfo parse_conninfo(const std::string& text) {
   conninfo out;
   out.redacted = redact_url(text);
+  out.source = text;
   char* err = nullptr;
   PQconninfoOption* opts = PQconninfoParse(text.c_str(), &err);
   if (!opts) {
-    std::string why = err ? trimmed(err) : "out of memory";
+    // libpq's parse errors quote the string or pieces of it ("invalid percent-encoded token:
+    // "<the whole URI>"", "missing "=" after "<half a password>""): only their wording is
+    // kept, never what they quote.
+    std::string why = err ? redact_message(trimmed(err), text, true) : "out of memory";
     if (err) PQfreemem(err);
-    throw error(errc::invalid_argument,
-                "database URL '" + out.redacted + "': " + redact_url(why), kind_name);
+    throw error(errc::invalid_argument, "database URL '" + out.redacted + "': " + why, kind_name);
   }
   bool have_fallback = false;
   for (auto* o = opts; o->keyword; ++o) {
@@ -108,6 +111,9 @@ errc classify(std::string_view s) noexcept {
     return errc::unavailable;  // connection, resources, shutdown/cancel, lock timeout, read-only
   if (s == "42P01" || s == "42883" || s == "42703" || s == "3F000" || s == "42704")
     return errc::schema_mismatch;  // undefined table/function/column/schema/object
+  // sequence_generator_limit_exceeded: the token sequence is at its end. Not the caller's
+  // input (usage) and retrying cannot help (unavailable): the database needs an operator.
+  if (s == "2200H") return errc::schema_mismatch;
   if (s == "42501" || cls == "28") return errc::invalid_argument;  // privileges: fix the setup
   if (cls == "22" || cls == "23") return errc::invalid_argument;    // data rejected by a CHECK
   return errc::internal;
@@ -122,7 +128,11 @@ void throw_server_error(const std::string& what, const PGresult* r) {
   std::string msg = what + " on postgresql: " +
                     (primary ? std::string(primary) : trimmed(PQresultErrorMessage(r)));
   errc code = classify(sqlstate);
-  if (code == errc::schema_mismatch) msg += " (run `sqlock migrate up`)";
+  if (code == errc::schema_mismatch && sqlstate != "2200H") msg += " (run `sqlock migrate up`)";
+  if (sqlstate == "2200H")
+    msg += " (the fencing token sequence sqlock_token_seq is exhausted: no lock or semaphore can "
+           "be granted until an operator restarts it below its maximum, above every token "
+           "already issued if any remain; it only gets there if it was set by hand)";
   if (sqlstate == "42501") msg += " (see the README for the grants sqlock's runtime role needs)";
   throw error(code, msg, kind_name, sqlstate);
 }
@@ -144,7 +154,7 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
   auto fail = [&](const std::string& why) {
     c->broken_ = true;
     throw error(errc::unavailable, what + " on postgresql: cannot connect to " + info.redacted +
-                                       ": " + redact_url(trimmed(why)),
+                                       ": " + redact_message(trimmed(why), info.source),
                 kind_name, "08001");
   };
   if (PQstatus(raw) == CONNECTION_BAD) fail(PQerrorMessage(raw));

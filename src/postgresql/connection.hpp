@@ -29,6 +29,7 @@ inline constexpr const char* kind_name = "postgresql";
 struct conninfo {
   std::vector<std::string> keys, values;
   std::string redacted;  ///< the original string with any password masked, for messages
+  std::string source;    ///< the original string: only to redact libpq's messages about it
 };
 
 /// Throws errc::invalid_argument (with a redacted message) for a malformed string.

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -52,8 +53,11 @@ std::string code_name(int rc) {
   }
 }
 
-// Chooses the errc by what the caller should do next.
-[[noreturn]] void fail(int rc, const std::string& what, const char* detail_msg) {
+// Chooses the errc by what the caller should do next. `db`, when known, tells a transient
+// open failure (out of file descriptors) from a configuration one (a directory, no such
+// directory, no permission).
+[[noreturn]] void fail(int rc, const std::string& what, const char* detail_msg,
+                       sqlite3* db = nullptr) {
   std::string msg = what + " on sqlite: " + (detail_msg ? detail_msg : sqlite3_errstr(rc));
   errc code = errc::unavailable;
   switch (rc & 0xff) {
@@ -61,6 +65,24 @@ std::string code_name(int rc) {
     case SQLITE_CONSTRAINT:
     case SQLITE_MISUSE:
     case SQLITE_RANGE: code = errc::internal; break;
+    case SQLITE_CANTOPEN: {
+      int e = db ? sqlite3_system_errno(db) : 0;
+      if (e == EMFILE || e == ENFILE || e == ENOMEM || e == EAGAIN || e == EINTR) break;
+      code = errc::invalid_argument;
+      msg += " (is the path a regular file in an existing directory that this process may "
+             "write to?)";
+      break;
+    }
+    case SQLITE_READONLY:
+      // A recovery another connection must finish is transient; every other read-only case
+      // (mode=ro, a read-only file, directory or mount) needs the setup fixed.
+      if (rc == SQLITE_READONLY_RECOVERY) break;
+      code = errc::invalid_argument;
+      msg += " (sqlock writes to the database file, its -wal and -shm files and their "
+             "directory: open it read-write)";
+      break;
+    case SQLITE_PERM:
+    case SQLITE_AUTH: code = errc::invalid_argument; break;
     case SQLITE_ERROR:
       if (detail_msg && std::strstr(detail_msg, "no such table")) {
         code = errc::schema_mismatch;
@@ -113,6 +135,7 @@ class statement {
   bool step();
   std::int64_t integer(int col) const { return sqlite3_column_int64(s_, col); }
   bool is_null(int col) const { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
+  bool is_integer(int col) const { return sqlite3_column_type(s_, col) == SQLITE_INTEGER; }
   std::string text(int col) const {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
@@ -137,16 +160,30 @@ class connection {
     db_.reset(raw);
     if (rc != SQLITE_OK) {
       std::string why = raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc);
-      fail(rc, "open " + quoted(location), why.c_str());
+      fail(rc, "open " + quoted(location), why.c_str(), raw);
     }
     sqlite3_extended_result_codes(raw, 1);
     sqlite3_busy_handler(raw, &connection::on_busy, this);
     deadline_ = steady::now() + milliseconds{5000};
-    // WAL: readers never block the writer and a refused acquire never waits for one.
-    exec("PRAGMA journal_mode=WAL", "open " + quoted(location));
+    // synchronous is per connection and writes nothing.
     exec(sync == backend_options::sqlite_sync::full ? "PRAGMA synchronous=FULL"
                                                     : "PRAGMA synchronous=NORMAL",
          "open " + quoted(location));
+    // journal_mode=WAL is persistent: it rewrites the file header. Only a database already
+    // recognised as sqlock's gets it here (migrate sets it before creating the schema);
+    // someone else's database is left exactly as it was.
+    if (has_sqlock_schema("open " + quoted(location))) use_wal("open " + quoted(location));
+  }
+
+  /// WAL: readers never block the writer and a refused acquire never waits for one.
+  void use_wal(const std::string& what) { exec("PRAGMA journal_mode=WAL", what); }
+
+  bool has_sqlock_schema(const std::string& what) {
+    auto t = prepare(
+        "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlock_schema_version'",
+        what);
+    t.step();
+    return t.integer(0) != 0;
   }
 
   sqlite3* get() const noexcept { return db_.get(); }
@@ -157,7 +194,7 @@ class connection {
     if (it == cache_.end()) {
       sqlite3_stmt* s = nullptr;
       int rc = sqlite3_prepare_v3(db_.get(), sql, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr);
-      if (rc != SQLITE_OK) fail(rc, what, sqlite3_errmsg(db_.get()));
+      if (rc != SQLITE_OK) fail(rc, what, sqlite3_errmsg(db_.get()), db_.get());
       it = cache_.emplace(sql, std::unique_ptr<sqlite3_stmt, stmt_finalizer>(s)).first;
     }
     return statement(*this, it->second.get(), what);
@@ -169,7 +206,7 @@ class connection {
     if (rc != SQLITE_OK) {
       std::string msg = err ? err : sqlite3_errmsg(db_.get());
       sqlite3_free(err);
-      fail(rc, what, msg.c_str());
+      fail(rc, what, msg.c_str(), db_.get());
     }
   }
 
@@ -206,11 +243,11 @@ bool statement::step() {
   int rc = sqlite3_step(s_);
   if (rc == SQLITE_ROW) return true;
   if (rc == SQLITE_DONE) return false;
-  fail(rc, what_, sqlite3_errmsg(c_.get()));
+  fail(rc, what_, sqlite3_errmsg(c_.get()), c_.get());
 }
 
 void statement::check(int rc) {
-  if (rc != SQLITE_OK) fail(rc, what_, sqlite3_errmsg(c_.get()));
+  if (rc != SQLITE_OK) fail(rc, what_, sqlite3_errmsg(c_.get()), c_.get());
 }
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back unless committed.
@@ -312,6 +349,7 @@ class sqlite_backend final : public backend {
     auto c = checkout(until, true, what);
     // One transaction per migration; concurrent runners serialise on BEGIN IMMEDIATE and
     // re-read the version inside it.
+    c->use_wal(what);  // a new or foreign file: the connection did not set it
     for (;;) {
       write_transaction tx(*c, what);
       int v = read_version(*c, what);
@@ -823,6 +861,15 @@ class sqlite_backend final : public backend {
   }
 
   static renew_result renew_holder(connection& c, std::int64_t now, const renew_request& r,
+    // Past 2^63 - 1 SQLite turns value + 1 into a REAL, which reads back clamped to the
+    // maximum: the same token twice. The caller's write transaction rolls back on the throw.
+    if (!next.is_integer(0))
+      throw error(errc::schema_mismatch,
+                  what + " on sqlite: the fencing token counter (sqlock_counters, name 'token') "
+                         "is exhausted: no lock or semaphore can be granted until an operator "
+                         "sets it below 9223372036854775807, above every token already issued "
+                         "if any remain; it only gets there if it was set by hand",
+                  kind_name);
                                    const std::string& what) {
     auto up = c.prepare(
         "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
