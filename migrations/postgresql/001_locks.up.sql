@@ -1,7 +1,48 @@
 -- sqlock schema 1 for PostgreSQL: lock rows, the fencing token sequence, the schema version.
--- No schema qualification: the runner sets search_path to the target schema (default public).
+-- No schema qualification: the objects go to the schema first in search_path (current_schema(),
+-- default public), which `sqlock migrate` sets; the file pins search_path itself below.
 -- Run it in one transaction; `sqlock migrate up` and client::migrate() do, serialised by
 -- pg_advisory_xact_lock.
+
+-- search_path is pinned by this file, not left to whoever applies it (`sqlock migrate` sets
+-- it; another migration tool, or `sqlock migrate print | psql`, may not): the target schema
+-- (current_schema(), where the objects are created), then pg_temp. pg_catalog, unlisted, is
+-- searched first, so nothing in the schema shadows a built-in; pg_temp listed last means a
+-- temporary table named like one of sqlock's shadows it neither here nor in the functions
+-- that capture this path (SET search_path FROM CURRENT). Transaction-local, so nothing outlives
+-- a migration run in one transaction (a session setting would leak to other clients through
+-- PgBouncer's transaction pooling); the second block covers a tool that runs each statement in
+-- a transaction of its own, where the first block's setting is gone by the next statement.
+-- A temporary schema or pg_catalog as the target is refused (the objects would vanish with the
+-- session, or land among the built-ins).
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF target IS NULL OR target = 'pg_catalog'
+     OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+    RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = pg_catalog.format(
+      'sqlock: no usable target schema (current_schema() is %s): set search_path to the '
+      'schema for sqlock''s objects', coalesce(target, 'NULL'));
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp', true);
+END
+$pin$;
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF pg_catalog.current_setting('search_path') <> pg_catalog.quote_ident(target) || ', pg_temp'
+  THEN
+    IF target IS NULL OR target = 'pg_catalog'
+       OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+      RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = 'sqlock: no usable target schema';
+    END IF;
+    PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp',
+                                  false);
+  END IF;
+END
+$pin$;
 
 CREATE TABLE sqlock_schema_version (
   version    integer     NOT NULL PRIMARY KEY,

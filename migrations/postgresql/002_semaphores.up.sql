@@ -1,6 +1,37 @@
 -- sqlock schema 2 for PostgreSQL: counting semaphores, their holders and fair-waiting tickets.
 -- Adds tables and functions only: lock rows and the token sequence are untouched.
--- No schema qualification: the runner sets search_path to the target schema (default public).
+-- No schema qualification: the objects go to the schema first in search_path (current_schema(),
+-- default public), which `sqlock migrate` sets; the file pins search_path itself below.
+
+-- search_path is pinned as in 001_locks.up.sql (see there why): the target schema, then pg_temp.
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF target IS NULL OR target = 'pg_catalog'
+     OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+    RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = pg_catalog.format(
+      'sqlock: no usable target schema (current_schema() is %s): set search_path to the '
+      'schema for sqlock''s objects', coalesce(target, 'NULL'));
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp', true);
+END
+$pin$;
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF pg_catalog.current_setting('search_path') <> pg_catalog.quote_ident(target) || ', pg_temp'
+  THEN
+    IF target IS NULL OR target = 'pg_catalog'
+       OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+      RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = 'sqlock: no usable target schema';
+    END IF;
+    PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp',
+                                  false);
+  END IF;
+END
+$pin$;
 
 -- One row per semaphore name (a namespace of its own: the lock "x" and the semaphore "x" are
 -- unrelated). Every grant locks this row, so grants of one semaphore serialise and each sees

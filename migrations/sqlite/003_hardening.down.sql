@@ -1,0 +1,2 @@
+-- Reverts sqlock schema 3 for SQLite: only the version record.
+DELETE FROM sqlock_schema_version WHERE version = 3;
