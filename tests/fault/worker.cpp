@@ -3,7 +3,8 @@
 // one line per event, stamped with CLOCK_MONOTONIC (see common.hpp). The checker reads the
 // histories afterwards; the worker itself judges nothing.
 //
-// usage: sqlock_fault_worker --mode soak|semaphore|herd|advisory|migrate --id ID --history FILE
+// usage: sqlock_fault_worker --mode soak|semaphore|herd|advisory|migrate|late_renewal --id ID
+//          --history FILE
 //          [--url URL | env SQLOCK_FAULT_URL] [--schema S] [--pgbouncer] (listen URL from env
 //          SQLOCK_FAULT_LISTEN_URL) [--names a,b,c] [--threads T] [--iterations N]
 //          [--duration-ms D] [--ttl-ms T] [--hold-min-ms A] [--hold-max-ms B]
@@ -13,6 +14,9 @@
 //          semaphore mode (the soak loop on semaphores instead of locks):
 //          [--limit N] [--count C (units per acquisition; 0: random 1..count-max)]
 //          [--count-max M] [--fair-names a,b (these names wait fairly, the rest do not)]
+//          late_renewal mode (issue 12: one lease of the first name, a lock or with --limit a
+//          semaphore of --count units, held hold-max-ms; see late_renewal()):
+//          --barrier-dir DIR [--short-ttl-ms S]
 // The URL normally comes from the environment so that no password can show in `ps`.
 //
 // History lines: "<mono_ns> <worker> <event> <fields...>", events:
@@ -20,7 +24,8 @@
 //   valid name token lease safe_until_ns | write name token lease ok|stale|err [zombie] |
 //   noticed_lost name token lease | lost name token reason... | renewed name token | at_risk
 //   name token | release_begin name token lease | released name token lease | release_err name
-//   token lease code | error name code | leak name lease | ready | herd_done round | done
+//   token lease code | error name code | leak name lease | ready | herd_done round | done |
+//   renew_warm|renew_short|renew_again name ok|false|err code (late_renewal mode)
 // (the [bracketed] fields only in semaphore mode)
 // exit: 0 ok, 2 usage, 5 setup error
 
@@ -256,6 +261,91 @@ void wait_for_file(const std::string& path) {
   while (::access(path.c_str(), F_OK) != 0) std::this_thread::sleep_for(200us);
 }
 
+/// Issue 12, item 1, step by step: grant (a lock, or a semaphore when cfg.limit > 0), warm the
+/// renewal connection, then on the driver's signal (file "renew_short" in the barrier dir) a
+/// renew(short) that the proxy holds back (it times out), at once followed by a plain renew()
+/// through a fresh connection; the lease is validated, and the resource written, all along
+/// until hold-max-ms after the grant. The driver delivers the held statement afterwards.
+void late_renewal(const config& cfg, sqlock::client& c, fault::history& h, long short_ttl_ms) {
+  const std::string& wid = cfg.id;
+  const std::string& name = cfg.names[0];
+  sqlock::lock_options lo;
+  lo.ttl = ms{cfg.ttl_ms};
+  lo.on_lost = [&h, wid](const sqlock::lost_event& e) {
+    h.line("%s lost %s %lld %s", wid.c_str(), e.name.c_str(), static_cast<long long>(e.token),
+           word(e.reason).c_str());
+  };
+  std::optional<sqlock::lease> l;
+  if (cfg.limit > 0) {
+    sqlock::semaphore_options so;
+    static_cast<sqlock::lock_options&>(so) = lo;
+    so.limit = cfg.limit;
+    so.count = std::min(std::max(cfg.count, 1L), cfg.limit);
+    h.line("%s attempt %s %ld 0", wid.c_str(), name.c_str(), static_cast<long>(so.count));
+    l = c.try_acquire_semaphore_for(name, ms{cfg.wait_ms}, so);
+  } else {
+    h.line("%s attempt %s", wid.c_str(), name.c_str());
+    l = c.try_acquire_for(name, ms{cfg.wait_ms}, lo);
+  }
+  if (!l) {
+    h.line("%s refused %s", wid.c_str(), name.c_str());
+    return;
+  }
+  const std::string lease_id = wid + "#1";
+  const auto token = static_cast<long long>(l->token());
+  const std::int64_t granted =
+      cfg.limit > 0 ? h.line("%s grant %s %lld %s %lld", wid.c_str(), name.c_str(), token,
+                             lease_id.c_str(), static_cast<long long>(l->count()))
+                    : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token,
+                             lease_id.c_str());
+  const std::int64_t until = granted + cfg.hold_max_ms * 1000000;
+  std::thread validator([&] {
+    fence_client fence(static_cast<int>(cfg.fence_port));
+    while (fault::mono_ns() < until) {
+      std::int64_t t = fault::mono_ns();
+      auto rem = l->remaining();
+      if (!*l || rem <= ms{0}) {
+        h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+        return;
+      }
+      h.at(t, wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
+                  std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
+      if (cfg.fence_port > 0) {
+        auto r = fence.write(name, token, lease_id);
+        h.line("%s write %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+               r.c_str());
+      }
+      std::this_thread::sleep_for(ms{cfg.write_every_ms});
+    }
+  });
+  auto renew = [&](const char* step, std::optional<ms> ttl) {
+    try {
+      bool ok = l->renew(ttl);
+      h.line("%s %s %s %s", wid.c_str(), step, name.c_str(), ok ? "ok" : "false");
+      return ok;
+    } catch (const sqlock::error& e) {
+      h.line("%s %s %s err %s", wid.c_str(), step, name.c_str(), code_name(e.code()));
+      return false;
+    }
+  };
+  // The keepalive's connection exists and is idle: the short renewal goes out on it.
+  renew("renew_warm", std::nullopt);
+  h.line("%s ready", wid.c_str());
+  wait_for_file(cfg.barrier_dir + "/renew_short");
+  renew("renew_short", ms{short_ttl_ms});
+  for (int i = 0; i < 10 && !renew("renew_again", std::nullopt); ++i)
+    std::this_thread::sleep_for(100ms);
+  validator.join();
+  h.line("%s release_begin %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+  try {
+    l->release();
+    h.line("%s released %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+  } catch (const sqlock::error& e) {
+    h.line("%s release_err %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+           code_name(e.code()));
+  }
+}
+
 /// The herd: every thread of every process tries the same name at the same instant, round
 /// after round; winners keep their leases until the driver ends the run.
 void herd_thread(const config& cfg, sqlock::client& c, fault::history& h, int thread,
@@ -394,7 +484,7 @@ int main(int argc, char** argv) {
                    "--count-max >= 1\n";
       return 2;
     }
-    if (cfg.mode != "semaphore") cfg.limit = 0;
+    if (cfg.mode != "semaphore" && cfg.mode != "late_renewal") cfg.limit = 0;
     if (cfg.url.empty() || cfg.names.empty() || cfg.hold_max_ms < cfg.hold_min_ms) {
       std::cerr << "sqlock_fault_worker: bad arguments (see the header of worker.cpp)\n";
       return 2;
@@ -425,6 +515,13 @@ int main(int argc, char** argv) {
           h.line("%s error purge %s %s", cfg.id.c_str(), code_name(e.code()), word(e.what()).c_str());
         }
       }
+    } else if (cfg.mode == "late_renewal") {
+      if (cfg.barrier_dir.empty()) {
+        std::cerr << "sqlock_fault_worker: late_renewal mode needs --barrier-dir\n";
+        return 2;
+      }
+      sqlock::client c(cfg.url, client_options(cfg, h));
+      late_renewal(cfg, c, h, a.num("short-ttl-ms", 1000));
     } else if (cfg.mode == "herd") {
       sqlock::client c(cfg.url, client_options(cfg, h));
       std::vector<sqlock::lease> kept;
