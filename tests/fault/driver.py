@@ -659,15 +659,19 @@ class Suite:
         schema = self.schema("sec")
         self.migrate(schema)
         q = '"%s"' % schema
-        # The grants of a runtime role: schema 1's (the README's list) plus schema 2's semaphore
-        # tables (the grant function runs as its caller; EXECUTE is PUBLIC by default).
+        # The grants of a runtime role (the README's list): schema 3 revokes EXECUTE on sqlock's
+        # functions from PUBLIC, so the grant function (it runs as its caller) needs its own.
         for g in ("GRANT USAGE ON SCHEMA %s TO sqlock_runtime" % q,
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks TO sqlock_runtime" % q,
                   "GRANT SELECT ON %s.sqlock_schema_version TO sqlock_runtime" % q,
                   "GRANT USAGE ON SEQUENCE %s.sqlock_token_seq TO sqlock_runtime" % q,
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_semaphores, "
                   "%s.sqlock_semaphore_holders, %s.sqlock_semaphore_tickets TO sqlock_runtime"
-                  % (q, q, q)):
+                  % (q, q, q),
+                  "GRANT EXECUTE ON FUNCTION %s.sqlock_assert_held(text, bigint), "
+                  "%s.sqlock_semaphore_assert_held(text, bigint), "
+                  "%s.sqlock_semaphore_acquire(text, bigint, bigint, text, text, text, bigint, "
+                  "boolean, boolean, bigint, text) TO sqlock_runtime" % (q, q, q)):
             self.psql(self.admin, g)
         # The runtime role's password, put into the URL on purpose: it must never show.
         password = None
