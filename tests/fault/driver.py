@@ -318,13 +318,13 @@ class Suite:
                     if not ok else [])
 
     def holder(self, d, tag, schema, name, hold_ms, ttl, fport, env_extra=None, zombie=0,
-               url=None, extra=(), wait_ms=None):
+               url=None, extra=(), wait_ms=None, build=None):
         h = os.path.join(d, "%s.hist" % tag)
         args = ["--mode", "soak", "--id", tag, "--history", h, "--names", name, "--ttl-ms", ttl,
                 "--hold-min-ms", hold_ms, "--hold-max-ms", hold_ms, "--iterations", 1,
                 "--wait-ms", wait_ms or 6 * ttl, "--fence-port", fport, "--write-every-ms", 20,
                 "--zombie-writes", zombie, "--schema", schema] + list(extra)
-        return self.spawn(args, env_extra=env_extra, url=url), h
+        return self.spawn(args, env_extra=env_extra, url=url, build=build), h
 
     def row(self, schema, name):
         r = self.psql(self.admin, "SELECT token, nonce, (expires_at > clock_timestamp()) FROM "
@@ -808,7 +808,26 @@ class Suite:
         out.update(sem_broken="grant-one-unit-over-limit", sem_caught=sem_caught,
                    sem_over_limit=sfig["overlaps"], sem_max_units=sfig["max_units"],
                    sem_limit=self.SEM_LIMIT, sem_grants=sfig["grants"])
-        self.report("checker.broken", caught and sem_caught, out, t0)
+        # The same copy's renewals may shorten a lease (issue 12, item 1): the late-renewal
+        # scenario's lock run must see a second holder granted while the first still holds.
+        # (Its semaphore run would be caught by the grant break above as well: not used.)
+        d = self.dir("broken-late")
+        schema = self.schema("blate")
+        self.migrate(schema, build=self.a.broken_build)
+        fp, fport, flog = self.fence(d)
+        pp, port, cport = self.proxy(d, self.pg_port())
+        _, lout, lhist, _ = self.late_renewal_once(d, "lock", schema, cport,
+                                                   self.with_port(self.url, port), fport,
+                                                   build=self.a.broken_build)
+        self.stop(fp)
+        self.stop(pp)
+        lfig, _, _, _ = check.check(lhist, flog)
+        late_caught = lfig["overlaps"] > 0
+        out.update(late_broken="renew-may-shorten", late_caught=late_caught,
+                   late_overlaps=lfig["overlaps"], late_db_left_ms=lout["db_left_ms"],
+                   late_holder_left_ms=lout["holder_left_ms"],
+                   late_second_granted=lout["second_granted"])
+        self.report("checker.broken", caught and sem_caught and late_caught, out, t0)
 
 
     # ---- semaphores (issue 8): units of a semaphore of limit N instead of a lock ----
@@ -847,11 +866,11 @@ class Suite:
         return fig, violations + errs, hist
 
     def sem_holder(self, d, tag, schema, name, hold_ms, ttl, limit, count, fair=False,
-                   env_extra=None, url=None, extra=(), wait_ms=None):
+                   env_extra=None, url=None, extra=(), wait_ms=None, build=None):
         """One semaphore acquisition of `count` units of `limit`, held `hold_ms` (no fence:
         several holders of one semaphore hold different valid tokens at once)."""
         return self.holder(d, tag, schema, name, hold_ms, ttl, 0, env_extra=env_extra, url=url,
-                           wait_ms=wait_ms,
+                           wait_ms=wait_ms, build=build,
                            extra=["--mode", "semaphore", "--limit", limit, "--count", count] +
                            (["--fair-names", name] if fair else []) + list(extra))
 
@@ -1094,7 +1113,7 @@ class Suite:
         reply = Suite.control(cport, "stats").split()
         return {k: int(v) for k, v in (x.split("=", 1) for x in reply[1:])}
 
-    def late_renewal_once(self, d, tag, schema, cport, purl, fport, limit=None):
+    def late_renewal_once(self, d, tag, schema, cport, purl, fport, limit=None, build=None):
         """Issue 12, item 1: a 30 s lease (a lock, or every unit of a semaphore of `limit`)
         through the proxy; renew(1s) is held back by the proxy and times out; a plain renew()
         through a fresh connection succeeds; only then is the held renew(1s) delivered. A
@@ -1110,7 +1129,7 @@ class Suite:
                 "--wait-ms", 5000, "--schema", schema]
         if limit is not None:
             args += ["--limit", limit, "--count", limit]
-        v = self.spawn(args, url=purl)
+        v = self.spawn(args, url=purl, build=build)
         self.wait_line(h, r" ready\s*$")
         before = self.proxy_stats(cport)
         self.control(cport, "hold")
@@ -1138,10 +1157,10 @@ class Suite:
         db_left = float(db_left) if db_left else -1
         if limit is None:
             w, wh = self.holder(d, tag + "-second", schema, name, 1000, 1500, fport,
-                                wait_ms=1000)
+                                wait_ms=1000, build=build)
         else:
             w, wh = self.sem_holder(d, tag + "-second", schema, name, 1000, 1500, limit, 1,
-                                    wait_ms=1000)
+                                    wait_ms=1000, build=build)
         notes = self.wait_all([v, w], 30)
         second_granted = len(self.lines(wh, "grant"))
         race_set_up = short[4] == "err" and held > 0 and landed > 0

@@ -15,6 +15,11 @@ A second break, for semaphores: the PostgreSQL grant function (002_semaphores.up
 in the library at build time) admits one unit more than the limit. The semaphore soak's
 workload then shows more units in use at once than the limit.
 
+A third break, issue 12's item 1: the PostgreSQL renew statements set
+expires_at = now() + ttl without the never-shorten rule (GREATEST(expires_at, ...)), so a
+renew(1s) delivered late, after a 30 s renewal, ends the lease behind its holder's back. The
+late-renewal scenario (19) then grants a second holder while the first still holds.
+
 Fails loudly if the source no longer has the expected text, so the check cannot go stale
 silently.
 """
@@ -47,6 +52,12 @@ for old, new in edits:
     if text.count(old) != 1:
         sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
     text = text.replace(old, new)
+# Renewals may shorten the lease again (the lock statements renew and renew_mixed, the
+# semaphore holder in renew_mixed).
+for old, times in (("GREATEST(l.expires_at, now() + ", 2), ("GREATEST(h.expires_at, now() + ", 1)):
+    if text.count(old) != times:
+        sys.exit("make_broken.py: expected %d of %r in %s" % (times, old, target))
+    text = text.replace(old, "(now() + ")
 open(target, "w").write(text)
 
 target = os.path.join(dst, "migrations", "postgresql", "002_semaphores.up.sql")
@@ -56,5 +67,5 @@ if text.count(old) != 1:
     sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
 text = text.replace(old, "EXIT WHEN used + p_units > p_limit + 1 OR")
 open(target, "w").write(text)
-print("broken copy (client clock in expires_at; semaphore grants one unit over the limit) in " +
-      dst)
+print("broken copy (client clock in expires_at; semaphore grants one unit over the limit; "
+      "renewals may shorten a lease) in " + dst)
