@@ -100,6 +100,9 @@ class timing_backend final : public sqlock::backend {
   int schema_version(sqlock::deadline u) override { return in_->schema_version(u); }
   int latest_schema_version() const noexcept override { return in_->latest_schema_version(); }
   int migrate(int target, sqlock::deadline u) override { return in_->migrate(target, u); }
+  int migrate_with(int target, const sqlock::migrate_options& o, sqlock::deadline u) override {
+    return in_->migrate_with(target, o, u);
+  }
   sqlock::acquire_result try_acquire(const sqlock::acquire_request& r,
                                      sqlock::deadline u) override {
     auto t0 = clk::now();

@@ -83,6 +83,14 @@ struct semaphore_request {
   std::chrono::milliseconds ticket_ttl{0};
 };
 
+/// Options of `backend::migrate_with`.
+struct migrate_options {
+  /// Let a down step drop live lock leases and semaphore holders instead of refusing. Their
+  /// holders are not told: they keep working under tokens the database forgets (after the next
+  /// `migrate up`, tokens start again at 1).
+  bool force = false;
+};
+
 struct renew_request {
   lease_key key;
   /// The new expiry is max(current expiry, database now + ttl): a renewal never shortens a
@@ -169,6 +177,14 @@ class backend {
   /// Applies up (or down) migrations until the schema is at `target`; returns the new version.
   /// Concurrent runners serialise. SQLite: the only call that creates a missing database file.
   virtual int migrate(int target, deadline until) = 0;
+  /// As `migrate`. sqlock's backends refuse a down step that would drop live lock leases or
+  /// semaphore holders unless `options.force` (in `migrate` too): they throw
+  /// `errc::invalid_argument` saying how many are live and naming a few, and change nothing;
+  /// with `force` they log a warning and drop them. Default (for other backends): `migrate`.
+  virtual int migrate_with(int target, const migrate_options& options, deadline until) {
+    (void)options;
+    return migrate(target, until);
+  }
 
   /// Grants the lease if the row is missing or expired. A refusal never writes, except the
   /// waiter mark of `acquire_request::waiting`. If the outcome cannot be known (the connection

@@ -220,7 +220,8 @@ void add_elect(CLI::App& app, globals& g) {
                   "Exit code when another candidate leads and -n or --wait gives up (default 1)")
       ->type_name("N");
   sub->add_option("--kill-grace", o->kill_grace,
-                  "Time between SIGTERM and SIGKILL when the leadership is lost (default 5s, or ttl/3 if shorter)")
+                  "Time between SIGTERM and SIGKILL when the leadership is lost, and what CMD's leftover "
+                  "processes get after it exits (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
   sub->add_option("--interval", o->interval,
                   "Observing: look at least this often (default 1s; releases are seen at once on PostgreSQL)")
@@ -232,7 +233,8 @@ void add_elect(CLI::App& app, globals& g) {
       "(exit 75). With -- CMD, CMD runs while leader, as with `run` (signals forwarded, CMD\n"
       "stopped before the leadership can pass, exit with CMD's status), with SQLOCK_ELECTION_NAME,\n"
       "SQLOCK_ELECTION_TERM, SQLOCK_ELECTION_VALUE and SQLOCK_ELECTION_OWNER in its environment;\n"
-      "CMD's exit resigns.\n"
+      "CMD's exit resigns, once CMD's whole process group is gone (as with `run`: leftovers get\n"
+      "--kill-grace, then SIGTERM, then SIGKILL after --kill-grace).\n"
       "Observe (elect NAME, or elect -l NAME): prints the current leader (or `no leader`), then\n"
       "one line per change, until SIGINT or SIGTERM (exit 0). With -o json, one JSON document per\n"
       "line: {\"name\", \"term\", \"value\", \"owner\", \"expires_in_seconds\"} (null when vacant).\n"

@@ -38,6 +38,7 @@ int run_up(const globals& g) {
 struct down_options {
   int to = -1;
   bool yes = false;
+  bool force = false;
 };
 
 int run_down(const globals& g, const down_options& o) {
@@ -56,7 +57,11 @@ int run_down(const globals& g, const down_options& o) {
     if (!answer) usage_error("not a terminal: pass --yes to migrate down without asking");
     if (!*answer) throw exit_error(exit_code::busy, "not migrated: the schema is unchanged");
   }
-  int after = target == before ? before : db->migrate(target, op_deadline());
+  // The backend refuses (invalid_argument: exit 64, nothing changed) to drop live leases or
+  // semaphore holders unless forced; it warns through the log when forced.
+  migrate_options mo;
+  mo.force = o.force;
+  int after = target == before ? before : db->migrate_with(target, mo, op_deadline());
   if (g.format() == output_format::json) {
     print_json({{"backend", std::string(db->kind())},
                 {"previous_version", before},
@@ -167,9 +172,13 @@ void add_migrate(CLI::App& app, globals& g) {
       ->type_name("N")
       ->check(CLI::NonNegativeNumber);
   down->add_flag("-y,--yes", d->yes, "Do not ask for confirmation (required without a terminal)");
+  down->add_flag("--force", d->force,
+                 "Drop live leases and semaphore holders too (refused without it)");
   down->footer(
       "Reverting the first migration drops the lock table and the token counter: fencing\n"
-      "tokens then start again from 1. Stop every application using the locks first.\n"
+      "tokens then start again from 1. Stop every application using the locks first: while\n"
+      "a lock lease or semaphore holder that a step would drop is live, it is refused (exit\n"
+      "64, nothing changed) unless --force.\n"
       "\n"
       "Example:\n  sqlock migrate down --to 0 --yes");
   down->callback([&g, d] { g.action = [&g, d] { return run_down(g, *d); }; });

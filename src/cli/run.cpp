@@ -172,7 +172,8 @@ void add_run(CLI::App& app, globals& g) {
                   "Exit code when the lock is busy or the wait times out (default 1)")
       ->type_name("N");
   sub->add_option("--kill-grace", o->kill_grace,
-                  "Time between SIGTERM and SIGKILL when the lease is lost (default 5s, or ttl/3 if shorter)")
+                  "Time between SIGTERM and SIGKILL when the lease is lost, and what CMD's leftover "
+                  "processes get after it exits (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
   sub->add_flag("--shared", o->shared,
                 "Take a shared lock: 1 unit of the readers/writer semaphore NAME");
@@ -192,6 +193,9 @@ void add_run(CLI::App& app, globals& g) {
       "SIGHUP are forwarded to it. If the lease is lost, CMD's process group gets SIGTERM, then\n"
       "SIGKILL after --kill-grace, and sqlock exits 75; while renewals fail, that starts\n"
       "--kill-grace before the lease's safety deadline. CMD is killed if sqlock itself dies.\n"
+      "The lease is released only when CMD's whole process group is gone: processes CMD left\n"
+      "behind get --kill-grace after it exits, then SIGTERM, then SIGKILL after --kill-grace\n"
+      "(exit status: still CMD's). A process that leaves the group (setsid) escapes.\n"
       "Semaphores are a namespace of their own: `run x --shared` never conflicts with `run x`.\n"
       "Exit: CMD's status (128+N if killed by signal N; 126 cannot execute; 127 not found);\n"
       "1 (or --conflict-exit-code) if busy or timed out; 75 lease lost.\n"

@@ -285,6 +285,12 @@ int lease_session::run_command(lease& held, const std::string& path,
   pid_t pid = -1;
   int exec_errno = 0;
   int early_signal = 0;
+  // CMD's background jobs that outlive it must end before the lease is released (see the
+  // loop below). As a subreaper we become the parent of every orphan of CMD's tree, so we can
+  // reap them: a process group counts its zombies as members, and a zombie reparented to an
+  // init that never reaps (pid 1 of many containers) would keep kill(-pgid, 0) succeeding
+  // forever. Reaping them ourselves is what lets us know the group is really gone.
+  ::prctl(PR_SET_CHILD_SUBREAPER, 1);
   {
     // Under the mutex, so a signal either cancels before CMD starts or is forwarded to it.
     std::lock_guard<std::mutex> lock(sv.mu);
@@ -307,15 +313,34 @@ int lease_session::run_command(lease& held, const std::string& path,
     info(g_, "acquired " + what + "; running " + printable(command[0]) + " as pid " +
                  std::to_string(pid));
 
+  // The lease is released only once CMD's whole process group is gone, not when CMD (the
+  // group's leader) exits: `sh -c 'work & exit 0'` leaves `work` writing under the token. So
+  // after CMD exits, its group gets --kill-grace to finish, then SIGTERM, then SIGKILL after
+  // another --kill-grace, and the lease is kept alive meanwhile (its loss stops them as it
+  // stops CMD). The exit status stays CMD's. What escapes: processes that leave the group
+  // (setsid, setpgid), as with flock(1) any process that closes its inherited descriptor.
   int status = 0;
+  bool leader_done = false;
   bool terminating = false, killed = false;
   steady::time_point kill_at{};
+  bool leftovers = false, leftovers_termed = false, leftovers_killed = false;
+  steady::time_point leftovers_at{};
   std::string why;
   for (;;) {
-    pid_t r = ::waitpid(pid, &status, WNOHANG);
-    if (r == pid) break;
-    if (r < 0 && errno != EINTR)
-      throw exit_error(exit_code::internal, std::string("waitpid: ") + std::strerror(errno));
+    // Reaps CMD and every orphan handed to us (we are a subreaper), of the group or not.
+    for (;;) {
+      int st = 0;
+      pid_t r = ::waitpid(-1, &st, WNOHANG);
+      if (r == 0 || (r < 0 && errno == ECHILD)) break;
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) throw exit_error(exit_code::internal, std::string("waitpid: ") + std::strerror(errno));
+      if (r == pid) {
+        status = st;
+        leader_done = true;
+      }
+    }
+    // ESRCH: no member left, zombies included (EPERM means one exists that we may not signal).
+    if (leader_done && ::kill(-pid, 0) != 0 && errno == ESRCH) break;
     auto now = steady::now();
     if (!terminating) {
       std::string reason;
@@ -348,6 +373,25 @@ int lease_session::run_command(lease& held, const std::string& path,
       ::kill(-pid, SIGKILL);
       killed = true;
     }
+    if (leader_done && !terminating) {
+      if (!leftovers) {
+        leftovers = true;
+        leftovers_at = now + grace;
+        if (g_.verbose > 0)
+          info(g_, printable(command[0]) + " exited; waiting up to " + format_duration(grace) +
+                       " (--kill-grace) for the rest of its process group before releasing " + what);
+      } else if (!leftovers_termed && now >= leftovers_at) {
+        warn(g_, what + ": processes of the command's group still run " + format_duration(grace) +
+                     " (--kill-grace) after it exited: SIGTERM, SIGKILL after " +
+                     format_duration(grace) + "; the lease is released once they are gone");
+        ::kill(-pid, SIGTERM);
+        leftovers_termed = true;
+        leftovers_at = now + grace;
+      } else if (leftovers_termed && !leftovers_killed && now >= leftovers_at) {
+        ::kill(-pid, SIGKILL);
+        leftovers_killed = true;
+      }
+    }
     milliseconds timeout{50};
     if (terminating && !killed)
       timeout = std::min(timeout, std::chrono::duration_cast<milliseconds>(kill_at - now) + milliseconds{1});
@@ -367,8 +411,6 @@ int lease_session::run_command(lease& held, const std::string& path,
       sv.sleep(milliseconds{10});
   }
   if (terminating || held.lost()) {
-    // Whatever is left of CMD's process group must not outlive the lease either.
-    ::kill(-pid, SIGKILL);
     if (!terminating) why = "lease lost";
     throw exit_error(exit_code::lease_lost, what + ": " + why + "; the command was stopped");
   }

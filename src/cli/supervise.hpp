@@ -61,8 +61,11 @@ class lease_session {
   std::optional<lease> acquire(const std::function<std::optional<lease>()>& acquire,
                                const std::string& what);
 
-  /// Runs CMD while `held` is held and releases it when CMD exits. `what` names the lease in
-  /// messages ("'job' (token 42)"). Returns CMD's exit status (128+N when killed by signal N).
+  /// Runs CMD while `held` is held and releases it once CMD and the rest of its process group
+  /// are gone: after CMD exits, what is left of the group gets `grace`, then SIGTERM, then
+  /// SIGKILL after `grace` (processes that left the group escape). `what` names the lease in
+  /// messages ("'job' (token 42)"). Returns CMD's exit status (128+N when killed by signal N),
+  /// also when leftovers had to be killed.
   /// Throws exit_error(75) when the lease was lost (CMD was stopped: SIGTERM, SIGKILL after
   /// `grace`; while renewals fail, that starts `grace` before the lease's safety deadline),
   /// exit_error(126/127) when CMD cannot be executed, exit_error(128+N) when a signal arrived

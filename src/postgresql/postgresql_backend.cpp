@@ -573,7 +573,9 @@ class postgresql_backend final : public backend {
     return version;
   }
 
-  int migrate(int target, deadline until) override {
+  int migrate(int target, deadline until) override { return migrate_with(target, {}, until); }
+
+  int migrate_with(int target, const migrate_options& options, deadline until) override {
     const std::string what = "migrate";
     const auto& all = embedded_migrations(kind_name);
     const int latest = latest_migration(kind_name);
@@ -625,6 +627,7 @@ class postgresql_backend final : public backend {
                          m.up, until);
         } else {
           const auto& m = all.at(static_cast<std::size_t>(v - 1));
+          refuse_live_leases(*c, v, target, options, until);
           c->exec_simple(
               "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")",
               m.down, until);
@@ -638,6 +641,56 @@ class postgresql_backend final : public backend {
       guard.done = true;
       if (v == target) return v;
     }
+  }
+
+  // Inside a down step's transaction, from schema `v` towards `target`: the live lock leases
+  // (when the steps to `target` drop the lock table) and semaphore holders (when they drop the
+  // semaphore tables). Dropping them would let the next grant after `migrate up` reuse small
+  // tokens while their holders still work. Throws unless `options.force`, which only warns.
+  void refuse_live_leases(connection& c, int v, int target, const migrate_options& options,
+                          deadline until) {
+    const std::string what = "migrate down: count live leases";
+    const bool locks = target < 1, holders = target < 2 && v >= 2;
+    if (!locks && !holders) return;
+    // The tables' strongest lock before counting: no grant can commit between the count and
+    // the drop. ACCESS EXCLUSIVE (not SHARE ROW EXCLUSIVE) because the DROP needs it anyway,
+    // and upgrading a weaker lock later could deadlock with a fenced transaction that holds a
+    // row lock and then renews. Released with the transaction, also when refused.
+    c.exec_simple(what,
+                  std::string("LOCK TABLE ") + (locks ? "sqlock_locks" : "") +
+                      (locks && holders ? ", " : "") + (holders ? "sqlock_semaphore_holders" : "") +
+                      " IN ACCESS EXCLUSIVE MODE",
+                  until);
+    std::int64_t live = 0;
+    std::string examples;
+    auto count = [&](const char* table, const char* label) {
+      auto r = run(c, what, nullptr,
+                   std::string("SELECT count(*) OVER (), name, token, owner FROM ") + table +
+                       " WHERE expires_at > clock_timestamp() ORDER BY token LIMIT 3",
+                   {}, until);
+      if (r.rows() == 0) return;
+      live += r.integer(0, 0);
+      for (int i = 0; i < r.rows(); ++i)
+        examples += std::string(examples.empty() ? "" : ", ") + label + " " + quoted(r.text(i, 1)) +
+                    " (token " + r.text(i, 2) + ", owner " + quoted(r.text(i, 3)) + ")";
+      if (r.integer(0, 0) > r.rows()) examples += ", ...";
+    };
+    if (locks) count("sqlock_locks", "lock");
+    if (holders) count("sqlock_semaphore_holders", "semaphore");
+    if (live == 0) return;
+    std::string text = "migrate down from schema version " + std::to_string(v) + ": " +
+                       std::to_string(live) +
+                       (live == 1 ? " live lease or semaphore holder" : " live leases or semaphore holders") +
+                       " would be dropped: " + examples;
+    if (options.force) {
+      log(log_level::warn, "postgresql: " + text + "; dropping them (force)");
+      return;
+    }
+    throw error(errc::invalid_argument,
+                text + "; stop their holders (or let the leases expire) and retry, or force it "
+                       "(`sqlock migrate down --force`, migrate_options::force); the schema stays at "
+                       "version " + std::to_string(v),
+                kind_name);
   }
 
   acquire_result try_acquire(const acquire_request& r, deadline until) override {

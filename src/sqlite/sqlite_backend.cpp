@@ -340,7 +340,9 @@ class sqlite_backend final : public backend {
     return read_version(*c, what);
   }
 
-  int migrate(int target, deadline until) override {
+  int migrate(int target, deadline until) override { return migrate_with(target, {}, until); }
+
+  int migrate_with(int target, const migrate_options& options, deadline until) override {
     const std::string what = "migrate";
     const auto& all = embedded_migrations(kind_name);
     if (target < 0 || target > latest_migration(kind_name))
@@ -368,6 +370,7 @@ class sqlite_backend final : public backend {
         c->exec(m.up, "migrate up to " + std::to_string(m.version) + " (" + m.up_file + ")");
       } else {
         const auto& m = all.at(static_cast<std::size_t>(v - 1));
+        refuse_live_leases(*c, v, target, options);
         c->exec(m.down, "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")");
         if (m.version > 1) {
           auto s = c->prepare("DELETE FROM sqlock_schema_version WHERE version = ?1", what);
@@ -377,6 +380,58 @@ class sqlite_backend final : public backend {
       }
       tx.commit();
     }
+  }
+
+  // Inside a down step's write transaction (BEGIN IMMEDIATE: no grant can commit until it
+  // ends), from schema `v` towards `target`: the live lock leases (when the steps to `target`
+  // drop the lock table) and semaphore holders (when they drop the semaphore tables). Dropping
+  // them would let the next grant after `migrate up` reuse small tokens while their holders
+  // still work. Throws unless `options.force`, which only warns.
+  void refuse_live_leases(connection& c, int v, int target, const migrate_options& options) {
+    const std::string what = "migrate down: count live leases";
+    const bool locks = target < 1, holders = target < 2 && v >= 2;
+    std::int64_t live = 0;
+    std::string examples;
+    auto count = [&](const char* sql, const char* label) {
+      auto s = c.prepare(sql, what);
+      s.bind(1, c.now_ms(what));
+      std::int64_t shown = 0, total = 0;
+      while (s.step()) {
+        total = s.integer(0);
+        ++shown;
+        examples += std::string(examples.empty() ? "" : ", ") + label + " " + quoted(s.text(1)) +
+                    " (token " + std::to_string(s.integer(2)) + ", owner " + quoted(s.text(3)) + ")";
+      }
+      live += total;
+      if (total > shown) examples += ", ...";
+    };
+    if (locks)
+      count("SELECT count(*) OVER (), name, token, owner FROM sqlock_locks "
+            "WHERE expires_at > ?1 ORDER BY token LIMIT 3",
+            "lock");
+    if (holders)
+      count("SELECT count(*) OVER (), name, token, owner FROM sqlock_semaphore_holders "
+            "WHERE expires_at > ?1 ORDER BY token LIMIT 3",
+            "semaphore");
+    if (live == 0) return;
+    std::string text = "migrate down from schema version " + std::to_string(v) + ": " +
+                       std::to_string(live) +
+                       (live == 1 ? " live lease or semaphore holder" : " live leases or semaphore holders") +
+                       " would be dropped: " + examples;
+    if (options.force) {
+      if (options_.log) {
+        try {
+          options_.log(log_level::warn, "sqlite: " + text + "; dropping them (force)");
+        } catch (...) {
+        }
+      }
+      return;
+    }
+    throw error(errc::invalid_argument,
+                text + "; stop their holders (or let the leases expire) and retry, or force it "
+                       "(`sqlock migrate down --force`, migrate_options::force); the schema stays at "
+                       "version " + std::to_string(v),
+                kind_name);
   }
 
   acquire_result try_acquire(const acquire_request& r, deadline until) override {

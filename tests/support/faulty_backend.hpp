@@ -28,6 +28,9 @@ class faulty_backend : public sqlock::backend {
   int schema_version(sqlock::deadline d) override { return real_->schema_version(d); }
   int latest_schema_version() const noexcept override { return real_->latest_schema_version(); }
   int migrate(int target, sqlock::deadline d) override { return real_->migrate(target, d); }
+  int migrate_with(int target, const sqlock::migrate_options& o, sqlock::deadline d) override {
+    return real_->migrate_with(target, o, d);
+  }
   sqlock::acquire_result try_acquire(const sqlock::acquire_request& r, sqlock::deadline d) override {
     auto result = real_->try_acquire(r, d);
     if (acquire_in_doubt)
