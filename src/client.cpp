@@ -19,7 +19,8 @@ client_options prepared(client_options options) {
     options.owner = default_owner();
   else
     validate_owner(options.owner);
-  validate_operation_timeout(options.operation_timeout);
+  if (options.operation_timeout <= std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "client_options::operation_timeout must be positive");
   return options;
 }
 
@@ -294,7 +295,6 @@ std::optional<lease> client::acquire_until(std::string_view name,
     detail::validate(options);
   }
   core_->ensure_open();
-  core_->ensure_schema();
   const bool waits = until > start;
   // Subscribe BEFORE the first attempt: a release between the refusal and the sleep must
   // still wake us.
@@ -323,23 +323,30 @@ std::optional<lease> client::acquire_until(std::string_view name,
 
   detail::backoff delay(core_->db().wakes_other_processes());
   auto since_start = [&] { return duration_cast<milliseconds>(steady_clock::now() - start); };
-  steady_clock::time_point failing_since{};
+  bool failing = false;  // the previous attempt failed too: log at debug level only
   for (;;) {
     milliseconds holder_left{0};
     try {
+      // Inside the loop: the schema check is a database call like the attempt, and a wait
+      // must ride out a server that is restarting ("the database system is starting up")
+      // from its first call on (issue 12: 88 of 100 `run --wait 30s` exited 69 at once).
+      core_->ensure_schema();
       if (auto impl = core_->attempt(what, waits, holder_left)) {
         guard.drop_ticket = false;  // the grant took the ticket
         core_->emit({event_kind::acquired, std::string(name), (*impl)->token, since_start(), {}});
         return lease(*impl);
       }
-      failing_since = {};
+      failing = false;
     } catch (const error& e) {
-      // Ride out short outages and busy databases while waiting; report a lasting one.
+      // While waiting, an unreachable or restarting database is retried until the caller's
+      // deadline (a database that stays down past it is reported as unavailable, not as
+      // "timed out"). Every other error is final.
       if (e.code() != errc::unavailable) throw;
-      auto now = steady_clock::now();
-      if (failing_since == steady_clock::time_point{}) failing_since = now;
-      if (now >= until || now - failing_since >= core_->operation_timeout()) throw;
-      core_->log(log_level::debug, std::string("acquire: attempt failed, retrying: ") + e.what());
+      if (steady_clock::now() >= until) throw;
+      core_->log(failing ? log_level::debug : log_level::warn,
+                 std::string("acquire: attempt failed, retrying until the wait's deadline: ") +
+                     e.what());
+      failing = true;
     }
     auto now = steady_clock::now();
     if (now >= until) {

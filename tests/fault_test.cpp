@@ -99,3 +99,28 @@ TEST_CASE_TEMPLATE("a transient renewal failure makes the lease at risk until it
   CHECK(l->renew());
   CHECK_FALSE(l->lost());
 }
+
+// Issue 12, item 10: the schema check ran before the wait loop, so a wait failed at once while
+// the server was in crash recovery. Every database call of a wait is retried until the
+// caller's deadline.
+TEST_CASE_TEMPLATE("a wait rides out a database that is starting up, until its own deadline", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  sqlock::client c(fb, db.options());
+  fb->starting_up = 4;  // the schema check fails first, then attempts
+  auto l = c.try_acquire_for("job", 30s);
+  CHECK(l);
+  CHECK(fb->starting_up.load() == 0);
+
+  // A try does not wait: it reports the outage at once.
+  fb->starting_up = 1;
+  CHECK(code_of([&] { (void)c.try_acquire("other"); }) == errc::unavailable);
+
+  // A database still down at the deadline is reported as such, not as "timed out".
+  fb->starting_up = 1 << 30;
+  auto start = std::chrono::steady_clock::now();
+  CHECK(code_of([&] { (void)c.try_acquire_for("other", 300ms); }) == errc::unavailable);
+  CHECK(std::chrono::steady_clock::now() - start >= 300ms);
+  fb->starting_up = 0;
+}

@@ -109,6 +109,52 @@ TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
                   sqlock::error);
 }
 
+// Issue 12, item 4: an attempt on a row share-locked by an open fenced transaction waited for
+// that transaction (the upsert of an expired row, the waiter mark of a live one) until the
+// operation timeout, and failed as unavailable. "Held" is an answer: a try answers at once, a
+// wait keeps trying until its own deadline.
+TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits for it") {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  sqlock::client other(db.url(), db.options());
+  pqxx::connection app(db.direct_url());
+  using steady = std::chrono::steady_clock;
+  auto seconds_since = [](steady::time_point t) {
+    return std::chrono::duration<double>(steady::now() - t).count();
+  };
+  {
+    // A live lease, pinned: a waiting attempt would mark the row.
+    auto l = holder.try_acquire("ledger", lease_of(30000ms, true));
+    REQUIRE(l);
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
+    auto start = steady::now();
+    CHECK_FALSE(other.try_acquire_for("ledger", 1000ms));
+    CHECK(seconds_since(start) >= 1.0);
+    CHECK(seconds_since(start) < 5.0);  // the operation timeout is 10 s
+    tx.commit();
+  }
+  {
+    // An expired lease, pinned (its renewals were skipped): the upsert would lock the row.
+    auto l = holder.try_acquire("lapsed", lease_of(300ms, false));
+    REQUIRE(l);
+    pqxx::work tx(app);
+    sqlock::postgresql::assert_held(tx, "lapsed", l->token(), db.schema());
+    REQUIRE(sqlock_test::eventually([&] { return !other.inspect("lapsed")->held; }, 5s));
+    auto start = steady::now();
+    CHECK_FALSE(other.try_acquire("lapsed"));
+    CHECK(seconds_since(start) < 3.0);
+    start = steady::now();
+    CHECK_FALSE(other.try_acquire_for("lapsed", 1000ms));
+    CHECK(seconds_since(start) >= 1.0);
+    CHECK(seconds_since(start) < 5.0);
+    tx.commit();
+    auto next = other.try_acquire_for("lapsed", 5000ms);  // the pin is gone: granted
+    REQUIRE(next);
+    CHECK(next->token() > l->token());
+  }
+}
+
 TEST_CASE("inside a fenced transaction the keepalive does not stall and a release does not deadlock") {
   // The ttl leaves seconds between the skipped renewal (due at ttl/3) and the safety deadline
   // (0.9 ttl), and between the last renewal and the reads below: with 900 ms this test read

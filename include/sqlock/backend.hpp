@@ -45,7 +45,8 @@ struct grant {
 
 struct acquire_result {
   std::optional<grant> granted;  ///< empty: someone else holds it
-  /// When refused: the holder's remaining lease, computed by the database (> 0). For a
+  /// When refused: the holder's remaining lease, computed by the database (> 0), or 0 when
+  /// unknown (the row is locked by another transaction: the caller backs off). For a
   /// semaphore: the time until the first holder's lease or older ticket lapses by itself
   /// (0 when unknown).
   std::chrono::milliseconds holder_expires_in{0};

@@ -117,16 +117,27 @@ struct statements {
     // `marked`: a waiting attempt that was refused sets waiters_until, which makes the
     // holder's release notify. It writes only when the mark is missing or half spent. If the
     // row was released between our snapshot and the mark (so no notification will come), the
-    // result says so and the caller retries at once.
+    // result says so and the caller retries soon.
+    //
+    // Neither a grant nor a mark ever waits for a row lock (issue 12): a row share-locked by
+    // an open fenced transaction (sqlock_assert_held) could otherwise hold the attempt until
+    // that transaction ends, and a try that should answer "held" at once would fail with a
+    // timeout instead. `free` locks an expired row SKIP LOCKED before the upsert touches it (so
+    // ON CONFLICT then finds it already ours), and the mark skips a locked row too. A row so
+    // skipped is refused with no known expiry: the caller backs off. (A concurrent grant that
+    // holds the row is skipped the same way; it is about to win anyway.)
     acquire =
         "WITH cur AS (SELECT " + epoch_us("expires_at - now()") + " AS left_us, "
         "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
         "FROM " + locks + " WHERE name = $1::text), "
+        "free AS (SELECT 1 FROM " + locks + " WHERE name = $1::text AND expires_at <= now() "
+        "FOR UPDATE SKIP LOCKED), "
         "granted AS (INSERT INTO " + locks + " AS l "
         "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
         "SELECT $1::text, $2::text, $3::text, " + seq + ", now(), "
         "now() + $5::bigint * interval '1 millisecond', $4::text "
         "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE left_us > 0) "
+        "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
         "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
         "token = GREATEST(" + seq + ", l.token + 1), acquired_at = excluded.acquired_at, "
         "expires_at = excluded.expires_at, metadata = excluded.metadata "
@@ -134,8 +145,9 @@ struct statements {
         "RETURNING l.token, " + epoch_us("l.acquired_at") + " AS acquired_us, " +
         epoch_us("l.expires_at") + " AS expires_us), "
         "marked AS (UPDATE " + locks + " SET waiters_until = now() + $7::bigint * interval "
-        "'1 millisecond' WHERE $6::boolean AND name = $1::text AND expires_at > now() "
-        "AND waiters_until < now() + $7::bigint * interval '500 microseconds' RETURNING 1) "
+        "'1 millisecond' WHERE name IN (SELECT name FROM " + locks + " WHERE $6::boolean "
+        "AND name = $1::text AND expires_at > now() AND waiters_until < now() + $7::bigint * "
+        "interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
         "SELECT true, token, acquired_us, expires_us FROM granted "
         "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
         "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
@@ -724,7 +736,7 @@ class postgresql_backend final : public backend {
     std::int64_t left = res.integer(0, 1);
     bool mark_missed = mark && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
     out.holder_expires_in =
-        left <= 0 || mark_missed ? milliseconds{1} : std::max(milliseconds{1}, us_to_ms(left));
+        left <= 0 || mark_missed ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(left));
     return out;
   }
 

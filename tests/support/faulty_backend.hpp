@@ -22,16 +22,23 @@ class faulty_backend : public sqlock::backend {
   /// renew fails at once with unavailable (a refused connection).
   std::atomic<bool> renew_fails{false};
   std::atomic<int> renew_calls{0};
+  /// The next N schema_version and try_acquire calls fail at once with unavailable (a server
+  /// that is restarting: "the database system is starting up").
+  std::atomic<int> starting_up{0};
 
   std::string_view kind() const noexcept override { return real_->kind(); }
   std::string describe() const override { return real_->describe(); }
-  int schema_version(sqlock::deadline d) override { return real_->schema_version(d); }
+  int schema_version(sqlock::deadline d) override {
+    fail_if_starting_up("schema_version");
+    return real_->schema_version(d);
+  }
   int latest_schema_version() const noexcept override { return real_->latest_schema_version(); }
   int migrate(int target, sqlock::deadline d) override { return real_->migrate(target, d); }
   int migrate_with(int target, const sqlock::migrate_options& o, sqlock::deadline d) override {
     return real_->migrate_with(target, o, d);
   }
   sqlock::acquire_result try_acquire(const sqlock::acquire_request& r, sqlock::deadline d) override {
+    fail_if_starting_up("acquire");
     auto result = real_->try_acquire(r, d);
     if (acquire_in_doubt)
       throw sqlock::error(sqlock::errc::in_doubt, "acquire: connection lost after sending (injected)",
@@ -97,6 +104,13 @@ class faulty_backend : public sqlock::backend {
   bool wakes_other_processes() const noexcept override { return real_->wakes_other_processes(); }
 
  private:
+  void fail_if_starting_up(const char* what) {
+    for (int left = starting_up.load(); left > 0;)
+      if (starting_up.compare_exchange_weak(left, left - 1))
+        throw sqlock::error(sqlock::errc::unavailable,
+                            std::string(what) + ": the database system is starting up (injected)",
+                            std::string(kind()));
+  }
   std::shared_ptr<sqlock::backend> real_;
 };
 
