@@ -10,8 +10,9 @@
 // control (one line per command on the control port, answered "ok ...\n"):
 //   pass | delay <ms> | stall | drop (close every open connection; new ones pass) |
 //   refuse (close every open connection and every new one) | count (open connections) |
-//   hold (the next client->server chunk, on whichever connection, and everything after it on
-//     that connection, is held until `flush`, or 60 s at most) |
+//   hold [TEXT] (the next client->server chunk containing TEXT (any chunk without it), on
+//     whichever connection, and everything after it on that connection, is held until
+//     `flush`, or 60 s at most) |
 //   flush (deliver what `hold` held; answers "ok <bytes>") |
 //   nemesis <seed> <hold> <delay> <cut> <hold_max_ms> <delay_max_ms> (per mille, per chunk,
 //     from a RNG seeded with <seed>: a client->server chunk is held back hold_max/2..hold_max
@@ -134,6 +135,7 @@ int main(int argc, char** argv) {
     mode m = mode::pass;
     std::int64_t delay_ns = 0;
     bool hold_armed = false;
+    std::string hold_text;  // what the chunk to hold contains (a statement's name)
     nemesis nem;
     counters count;
     auto close_pair = [](pair& p) {
@@ -152,8 +154,10 @@ int main(int argc, char** argv) {
         ++count.listen_connections;
       }
       const long long before = count.hold + count.delay + count.cut;
+      const bool to_hold = side == 0 && hold_armed &&
+                           (hold_text.empty() || bytes.find(hold_text) != std::string::npos);
       chunk c{now + (m == mode::delay ? delay_ns : 0), std::move(bytes)};
-      if (side == 0 && hold_armed) {
+      if (to_hold) {
         hold_armed = false;
         c.due_ns = held_until_flush;
         c.late = true;
@@ -327,8 +331,9 @@ int main(int argc, char** argv) {
             m = mode::refuse;
           } else if (f[0] == "count") {
             reply = "ok " + std::to_string(pairs.size());
-          } else if (f[0] == "hold") {
+          } else if (f[0] == "hold" && f.size() <= 2) {
             hold_armed = true;
+            hold_text = f.size() == 2 ? f[1] : "";
           } else if (f[0] == "flush") {
             std::size_t bytes = 0;
             const std::int64_t t = fault::mono_ns();
