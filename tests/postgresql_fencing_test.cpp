@@ -132,6 +132,13 @@ TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits
     CHECK_FALSE(other.try_acquire_for("ledger", 1000ms));
     CHECK(seconds_since(start) >= 1.0);
     CHECK(seconds_since(start) < 5.0);  // the operation timeout is 10 s
+    // An election observer's marking read, likewise.
+    auto b = sqlock::open_backend(db.url(), db.options().backend);
+    start = steady::now();
+    auto seen = b->inspect_watched("ledger", 2000ms, steady::now() + 10s);
+    CHECK(seconds_since(start) < 3.0);
+    REQUIRE(seen);
+    CHECK(seen->token == l->token());
     tx.commit();
   }
   {

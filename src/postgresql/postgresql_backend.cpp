@@ -260,14 +260,16 @@ struct statements {
     // statement: a held row whose mark is missing or half spent is marked, so the holder's
     // release notifies. The last column says whether the snapshot asked for a mark that the
     // UPDATE (which sees the newest row) did not write: the row changed in between (released,
-    // typically), and the caller reads it again rather than sleep on a stale "held".
+    // typically), and the caller reads it again rather than sleep on a stale "held". Like the
+    // acquire's mark, it skips a row locked by a fenced transaction instead of waiting for it.
     inspect_watched =
         "WITH cur AS (SELECT " + columns + ", expires_at > now() AND waiters_until < now() + "
         "$2::bigint * interval '500 microseconds' AS mark_due FROM " + locks +
         " WHERE name = $1::text), "
         "marked AS (UPDATE " + locks + " SET waiters_until = now() + $2::bigint * "
-        "interval '1 millisecond' WHERE $3::boolean AND name = $1::text AND expires_at > now() "
-        "AND waiters_until < now() + $2::bigint * interval '500 microseconds' RETURNING 1) "
+        "interval '1 millisecond' WHERE name IN (SELECT name FROM " + locks + " WHERE "
+        "$3::boolean AND name = $1::text AND expires_at > now() AND waiters_until < now() + "
+        "$2::bigint * interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
         "SELECT cur.*, $3::boolean AND cur.mark_due AND NOT EXISTS (SELECT 1 FROM marked) "
         "FROM cur";
 
@@ -734,6 +736,10 @@ class postgresql_backend final : public backend {
     // from here rather than from inside the waiter's deadline window).
     if (options_.notifications) listener_.ensure_started(milliseconds{0});
     std::int64_t left = res.integer(0, 1);
+    // An expired row that was refused is locked by another transaction (a fenced one, or a
+    // concurrent grant); a mark that was due but not written means a release slipped in, or
+    // the row is locked. Either way the expiry is unknown: 0 makes the caller back off
+    // (2 ms, doubling), so a row pinned for long is not polled in a tight loop.
     bool mark_missed = mark && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
     out.holder_expires_in =
         left <= 0 || mark_missed ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(left));
