@@ -19,8 +19,7 @@ client_options prepared(client_options options) {
     options.owner = default_owner();
   else
     validate_owner(options.owner);
-  if (options.operation_timeout <= std::chrono::milliseconds::zero())
-    throw error(errc::invalid_argument, "client_options::operation_timeout must be positive");
+  validate_operation_timeout(options.operation_timeout);
   return options;
 }
 
