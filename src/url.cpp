@@ -89,6 +89,8 @@ bool conninfo_shape(std::string_view s) {
   return i < s.size() && s[i] == '=';
 }
 
+void query_ranges(std::string_view url, std::size_t q, std::vector<range>& out);
+
 void uri_ranges(std::string_view url, std::size_t rest, std::vector<range>& out) {
   const std::size_t n = url.size();
   std::size_t query_from = rest;
@@ -100,7 +102,12 @@ void uri_ranges(std::string_view url, std::size_t rest, std::vector<range>& out)
     if (colon < at) out.emplace_back(colon + 1, at - colon - 1);
     query_from = at + 1;
   }
-  std::size_t q = url.find('?', query_from);
+  query_ranges(url, url.find('?', query_from), out);
+}
+
+// The parameters after `q` (a '?', or npos): secret keys' values.
+void query_ranges(std::string_view url, std::size_t q, std::vector<range>& out) {
+  const std::size_t n = url.size();
   if (q == std::string_view::npos) return;
   // "&key=" where key is made of characters a parameter name (possibly percent-encoded) has.
   auto param_starts_at = [&](std::size_t amp) {
@@ -225,6 +232,8 @@ std::vector<std::pair<std::size_t, std::size_t>> secret_ranges(std::string_view 
       if (second != std::string_view::npos && second < at) colon = second;
       out.emplace_back(colon + 1, at - colon - 1);
     }
+    // "file:/path?password=..." and other scheme:... forms with parameters.
+    query_ranges(url, url.find('?', at == std::string_view::npos ? 0 : at + 1), out);
   }
   std::sort(out.begin(), out.end());
   std::vector<range> merged;

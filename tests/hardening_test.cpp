@@ -109,6 +109,9 @@ TEST_CASE("secret_ranges covers every hostile password and redact_url hides it")
       for (std::size_t i = pos; i < pos + len; ++i) masked[i] = '*';
     check_clean(masked, url);
   }
+  // Other schemes carry parameters too (SQLite ignores unknown ones).
+  for (const char* url : {"file:/tmp/x.db?password=Kx7QaVb8Wm", "sqlite:/tmp/x.db?sslpassword=Kx7Qa"})
+    check_clean(sqlock::detail::redact_url(url), url);
   // What is not secret stays readable.
   CHECK(sqlock::detail::redact_url("postgresql://app:pw@db:5432/app?sslmode=require") ==
         "postgresql://app:****@db:5432/app?sslmode=require");
