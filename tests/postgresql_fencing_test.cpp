@@ -192,7 +192,9 @@ TEST_CASE("inside a fenced transaction the keepalive does not stall and a releas
   CHECK(observer.try_acquire("ledger"));
 }
 
-TEST_CASE("sqlock_assert_held needs no grant beyond USAGE on the schema") {
+// Schema 3: USAGE on the schema is no longer enough (EXECUTE is not PUBLIC's: a caller's open
+// transaction share-locks the row, see 003_hardening.up.sql); EXECUTE is, without table rights.
+TEST_CASE("sqlock_assert_held needs EXECUTE (USAGE on the schema is not enough), no table rights") {
   postgresql_fixture db;
   sqlock::client c(db.url(), db.options());
   auto l = c.try_acquire("ledger");
@@ -200,6 +202,13 @@ TEST_CASE("sqlock_assert_held needs no grant beyond USAGE on the schema") {
   sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
   admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
   pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
+  {
+    pqxx::work tx(runtime);
+    CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema()),
+                    pqxx::insufficient_privilege);
+  }
+  admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) +
+              ".sqlock_assert_held(text, bigint) TO sqlock_runtime");
   pqxx::work tx(runtime);
   CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".sqlock_locks"));
   pqxx::work tx2(runtime);
@@ -333,7 +342,8 @@ TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall an
   CHECK(observer.try_acquire_semaphore("slots", units_of(2, 30000ms, true)));
 }
 
-TEST_CASE("sqlock_semaphore_assert_held needs no grant beyond USAGE on the schema") {
+TEST_CASE("sqlock_semaphore_assert_held needs EXECUTE (USAGE on the schema is not enough), "
+          "no table rights") {
   postgresql_fixture db;
   sqlock::client c(db.url(), db.options());
   auto l = c.try_acquire_semaphore("slots", units_of(3, 30000ms, true));
@@ -341,6 +351,14 @@ TEST_CASE("sqlock_semaphore_assert_held needs no grant beyond USAGE on the schem
   sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
   admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
   pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
+  {
+    pqxx::work tx(runtime);
+    CHECK_THROWS_AS(
+        sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema()),
+        pqxx::insufficient_privilege);
+  }
+  admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) +
+              ".sqlock_semaphore_assert_held(text, bigint) TO sqlock_runtime");
   pqxx::work tx(runtime);
   CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) +
                        ".sqlock_semaphore_holders"));

@@ -61,6 +61,11 @@ void grant_runtime(const std::string& schema) {
   // Schema 2: semaphores (sqlock_semaphore_acquire runs with the caller's rights).
   admin.query("GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".sqlock_semaphores, " + s +
               ".sqlock_semaphore_holders, " + s + ".sqlock_semaphore_tickets TO sqlock_runtime");
+  // Schema 3: EXECUTE on sqlock's functions is no longer PUBLIC's.
+  admin.query("GRANT EXECUTE ON FUNCTION " + s + ".sqlock_assert_held(text, bigint), " + s +
+              ".sqlock_semaphore_assert_held(text, bigint), " + s +
+              ".sqlock_semaphore_acquire(text, bigint, bigint, text, text, text, bigint, "
+              "boolean, boolean, bigint, text) TO sqlock_runtime");
 }
 
 // Without notifications: the listener's own LISTEN and self-test would show up in the counts.

@@ -45,9 +45,8 @@ std::string check(sqlite3* db, std::string_view name, std::int64_t token,
                                        sqlite3_errmsg(db), "sqlite");
   std::int64_t current = sqlite3_column_int64(raw, 0);
   bool live = sqlite3_column_int(raw, 1) != 0;
-  if (current != token)
-    return "token " + std::to_string(token) + " is stale (current token " +
-           std::to_string(current) + ")";
+  // Never the current token: whoever may call this must not learn the one to forge.
+  if (current != token) return "token " + std::to_string(token) + " is not the current lease";
   if (!live) return "the lease with token " + std::to_string(token) + " has expired";
   return {};
 }
