@@ -355,7 +355,8 @@ TEST_CASE("no error of sqlock_assert_held or sqlock_semaphore_assert_held names 
   pqxx::connection app(db.direct_url());
   const std::vector<std::pair<const char*, std::int64_t>> probes = {
       {"lock, stale token", stale}, {"lock, other token", 1}, {"lock, newer token", 9000000000}};
-  for (auto& [what, token] : probes) {
+  for (auto& [probe, token] : probes) {
+    const std::string what = probe;
     CAPTURE(what);
     pqxx::work tx(app);
     try {
@@ -460,6 +461,8 @@ TEST_CASE("migration files applied by another tool pin search_path: a temporary 
                    "expires_at timestamptz)");
       forger.query("INSERT INTO pg_temp.sqlock_locks VALUES ('ledger', 42, now() + "
                    "interval '1 hour')");
+      // Usable by the function's owner (FOR SHARE needs UPDATE), as an attacker would make it.
+      forger.query("GRANT ALL ON pg_temp.sqlock_locks TO PUBLIC");
       std::string state = "none";
       try {
         forger.query("SELECT " + s + ".sqlock_assert_held('ledger', 42)");
