@@ -22,8 +22,11 @@ inline constexpr const char* sqlstate_lease_lost = "SQ001";
 /// (well under the lease's ttl/2): while it is open the holder's renewals skip the row.
 /// A release of this lease while `tx` is open waits at most 100 ms, then completes in the
 /// background when `tx` ends.
+/// The role of `tx` needs EXECUTE on `sqlock_assert_held` (schema 3 revokes it from PUBLIC;
+/// see the README's runtime-role grants), no rights on the tables. The message names the
+/// lock and the caller's token, never the lock's current token.
 /// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
-/// pqxx exceptions for other database errors.
+/// pqxx exceptions for other database errors (`pqxx::insufficient_privilege` without EXECUTE).
 inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::int64_t token,
                         const std::string& schema = "public") {
   try {
@@ -40,7 +43,8 @@ inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::
 /// `token` (`lease::token()` of a semaphore lease) is a live holder of the semaphore `name` by
 /// the server clock, and holds a share lock on that holder's row until `tx` ends, so no force
 /// release or expiry-then-grant can count it out before the caller's writes. The same rules
-/// for keeping `tx` short apply: while it is open the holder's renewals skip the row.
+/// for keeping `tx` short apply: while it is open the holder's renewals skip the row. Needs
+/// EXECUTE on `sqlock_semaphore_assert_held`, as `assert_held` does on its function.
 /// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
 /// pqxx exceptions for other database errors.
 inline void assert_semaphore_held(pqxx::transaction_base& tx, std::string_view name,

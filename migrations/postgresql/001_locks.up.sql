@@ -78,8 +78,8 @@ CREATE TABLE sqlock_locks (
 -- commit in between: the lease check and the protected writes become one atomic fact. While
 -- that transaction is open the holder's own renewals skip the row (the lease is at risk), so
 -- keep fenced transactions well under ttl/2. SECURITY DEFINER with the search_path of this
--- migration (sqlock's schema, pg_temp last) fixed at creation: callers need only USAGE on the
--- schema (EXECUTE is granted to PUBLIC by default), no rights on the table.
+-- migration (sqlock's schema, pg_temp last) fixed at creation: callers need no rights on the
+-- table. EXECUTE is PUBLIC's here; schema 3 revokes it (003_hardening.up.sql says why).
 CREATE FUNCTION sqlock_assert_held(lock_name text, lock_token bigint) RETURNS void
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
 DECLARE
