@@ -690,23 +690,30 @@ TEST_CASE("an acquirer blocked behind a row lock wins after the release with a l
         "AND datname = current_database() AND pid <> pg_backend_pid()"));
   };
 
-  SUBCASE("the grant draws its token under the row lock") {
-    // Another session holds the row lock; the acquirer sees a free row, draws nothing yet and
-    // blocks in ON CONFLICT.
+  SUBCASE("a row locked by another transaction is refused at once, drawing no token") {
+    // Another session holds the row lock (as a fenced transaction's share lock would): the
+    // acquirer sees a free row but never waits for the lock (issue 12): it is refused with no
+    // known expiry and draws nothing. Once the lock is gone, a grant draws its token under
+    // the row lock, after the grant that session made.
     raw.query("BEGIN");
     raw.query("SELECT 1 FROM " + locks + " WHERE name = 'x' FOR UPDATE");
-    std::optional<sqlock::acquire_result> got;
-    std::thread t([&] { got = b->try_acquire(request("x", "waiter"), steady::now() + 20s); });
-    CHECK(eventually([&] { return blocked_acquirers() == 1; }));
+    auto last = [&] { return watcher.value("SELECT last_value FROM " + seq); };
+    const auto before = last();
+    auto start = steady::now();
+    auto refused = b->try_acquire(request("x", "waiter"), steady::now() + 20s);
+    CHECK(steady::now() - start < 3s);
+    CHECK_FALSE(refused.granted);
+    CHECK(refused.holder_expires_in == 0ms);
+    CHECK(last() == before);
+    CHECK(blocked_acquirers() == 0);
     // Meanwhile a grant of the same name happens and ends in that session.
     auto ta = std::stoll(raw.value("UPDATE " + locks + " SET token = nextval('" + seq +
                                    "'), nonce = 'A', expires_at = now() WHERE name = 'x' "
                                    "RETURNING token"));
     raw.query("COMMIT");
-    t.join();
-    REQUIRE(got);
-    REQUIRE(got->granted);
-    CHECK(got->granted->token > ta);
+    auto got = b->try_acquire(request("x", "waiter"), soon());
+    REQUIRE(got.granted);
+    CHECK(got.granted->token > ta);
     CHECK(ta > first.granted->token);
   }
 
