@@ -349,9 +349,9 @@ class sqlite_backend final : public backend {
       throw error(errc::invalid_argument, "migrate: no schema version " + std::to_string(target),
                   kind_name);
     auto c = checkout(until, true, what);
+    c->use_wal(what);  // a new or foreign file: the connection did not set it
     // One transaction per migration; concurrent runners serialise on BEGIN IMMEDIATE and
     // re-read the version inside it.
-    c->use_wal(what);  // a new or foreign file: the connection did not set it
     for (;;) {
       write_transaction tx(*c, what);
       int v = read_version(*c, what);
@@ -862,6 +862,15 @@ class sqlite_backend final : public backend {
     if (!next.step())
       throw error(errc::schema_mismatch, what + " on sqlite: the token counter row is missing",
                   kind_name);
+    // Past 2^63 - 1 SQLite turns value + 1 into a REAL, which reads back clamped to the
+    // maximum: the same token twice. The caller's write transaction rolls back on the throw.
+    if (!next.is_integer(0))
+      throw error(errc::schema_mismatch,
+                  what + " on sqlite: the fencing token counter (sqlock_counters, name 'token') "
+                         "is exhausted: no lock or semaphore can be granted until an operator "
+                         "sets it below 9223372036854775807, above every token already issued "
+                         "if any remain; it only gets there if it was set by hand",
+                  kind_name);
     return next.integer(0);
   }
 
@@ -916,15 +925,6 @@ class sqlite_backend final : public backend {
   }
 
   static renew_result renew_holder(connection& c, std::int64_t now, const renew_request& r,
-    // Past 2^63 - 1 SQLite turns value + 1 into a REAL, which reads back clamped to the
-    // maximum: the same token twice. The caller's write transaction rolls back on the throw.
-    if (!next.is_integer(0))
-      throw error(errc::schema_mismatch,
-                  what + " on sqlite: the fencing token counter (sqlock_counters, name 'token') "
-                         "is exhausted: no lock or semaphore can be granted until an operator "
-                         "sets it below 9223372036854775807, above every token already issued "
-                         "if any remain; it only gets there if it was set by hand",
-                  kind_name);
                                    const std::string& what) {
     auto up = c.prepare(
         "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
