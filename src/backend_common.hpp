@@ -30,4 +30,43 @@ inline std::string describe_renewal(const std::vector<renew_request>& requests) 
   return "renew " + std::to_string(requests.size()) + " leases";
 }
 
+/// The live leases a `migrate down` step would drop (read inside that step's transaction), and
+/// the verdict: nothing to say, a warning when forced, otherwise `invalid_argument` (nothing is
+/// changed). Dropping them would let the next grant after `migrate up` reuse small tokens
+/// while their holders still work.
+class live_leases {
+ public:
+  /// One table's live rows: the first few of them, and how many there are in all.
+  void add(const char* label, std::string_view name, std::int64_t token, std::string_view owner) {
+    examples_ += std::string(examples_.empty() ? "" : ", ") + label + " " + quoted(name) +
+                 " (token " + std::to_string(token) + ", owner " + quoted(owner) + ")";
+    ++shown_;
+  }
+  void total(std::int64_t n) {
+    if (n > shown_) examples_ += ", ...";
+    live_ += n;
+    shown_ = 0;
+  }
+  /// Returns the warning to log when `force` and some are live (empty: nothing to say);
+  /// throws when some are live and not `force`.
+  std::string verdict(std::string_view backend, int version, bool force) const {
+    if (live_ == 0) return {};
+    std::string text = "migrate down from schema version " + std::to_string(version) + ": " +
+                       std::to_string(live_) +
+                       (live_ == 1 ? " live lease or semaphore holder"
+                                   : " live leases or semaphore holders") +
+                       " would be dropped: " + examples_;
+    if (force) return std::string(backend) + ": " + text + "; dropping them (force)";
+    throw error(errc::invalid_argument,
+                text + "; stop their holders (or let the leases expire) and retry, or force it "
+                       "(`sqlock migrate down --force`, migrate_options::force); the schema "
+                       "stays at version " + std::to_string(version),
+                std::string(backend));
+  }
+
+ private:
+  std::int64_t live_ = 0, shown_ = 0;
+  std::string examples_;
+};
+
 }  // namespace sqlock::detail

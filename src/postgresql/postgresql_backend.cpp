@@ -675,36 +675,19 @@ class postgresql_backend final : public backend {
                       (locks && holders ? ", " : "") + (holders ? "sqlock_semaphore_holders" : "") +
                       " IN ACCESS EXCLUSIVE MODE",
                   until);
-    std::int64_t live = 0;
-    std::string examples;
+    live_leases live;
     auto count = [&](const char* table, const char* label) {
       auto r = run(c, what, nullptr,
                    std::string("SELECT count(*) OVER (), name, token, owner FROM ") + table +
                        " WHERE expires_at > clock_timestamp() ORDER BY token LIMIT 3",
                    {}, until);
-      if (r.rows() == 0) return;
-      live += r.integer(0, 0);
-      for (int i = 0; i < r.rows(); ++i)
-        examples += std::string(examples.empty() ? "" : ", ") + label + " " + quoted(r.text(i, 1)) +
-                    " (token " + r.text(i, 2) + ", owner " + quoted(r.text(i, 3)) + ")";
-      if (r.integer(0, 0) > r.rows()) examples += ", ...";
+      for (int i = 0; i < r.rows(); ++i) live.add(label, r.text(i, 1), r.integer(i, 2), r.text(i, 3));
+      live.total(r.rows() ? r.integer(0, 0) : 0);
     };
     if (locks) count("sqlock_locks", "lock");
     if (holders) count("sqlock_semaphore_holders", "semaphore");
-    if (live == 0) return;
-    std::string text = "migrate down from schema version " + std::to_string(v) + ": " +
-                       std::to_string(live) +
-                       (live == 1 ? " live lease or semaphore holder" : " live leases or semaphore holders") +
-                       " would be dropped: " + examples;
-    if (options.force) {
-      log(log_level::warn, "postgresql: " + text + "; dropping them (force)");
-      return;
-    }
-    throw error(errc::invalid_argument,
-                text + "; stop their holders (or let the leases expire) and retry, or force it "
-                       "(`sqlock migrate down --force`, migrate_options::force); the schema stays at "
-                       "version " + std::to_string(v),
-                kind_name);
+    if (auto warning = live.verdict(kind_name, v, options.force); !warning.empty())
+      log(log_level::warn, warning);
   }
 
   acquire_result try_acquire(const acquire_request& r, deadline until) override {

@@ -390,20 +390,16 @@ class sqlite_backend final : public backend {
   void refuse_live_leases(connection& c, int v, int target, const migrate_options& options) {
     const std::string what = "migrate down: count live leases";
     const bool locks = target < 1, holders = target < 2 && v >= 2;
-    std::int64_t live = 0;
-    std::string examples;
+    live_leases live;
     auto count = [&](const char* sql, const char* label) {
       auto s = c.prepare(sql, what);
       s.bind(1, c.now_ms(what));
-      std::int64_t shown = 0, total = 0;
+      std::int64_t total = 0;
       while (s.step()) {
         total = s.integer(0);
-        ++shown;
-        examples += std::string(examples.empty() ? "" : ", ") + label + " " + quoted(s.text(1)) +
-                    " (token " + std::to_string(s.integer(2)) + ", owner " + quoted(s.text(3)) + ")";
+        live.add(label, s.text(1), s.integer(2), s.text(3));
       }
-      live += total;
-      if (total > shown) examples += ", ...";
+      live.total(total);
     };
     if (locks)
       count("SELECT count(*) OVER (), name, token, owner FROM sqlock_locks "
@@ -413,25 +409,12 @@ class sqlite_backend final : public backend {
       count("SELECT count(*) OVER (), name, token, owner FROM sqlock_semaphore_holders "
             "WHERE expires_at > ?1 ORDER BY token LIMIT 3",
             "semaphore");
-    if (live == 0) return;
-    std::string text = "migrate down from schema version " + std::to_string(v) + ": " +
-                       std::to_string(live) +
-                       (live == 1 ? " live lease or semaphore holder" : " live leases or semaphore holders") +
-                       " would be dropped: " + examples;
-    if (options.force) {
-      if (options_.log) {
-        try {
-          options_.log(log_level::warn, "sqlite: " + text + "; dropping them (force)");
-        } catch (...) {
-        }
-      }
-      return;
+    auto warning = live.verdict(kind_name, v, options.force);
+    if (warning.empty() || !options_.log) return;
+    try {
+      options_.log(log_level::warn, warning);
+    } catch (...) {
     }
-    throw error(errc::invalid_argument,
-                text + "; stop their holders (or let the leases expire) and retry, or force it "
-                       "(`sqlock migrate down --force`, migrate_options::force); the schema stays at "
-                       "version " + std::to_string(v),
-                kind_name);
   }
 
   acquire_result try_acquire(const acquire_request& r, deadline until) override {
