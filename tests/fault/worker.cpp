@@ -153,6 +153,27 @@ sqlock::client_options client_options(const config& cfg, fault::history& h) {
 
 /// The soak loop of one thread: acquire a random name, hold it for a random time while
 /// validating the lease and writing to the fenced resource, release.
+// One validation of a held lease, recorded with the instant it was taken, and one fenced write
+// with its token. Returns false (after recording it) when the lease is no longer valid.
+bool validate_and_write(const config& cfg, fault::history& h, fence_client& fence,
+                        const std::string& wid, const std::string& name, long long token,
+                        const std::string& lease_id, const sqlock::lease& l) {
+  // The lease is validated AFTER the timestamp is taken: it was held at that instant.
+  std::int64_t t = fault::mono_ns();
+  auto rem = l.remaining();
+  if (!l || rem <= ms{0}) {
+    h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+    return false;
+  }
+  h.at(t, wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
+              std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
+  if (cfg.fence_port > 0) {
+    auto r = fence.write(name, token, lease_id);
+    h.line("%s write %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(), r.c_str());
+  }
+  return true;
+}
+
 void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int thread,
                  std::int64_t end_ns) {
   const std::string wid = cfg.id + (cfg.threads > 1 ? "." + std::to_string(thread) : "");
@@ -215,20 +236,9 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
     const std::int64_t until = granted + hold * 1000000;
     bool lost = false;
     for (;;) {
-      // The lease is validated AFTER the timestamp is taken: it was held at that instant.
-      std::int64_t t = fault::mono_ns();
-      auto rem = l->remaining();
-      if (!*l || rem <= ms{0}) {
-        h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l)) {
         lost = true;
         break;
-      }
-      h.at(t, wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
-                  std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
-      if (cfg.fence_port > 0) {
-        auto r = fence.write(name, token, lease_id);
-        h.line("%s write %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
-               r.c_str());
       }
       std::int64_t now = fault::mono_ns();
       if (now >= until) break;
@@ -302,19 +312,7 @@ void late_renewal(const config& cfg, sqlock::client& c, fault::history& h, long 
   std::thread validator([&] {
     fence_client fence(static_cast<int>(cfg.fence_port));
     while (fault::mono_ns() < until) {
-      std::int64_t t = fault::mono_ns();
-      auto rem = l->remaining();
-      if (!*l || rem <= ms{0}) {
-        h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
-        return;
-      }
-      h.at(t, wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
-                  std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
-      if (cfg.fence_port > 0) {
-        auto r = fence.write(name, token, lease_id);
-        h.line("%s write %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
-               r.c_str());
-      }
+      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l)) return;
       std::this_thread::sleep_for(ms{cfg.write_every_ms});
     }
   });
