@@ -82,11 +82,12 @@ statements capture(const config& cfg) {
                 " (is log_statement=all set for the capture role?)");
 }
 
-// ---- a backend wrapper that times grant attempts (leveldb's EnvWrapper pattern) ----
+// ---- a backend wrapper that times grant attempts (sqlock::backend_wrapper) ----
 
-class timing_backend final : public sqlock::backend {
+class timing_backend final : public sqlock::backend_wrapper {
  public:
-  explicit timing_backend(std::shared_ptr<sqlock::backend> inner) : in_(std::move(inner)) {}
+  explicit timing_backend(std::shared_ptr<sqlock::backend> inner)
+      : sqlock::backend_wrapper(std::move(inner)) {}
 
   std::vector<double> take_attempts() {
     std::lock_guard<std::mutex> lock(mu_);
@@ -95,76 +96,25 @@ class timing_backend final : public sqlock::backend {
     return out;
   }
 
-  std::string_view kind() const noexcept override { return in_->kind(); }
-  std::string describe() const override { return in_->describe(); }
-  int schema_version(sqlock::deadline u) override { return in_->schema_version(u); }
-  int latest_schema_version() const noexcept override { return in_->latest_schema_version(); }
-  int migrate(int target, sqlock::deadline u) override { return in_->migrate(target, u); }
-  int migrate_with(int target, const sqlock::migrate_options& o, sqlock::deadline u) override {
-    return in_->migrate_with(target, o, u);
-  }
   sqlock::acquire_result try_acquire(const sqlock::acquire_request& r,
                                      sqlock::deadline u) override {
-    auto t0 = clk::now();
-    auto res = in_->try_acquire(r, u);
-    auto us = us_between(t0, clk::now());
-    std::lock_guard<std::mutex> lock(mu_);
-    attempt_us_.push_back(us);
-    return res;
-  }
-  std::vector<sqlock::renew_result> renew(const std::vector<sqlock::renew_request>& r,
-                                          sqlock::deadline u) override {
-    return in_->renew(r, u);
-  }
-  bool release(const sqlock::lease_key& k, sqlock::deadline u) override {
-    return in_->release(k, u);
-  }
-  bool abandon(const sqlock::lease_key& k, sqlock::deadline u) override {
-    return in_->abandon(k, u);
+    return timed([&] { return wrapped().try_acquire(r, u); });
   }
   sqlock::acquire_result try_acquire_semaphore(const sqlock::semaphore_request& r,
                                                sqlock::deadline u) override {
+    return timed([&] { return wrapped().try_acquire_semaphore(r, u); });
+  }
+
+ private:
+  template <class F>
+  sqlock::acquire_result timed(F attempt) {
     auto t0 = clk::now();
-    auto res = in_->try_acquire_semaphore(r, u);
+    auto res = attempt();
     auto us = us_between(t0, clk::now());
     std::lock_guard<std::mutex> lock(mu_);
     attempt_us_.push_back(us);
     return res;
   }
-  std::optional<sqlock::semaphore_record> inspect_semaphore(std::string_view n,
-                                                            sqlock::deadline u) override {
-    return in_->inspect_semaphore(n, u);
-  }
-  std::vector<sqlock::semaphore_record> list_semaphores(const sqlock::list_filter& f,
-                                                        sqlock::deadline u) override {
-    return in_->list_semaphores(f, u);
-  }
-  std::size_t force_release_semaphore(std::string_view n, std::int64_t t,
-                                      sqlock::deadline u) override {
-    return in_->force_release_semaphore(n, t, u);
-  }
-  std::optional<sqlock::lock_record> inspect_watched(std::string_view n, milliseconds m,
-                                                     sqlock::deadline u) override {
-    return in_->inspect_watched(n, m, u);
-  }
-  std::optional<sqlock::lock_record> inspect(std::string_view n, sqlock::deadline u) override {
-    return in_->inspect(n, u);
-  }
-  std::vector<sqlock::lock_record> list(const sqlock::list_filter& f,
-                                        sqlock::deadline u) override {
-    return in_->list(f, u);
-  }
-  bool force_release(std::string_view n, sqlock::deadline u) override {
-    return in_->force_release(n, u);
-  }
-  std::size_t purge(milliseconds f, sqlock::deadline u) override { return in_->purge(f, u); }
-  std::shared_ptr<sqlock::release_watch> watch(std::string_view n) override {
-    return in_->watch(n);
-  }
-  bool wakes_other_processes() const noexcept override { return in_->wakes_other_processes(); }
-
- private:
-  std::shared_ptr<sqlock::backend> in_;
   std::mutex mu_;
   std::vector<double> attempt_us_;
 };

@@ -452,7 +452,7 @@ TEST_CASE("renew classifies a semaphore holder's outcomes and skips a holder row
   try {
     b->release(holder_key("s", "fenced", fenced), soon());
     FAIL("expected the release to report the locked row");
-  } catch (const sqlock::error& e) {
+  } catch (const sqlock::row_locked& e) {
     CHECK(e.code() == errc::unavailable);
     CHECK(e.sqlstate() == sqlock::sqlstate_row_locked);
   }

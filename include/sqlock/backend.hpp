@@ -5,6 +5,7 @@
 /// is SQL-free. Implementations: sqlite (src/sqlite/) and postgresql (src/postgresql/).
 
 #include <sqlock/error.hpp>
+#include <sqlock/release_watch.hpp>
 #include <sqlock/types.hpp>
 
 #include <atomic>
@@ -20,10 +21,6 @@
 #include <vector>
 
 namespace sqlock {
-
-/// The point in time by which a backend call must return (it throws `errc::unavailable` when it
-/// cannot finish by then). Every backend call takes one.
-using deadline = std::chrono::steady_clock::time_point;
 
 /// One grant attempt. `nonce` is fresh per attempt and is the lease's identity from then on.
 struct acquire_request {
@@ -52,9 +49,20 @@ struct acquire_result {
   std::chrono::milliseconds holder_expires_in{0};
 };
 
-/// The sqlstate of the `errc::unavailable` a backend's `release` or `abandon` throws when the row
-/// is locked by another open transaction (a fenced transaction) and it did not wait for it;
-/// the client then retries in the background. (PostgreSQL's lock_not_available.)
+/// What a backend's `release` or `abandon` throws when the lease's row is locked by another
+/// open transaction (a fenced transaction, possibly the caller's own) and it did not wait for
+/// it: the lease is not ended yet, and the client retries in the background. An
+/// `errc::unavailable` error, so code that does not know it sees a transient failure.
+class row_locked : public error {
+ public:
+  explicit row_locked(const std::string& message, std::string backend = {},
+                      std::string sqlstate = {})
+      : error(errc::unavailable, message, std::move(backend), std::move(sqlstate)) {}
+};
+
+/// PostgreSQL's lock_not_available, the sqlstate a `row_locked` from PostgreSQL carries.
+/// (Before `row_locked` existed, this sqlstate on an `unavailable` error was the signal; the
+/// client still honours it from backends written against that.)
 inline constexpr std::string_view sqlstate_row_locked = "55P03";
 
 /// A lease's identity in the database.
@@ -116,49 +124,6 @@ struct renew_result {
   std::chrono::system_clock::time_point expires_at;  ///< when renewed, by the database clock
 };
 
-/// A waiter's wake-up channel for one lock name. The backend signals it when it learns of a
-/// release of that name (its own release calls; PostgreSQL notifications); its owner cancels it
-/// to stop a wait for good. Thread safety: thread-safe.
-class release_watch {
- public:
-  enum class wake { notified, cancelled, timeout };
-
-  explicit release_watch(std::string name) : name_(std::move(name)) {}
-  /// A watch dropped with an unconsumed signal hands it on (see `on_drop_pending`).
-  ~release_watch();
-  release_watch(const release_watch&) = delete;
-  release_watch& operator=(const release_watch&) = delete;
-  const std::string& name() const noexcept { return name_; }
-
-  /// Signals a release; one pending signal is kept until a wait consumes it.
-  void notify() noexcept;
-  /// Signals a release unless one is already pending or the watch is cancelled; returns
-  /// whether it did (so a backend can wake exactly one waiter per release).
-  bool try_notify() noexcept;
-  /// Every current and future wait returns `cancelled`.
-  void cancel() noexcept;
-  /// Blocks until notified (consuming the signal), cancelled or the deadline.
-  wake wait_until(deadline until);
-  /// Set by the backend that created the watch: called by the destructor when a signal was
-  /// never consumed (the waiter left: timed out, was cancelled or got the lock another way),
-  /// so the wake-up passes to the next waiter instead of being lost.
-  void on_drop_pending(std::function<void()> fn) { pass_on_ = std::move(fn); }
-  /// Makes this an observer's watch (leader election's `observe`): a backend signals it on
-  /// every release of its name, besides the one waiter it wakes, and a dropped signal is not
-  /// handed on. Call it before the first wait.
-  void make_observer() noexcept { observer_ = true; }
-  bool observer() const noexcept { return observer_; }
-
- private:
-  std::string name_;
-  std::mutex mutex_;
-  std::condition_variable cv_;
-  bool notified_ = false;
-  bool cancelled_ = false;
-  std::atomic<bool> observer_{false};
-  std::function<void()> pass_on_;
-};
-
 /// A database that stores lock rows. Implementations own their connections and are
 /// thread-safe: the client calls them from user threads, its keepalive and waiters at once.
 /// Throws: `sqlock::error`; native errors are translated at the backend's boundary.
@@ -197,7 +162,7 @@ class backend {
                                           deadline until) = 0;
   /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
   /// wakes waiters. Returns false when it was not live. Must not wait long for a row locked by
-  /// another open transaction: throw `errc::unavailable` with `sqlstate_row_locked` instead.
+  /// another open transaction: throw `row_locked` instead.
   virtual bool release(const lease_key& key, deadline until) = 0;
   /// Ends whatever lease of `key.kind` carries `key.nonce` on `key.name`, whatever its token
   /// (cleanup of an in-doubt acquire, the client's background retries of a release), and for a
@@ -249,6 +214,82 @@ class backend {
   /// Whether releases by other processes signal watches (PostgreSQL with working
   /// notifications). When false, waiters fall back to a shorter backoff.
   virtual bool wakes_other_processes() const noexcept = 0;
+};
+
+/// Forwards every call to a wrapped backend (leveldb's `EnvWrapper`): derive from it and
+/// override only what you change, e.g. to time, count or inject faults into some calls. A
+/// virtual added to `backend` is forwarded here, so a wrapper never silently falls back to a
+/// default. Thread safety: as the wrapped backend.
+class backend_wrapper : public backend {
+ public:
+  explicit backend_wrapper(std::shared_ptr<backend> wrapped) : wrapped_(std::move(wrapped)) {}
+  backend& wrapped() const noexcept { return *wrapped_; }
+
+  std::string_view kind() const noexcept override { return wrapped_->kind(); }
+  std::string describe() const override { return wrapped_->describe(); }
+  int schema_version(deadline until) override { return wrapped_->schema_version(until); }
+  int latest_schema_version() const noexcept override {
+    return wrapped_->latest_schema_version();
+  }
+  int migrate(int target, deadline until) override { return wrapped_->migrate(target, until); }
+  int migrate_with(int target, const migrate_options& options, deadline until) override {
+    return wrapped_->migrate_with(target, options, until);
+  }
+  acquire_result try_acquire(const acquire_request& request, deadline until) override {
+    return wrapped_->try_acquire(request, until);
+  }
+  std::vector<renew_result> renew(const std::vector<renew_request>& requests,
+                                  deadline until) override {
+    return wrapped_->renew(requests, until);
+  }
+  bool release(const lease_key& key, deadline until) override {
+    return wrapped_->release(key, until);
+  }
+  bool abandon(const lease_key& key, deadline until) override {
+    return wrapped_->abandon(key, until);
+  }
+  std::optional<lock_record> inspect(std::string_view name, deadline until) override {
+    return wrapped_->inspect(name, until);
+  }
+  std::vector<lock_record> list(const list_filter& filter, deadline until) override {
+    return wrapped_->list(filter, until);
+  }
+  bool force_release(std::string_view name, deadline until) override {
+    return wrapped_->force_release(name, until);
+  }
+  std::size_t purge(std::chrono::milliseconds free_for, deadline until) override {
+    return wrapped_->purge(free_for, until);
+  }
+  acquire_result try_acquire_semaphore(const semaphore_request& request,
+                                       deadline until) override {
+    return wrapped_->try_acquire_semaphore(request, until);
+  }
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name,
+                                                    deadline until) override {
+    return wrapped_->inspect_semaphore(name, until);
+  }
+  std::vector<semaphore_record> list_semaphores(const list_filter& filter,
+                                                deadline until) override {
+    return wrapped_->list_semaphores(filter, until);
+  }
+  std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
+                                      deadline until) override {
+    return wrapped_->force_release_semaphore(name, token, until);
+  }
+  std::optional<lock_record> inspect_watched(std::string_view name,
+                                             std::chrono::milliseconds mark,
+                                             deadline until) override {
+    return wrapped_->inspect_watched(name, mark, until);
+  }
+  std::shared_ptr<release_watch> watch(std::string_view name) override {
+    return wrapped_->watch(name);
+  }
+  bool wakes_other_processes() const noexcept override {
+    return wrapped_->wakes_other_processes();
+  }
+
+ private:
+  std::shared_ptr<backend> wrapped_;
 };
 
 /// Opens the backend a URL names, without connecting yet:

@@ -2,7 +2,6 @@
 /// \file
 /// sqlock::client, the entry point: acquires leases and administers lock rows.
 
-#include <sqlock/backend.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/types.hpp>
 
@@ -15,6 +14,8 @@
 #include <vector>
 
 namespace sqlock {
+
+class backend;  // <sqlock/backend.hpp>: the seam, for those who implement or wrap it
 
 namespace detail {
 class client_core;

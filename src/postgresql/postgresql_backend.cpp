@@ -222,7 +222,7 @@ struct statements {
     // transaction holding sqlock_assert_held's share lock, possibly opened by the very thread
     // that is releasing: waiting would deadlock it). They answer rows of (ended, notified,
     // locked): a row with `locked` reports such a row, and the client then retries the release
-    // in the background (backend.hpp, sqlstate_row_locked); `ended` says a lease was live.
+    // in the background (backend.hpp, row_locked); `ended` says a lease was live.
     const std::string mine =
         "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
         "AND expires_at > now()";
@@ -1264,10 +1264,9 @@ class postgresql_backend final : public backend {
             std::this_thread::sleep_for(pause);
             continue;
           }
-          throw error(errc::unavailable,
-                      what + " on postgresql: the lease's row is locked by another open "
-                             "transaction (a fenced transaction?); not waiting for it",
-                      kind_name, std::string(sqlstate_row_locked));
+          throw row_locked(what + " on postgresql: the lease's row is locked by another open "
+                              "transaction (a fenced transaction?); not waiting for it",
+                       kind_name, std::string(sqlstate_row_locked));
         }
         break;
       }
