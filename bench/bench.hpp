@@ -1,6 +1,6 @@
 #pragma once
-// The benchmark's configuration and its two halves: PostgreSQL (with the Redis baseline) and
-// SQLite.
+// The benchmark's configuration, its two halves: PostgreSQL (with the Redis baseline) and
+// SQLite, and what main makes of their figures: the targets and the chart.
 
 #include <chrono>
 #include <set>
@@ -41,7 +41,12 @@ void run_postgresql(const config& cfg, report& rep);
 void run_sqlite(const config& cfg, report& rep);
 /// Scenario 8: the semaphore cycle on SQLite in one and two processes.
 void run_sqlite_semaphores(const config& cfg, report& rep);
-/// The child side of the two-process SQLite scenario (`sqlock_bench sqlite-worker ...`).
+/// The child side of the SQLite scenarios (`sqlock_bench sqlite-worker ...`).
 int sqlite_worker_main(int argc, char** argv);
+
+/// Adds each target's verdict from the figures in `rep` (targets.cpp).
+void verdicts(const config& cfg, report& rep);
+/// Writes the chart's gnuplot data and script (chart.gp) into `dir` (chart.cpp).
+void chart(const config& cfg, const report& rep, const std::string& dir);
 
 }  // namespace bench

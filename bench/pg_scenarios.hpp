@@ -1,0 +1,86 @@
+#pragma once
+// What the PostgreSQL scenarios share: how they open sqlock clients, name their rows, and run
+// the lock cycle that scenarios 1 and 7 both measure; and the scenarios themselves, one file
+// each (s1_uncontended.cpp, s2_handoff.cpp, s3_s6_keepalive.cpp, s4_table_size.cpp,
+// s7_semaphores.cpp), run in turn by run_postgresql (pg_scenarios.cpp).
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <sqlock/sqlock.hpp>
+#include <string>
+#include <vector>
+
+#include "bench.hpp"
+#include "capture.hpp"
+#include "instruments.hpp"
+#include "util.hpp"
+
+namespace bench {
+
+sqlock::backend_options backend_opts(std::size_t pool, bool notifications,
+                                     const std::string& schema = "public");
+
+/// A client over a timing_backend, so a scenario can read each grant attempt's duration.
+struct timed_client {
+  std::shared_ptr<timing_backend> backend;
+  std::unique_ptr<sqlock::client> client;
+};
+timed_client make_timed(const config& cfg, const sqlock::backend_options& bo,
+                        sqlock::client_options co = {});
+
+inline sqlock::lock_options no_keepalive(milliseconds ttl = milliseconds{30000}) {
+  sqlock::lock_options o;
+  o.keepalive = false;
+  o.ttl = ttl;
+  return o;
+}
+
+/// Names: numeric strings, so that pgbench (whose variables are numbers) can form the same ones.
+inline std::string name_for(int base, int thread, int i) {
+  return std::to_string(base + thread * 100 + i);
+}
+constexpr int names_per_thread = 32;
+constexpr int base_plain = 1000000;   ///< scenario 1's rows (and scenario 7's lock cycle)
+constexpr int base_marked = 2000000;  ///< scenario 1's rows marked by a waiter
+constexpr int base_sem = 3000000;     ///< scenario 7's semaphores
+
+/// The p-th percentile of a copy of `v`.
+inline double p(std::vector<double> v, double q) { return percentile(v, q); }
+
+/// One variant of an uncontended cycle: its label and a measured run at a thread count.
+struct cycle_variant {
+  std::string name;
+  std::function<run_result(int threads)> run;
+};
+
+/// One sqlock client per thread count (pool_size = threads, notifications on), opened on
+/// first use and kept across repeats.
+class clients_by_threads {
+ public:
+  explicit clients_by_threads(const config& cfg) : cfg_(cfg) {}
+  sqlock::client& operator()(int threads);
+  void clear() { clients_.clear(); }
+
+ private:
+  const config& cfg_;
+  std::map<int, std::unique_ptr<sqlock::client>> clients_;
+};
+
+/// Scenario 1's sqlock cycle: each thread acquires and releases its own 32 names in turn
+/// (keepalive off, ttl 30 s) through `c`.
+run_result sqlock_lock_cycles(const config& cfg, sqlock::client& c, int threads);
+/// The same cycle as sqlock's captured statements, through blocking libpq (one connection per
+/// thread).
+run_result bare_lock_cycles(const config& cfg, const statements& st, int threads);
+
+// The scenarios (sections s1, s2, s3 and s6, s4, s7 of the report).
+void scenario_uncontended(const config& cfg, report& rep, const statements& st,
+                          server_stats& stats);
+void scenario_handoff(const config& cfg, report& rep, const statements& st);
+void scenario_keepalive(const config& cfg, report& rep, server_stats& stats);
+void scenario_table_size(const config& cfg, report& rep, server_stats& stats);
+void scenario_semaphores(const config& cfg, report& rep, const statements& st,
+                         server_stats& stats);
+
+}  // namespace bench

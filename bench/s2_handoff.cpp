@@ -1,0 +1,214 @@
+// Scenario 2 on PostgreSQL: handoff (how soon a waiter gets a released lock, with LISTEN/NOTIFY
+// and with polling) and contention (8 clients on one name against the naive upsert loop).
+
+#include <atomic>
+#include <iostream>
+#include <thread>
+
+#include "pg_scenarios.hpp"
+
+namespace bench {
+namespace {
+
+using std::chrono::microseconds;
+
+const char* s2 = "s2";
+
+}  // namespace
+
+void scenario_handoff(const config& cfg, report& rep, const statements& st) {
+  rep.section(s2, "2. Handoff and contention (PostgreSQL)",
+              "Handoff: " + std::to_string(cfg.waiters) +
+                  " clients, each its own sqlock client (own connections and listener, as "
+                  "separate processes would have), loop on try_acquire_for(name) -> hold 1 ms -> "
+                  "release on ONE name; a client that released waits until another got the "
+                  "lock before it queues again, so at every release the " +
+                  std::to_string(cfg.waiters - 1) + " others are waiting. Contention: 8 threads, each its own client, loop "
+                  "try_acquire_for(name) -> hold ~0.1 ms -> release on one name, against 8 "
+                  "libpq threads looping on the naive upsert (retry at once when refused).");
+  const std::string how_handoff =
+      "steady_clock from the holder's release() returning to the next holder's acquire() "
+      "returning (same process, so one clock); every handoff of the run";
+  const std::string how_handoff_call =
+      "steady_clock from the holder calling release() to the next holder's acquire() returning";
+  // Baseline: one round trip + commit.
+  {
+    pg c(cfg.pg_url);
+    c.exec("CREATE TABLE IF NOT EXISTS bench_rtt (id integer PRIMARY KEY, v bigint NOT NULL); "
+           "INSERT INTO bench_rtt VALUES (1, 0) ON CONFLICT DO NOTHING");
+  }
+  for (int r = 0; r < cfg.repeats; ++r) {
+    auto res = run_workers(1, cfg.run / 2, [&](worker_ctx&) -> op_fn {
+      auto c = std::make_shared<pg>(cfg.pg_url);
+      c->prepare("up", "UPDATE bench_rtt SET v = v + 1 WHERE id = $1::integer", 1);
+      return [c](worker_ctx&) { c->run("up", {"1"}); };
+    });
+    const std::string how =
+        "1 libpq thread, prepared single-row UPDATE in autocommit (one round trip + one WAL "
+        "flush), steady_clock per call";
+    rep.add(s2, "baseline: bare UPDATE (round trip + commit) p50", "libpq", "ms", how,
+            p(res.lat_us, 50) / 1000);
+    rep.add(s2, "baseline: bare UPDATE (round trip + commit) p99", "libpq", "ms", how,
+            p(res.lat_us, 99) / 1000);
+    auto sel = run_workers(1, cfg.run / 4, [&](worker_ctx&) -> op_fn {
+      auto c = std::make_shared<pg>(cfg.pg_url);
+      c->prepare("one", "SELECT 1", 0);
+      return [c](worker_ctx&) { c->run("one", {}); };
+    });
+    rep.add(s2, "baseline: SELECT 1 (round trip, no commit) p50", "libpq", "ms",
+            "1 libpq thread, prepared SELECT 1, steady_clock per call", p(sel.lat_us, 50) / 1000);
+  }
+
+  for (int notify = 1; notify >= 0; --notify) {
+    std::vector<timed_client> clients;
+    for (int i = 0; i < cfg.waiters; ++i) clients.push_back(make_timed(cfg, backend_opts(2, notify)));
+    const std::string v = notify ? "sqlock, LISTEN/NOTIFY" : "sqlock, polling fallback (notifications=false)";
+    const std::string name = notify ? "handoff-notify" : "handoff-poll";
+    notification_counter listener(cfg.pg_url, st.channel);
+    for (int r = 0; r < cfg.repeats; ++r) {
+      std::atomic<std::uint64_t> grants{0}, releases{0};
+      std::atomic<std::int64_t> rel_start{0}, rel_done{0};
+      for (auto& c : clients) c.backend->take_attempts();
+      auto heard0 = listener.heard();
+      auto res = run_workers(
+          cfg.waiters, cfg.run,
+          [&](worker_ctx&) -> op_fn {
+            return [&](worker_ctx& w) {
+              auto& c = *clients[static_cast<std::size_t>(w.index)].client;
+              auto opts = no_keepalive();
+              while (!w.stopped()) {
+                auto l = c.try_acquire_for(name, milliseconds{5000}, opts);
+                if (!l) continue;
+                auto granted = now_ns();
+                auto k = grants.fetch_add(1);
+                if (k > 0) {
+                  auto give_up = clk::now() + milliseconds{1000};
+                  while (releases.load(std::memory_order_acquire) < k && clk::now() < give_up)
+                    std::this_thread::yield();
+                  w.lat_us.push_back(static_cast<double>(granted - rel_done.load()) / 1000);
+                  w.extra_us.push_back(static_cast<double>(granted - rel_start.load()) / 1000);
+                }
+                ++w.ops;
+                std::this_thread::sleep_for(milliseconds{1});
+                rel_start = now_ns();
+                l->release();
+                rel_done = now_ns();
+                releases.fetch_add(1, std::memory_order_release);
+                // Do not barge: the releaser would win its own lock back at once (it is the
+                // only contender not asleep). It rejoins the waiters once another has it.
+                while (grants.load() <= k + 1 && !w.stopped())
+                  std::this_thread::sleep_for(microseconds{200});
+              }
+            };
+          },
+          true);
+      std::uint64_t attempts = 0;
+      for (auto& c : clients) attempts += c.backend->take_attempts().size();
+      rep.add(s2, "handoff p50", v, "ms", how_handoff, p(res.lat_us, 50) / 1000);
+      rep.add(s2, "handoff p99", v, "ms", how_handoff, p(res.lat_us, 99) / 1000);
+      rep.add(s2, "handoff p50, from the release call", v, "ms", how_handoff_call,
+              p(res.extra_us, 50) / 1000);
+      rep.add(s2, "grants/s (1 ms holds)", v, "grants/s", "grants / wall time",
+              res.ops_per_s());
+      std::this_thread::sleep_for(milliseconds{100});
+      rep.add(s2, "notifications sent per release", v, "",
+              "notifications heard by an extra LISTEN connection on sqlock's channel / "
+              "releases (a release notifies when a waiter marked the row)",
+              releases ? static_cast<double>(listener.heard() - heard0) /
+                             static_cast<double>(releases.load())
+                       : 0);
+      rep.add(s2, "acquire statements per grant", v, "",
+              "try_acquire calls into the backend (timed by a wrapping backend) / grants",
+              res.ops ? static_cast<double>(attempts) / static_cast<double>(res.ops) : 0);
+      std::cerr << "  s2 handoff rep " << r + 1 << " " << v << ": p50 "
+                << report::fmt(p(res.lat_us, 50) / 1000) << " ms\n";
+    }
+  }
+
+  // 8 threads hammering one name.
+  const int threads = 8;
+  const auto hold = microseconds{100};
+  const std::string how_grants = "grants / wall time (8 threads, hold ~0.1 ms)";
+  const std::string how_attempt =
+      "steady_clock around each acquire statement (sqlock: timed inside a wrapping backend; "
+      "naive: around PQexecPrepared), p99 over every attempt";
+  const std::string how_wait = "steady_clock from the call to the grant, p99 over every grant";
+  std::vector<timed_client> clients;
+  for (int i = 0; i < threads; ++i) clients.push_back(make_timed(cfg, backend_opts(2, true)));
+  const std::string naive_acquire =
+      "INSERT INTO public.sqlock_locks AS l (name, owner, nonce, token, acquired_at, expires_at) "
+      "VALUES ($1::text, $2::text, $3::text, nextval('public.sqlock_token_seq'), now(), "
+      "now() + $4::bigint * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET "
+      "owner = excluded.owner, nonce = excluded.nonce, "
+      "token = GREATEST(nextval('public.sqlock_token_seq'), l.token + 1), "
+      "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+      "WHERE l.expires_at <= now() RETURNING l.token";
+  const std::string naive_release =
+      "UPDATE public.sqlock_locks SET expires_at = now() WHERE name = $1::text "
+      "AND nonce = $2::text AND token = $3::bigint AND expires_at > now()";
+  for (int r = 0; r < cfg.repeats; ++r) {
+    {
+      const std::string v = "sqlock (8 clients)";
+      for (auto& c : clients) c.backend->take_attempts();
+      auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+        return [&](worker_ctx& w) {
+          auto& c = *clients[static_cast<std::size_t>(w.index)].client;
+          auto t0 = clk::now();
+          auto l = c.try_acquire_for("hot", milliseconds{5000}, no_keepalive());
+          if (!l) return;
+          w.extra_us.push_back(us_between(t0, clk::now()));
+          std::this_thread::sleep_for(hold);
+          l->release();
+        };
+      });
+      std::vector<double> attempts;
+      for (auto& c : clients) {
+        auto a = c.backend->take_attempts();
+        attempts.insert(attempts.end(), a.begin(), a.end());
+      }
+      rep.add(s2, "contention: grants/s", v, "grants/s", how_grants, res.ops_per_s());
+      rep.add(s2, "contention: attempts/s", v, "attempts/s", "acquire statements / wall time",
+              static_cast<double>(attempts.size()) / res.seconds);
+      rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
+              p(attempts, 99) / 1000);
+      rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
+    }
+    {
+      const std::string v = "naive upsert loop (8 libpq threads)";
+      auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+        auto c = std::make_shared<pg>(cfg.pg_url);
+        c->prepare("acq", naive_acquire, 4);
+        c->prepare("rel", naive_release, 3);
+        return [c, hold](worker_ctx& w) {
+          auto t0 = clk::now();
+          auto nonce = random_hex(16);
+          std::string token;
+          while (!w.stopped()) {
+            auto a0 = clk::now();
+            auto res = c->run("acq", {"hot-naive", "bench-naive", nonce.c_str(), "30000"});
+            w.third_us.push_back(us_between(a0, clk::now()));
+            if (PQntuples(res.get()) == 1) {
+              token = PQgetvalue(res.get(), 0, 0);
+              break;
+            }
+          }
+          if (token.empty()) return;
+          w.extra_us.push_back(us_between(t0, clk::now()));
+          std::this_thread::sleep_for(hold);
+          c->run("rel", {"hot-naive", nonce.c_str(), token.c_str()});
+        };
+      });
+      std::uint64_t grants = res.extra_us.size();
+      rep.add(s2, "contention: grants/s", v, "grants/s", how_grants,
+              static_cast<double>(grants) / res.seconds);
+      rep.add(s2, "contention: attempts/s", v, "attempts/s", "acquire statements / wall time",
+              static_cast<double>(res.third_us.size()) / res.seconds);
+      rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
+              p(res.third_us, 99) / 1000);
+      rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
+    }
+    std::cerr << "  s2 contention rep " << r + 1 << " done\n";
+  }
+}
+
+}  // namespace bench
