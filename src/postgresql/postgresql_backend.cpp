@@ -1127,8 +1127,10 @@ class postgresql_backend final : public backend {
           throw error(errc::unavailable,
                       what + " on postgresql: " + last_connect_error_ + " (retrying with backoff)",
                       kind_name, "08001");
+        // Sleep on a copy: another thread's failed connect may move reconnect_after_ meanwhile.
+        const auto wake = reconnect_after_;
         lock.unlock();
-        std::this_thread::sleep_until(reconnect_after_);
+        std::this_thread::sleep_until(wake);
       }
     }
     try {
