@@ -15,8 +15,8 @@
 
 #include "support/fixtures.hpp"
 #include "support/temp_dir.hpp"
-#include "url.hpp"
-#include "util.hpp"
+#include "backends/common/url.hpp"
+#include "util/util.hpp"
 #ifdef SQLOCK_TEST_WITH_POSTGRESQL
 #include "support/postgresql_fixture.hpp"
 #endif

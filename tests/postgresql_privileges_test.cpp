@@ -21,7 +21,7 @@
 #include <set>
 #include <sstream>
 
-#include "migrations.hpp"
+#include "backends/common/migrations.hpp"
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
 #include "support/spawn.hpp"

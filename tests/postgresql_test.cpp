@@ -20,7 +20,7 @@
 #include <thread>
 #include <vector>
 
-#include "postgresql/json.hpp"
+#include "backends/postgresql/json.hpp"
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
 

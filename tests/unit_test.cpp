@@ -11,11 +11,11 @@
 #include <fstream>
 #include <sstream>
 
-#include "migrations.hpp"
-#include "url.hpp"
-#include "util.hpp"
-#include "validate.hpp"
-#include "wait.hpp"
+#include "backends/common/migrations.hpp"
+#include "backends/common/url.hpp"
+#include "util/util.hpp"
+#include "util/validate.hpp"
+#include "core/wait.hpp"
 
 using namespace std::chrono_literals;
 using sqlock::errc;

@@ -2,7 +2,7 @@
 /// \file
 /// The seam between the lease logic and a database. A backend knows SQL and connections; it
 /// knows nothing of leases' local state (deadlines, keepalive, callbacks). Everything above it
-/// is SQL-free. Implementations: sqlite (src/sqlite/) and postgresql (src/postgresql/).
+/// is SQL-free. Implementations: sqlite (src/backends/sqlite/) and postgresql (src/backends/postgresql/).
 
 #include <sqlock/error.hpp>
 #include <sqlock/release_watch.hpp>

@@ -13,8 +13,8 @@
 #include <iostream>
 #include <limits>
 
-#include "url.hpp"
-#include "util.hpp"
+#include "backends/common/url.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::cli {
 

@@ -3,7 +3,7 @@
 // In the spirit of `etcdctl elect`.
 //
 // A campaign holds the lock NAME with VALUE as its metadata: exactly what sqlock::election's
-// campaign does (src/election.cpp), so CLI candidates and library candidates compete in one
+// campaign does (src/core/election.cpp), so CLI candidates and library candidates compete in one
 // election and `sqlock show NAME` shows the leader. The CLI takes that lease itself rather than
 // through sqlock::election because the supervision it shares with `run` (supervise.hpp) works
 // on a lease handle, to stop CMD before the lease's safety deadline while renewals fail.
@@ -15,7 +15,7 @@
 #include <mutex>
 
 #include "supervise.hpp"
-#include "validate.hpp"
+#include "util/validate.hpp"
 
 namespace sqlock::cli {
 

@@ -5,8 +5,8 @@
 #include <cerrno>
 
 #include "common.hpp"
-#include "migrations.hpp"
-#include "url.hpp"
+#include "backends/common/migrations.hpp"
+#include "backends/common/url.hpp"
 
 namespace sqlock::cli {
 

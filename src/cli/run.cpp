@@ -4,7 +4,7 @@
 // child, its supervision) is in supervise.cpp, shared with `elect`.
 
 #include "supervise.hpp"
-#include "validate.hpp"
+#include "util/validate.hpp"
 
 namespace sqlock::cli {
 

@@ -11,8 +11,8 @@
 #include <string>
 #include <unordered_set>
 
-#include "keepalive.hpp"
-#include "lease_impl.hpp"
+#include "core/keepalive.hpp"
+#include "core/lease_impl.hpp"
 
 namespace sqlock::detail {
 

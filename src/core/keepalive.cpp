@@ -1,11 +1,11 @@
-#include "keepalive.hpp"
+#include "core/keepalive.hpp"
 
 #include <algorithm>
 
 #include <sqlock/events.hpp>
 
-#include "fault_points.hpp"
-#include "util.hpp"
+#include "util/fault_points.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::detail {
 

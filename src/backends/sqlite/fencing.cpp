@@ -6,7 +6,7 @@
 #include <memory>
 #include <string>
 
-#include "../util.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::sqlite {
 

@@ -1,6 +1,6 @@
 #include <algorithm>
 
-#include "watch_registry.hpp"
+#include "backends/common/watch_registry.hpp"
 
 namespace sqlock {
 

@@ -3,9 +3,9 @@
 
 #include <exception>
 
-#include "core.hpp"
-#include "util.hpp"
-#include "validate.hpp"
+#include "core/core.hpp"
+#include "util/util.hpp"
+#include "util/validate.hpp"
 
 namespace sqlock {
 

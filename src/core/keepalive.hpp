@@ -20,7 +20,7 @@
 #include <unordered_map>
 #include <vector>
 
-#include "lease_impl.hpp"
+#include "core/lease_impl.hpp"
 
 namespace sqlock::detail {
 

@@ -1,11 +1,11 @@
-#include "validate.hpp"
+#include "util/validate.hpp"
 
 #include <sqlock/error.hpp>
 
 #include <cstring>
 #include <string>
 
-#include "util.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::detail {
 

@@ -1,4 +1,4 @@
-#include "fault_points.hpp"
+#include "util/fault_points.hpp"
 
 #ifdef SQLOCK_FAULT_INJECTION
 #include <signal.h>

@@ -1,7 +1,7 @@
 #include <sqlock/error.hpp>
 #include <sqlock/shared_mutex.hpp>
 
-#include "util.hpp"
+#include "util/util.hpp"
 
 namespace sqlock {
 

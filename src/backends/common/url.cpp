@@ -1,4 +1,4 @@
-#include "url.hpp"
+#include "backends/common/url.hpp"
 
 #include <sqlock/backend.hpp>
 #include <sqlock/error.hpp>
@@ -9,7 +9,7 @@
 #include <optional>
 #include <regex>
 
-#include "backends.hpp"
+#include "backends/common/backends.hpp"
 
 namespace sqlock::detail {
 

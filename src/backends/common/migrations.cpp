@@ -1,4 +1,4 @@
-#include "migrations.hpp"
+#include "backends/common/migrations.hpp"
 
 namespace sqlock::detail {
 

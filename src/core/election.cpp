@@ -9,10 +9,10 @@
 #include <atomic>
 #include <thread>
 
-#include "core.hpp"
-#include "util.hpp"
-#include "validate.hpp"
-#include "wait.hpp"
+#include "core/core.hpp"
+#include "util/util.hpp"
+#include "util/validate.hpp"
+#include "core/wait.hpp"
 
 namespace sqlock {
 

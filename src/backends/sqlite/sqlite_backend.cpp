@@ -22,11 +22,11 @@
 #include <thread>
 #include <unordered_map>
 
-#include "../backend_common.hpp"
-#include "../backends.hpp"
-#include "../migrations.hpp"
-#include "../util.hpp"
-#include "../watch_registry.hpp"
+#include "backends/common/backend_common.hpp"
+#include "backends/common/backends.hpp"
+#include "backends/common/migrations.hpp"
+#include "util/util.hpp"
+#include "backends/common/watch_registry.hpp"
 
 namespace sqlock::detail {
 namespace {
@@ -176,7 +176,18 @@ class connection {
   }
 
   /// WAL: readers never block the writer and a refused acquire never waits for one.
-  void use_wal(const std::string& what) { exec("PRAGMA journal_mode=WAL", what); }
+  /// Switching a file to WAL needs it to itself: while another connection holds a write
+  /// transaction (a concurrent migrator's first step, still in rollback-journal mode), SQLite
+  /// refuses at once without calling the busy handler (waiting could deadlock), so the switch
+  /// is retried here with the busy handler's sleeps until the deadline.
+  void use_wal(const std::string& what) {
+    for (int attempt = 0;; ++attempt) {
+      int rc = sqlite3_exec(db_.get(), "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);
+      if (rc == SQLITE_OK) return;
+      if ((rc & 0xff) != SQLITE_BUSY || on_busy(this, attempt) == 0)
+        fail(rc, what, sqlite3_errmsg(db_.get()), db_.get());
+    }
+  }
 
   bool has_sqlock_schema(const std::string& what) {
     auto t = prepare(

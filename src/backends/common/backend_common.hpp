@@ -7,7 +7,7 @@
 #include <string_view>
 #include <vector>
 
-#include "util.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::detail {
 

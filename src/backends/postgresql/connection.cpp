@@ -1,4 +1,4 @@
-#include "connection.hpp"
+#include "backends/postgresql/connection.hpp"
 
 #include <poll.h>
 
@@ -9,7 +9,7 @@
 #include <cstring>
 #include <thread>
 
-#include "../url.hpp"
+#include "backends/common/url.hpp"
 
 namespace sqlock::detail::pg {
 namespace {

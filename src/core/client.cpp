@@ -3,12 +3,12 @@
 
 #include <algorithm>
 
-#include "core.hpp"
-#include "fault_points.hpp"
-#include "migrations.hpp"
-#include "util.hpp"
-#include "validate.hpp"
-#include "wait.hpp"
+#include "core/core.hpp"
+#include "util/fault_points.hpp"
+#include "backends/common/migrations.hpp"
+#include "util/util.hpp"
+#include "util/validate.hpp"
+#include "core/wait.hpp"
 
 namespace sqlock {
 namespace detail {

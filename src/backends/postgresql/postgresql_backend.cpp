@@ -24,14 +24,14 @@
 #include <mutex>
 #include <thread>
 
-#include "../backend_common.hpp"
-#include "../backends.hpp"
-#include "../migrations.hpp"
-#include "../url.hpp"
-#include "../util.hpp"
-#include "../watch_registry.hpp"
-#include "connection.hpp"
-#include "json.hpp"
+#include "backends/common/backend_common.hpp"
+#include "backends/common/backends.hpp"
+#include "backends/common/migrations.hpp"
+#include "backends/common/url.hpp"
+#include "util/util.hpp"
+#include "backends/common/watch_registry.hpp"
+#include "backends/postgresql/connection.hpp"
+#include "backends/postgresql/json.hpp"
 
 namespace sqlock::detail {
 namespace {

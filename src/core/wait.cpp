@@ -1,8 +1,8 @@
-#include "wait.hpp"
+#include "core/wait.hpp"
 
 #include <algorithm>
 
-#include "util.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::detail {
 

@@ -1,4 +1,4 @@
-#include "util.hpp"
+#include "util/util.hpp"
 
 #include <sys/random.h>
 #include <unistd.h>
