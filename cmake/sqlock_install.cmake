@@ -8,6 +8,8 @@ install(TARGETS sqlock EXPORT sqlockTargets
 install(DIRECTORY include/sqlock DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}
         FILES_MATCHING PATTERN "*.hpp")
 install(FILES ${PROJECT_BINARY_DIR}/include/sqlock/version.hpp
+              ${PROJECT_BINARY_DIR}/include/sqlock/config.hpp
+              ${PROJECT_BINARY_DIR}/include/sqlock/export.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sqlock)
 install(DIRECTORY migrations/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sqlock/migrations)
 
@@ -20,13 +22,15 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/sqlockConfig.cmake ${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
         DESTINATION ${config_dir})
 
-# pkg-config: the private dependencies matter for the static library.
+# pkg-config: the private dependencies matter for the static library. libpqxx is not one: the
+# backend speaks libpq; only <sqlock/postgresql.hpp>, an optional header, uses libpqxx, and
+# its users link libpqxx themselves.
 set(SQLOCK_PC_REQUIRES_PRIVATE "")
 if(SQLOCK_WITH_SQLITE)
   string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " sqlite3")
 endif()
 if(SQLOCK_WITH_POSTGRESQL)
-  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpqxx libpq")
+  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpq")
 endif()
 configure_file(cmake/sqlock.pc.in ${PROJECT_BINARY_DIR}/sqlock.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/sqlock.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -4,6 +4,7 @@
 /// knows nothing of leases' local state (deadlines, keepalive, callbacks). Everything above it
 /// is SQL-free. Implementations: sqlite (src/backends/sqlite/) and postgresql (src/backends/postgresql/).
 
+#include <sqlock/export.hpp>
 #include <sqlock/error.hpp>
 #include <sqlock/release_watch.hpp>
 #include <sqlock/types.hpp>
@@ -53,7 +54,7 @@ struct acquire_result {
 /// open transaction (a fenced transaction, possibly the caller's own) and it did not wait for
 /// it: the lease is not ended yet, and the client retries in the background. An
 /// `errc::unavailable` error, so code that does not know it sees a transient failure.
-class row_locked : public error {
+class SQLOCK_EXPORT row_locked : public error {
  public:
   explicit row_locked(const std::string& message, std::string backend = {},
                       std::string sqlstate = {})
@@ -127,7 +128,7 @@ struct renew_result {
 /// A database that stores lock rows. Implementations own their connections and are
 /// thread-safe: the client calls them from user threads, its keepalive and waiters at once.
 /// Throws: `sqlock::error`; native errors are translated at the backend's boundary.
-class backend {
+class SQLOCK_EXPORT backend {
  public:
   virtual ~backend() = default;
 
@@ -220,7 +221,7 @@ class backend {
 /// override only what you change, e.g. to time, count or inject faults into some calls. A
 /// virtual added to `backend` is forwarded here, so a wrapper never silently falls back to a
 /// default. Thread safety: as the wrapped backend.
-class backend_wrapper : public backend {
+class SQLOCK_EXPORT backend_wrapper : public backend {
  public:
   explicit backend_wrapper(std::shared_ptr<backend> wrapped) : wrapped_(std::move(wrapped)) {}
   backend& wrapped() const noexcept { return *wrapped_; }
@@ -297,7 +298,7 @@ class backend_wrapper : public backend {
 /// `sqlite:///abs/path`, `file:` URIs or plain paths. `:memory:` is rejected.
 /// Throws: `errc::invalid_argument` for a malformed URL, an unknown scheme or a backend this
 /// build lacks.
-std::shared_ptr<backend> open_backend(const std::string& database_url,
+SQLOCK_EXPORT std::shared_ptr<backend> open_backend(const std::string& database_url,
                                       const backend_options& options = {});
 
 }  // namespace sqlock

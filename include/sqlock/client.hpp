@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::client, the entry point: acquires leases and administers lock rows.
 
+#include <sqlock/export.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/types.hpp>
 
@@ -29,7 +30,7 @@ class client_core;
 /// Throws: `sqlock::error`. "Held by someone else" is a normal result (`std::nullopt`).
 /// Every operation first checks the schema version once and throws `errc::schema_mismatch`
 /// when the database is not migrated to this library's version.
-class client {
+class SQLOCK_EXPORT client {
  public:
   /// Opens the backend `database_url` names (see `open_backend`); connects lazily.
   /// Throws: `errc::invalid_argument` for a bad URL or option.

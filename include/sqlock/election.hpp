@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::election: leader election on a lease, in the spirit of etcd's concurrency.Election.
 
+#include <sqlock/export.hpp>
 #include <sqlock/client.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/types.hpp>
@@ -32,7 +33,7 @@ struct leader_info {
 
 /// A running `election::observe`: the callback runs on its own thread until `stop()` or the
 /// destructor (or the client's shutdown). Move-only.
-class observation {
+class SQLOCK_EXPORT observation {
  public:
   observation() = default;
   observation(observation&&) noexcept = default;
@@ -57,7 +58,7 @@ class observation {
 /// Ownership: refers to `c`, which must outlive it; the destructor resigns.
 /// Thread safety: thread-safe.
 /// Throws: `sqlock::error` as `client` does.
-class election {
+class SQLOCK_EXPORT election {
  public:
   /// `options` are the leadership lease's (ttl, keepalive, on_lost); its metadata is replaced
   /// by the value of each campaign.

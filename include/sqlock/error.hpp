@@ -2,6 +2,7 @@
 /// \file
 /// The one exception type of sqlock and the codes that say what the caller should do next.
 
+#include <sqlock/export.hpp>
 #include <stdexcept>
 #include <string>
 
@@ -20,14 +21,14 @@ enum class errc {
 };
 
 /// The enumerator's name, e.g. "schema_mismatch".
-const char* to_string(errc code) noexcept;
+SQLOCK_EXPORT const char* to_string(errc code) noexcept;
 
 /// The exception every sqlock operation throws. "Held by someone else" is never an error.
 ///
 /// what() names the operation, the lock and the backend, never a password:
 /// `renew 'nightly-report' (token 42) on sqlite: database is locked`.
 /// Thread safety: immutable after construction.
-class error : public std::runtime_error {
+class SQLOCK_EXPORT error : public std::runtime_error {
  public:
   error(errc code, const std::string& message, std::string backend = {},
         std::string sqlstate = {});

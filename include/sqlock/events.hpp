@@ -3,6 +3,7 @@
 /// Observability: what a client reports to its event listeners (see the README for the
 /// Prometheus metric each maps to).
 
+#include <sqlock/export.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -20,7 +21,7 @@ enum class event_kind {
   released,      ///< released by its holder; `elapsed` = how long it was held
 };
 
-const char* to_string(event_kind kind) noexcept;
+SQLOCK_EXPORT const char* to_string(event_kind kind) noexcept;
 
 /// One event. Thread safety: a value; listeners may keep copies.
 struct lock_event {

@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::fence: the resource side of fencing tokens (Kleppmann's storage service).
 
+#include <sqlock/export.hpp>
 #include <cstdint>
 #include <mutex>
 #include <string>
@@ -15,7 +16,7 @@ namespace sqlock {
 /// that replaced it. Keep one `fence` where the resource lives (in memory here; persist the
 /// highest token with the resource if the resource outlives the process).
 /// Thread safety: thread-safe. Throws: nothing but std::bad_alloc.
-class fence {
+class SQLOCK_EXPORT fence {
  public:
   /// Returns: true and records `token` when it is at least the highest seen for `resource`
   /// (the current holder may write many times); false for a stale token.

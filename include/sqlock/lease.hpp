@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::lease, the handle to one granted lock.
 
+#include <sqlock/export.hpp>
 #include <sqlock/types.hpp>
 
 #include <chrono>
@@ -24,7 +25,7 @@ struct lease_impl;
 /// A moved-from lease holds nothing.
 /// Thread safety: thread-safe (the keepalive updates it concurrently; so may user threads).
 /// Throws: `renew` and `release` throw `sqlock::error` as documented on each.
-class lease {
+class SQLOCK_EXPORT lease {
  public:
   lease(lease&&) noexcept;
   lease& operator=(lease&&) noexcept;  ///< releases what this lease held first

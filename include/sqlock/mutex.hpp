@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::mutex: a distributed lock with the std::mutex vocabulary.
 
+#include <sqlock/export.hpp>
 #include <sqlock/client.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/types.hpp>
@@ -22,7 +23,7 @@ namespace sqlock {
 /// `sqlock::mutex` for the same name; they then exclude each other through the database.
 /// Throws: `lock()` and `try_lock*()` throw `sqlock::error` (`errc::usage` when this object
 /// already holds the lock; `errc::unavailable` etc. as `client`); `unlock()` never throws.
-class mutex {
+class SQLOCK_EXPORT mutex {
  public:
   mutex(client& c, std::string name, lock_options options = {});
   ~mutex();

@@ -3,6 +3,7 @@
 /// A waiter's wake-up channel, the one piece of the backend seam that waiting code holds on
 /// to (see backend::watch). Included by backend.hpp; users of client.hpp need not see it.
 
+#include <sqlock/export.hpp>
 #include <sqlock/types.hpp>
 
 #include <atomic>
@@ -21,7 +22,7 @@ using deadline = std::chrono::steady_clock::time_point;
 /// A waiter's wake-up channel for one lock name. The backend signals it when it learns of a
 /// release of that name (its own release calls; PostgreSQL notifications); its owner cancels it
 /// to stop a wait for good. Thread safety: thread-safe.
-class release_watch {
+class SQLOCK_EXPORT release_watch {
  public:
   enum class wake { notified, cancelled, timeout };
 

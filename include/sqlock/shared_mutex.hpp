@@ -2,6 +2,7 @@
 /// \file
 /// sqlock::shared_mutex: a distributed readers/writer lock with the std::shared_mutex vocabulary.
 
+#include <sqlock/export.hpp>
 #include <sqlock/client.hpp>
 #include <sqlock/lease.hpp>
 #include <sqlock/types.hpp>
@@ -28,7 +29,7 @@ namespace sqlock {
 /// has its own lease; `unlock_shared` ends the calling thread's newest one). The exclusive lock
 /// is held by the object: `lock()` while it holds it is `errc::usage`.
 /// Throws: the lock functions throw `sqlock::error` as `client` does; unlocks never throw.
-class shared_mutex {
+class SQLOCK_EXPORT shared_mutex {
  public:
   /// `fair`: grant waiting readers and writers in arrival order (no writer starvation under a
   /// steady stream of readers); see `semaphore_options::fair`.

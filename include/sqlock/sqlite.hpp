@@ -3,6 +3,7 @@
 /// Optional helpers for applications that hold their own `sqlite3*` on the lock database:
 /// same-database fencing. Unlike the core headers, this one includes <sqlite3.h>.
 
+#include <sqlock/export.hpp>
 #include <sqlite3.h>
 
 #include <cstdint>
@@ -19,15 +20,15 @@ namespace sqlock::sqlite {
 /// file, including the holder's own renewals.
 /// Throws: `errc::lease_lost` when the lease is not live; `errc::usage` outside a transaction;
 /// `errc::unavailable` / `errc::schema_mismatch` on database errors.
-void assert_held(sqlite3* db, std::string_view name, std::int64_t token);
+SQLOCK_EXPORT void assert_held(sqlite3* db, std::string_view name, std::int64_t token);
 
 /// As `assert_held`, for a semaphore: `token` must be a live holder of the semaphore `name`.
-void assert_semaphore_held(sqlite3* db, std::string_view name, std::int64_t token);
+SQLOCK_EXPORT void assert_semaphore_held(sqlite3* db, std::string_view name, std::int64_t token);
 
 /// Registers the SQL functions `sqlock_assert_held(name, token)` and
 /// `sqlock_semaphore_assert_held(name, token)` on `db`, with the semantics of `assert_held` and
 /// `assert_semaphore_held`: they return 1, or fail the statement with "sqlock: lease lost ...".
 /// Returns the SQLite result code.
-int register_functions(sqlite3* db);
+SQLOCK_EXPORT int register_functions(sqlite3* db);
 
 }  // namespace sqlock::sqlite

@@ -2,6 +2,7 @@
 /// \file
 /// Plain values of the public API: options, records, states and events.
 
+#include <sqlock/export.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -20,8 +21,8 @@ enum class lease_state { held, at_risk, lost, released };
 
 enum class log_level { debug, info, warn, error };
 
-const char* to_string(lease_state state) noexcept;
-const char* to_string(log_level level) noexcept;
+SQLOCK_EXPORT const char* to_string(lease_state state) noexcept;
+SQLOCK_EXPORT const char* to_string(log_level level) noexcept;
 
 /// Limits checked before any I/O; anything outside is `errc::invalid_argument`.
 inline constexpr std::size_t max_name_bytes = 255;      ///< names: 1..255 bytes of UTF-8, no NUL

@@ -1,5 +1,7 @@
 #include "common.hpp"
 
+#include <sqlock/url.hpp>
+#include <sqlock/validate.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -12,9 +14,6 @@
 #include <ctime>
 #include <iostream>
 #include <limits>
-
-#include "backends/common/url.hpp"
-#include "util/util.hpp"
 
 namespace sqlock::cli {
 
@@ -64,8 +63,8 @@ std::string resolve_database_url(const globals& g) {
 
 std::string url_backend_kind(const std::string& url) {
   try {
-    auto parsed = detail::parse_database_url(url);
-    return parsed.backend == detail::parsed_url::kind::sqlite ? "sqlite" : "postgresql";
+    auto parsed = sqlock::parse_database_url(url);
+    return parsed.backend == sqlock::parsed_url::kind::sqlite ? "sqlite" : "postgresql";
   } catch (const error& e) {
     throw exit_error(exit_code::config, e.what());
   }
@@ -278,7 +277,7 @@ std::string describe_expiry(const lock_record& r) {
 std::string printable(std::string_view s) {
   // One escaping for the library's messages and the tool's output: control characters and
   // invalid UTF-8 never reach the terminal raw.
-  return detail::printable(s);
+  return sqlock::printable(s);
 }
 
 std::string style(bool on, const char* sgr, const std::string& text) {
@@ -337,7 +336,7 @@ std::optional<bool> confirm(const std::string& question) {
 
 void scrub_password(int argc, char** argv, const std::string& url) {
   // The library's parser: what it hides in messages is what disappears from argv.
-  auto ranges = detail::secret_ranges(url);
+  auto ranges = sqlock::secret_ranges(url);
   if (ranges.empty()) return;
   std::string masked = url;
   for (auto [pos, len] : ranges)

@@ -15,7 +15,7 @@
 #include <mutex>
 
 #include "supervise.hpp"
-#include "util/validate.hpp"
+#include <sqlock/validate.hpp>
 
 namespace sqlock::cli {
 
@@ -80,9 +80,9 @@ int campaign(const globals& g, const elect_options& o) {
   lo.metadata = o.value;
   std::optional<milliseconds> wait;
   if (!o.wait.empty()) wait = parse_duration(o.wait, "--wait");
-  detail::validate_name(o.name);
-  detail::validate_ttl(lo.ttl);
-  detail::validate_metadata(lo.metadata);
+  sqlock::validate_name(o.name);
+  sqlock::validate_ttl(lo.ttl);
+  sqlock::validate_metadata(lo.metadata);
   const milliseconds grace = kill_grace(g, o.kill_grace, lo.ttl);
   std::string path;
   if (!o.command.empty()) path = find_command(o.command);
@@ -135,7 +135,7 @@ int observe(const globals& g, const elect_options& o) {
                 "(elect NAME VALUE); without VALUE, elect observes");
   const milliseconds interval = o.interval.empty() ? milliseconds{1000} : parse_duration(o.interval, "--interval");
   if (interval < milliseconds{100}) usage_error("--interval: at least 100ms");
-  detail::validate_name(o.name);
+  sqlock::validate_name(o.name);
   // SIGINT, SIGTERM and SIGHUP end the observation: blocked before the client (and the
   // observer) start any thread, and taken synchronously here.
   sigset_t stop;

@@ -5,8 +5,8 @@
 #include <cerrno>
 
 #include "common.hpp"
-#include "backends/common/migrations.hpp"
-#include "backends/common/url.hpp"
+#include <sqlock/migrations.hpp>
+#include <sqlock/url.hpp>
 
 namespace sqlock::cli {
 
@@ -82,15 +82,15 @@ int run_status(const globals& g, bool exit_code_flag) {
   auto& db = c->get_backend();
   int current = 0;
   // Only `migrate up` creates a missing SQLite file: before that it is simply not migrated.
-  auto parsed = detail::parse_database_url(url);
+  auto parsed = sqlock::parse_database_url(url);
   struct stat st {};
-  bool missing_file = parsed.backend == detail::parsed_url::kind::sqlite && !parsed.uri &&
+  bool missing_file = parsed.backend == sqlock::parsed_url::kind::sqlite && !parsed.uri &&
                       ::stat(parsed.location.c_str(), &st) != 0 && errno == ENOENT;
   if (!missing_file) current = db->schema_version(op_deadline());
   int latest = db->latest_schema_version();
   std::string kind(db->kind());
   auto pending = nlohmann::json::array();
-  for (const auto& m : detail::embedded_migrations(kind))
+  for (const auto& m : sqlock::embedded_migrations(kind))
     if (m.version > current) pending.push_back({{"version", m.version}, {"name", m.name}});
   if (g.format() == output_format::json) {
     print_json({{"backend", kind},
@@ -133,10 +133,10 @@ int run_print(const globals& g, const print_options& o) {
     }
     kind = url_backend_kind(url);
   }
-  const auto& all = detail::embedded_migrations(kind);
+  const auto& all = sqlock::embedded_migrations(kind);
   if (all.empty()) throw exit_error(exit_code::internal, "no embedded migrations for " + kind);
   std::string out;
-  auto emit = [&](const detail::migration& m, bool up) {
+  auto emit = [&](const sqlock::migration& m, bool up) {
     out += "-- sqlock migration " + std::string(up ? m.up_file : m.down_file) + " (" + kind + ")\n";
     out += up ? m.up : m.down;
     if (!out.empty() && out.back() != '\n') out += '\n';

@@ -4,7 +4,7 @@
 // child, its supervision) is in supervise.cpp, shared with `elect`.
 
 #include "supervise.hpp"
-#include "util/validate.hpp"
+#include <sqlock/validate.hpp>
 
 namespace sqlock::cli {
 
@@ -103,9 +103,9 @@ int run_run(const globals& g, const run_options& o) {
   lo.metadata = o.metadata;
   std::optional<milliseconds> wait;
   if (!o.wait.empty()) wait = parse_duration(o.wait, "--wait");
-  detail::validate_name(o.name);
-  detail::validate_ttl(lo.ttl);
-  detail::validate_metadata(lo.metadata);
+  sqlock::validate_name(o.name);
+  sqlock::validate_ttl(lo.ttl);
+  sqlock::validate_metadata(lo.metadata);
   const milliseconds grace = kill_grace(g, o.kill_grace, lo.ttl);
   // Fail fast, before taking the lock, if CMD cannot be found.
   const std::string path = find_command(o.command);

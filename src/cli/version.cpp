@@ -1,5 +1,7 @@
 // `sqlock version`.
 
+#include <sqlock/config.hpp>
+
 #include "common.hpp"
 
 namespace sqlock::cli {
@@ -8,8 +10,8 @@ namespace {
 
 int run_version(const globals& g) {
   auto backends = nlohmann::json::array();
-  if (SQLOCK_CLI_WITH_POSTGRESQL) backends.push_back("postgresql");
-  if (SQLOCK_CLI_WITH_SQLITE) backends.push_back("sqlite");
+  if (SQLOCK_HAVE_POSTGRESQL) backends.push_back("postgresql");
+  if (SQLOCK_HAVE_SQLITE) backends.push_back("sqlite");
   if (g.format() == output_format::json) {
     print_json({{"version", version_string}, {"backends", backends}});
     return exit_code::ok;

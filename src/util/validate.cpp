@@ -1,6 +1,7 @@
 #include "util/validate.hpp"
 
 #include <sqlock/error.hpp>
+#include <sqlock/validate.hpp>
 
 #include <cstring>
 #include <string>
@@ -74,3 +75,15 @@ std::int64_t validate_units(const semaphore_options& options) {
 }
 
 }  // namespace sqlock::detail
+
+// The public checks (<sqlock/validate.hpp>).
+namespace sqlock {
+
+void validate_name(std::string_view name) { detail::validate_name(name); }
+void validate_ttl(std::chrono::milliseconds ttl) { detail::validate_ttl(ttl); }
+void validate_metadata(std::string_view metadata) { detail::validate_metadata(metadata); }
+std::string printable(std::string_view text, std::size_t max_bytes) {
+  return detail::printable(text, max_bytes);
+}
+
+}  // namespace sqlock

@@ -1,5 +1,6 @@
 #include "backends/common/url.hpp"
 
+#include <sqlock/config.hpp>
 #include <sqlock/backend.hpp>
 #include <sqlock/error.hpp>
 
@@ -215,6 +216,13 @@ std::vector<std::string> secret_pieces(const std::string& url) {
 
 }  // namespace
 
+}  // namespace sqlock::detail
+
+// The public part (<sqlock/url.hpp>).
+namespace sqlock {
+
+using namespace detail;  // the parsers above, for this file
+
 std::vector<std::pair<std::size_t, std::size_t>> secret_ranges(std::string_view url) {
   std::vector<range> out;
   if (std::size_t scheme = uri_scheme_length(url); scheme > 0) {
@@ -260,6 +268,10 @@ std::string redact_url(const std::string& url) {
   return out;
 }
 
+}  // namespace sqlock
+
+namespace sqlock::detail {
+
 std::string redact_message(std::string_view message, const std::string& url, bool strict) {
   auto pieces = secret_pieces(url);
   auto has_piece = [&](std::string_view text) {
@@ -297,6 +309,11 @@ std::string redact_message(std::string_view message, const std::string& url, boo
   return out;
 }
 
+}  // namespace sqlock::detail
+
+// The public part (<sqlock/url.hpp>).
+namespace sqlock {
+
 parsed_url parse_database_url(const std::string& url) {
   if (url.empty()) bad(url, "empty");
   if (url.find('\0') != std::string::npos) bad(url, "contains a NUL byte");
@@ -332,22 +349,18 @@ parsed_url parse_database_url(const std::string& url) {
   return {parsed_url::kind::sqlite, url, false};
 }
 
-}  // namespace sqlock::detail
-
-namespace sqlock {
-
 std::shared_ptr<backend> open_backend(const std::string& database_url,
                                       const backend_options& options) {
   auto parsed = detail::parse_database_url(database_url);
   if (parsed.backend == detail::parsed_url::kind::sqlite) {
-#ifdef SQLOCK_HAVE_SQLITE
+#if SQLOCK_HAVE_SQLITE
     return detail::make_sqlite_backend(parsed.location, parsed.uri, options);
 #else
     throw error(errc::invalid_argument, "this sqlock was built without SQLite support "
                                         "(SQLOCK_WITH_SQLITE=OFF)");
 #endif
   }
-#ifdef SQLOCK_HAVE_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
   return detail::make_postgresql_backend(parsed.location, options);
 #else
   throw error(errc::invalid_argument, "this sqlock was built without PostgreSQL support "
