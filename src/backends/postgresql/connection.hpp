@@ -5,8 +5,9 @@
 // PQsocket bounded by the call's deadline. A connection that misses a deadline mid-statement is
 // abandoned: its running statement is cancelled from a detached helper thread (PQcancel itself
 // blocks and cannot be bounded) and the connection is closed; it is never reused, because its
-// protocol state is unknown. libpqxx 6.4's synchronous calls cannot be bounded, so the backend
-// does not use them on this path.
+// protocol state is unknown. libpq's blocking calls (PQconnectdb, PQexec and the like) wait
+// without a bound, so only the asynchronous ones are used (PQconnectStartParams/PQconnectPoll,
+// PQsend*, PQconsumeInput/PQisBusy).
 
 #include <libpq-fe.h>
 #include <sqlock/backend.hpp>
@@ -60,14 +61,6 @@ class result {
 };
 
 using param = std::optional<std::string>;
-
-/// Builds the sqlock::error for a failed statement: the errc by what the caller does next,
-/// the SQLSTATE, and a message naming the operation and the backend.
-[[noreturn]] void throw_server_error(const std::string& what, const PGresult* r);
-/// errc for a SQLSTATE.
-errc classify(std::string_view sqlstate) noexcept;
-/// 40001 serialization_failure, 40P01 deadlock_detected: retried inside the backend.
-bool retryable(std::string_view sqlstate) noexcept;
 
 class connection {
  public:

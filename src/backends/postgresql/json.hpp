@@ -1,6 +1,7 @@
 #pragma once
-// The one JSON encoder of the PostgreSQL backend. libpqxx 6.4 cannot bind arrays, so renew-many
-// sends its leases as ONE json parameter (json_to_recordset on the server). Every value goes
+// The one JSON encoder of the PostgreSQL backend. Renew-many sends its leases as ONE json
+// parameter (json_to_recordset on the server), and purge its batch of semaphore names (one
+// parameter and one statement text whatever the count). Every value goes
 // through append_json_string, which ALWAYS quotes and escapes: '"', '\\' and every control
 // character (U+0000..U+001F, and U+007F for good measure) become escapes; other bytes pass
 // through unchanged (inputs are validated UTF-8 before they reach a backend). Numbers are

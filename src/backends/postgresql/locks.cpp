@@ -1,0 +1,235 @@
+// Lock operations of the PostgreSQL backend: try_acquire, renew (of locks and semaphore holders
+// alike), release, abandon, force_release, inspect, list and inspect_watched.
+
+#include <algorithm>
+#include <mutex>
+
+#include "backends/common/backend_common.hpp"
+#include "backends/postgresql/backend.hpp"
+#include "backends/postgresql/json.hpp"
+#include "backends/postgresql/rows.hpp"
+
+namespace sqlock::detail::pg {
+
+acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadline until) {
+  const std::string what = "acquire " + quoted(r.name);
+  auto c = checkout(until, what);
+  // A dropped connection or a missed deadline after sending leaves the grant unknown:
+  // in_doubt, and the client cleans up by nonce.
+  // Mark the row for a wake-up only when a notification can reach us: a marked row makes
+  // the release notify, and a notifying commit takes a server-wide lock.
+  const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
+  auto res = run(*c, what, "sqlock_acquire", sql().acquire,
+                 {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
+                  std::string(mark ? "true" : "false"),
+                  std::to_string(waiter_mark.count())},
+                 until, errc::in_doubt);
+  acquire_result out;
+  if (res.rows() == 0) {
+    // Lost a race with a concurrent grant of a missing or expired row: we do not know the
+    // winner's expiry; look again shortly.
+    out.holder_expires_in = milliseconds{1};
+    return out;
+  }
+  if (res.boolean(0, 0)) {
+    out.granted = grant{res.integer(0, 1), from_epoch_us(res.integer(0, 2)),
+                        from_epoch_us(res.integer(0, 3))};
+    return out;
+  }
+  // Contention: someone here may soon wait, so have the listener ready by then (started
+  // from here rather than from inside the waiter's deadline window).
+  if (options_.notifications) listener_.ensure_started(milliseconds{0});
+  std::int64_t left = res.integer(0, 1);
+  // An expired row that was refused is locked by another transaction (a fenced one, or a
+  // concurrent grant); a mark that was due but not written means a release slipped in, or
+  // the row is locked. Either way the expiry is unknown: 0 makes the caller back off
+  // (2 ms, doubling), so a row pinned for long is not polled in a tight loop.
+  bool mark_missed = mark && res.integer(0, 3) == 1 && res.integer(0, 2) == 0;
+  out.holder_expires_in =
+      left <= 0 || mark_missed ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(left));
+  return out;
+}
+
+std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_request>& requests,
+                                                    deadline until) {
+  std::vector<renew_result> out;
+  if (requests.empty()) return out;
+  const std::string what = describe_renewal(requests);
+  std::string json = "[";
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& q = requests[i];
+    if (i) json += ',';
+    json += "{\"i\":" + std::to_string(i) + ",\"k\":" +
+            (q.key.kind == lease_kind::semaphore ? "1" : "0") + ",\"n\":";
+    append_json_string(json, q.key.name);
+    json += ",\"o\":";
+    append_json_string(json, q.key.nonce);
+    json += ",\"t\":" + std::to_string(q.key.token) + ",\"ms\":" +
+            std::to_string(q.ttl.count()) + "}";
+  }
+  json += ']';
+  const bool mixed = std::any_of(requests.begin(), requests.end(), [](const renew_request& q) {
+    return q.key.kind == lease_kind::semaphore;
+  });
+  const char* statement_name = mixed ? "sqlock_renew_mixed" : "sqlock_renew";
+  // (Selected by member: the statements exist only once a first connection was made.)
+  std::string statements::*statement = mixed ? &statements::renew_mixed : &statements::renew;
+
+  // The keepalive's dedicated connection when free; otherwise (a user renew racing the
+  // keepalive) a pool connection.
+  std::unique_lock<std::mutex> own(renew_mu_, std::try_to_lock);
+  result res;
+  if (own.owns_lock()) {
+    if (!renew_conn_ || renew_conn_->broken()) {
+      renew_conn_.reset();
+      // Adopt an idle pool connection when there is one: the keepalive's first renewal
+      // has a short budget and must not spend it on a connection handshake (SCRAM through
+      // a pooler can take longer than a 100 ms lease's first renewal window).
+      {
+        std::lock_guard<std::mutex> lock(pool_mu_);
+        if (!idle_.empty()) {
+          renew_conn_ = std::move(idle_.back());
+          idle_.pop_back();
+          --open_;
+          pool_cv_.notify_one();
+        }
+      }
+      if (!renew_conn_) renew_conn_ = connect(until, what);
+    }
+    try {
+      res = run(*renew_conn_, what, statement_name, sql().*statement, {json}, until);
+    } catch (...) {
+      if (renew_conn_->broken()) renew_conn_.reset();
+      throw;
+    }
+  } else {
+    auto c = checkout(until, what);
+    res = run(*c, what, statement_name, sql().*statement, {json}, until);
+  }
+  if (res.rows() != static_cast<int>(requests.size()))
+    throw error(errc::internal, what + " on postgresql: " + std::to_string(res.rows()) +
+                                    " results for " + std::to_string(requests.size()),
+                kind_name);
+  out.resize(requests.size());
+  for (int row = 0; row < res.rows(); ++row) {
+    auto i = static_cast<std::size_t>(res.integer(row, 0));
+    const auto& key = requests.at(i).key;
+    auto& o = out.at(i);
+    if (!res.null(row, 1)) {
+      o.outcome = renew_outcome::renewed;
+      o.expires_at = from_epoch_us(res.integer(row, 1));
+    } else if (key.kind == lease_kind::semaphore) {
+      // A holder row is this lease alone (its key is name and nonce). Missing is the normal
+      // end of a holder row (deleted by a later grant once it ended), so: expired.
+      if (res.null(row, 2))
+        o.outcome = renew_outcome::expired;
+      else if (res.boolean(row, 5))
+        o.outcome = renew_outcome::force_released;
+      else if (res.integer(row, 3) != key.token)
+        o.outcome = renew_outcome::taken_over;  // re-granted to the same nonce (in doubt)
+      else
+        o.outcome = res.boolean(row, 4) ? renew_outcome::busy : renew_outcome::expired;
+    } else if (res.null(row, 2)) {
+      o.outcome = renew_outcome::missing;
+    } else {
+      o.outcome = refused_renewal(key, res.text(row, 2), res.integer(row, 3),
+                                  res.boolean(row, 4));
+    }
+  }
+  return out;
+}
+
+bool postgresql_backend::release(const lease_key& key, deadline until) {
+  const bool sem = key.kind == lease_kind::semaphore;
+  const std::string what = std::string(sem ? "release semaphore " : "release ") +
+                           quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+  const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
+  // Wait for the row at most briefly: a lock still held after that is an open fenced
+  // transaction (possibly this thread's own), which a release must never wait for. The
+  // statement that missed the short deadline is cancelled with its connection; then the
+  // non-waiting form decides between "locked" (the client finishes in the background, with
+  // abandon()) and a real failure.
+  const auto brief = std::min(until, steady::now() + milliseconds{100});
+  if (brief < until) {
+    try {
+      bool ended;
+      {
+        auto c = checkout(brief, what);
+        auto rs = sem ? run(*c, what, "sqlock_sem_release_waiting",
+                            sql().sem_release_waiting, params, brief)
+                      : run(*c, what, "sqlock_release_waiting", sql().release_waiting,
+                            params, brief);
+        ended = rs.rows() > 0 && rs.boolean(0, 0);
+      }
+      if (ended) registry_.notify(key.name);
+      return ended;
+    } catch (const error& e) {
+      if (e.code() != errc::unavailable || steady::now() < brief) throw;
+    }
+  }
+  return sem ? end_lease(what, "sqlock_sem_release", &statements::sem_release, params, until)
+             : end_lease(what, "sqlock_release", &statements::release, params, until);
+}
+
+bool postgresql_backend::abandon(const lease_key& key, deadline until) {
+  const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_};
+  if (key.kind == lease_kind::semaphore)
+    return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
+                     &statements::sem_abandon, params, until);
+  return end_lease("clean up acquire " + quoted(key.name), "sqlock_abandon",
+                   &statements::abandon, params, until);
+}
+
+bool postgresql_backend::force_release(std::string_view name, deadline until) {
+  return end_lease("force release " + quoted(name), "sqlock_force", &statements::force,
+                   {std::string(name), std::nullopt, std::nullopt, channel_}, until);
+}
+
+std::optional<lock_record> postgresql_backend::inspect(std::string_view name,
+                                                       deadline until) {
+  const std::string what = "inspect " + quoted(name);
+  auto c = checkout(until, what);
+  auto r = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
+  if (r.rows() == 0) return std::nullopt;
+  return read_record(r, 0);
+}
+
+std::vector<lock_record> postgresql_backend::list(const list_filter& f, deadline until) {
+  const std::string what = "list";
+  auto c = checkout(until, what);
+  auto upper = prefix_upper_bound(f.prefix);
+  param hi = f.prefix.empty() || upper.empty() ? param{} : param{upper};
+  int show = f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2;
+  param limit = f.limit == 0 ? param{} : param{std::to_string(f.limit)};
+  auto r = run(*c, what, "sqlock_list", sql().list, {f.prefix, hi, std::to_string(show), limit},
+               until);
+  std::vector<lock_record> out;
+  out.reserve(static_cast<std::size_t>(r.rows()));
+  for (int i = 0; i < r.rows(); ++i) out.push_back(read_record(r, i));
+  return out;
+}
+
+std::optional<lock_record> postgresql_backend::inspect_watched(std::string_view name,
+                                                               milliseconds mark_for,
+                                                               deadline until) {
+  const std::string what = "inspect " + quoted(name);
+  // Mark only when a notification can reach us (as try_acquire does).
+  const bool mark =
+      mark_for > milliseconds::zero() && options_.notifications && !listener_.known_deaf();
+  std::optional<lock_record> out;
+  {
+    auto c = checkout(until, what);
+    auto r = run(*c, what, "sqlock_inspect_watched", sql().inspect_watched,
+                 {std::string(name), std::to_string(mark_for.count()), mark ? "true" : "false"},
+                 until);
+    if (r.rows() == 0) return std::nullopt;
+    if (!r.boolean(0, 8)) return read_record(r, 0);
+    // The row changed after our snapshot (the mark's UPDATE saw a newer version): it was
+    // released or re-marked meanwhile. Look again rather than report a stale holder.
+    auto again = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
+    if (again.rows() > 0) out = read_record(again, 0);
+  }
+  return out;
+}
+
+}  // namespace sqlock::detail::pg

@@ -1,0 +1,34 @@
+#pragma once
+// Decoding the PostgreSQL backend's result rows: server times (integer epoch microseconds), lock
+// rows into lock_record, the flat semaphore rows into semaphore_record.
+
+#include <sqlock/backend.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <vector>
+
+#include "backends/postgresql/connection.hpp"
+
+namespace sqlock::detail::pg {
+
+using std::chrono::milliseconds;
+
+inline std::chrono::system_clock::time_point from_epoch_us(std::int64_t us) {
+  return std::chrono::system_clock::time_point{
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(
+          std::chrono::microseconds{us})};
+}
+
+inline milliseconds us_to_ms(std::int64_t us) {
+  // Round toward zero; a positive remainder below 1 ms still means "held".
+  return milliseconds{us / 1000};
+}
+
+/// A row of statements::inspect / list (and the first columns of inspect_watched).
+lock_record read_record(const result& r, int row);
+
+/// The flat rows of statements::sem_inspect / sem_list, grouped per semaphore.
+std::vector<semaphore_record> read_semaphores(const result& r);
+
+}  // namespace sqlock::detail::pg
