@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "backends/sqlite/statements.hpp"
 #include "util/util.hpp"
 
 namespace sqlock::sqlite {
@@ -14,11 +15,11 @@ using sqlock::lease_kind;
 
 namespace {
 constexpr const char* check_sql =
-    "SELECT token, expires_at > CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
+    "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS " "
     "FROM sqlock_locks WHERE name = ?1";
 // A semaphore has one row per holder: find the holder with the token, if any.
 constexpr const char* check_semaphore_sql =
-    "SELECT token, expires_at > CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) "
+    "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS " "
     "FROM sqlock_semaphore_holders WHERE name = ?1 AND token = ?2";
 
 // Empty when held by `token`; otherwise why not.

@@ -1,0 +1,196 @@
+// The SQLite backend's semaphore operations: acquire (with the fair queue of tickets),
+// inspect, list, force release, and the renewal of one holder.
+
+#include <sqlite3.h>
+
+#include <algorithm>
+
+#include "backends/sqlite/backend.hpp"
+#include "backends/sqlite/rows.hpp"
+#include "backends/sqlite/statements.hpp"
+#include "util/util.hpp"
+
+namespace sqlock::detail::sqlite {
+namespace {
+
+// A semaphore as one attempt sees it (inside or outside the write transaction).
+struct semaphore_state {
+  bool exists = false;
+  std::int64_t limit = 0, token = 0, used = 0;
+  std::optional<std::int64_t> head, mine;  // oldest other live ticket; this nonce's ticket
+  bool others_queued = false;
+  std::int64_t soonest = 0;  // first lapse of a holder or another ticket (epoch ms); 0: none
+
+  bool grantable(const semaphore_request& r) const {
+    if (used > 0 && limit != r.limit) return true;  // let the write transaction report it
+    if (used + r.count > r.limit) return false;
+    return !head || (mine && *mine < *head);  // no older live ticket
+  }
+  milliseconds retry_in(std::int64_t now) const {
+    return soonest == 0 ? milliseconds::zero() : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
+  }
+};
+
+semaphore_state semaphore_view(connection& c, const std::string& name, const std::string& nonce,
+                               std::int64_t now, const std::string& what) {
+  semaphore_state v;
+  auto sem = c.prepare(sql::semaphore_row, what);
+  sem.bind(1, name);
+  if (!sem.step()) return v;
+  v.exists = true;
+  v.limit = sem.integer(0);
+  v.token = sem.integer(1);
+  auto h = c.prepare(sql::semaphore_usage, what);
+  h.bind(1, name).bind(2, now);
+  h.step();
+  v.used = h.integer(0);
+  if (!h.is_null(1)) v.soonest = h.integer(1);
+  auto t = c.prepare(sql::semaphore_queue, what);
+  t.bind(1, name).bind(2, now).bind(3, nonce);
+  t.step();
+  if (!t.is_null(0)) v.head = t.integer(0);
+  if (!t.is_null(1)) v.mine = t.integer(1);
+  v.others_queued = v.head.has_value();
+  if (!t.is_null(2)) v.soonest = v.soonest == 0 ? t.integer(2) : std::min(v.soonest, t.integer(2));
+  return v;
+}
+
+}  // namespace
+
+acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r, deadline until) {
+  const std::string what = "acquire semaphore " + quoted(r.name);
+  auto c = checkout(until, false, what);
+  // Look first, without the write lock: a certain refusal of a non-queueing attempt writes
+  // nothing. Everything is decided again inside the write transaction.
+  if (!(r.waiting && r.fair)) {
+    std::int64_t now = c->now_ms(what);
+    auto v = semaphore_view(*c, r.name, r.nonce, now, what);
+    if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now)};
+  }
+  write_transaction tx(*c, what);
+  std::int64_t now = c->now_ms(what);
+  auto v = semaphore_view(*c, r.name, r.nonce, now, what);
+  if (v.exists && v.used > 0 && v.limit != r.limit)
+    throw error(errc::invalid_argument,
+                what + ": the semaphore has limit " + std::to_string(v.limit) +
+                    " (its live holders use it); this acquisition asks for limit " +
+                    std::to_string(r.limit),
+                kind_name);
+  if (v.exists && !v.grantable(r)) {
+    if (r.waiting && r.fair) {
+      auto keep = c->prepare(sql::ticket_keep, what);
+      keep.bind(1, now).bind(2, static_cast<std::int64_t>(r.ticket_ttl.count()));
+      keep.bind(3, r.name).bind(4, r.nonce).step();
+      if (sqlite3_changes(c->get()) == 0) {
+        // First refusal, or our ticket lapsed: a new place at the end of the queue.
+        auto drop = c->prepare(sql::ticket_drop, what);
+        drop.bind(1, r.name).bind(2, r.nonce).step();
+        std::int64_t ticket = next_token(*c, 1, what);
+        auto add = c->prepare(sql::ticket_add, what);
+        add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, ticket).bind(5, r.count);
+        add.bind(6, now + r.ticket_ttl.count()).step();
+      }
+      tx.commit();
+    }
+    return {std::nullopt, v.retry_in(now)};
+  }
+  // Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the
+  // last of them ended, for purge.
+  std::int64_t ended_upto = 0;
+  {
+    auto gone = c->prepare(sql::semaphore_ended_upto, what);
+    gone.bind(1, r.name).bind(2, now).bind(3, r.nonce);
+    if (gone.step() && !gone.is_null(0)) ended_upto = gone.integer(0);
+    auto d1 = c->prepare(sql::holders_delete_ended, what);
+    d1.bind(1, r.name).bind(2, now).step();
+    auto d2 = c->prepare(sql::tickets_delete_ended, what);
+    d2.bind(1, r.name).bind(2, now).bind(3, r.nonce).step();
+  }
+  std::int64_t token = next_token(*c, v.token + 1, what);
+  std::int64_t expires = now + r.ttl.count();
+  {
+    auto add = c->prepare(sql::holder_add, what);
+    add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, token).bind(5, r.count);
+    add.bind(6, now).bind(7, expires).bind(8, r.metadata).step();
+    auto sem = c->prepare(sql::semaphore_upsert, what);
+    sem.bind(1, r.name).bind(2, r.limit).bind(3, token).bind(4, now).bind(5, ended_upto).step();
+  }
+  tx.commit();
+  // Room left and others queued: the next waiter in this process may fit too.
+  if (v.others_queued && v.used + r.count < r.limit) registry()->notify(r.name);
+  return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
+}
+
+std::optional<semaphore_record> sqlite_backend::inspect_semaphore(std::string_view name,
+                                                                  deadline until) {
+  const std::string what = "inspect semaphore " + quoted(name);
+  auto c = checkout(until, false, what);
+  auto s = c->prepare(sql::semaphore_inspect, what);
+  s.bind(1, name);
+  if (!s.step()) return std::nullopt;
+  std::int64_t now = c->now_ms(what);
+  return read_semaphore(*c, s.text(0), s.integer(1), now, what);
+}
+
+std::vector<semaphore_record> sqlite_backend::list_semaphores(const list_filter& f,
+                                                              deadline until) {
+  const std::string what = "list semaphores";
+  auto c = checkout(until, false, what);
+  // One read transaction: every row of the list comes from the same snapshot.
+  auto begin = c->prepare(sql::begin, what);
+  begin.step();
+  struct end_read {
+    connection& c;
+    ~end_read() { sqlite3_exec(c.get(), sql::commit, nullptr, nullptr, nullptr); }
+  } done{*c};
+  std::int64_t now = c->now_ms(what);
+  auto s = c->prepare(sql::semaphore_list, what);
+  s.bind(1, f.prefix);
+  auto upper = prefix_upper_bound(f.prefix);
+  if (f.prefix.empty() || upper.empty())
+    s.bind_null(2);
+  else
+    s.bind(2, upper);
+  s.bind(3, std::int64_t{f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2});
+  s.bind(4, now);
+  s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
+  std::vector<std::pair<std::string, std::int64_t>> names;
+  while (s.step()) names.emplace_back(s.text(0), s.integer(1));
+  std::vector<semaphore_record> out;
+  out.reserve(names.size());
+  for (auto& [name, limit] : names) out.push_back(read_semaphore(*c, name, limit, now, what));
+  return out;
+}
+
+std::size_t sqlite_backend::force_release_semaphore(std::string_view name, std::int64_t token,
+                                                    deadline until) {
+  const std::string what = "force release semaphore " + quoted(name);
+  std::size_t ended;
+  {
+    auto c = checkout(until, false, what);
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    auto s = c->prepare(sql::semaphore_force_release, what);
+    s.bind(1, now).bind(2, name).bind(3, token).step();
+    ended = static_cast<std::size_t>(sqlite3_changes(c->get()));
+    tx.commit();
+  }
+  for (std::size_t i = 0; i < ended; ++i) registry()->notify(name);
+  return ended;
+}
+
+renew_result sqlite_backend::renew_holder(connection& c, std::int64_t now, const renew_request& r,
+                                          const std::string& what) {
+  auto up = c.prepare(sql::holder_renew, what);
+  up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
+  up.bind(4, r.key.nonce).bind(5, r.key.token);
+  if (up.step()) return {renew_outcome::renewed, from_epoch_ms(up.integer(0))};
+  // A holder row ends by expiry, release or an admin, and is deleted by a later grant:
+  // missing is an ordinary end here.
+  auto cur = c.prepare(sql::holder_forced, what);
+  cur.bind(1, r.key.name).bind(2, r.key.nonce).bind(3, r.key.token);
+  if (cur.step() && cur.integer(0) != 0) return {renew_outcome::force_released, {}};
+  return {renew_outcome::expired, {}};
+}
+
+}  // namespace sqlock::detail::sqlite

@@ -1,0 +1,143 @@
+// The SQL text of the SQLite backend's statements (declared in statements.hpp). Every
+// statement that reads the clock takes it from SQLOCK_SQLITE_NOW_MS.
+
+#include "backends/sqlite/statements.hpp"
+
+namespace sqlock::detail::sqlite::sql {
+
+// Connection and transactions.
+const char pragma_synchronous_full[] = "PRAGMA synchronous=FULL";
+const char pragma_synchronous_normal[] = "PRAGMA synchronous=NORMAL";
+const char pragma_journal_mode_wal[] = "PRAGMA journal_mode=WAL";
+const char has_schema_table[] =
+    "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'sqlock_schema_version'";
+const char now[] = "SELECT " SQLOCK_SQLITE_NOW_MS;
+const char begin[] = "BEGIN";
+const char begin_immediate[] = "BEGIN IMMEDIATE";
+const char commit[] = "COMMIT";
+const char rollback[] = "ROLLBACK";
+
+// Schema administration.
+const char read_schema_version[] = "SELECT coalesce(max(version), 0) FROM sqlock_schema_version";
+const char delete_schema_version[] = "DELETE FROM sqlock_schema_version WHERE version = ?1";
+const char count_live_locks[] =
+    "SELECT count(*) OVER (), name, token, owner FROM sqlock_locks "
+    "WHERE expires_at > ?1 ORDER BY token LIMIT 3";
+const char count_live_holders[] =
+    "SELECT count(*) OVER (), name, token, owner FROM sqlock_semaphore_holders "
+    "WHERE expires_at > ?1 ORDER BY token LIMIT 3";
+const char next_token[] =
+    "UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
+    "RETURNING value";
+
+// Locks.
+const char lock_look[] =
+    "SELECT expires_at - " SQLOCK_SQLITE_NOW_MS " "
+    "FROM sqlock_locks WHERE name = ?1";
+const char lock_current[] = "SELECT token, expires_at FROM sqlock_locks WHERE name = ?1";
+const char lock_upsert[] =
+    "INSERT INTO sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, metadata) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+    "token = excluded.token, acquired_at = excluded.acquired_at, "
+    "expires_at = excluded.expires_at, metadata = excluded.metadata";
+const char lock_renew[] =
+    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
+const char lock_nonce_token[] = "SELECT nonce, token FROM sqlock_locks WHERE name = ?1";
+const char lock_release[] =
+    "UPDATE sqlock_locks SET expires_at = ?1 "
+    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1";
+const char lock_abandon[] =
+    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1";
+// nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
+const char lock_force_release[] =
+    "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1";
+const char lock_inspect[] =
+    "SELECT name, owner, metadata, token, acquired_at, expires_at, "
+    "expires_at - " SQLOCK_SQLITE_NOW_MS " "
+    "FROM sqlock_locks WHERE name = ?1";
+const char lock_list[] =
+    "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
+    "FROM sqlock_locks WHERE name >= ?2 AND (?3 IS NULL OR name < ?3) "
+    "AND (?4 = 0 OR (?4 = 1 AND expires_at > ?1) OR (?4 = 2 AND expires_at <= ?1)) "
+    "ORDER BY name LIMIT ?5";
+
+// Semaphores.
+const char holder_release[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
+    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1";
+const char holder_abandon[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
+    "WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1";
+// ?1 = ?1: end_lease binds the clock as ?1, which a ticket's deletion does not need.
+const char ticket_abandon[] =
+    "DELETE FROM sqlock_semaphore_tickets WHERE ?1 = ?1 AND name = ?2 AND nonce = ?3";
+const char holder_renew[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
+const char holder_forced[] =
+    "SELECT forced FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2 AND token = ?3";
+const char ticket_keep[] =
+    "UPDATE sqlock_semaphore_tickets SET expires_at = ?1 + ?2 "
+    "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1";
+const char ticket_drop[] = "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND nonce = ?2";
+const char ticket_add[] =
+    "INSERT INTO sqlock_semaphore_tickets (name, nonce, owner, ticket, units, expires_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const char semaphore_ended_upto[] =
+    "SELECT max(e) FROM (SELECT max(expires_at) AS e FROM sqlock_semaphore_holders "
+    "WHERE name = ?1 AND expires_at <= ?2 UNION ALL SELECT min(max(expires_at), ?2) "
+    "FROM sqlock_semaphore_tickets WHERE name = ?1 AND (expires_at <= ?2 OR nonce = ?3))";
+const char holders_delete_ended[] =
+    "DELETE FROM sqlock_semaphore_holders WHERE name = ?1 AND expires_at <= ?2";
+const char tickets_delete_ended[] =
+    "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND (expires_at <= ?2 OR nonce = ?3)";
+const char holder_add[] =
+    "INSERT INTO sqlock_semaphore_holders "
+    "(name, nonce, owner, token, units, acquired_at, expires_at, metadata) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+const char semaphore_upsert[] =
+    "INSERT INTO sqlock_semaphores (name, sem_limit, token, changed_at) VALUES (?1, ?2, ?3, ?4) "
+    "ON CONFLICT (name) DO UPDATE SET sem_limit = excluded.sem_limit, token = excluded.token, "
+    "changed_at = max(changed_at, ?5)";
+const char semaphore_inspect[] = "SELECT name, sem_limit FROM sqlock_semaphores WHERE name = ?1";
+const char semaphore_list[] =
+    "SELECT s.name, s.sem_limit FROM sqlock_semaphores s WHERE s.name >= ?1 "
+    "AND (?2 IS NULL OR s.name < ?2) AND (?3 = 0 OR (?3 = 1) = EXISTS (SELECT 1 FROM "
+    "sqlock_semaphore_holders h WHERE h.name = s.name AND h.expires_at > ?4)) "
+    "ORDER BY s.name LIMIT ?5";
+const char semaphore_force_release[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = ?1, forced = 1 "
+    "WHERE name = ?2 AND (?3 = 0 OR token = ?3) AND expires_at > ?1";
+const char semaphore_row[] = "SELECT sem_limit, token FROM sqlock_semaphores WHERE name = ?1";
+const char semaphore_usage[] =
+    "SELECT coalesce(sum(units), 0), min(expires_at) FROM sqlock_semaphore_holders "
+    "WHERE name = ?1 AND expires_at > ?2";
+const char semaphore_queue[] =
+    "SELECT min(CASE WHEN nonce <> ?3 THEN ticket END), min(CASE WHEN nonce = ?3 THEN ticket END), "
+    "min(CASE WHEN nonce <> ?3 THEN expires_at END) FROM sqlock_semaphore_tickets "
+    "WHERE name = ?1 AND expires_at > ?2";
+const char semaphore_holders[] =
+    "SELECT owner, metadata, token, units, acquired_at, expires_at FROM sqlock_semaphore_holders "
+    "WHERE name = ?1 AND expires_at > ?2 ORDER BY token";
+const char semaphore_tickets[] =
+    "SELECT owner, ticket, units, expires_at FROM sqlock_semaphore_tickets "
+    "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket";
+
+// Purge.
+const char purge_pick_locks[] =
+    "SELECT min(name), max(name), count(*) FROM (SELECT name FROM sqlock_locks "
+    "WHERE name > ?1 AND expires_at <= ?2 ORDER BY name LIMIT ?3)";
+const char purge_delete_locks[] =
+    "DELETE FROM sqlock_locks WHERE name >= ?1 AND name <= ?2 AND expires_at <= ?3";
+const char purge_pick_semaphores[] =
+    "SELECT s.name FROM sqlock_semaphores s WHERE s.changed_at <= ?1 "
+    "AND NOT EXISTS (SELECT 1 FROM sqlock_semaphore_holders h WHERE h.name = s.name "
+    "AND h.expires_at > ?1) AND NOT EXISTS (SELECT 1 FROM sqlock_semaphore_tickets k "
+    "WHERE k.name = s.name AND k.expires_at > ?1) ORDER BY s.name LIMIT ?2";
+const char purge_delete_holders[] = "DELETE FROM sqlock_semaphore_holders WHERE name = ?1";
+const char purge_delete_tickets[] = "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1";
+const char purge_delete_semaphore[] = "DELETE FROM sqlock_semaphores WHERE name = ?1";
+
+}  // namespace sqlock::detail::sqlite::sql

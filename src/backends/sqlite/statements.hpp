@@ -1,0 +1,73 @@
+#pragma once
+// The SQL text of every statement the SQLite backend runs (the migrations aside), in one place;
+// defined once in statements.cpp, so each has one address (the connection's statement cache is
+// keyed by it).
+
+// The database clock in SQL: the host's wall clock as epoch milliseconds. A macro so that
+// statements (here and in fencing.cpp) are built from it by literal concatenation.
+#define SQLOCK_SQLITE_NOW_MS "CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)"
+
+namespace sqlock::detail::sqlite::sql {
+
+// Connection and transactions.
+extern const char pragma_synchronous_full[];
+extern const char pragma_synchronous_normal[];
+extern const char pragma_journal_mode_wal[];
+extern const char has_schema_table[];
+extern const char now[];
+extern const char begin[];
+extern const char begin_immediate[];
+extern const char commit[];
+extern const char rollback[];
+
+// Schema administration.
+extern const char read_schema_version[];
+extern const char delete_schema_version[];
+extern const char count_live_locks[];
+extern const char count_live_holders[];
+extern const char next_token[];
+
+// Locks.
+extern const char lock_look[];
+extern const char lock_current[];
+extern const char lock_upsert[];
+extern const char lock_renew[];
+extern const char lock_nonce_token[];
+extern const char lock_release[];
+extern const char lock_abandon[];
+extern const char lock_force_release[];
+extern const char lock_inspect[];
+extern const char lock_list[];
+
+// Semaphores.
+extern const char holder_release[];
+extern const char holder_abandon[];
+extern const char ticket_abandon[];
+extern const char holder_renew[];
+extern const char holder_forced[];
+extern const char ticket_keep[];
+extern const char ticket_drop[];
+extern const char ticket_add[];
+extern const char semaphore_ended_upto[];
+extern const char holders_delete_ended[];
+extern const char tickets_delete_ended[];
+extern const char holder_add[];
+extern const char semaphore_upsert[];
+extern const char semaphore_inspect[];
+extern const char semaphore_list[];
+extern const char semaphore_force_release[];
+extern const char semaphore_row[];
+extern const char semaphore_usage[];
+extern const char semaphore_queue[];
+extern const char semaphore_holders[];
+extern const char semaphore_tickets[];
+
+// Purge.
+extern const char purge_pick_locks[];
+extern const char purge_delete_locks[];
+extern const char purge_pick_semaphores[];
+extern const char purge_delete_holders[];
+extern const char purge_delete_tickets[];
+extern const char purge_delete_semaphore[];
+
+}  // namespace sqlock::detail::sqlite::sql
