@@ -1,8 +1,12 @@
 # PostgreSQL tests (included by tests/CMakeLists.txt when SQLOCK_WITH_POSTGRESQL). They need the
 # servers of scripts/with-postgres; without its environment they FAIL, never skip.
-target_sources(sqlock_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/postgresql_test.cpp
-                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql_fencing_test.cpp
-                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql_privileges_test.cpp)
+target_sources(sqlock_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/connection_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/fencing_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/hardening_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/notify_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/privileges_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/row_locks_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/statements_test.cpp)
 target_compile_definitions(sqlock_tests PRIVATE SQLOCK_TEST_WITH_POSTGRESQL=1)
 target_link_libraries(sqlock_tests PRIVATE PostgreSQL::PostgreSQL PkgConfig::PQXX)
 

@@ -1,4 +1,4 @@
-// Issue 12, items 5, 7 and 9, through the real binary: hostile passwords never reach
+// Hardening through the real binary: hostile passwords never reach
 // /proc/PID/cmdline or stderr, someone else's SQLite file is left untouched, and directories,
 // read-only databases and invalid UTF-8 names are reported without harm.
 

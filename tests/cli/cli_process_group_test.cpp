@@ -1,6 +1,6 @@
-// Tests of the real `sqlock` binary for issue 12 items 6 and 8: `run` (and `elect -- CMD`)
-// release only once CMD's whole process group is gone, and `migrate down` refuses to drop live
-// leases unless --force. Every case runs against every backend.
+// Tests of the real `sqlock` binary for child processes and down migrations: `run` (and
+// `elect -- CMD`) release only once CMD's whole process group is gone, and `migrate down`
+// refuses to drop live leases unless --force. Every case runs against every backend.
 
 #include <chrono>
 #include <string>

@@ -29,7 +29,7 @@
 #include "support/temp_dir.hpp"
 
 #ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
-#include <libpq-fe.h>
+#include "support/postgresql.hpp"
 #endif
 
 extern char** environ;
@@ -214,41 +214,19 @@ struct sqlite_db : cli_commands<sqlite_db> {
 };
 
 #ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
-inline std::string required_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (v == nullptr || *v == '\0')
-    throw std::runtime_error(std::string(name) +
-                             " is not set: run the PostgreSQL CLI tests under "
-                             "scripts/with-postgres (they fail rather than skip)");
-  return v;
-}
-
-inline void pg_exec(const std::string& url, const std::string& sql) {
-  PGconn* c = PQconnectdb(url.c_str());
-  if (PQstatus(c) != CONNECTION_OK) {
-    std::string why = PQerrorMessage(c);
-    PQfinish(c);
-    throw std::runtime_error("test: cannot connect to PostgreSQL: " + why);
-  }
-  PGresult* r = PQexec(c, sql.c_str());
-  auto st = PQresultStatus(r);
-  std::string why = PQresultErrorMessage(r);
-  PQclear(r);
-  PQfinish(c);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-    throw std::runtime_error("test SQL failed: " + why + " in: " + sql);
-}
-
 /// A fresh schema (whose name needs quoting) in the database of scripts/with-postgres.
 struct postgresql_db : cli_commands<postgresql_db> {
   explicit postgresql_db(bool migrate = true)
-      : url_(required_env("SQLOCK_TEST_POSTGRESQL_URL")), schema_(unique_schema()) {
-    pg_exec(url_, "CREATE SCHEMA " + quoted_schema());
+      : url_(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_URL")),
+        schema_(sqlock_test::unique_schema("Sqlock Cli")) {
+    sqlock_test::pg_session s(url_);
+    s.query("CREATE SCHEMA " + s.ident(schema_));
     if (migrate) migrate_up();
   }
   ~postgresql_db() {
     try {
-      pg_exec(url_, "DROP SCHEMA IF EXISTS " + quoted_schema() + " CASCADE");
+      sqlock_test::pg_session s(url_);
+      s.query("DROP SCHEMA IF EXISTS " + s.ident(schema_) + " CASCADE");
     } catch (...) {
     }
   }
@@ -257,15 +235,6 @@ struct postgresql_db : cli_commands<postgresql_db> {
   const std::string& url() const { return url_; }
 
  private:
-  static std::string unique_schema() {
-    static std::atomic<int> counter{0};
-    return "Sqlock Cli\"" + std::to_string(::getpid()) + "_" + std::to_string(++counter);
-  }
-  std::string quoted_schema() const {
-    std::string q = "\"";
-    for (char ch : schema_) q += ch == '"' ? std::string("\"\"") : std::string(1, ch);
-    return q + "\"";
-  }
   temp_dir dir_;
   std::string url_;
   std::string schema_;

@@ -213,7 +213,7 @@ TEST_CASE("a sqlite database in a missing directory is a clear error") {
   // The library reports the missing tables (78); `migrate up` then reports the open failure.
   CHECK((r.code == 78 || r.code == 69));
   auto m = run(sqlock({"-d", "sqlite:/nonexistent-dir/x/locks.db", "migrate", "up"}));
-  CHECK(m.code == 78);  // a path that cannot be opened is configuration (issue 12, item 9)
+  CHECK(m.code == 78);  // a path that cannot be opened is configuration, not unavailable
 }
 
 // ---- every backend ------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-// Written only against DESIGN.md section 6: the public API as a user sees it.
+// Written only against docs/design.md section 6: the public API as a user sees it.
 #include <sqlock/sqlock.hpp>
 
 #include <cstdio>

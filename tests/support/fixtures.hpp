@@ -13,6 +13,7 @@
 
 #include <doctest/doctest.h>
 
+#include "errors.hpp"
 #include "temp_dir.hpp"
 
 namespace sqlock_test {
@@ -20,6 +21,9 @@ namespace sqlock_test {
 /// An embedded SQLite file in a temp directory (a FILE: the keepalive has its own connection).
 struct sqlite_fixture {
   static constexpr const char* backend_name = "sqlite";
+  /// SQLite has one writer at a time: an open write transaction (BEGIN IMMEDIATE, as a fenced
+  /// transaction is) makes every other writer wait, where PostgreSQL locks rows.
+  static constexpr bool single_writer = true;
   explicit sqlite_fixture(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
     if (migrate) sqlock::client(url_, options()).migrate();
   }
@@ -40,15 +44,12 @@ TYPE_TO_STRING_AS("sqlite", sqlock_test::sqlite_fixture);
 
 namespace sqlock_test {
 
-/// The errc of the sqlock::error that `fn` throws; fails the test case when it throws none.
-inline sqlock::errc code_of(const std::function<void()>& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e.code();
-  }
-  FAIL("expected a sqlock::error");
-  return sqlock::errc::internal;
+/// Lock options with lease `t`, kept alive unless `keepalive` is false.
+inline sqlock::lock_options ttl(std::chrono::milliseconds t, bool keepalive = true) {
+  sqlock::lock_options o;
+  o.ttl = t;
+  o.keepalive = keepalive;
+  return o;
 }
 
 /// A client of fixture `db` (with `owner` when given).

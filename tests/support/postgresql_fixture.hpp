@@ -7,99 +7,23 @@
 //   SQLOCK_TEST_POSTGRESQL_URL   direct server, as a role that may create schemas
 //   SQLOCK_TEST_PGBOUNCER_URL    the same role through PgBouncer in transaction pooling mode
 
-#include <libpq-fe.h>
 #include <sqlock/sqlock.hpp>
-#include <unistd.h>
 
-#include <atomic>
-#include <cstdlib>
 #include <memory>
-#include <stdexcept>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
 
+#include "postgresql.hpp"
+
 namespace sqlock_test {
-
-/// The value of an environment variable the PostgreSQL tests need; throws when missing.
-inline std::string required_env(const char* name) {
-  const char* v = std::getenv(name);
-  if (!v || !*v)
-    throw std::runtime_error(std::string(name) +
-                             " is not set: run the PostgreSQL tests under scripts/with-postgres "
-                             "(they fail rather than skip without a server)");
-  return v;
-}
-
-/// A plain libpq connection for test set-up and raw SQL; throws on any failure.
-class pg_session {
- public:
-  explicit pg_session(const std::string& url) : conn_(PQconnectdb(url.c_str())) {
-    if (PQstatus(conn_) != CONNECTION_OK) {
-      std::string why = PQerrorMessage(conn_);
-      PQfinish(conn_);
-      throw std::runtime_error("test: cannot connect to PostgreSQL: " + why);
-    }
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
-  }
-  ~pg_session() { PQfinish(conn_); }
-  pg_session(const pg_session&) = delete;
-  pg_session& operator=(const pg_session&) = delete;
-
-  /// Runs `sql` (parameters as text); returns the rows as strings ("" for NULL).
-  std::vector<std::vector<std::string>> query(const std::string& sql,
-                                              const std::vector<std::string>& params = {}) {
-    std::vector<const char*> values;
-    for (auto& p : params) values.push_back(p.c_str());
-    PGresult* r = params.empty()
-                      ? PQexec(conn_, sql.c_str())
-                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                     values.data(), nullptr, nullptr, 0);
-    auto st = PQresultStatus(r);
-    if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
-      std::string why = PQresultErrorMessage(r);
-      const char* state = PQresultErrorField(r, PG_DIAG_SQLSTATE);
-      last_sqlstate_ = state ? state : "";
-      PQclear(r);
-      throw std::runtime_error("test SQL failed: " + why + " in: " + sql);
-    }
-    std::vector<std::vector<std::string>> rows;
-    for (int i = 0; i < PQntuples(r); ++i) {
-      rows.emplace_back();
-      for (int j = 0; j < PQnfields(r); ++j) rows.back().emplace_back(PQgetvalue(r, i, j));
-    }
-    PQclear(r);
-    return rows;
-  }
-  std::string value(const std::string& sql, const std::vector<std::string>& params = {}) {
-    auto rows = query(sql, params);
-    return rows.empty() || rows[0].empty() ? std::string() : rows[0][0];
-  }
-  std::string ident(const std::string& s) const {
-    char* p = PQescapeIdentifier(conn_, s.c_str(), s.size());
-    std::string out(p);
-    PQfreemem(p);
-    return out;
-  }
-  const std::string& last_sqlstate() const { return last_sqlstate_; }
-  PGconn* get() const { return conn_; }
-
- private:
-  PGconn* conn_;
-  std::string last_sqlstate_;
-};
-
-/// A fresh, unique schema name (at most 63 bytes) that needs quoting.
-inline std::string unique_schema() {
-  static std::atomic<int> counter{0};
-  return "Sqlock T\"" + std::to_string(::getpid()) + "_" + std::to_string(++counter) + "_" +
-         std::to_string(std::rand() % 100000);
-}
 
 /// Base of the two fixtures: a schema in the test database, reached through `url`.
 class postgresql_schema {
  public:
+  /// PostgreSQL locks rows: an open transaction holds only the rows it locked.
+  static constexpr bool single_writer = false;
   postgresql_schema(std::string url, std::string direct_url, bool pooled, bool migrate)
       : url_(std::move(url)), direct_(std::move(direct_url)), pooled_(pooled),
         schema_(unique_schema()) {

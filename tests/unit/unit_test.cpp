@@ -16,6 +16,7 @@
 #include "util/util.hpp"
 #include "util/validate.hpp"
 #include "core/wait.hpp"
+#include "support/errors.hpp"
 
 using namespace std::chrono_literals;
 using sqlock::errc;
@@ -23,18 +24,7 @@ using sqlock::detail::parse_database_url;
 using sqlock::detail::parsed_url;
 using sqlock::detail::redact_url;
 
-namespace {
-template <class Fn>
-sqlock::error error_of(Fn&& fn) {
-  try {
-    fn();
-  } catch (const sqlock::error& e) {
-    return e;
-  }
-  FAIL("expected a sqlock::error");
-  return sqlock::error(errc::internal, "");
-}
-}  // namespace
+using sqlock_test::error_of;
 
 TEST_CASE("database URLs choose the backend") {
   auto pg = parse_database_url("postgresql://u:secret@localhost:5432/db");

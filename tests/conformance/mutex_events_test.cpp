@@ -1,4 +1,5 @@
-// sqlock::mutex with the standard lock adapters, and the event listeners: on every backend.
+// The conformance suite, sqlock::mutex with the standard lock adapters, and the event
+// listeners: run against every backend fixture.
 
 #include <doctest/doctest.h>
 #include <sqlock/sqlock.hpp>

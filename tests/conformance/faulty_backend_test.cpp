@@ -1,4 +1,5 @@
-// Faults injected at the backend seam, on every backend: in-doubt acquires are cleaned up by
+// The conformance suite, faults injected at the backend seam (tests/support/faulty_backend.hpp;
+// the fault suite of tests/fault/ injects them on the wire instead), on every backend: in-doubt acquires are cleaned up by
 // nonce, a stuck renewal cannot delay the loss past the safety deadline, transient failures
 // make a lease at risk and it recovers.
 
@@ -100,9 +101,9 @@ TEST_CASE_TEMPLATE("a transient renewal failure makes the lease at risk until it
   CHECK_FALSE(l->lost());
 }
 
-// Issue 12, item 10: the schema check ran before the wait loop, so a wait failed at once while
-// the server was in crash recovery. Every database call of a wait is retried until the
-// caller's deadline.
+// A wait that meets a database in crash recovery: every database call of a wait (the schema
+// check included, which once ran before the wait loop and so failed the wait at once) is
+// retried until the caller's deadline.
 TEST_CASE_TEMPLATE("a wait rides out a database that is starting up, until its own deadline", F,
                    SQLOCK_TEST_FIXTURES) {
   F db;

@@ -1,4 +1,4 @@
-// Same-database fencing on PostgreSQL: sqlock_assert_held inside the user's own transaction.
+// PostgreSQL only: same-database fencing, sqlock_assert_held inside the user's own transaction.
 
 #include <doctest/doctest.h>
 #include <sqlock/postgresql.hpp>
@@ -14,13 +14,6 @@ using namespace std::chrono_literals;
 using sqlock_test::postgresql_fixture;
 
 namespace {
-sqlock::lock_options lease_of(std::chrono::milliseconds ttl, bool keepalive) {
-  sqlock::lock_options o;
-  o.ttl = ttl;
-  o.keepalive = keepalive;
-  return o;
-}
-
 sqlock::semaphore_options units_of(std::int64_t limit, std::chrono::milliseconds ttl,
                                    bool keepalive) {
   sqlock::semaphore_options o;
@@ -53,7 +46,7 @@ TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
     tx.exec("CREATE TABLE " + tx.quote_name(db.schema()) + ".ledger (entry text, token bigint)");
     tx.commit();
   }
-  auto old = a.try_acquire("ledger", lease_of(200ms, false));
+  auto old = a.try_acquire("ledger", sqlock_test::ttl(200ms, false));
   REQUIRE(old);
   {
     pqxx::work tx(app);
@@ -88,7 +81,7 @@ TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
 TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
   postgresql_fixture db;
   sqlock::client holder(db.url(), db.options());
-  auto l = holder.try_acquire("ledger", lease_of(300ms, false));
+  auto l = holder.try_acquire("ledger", sqlock_test::ttl(300ms, false));
   REQUIRE(l);
   pqxx::connection app(db.direct_url());
   pqxx::work tx(app);
@@ -109,10 +102,10 @@ TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
                   sqlock::error);
 }
 
-// Issue 12, item 4: an attempt on a row share-locked by an open fenced transaction waited for
-// that transaction (the upsert of an expired row, the waiter mark of a live one) until the
-// operation timeout, and failed as unavailable. "Held" is an answer: a try answers at once, a
-// wait keeps trying until its own deadline.
+// An attempt on a row share-locked by an open fenced transaction must not wait for that
+// transaction (the upsert of an expired row, the waiter mark of a live one): it once did, until
+// the operation timeout, and failed as unavailable. "Held" is an answer: a try answers at once,
+// a wait keeps trying until its own deadline.
 TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits for it") {
   postgresql_fixture db;
   sqlock::client holder(db.url(), db.options());
@@ -124,7 +117,7 @@ TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits
   };
   {
     // A live lease, pinned: a waiting attempt would mark the row.
-    auto l = holder.try_acquire("ledger", lease_of(30000ms, true));
+    auto l = holder.try_acquire("ledger", sqlock_test::ttl(30000ms, true));
     REQUIRE(l);
     pqxx::work tx(app);
     sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
@@ -143,7 +136,7 @@ TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits
   }
   {
     // An expired lease, pinned (its renewals were skipped): the upsert would lock the row.
-    auto l = holder.try_acquire("lapsed", lease_of(300ms, false));
+    auto l = holder.try_acquire("lapsed", sqlock_test::ttl(300ms, false));
     REQUIRE(l);
     pqxx::work tx(app);
     sqlock::postgresql::assert_held(tx, "lapsed", l->token(), db.schema());
@@ -171,7 +164,7 @@ TEST_CASE("inside a fenced transaction the keepalive does not stall and a releas
   sqlock::client holder(db.url(), counting_busy(db.options(), busy));
   sqlock::client observer(db.url(), db.options());
   pqxx::connection app(db.direct_url());
-  auto l = holder.try_acquire("ledger", lease_of(6000ms, true));
+  auto l = holder.try_acquire("ledger", sqlock_test::ttl(6000ms, true));
   REQUIRE(l);
   {
     pqxx::work tx(app);

@@ -1,22 +1,25 @@
-// Conformance cases (run per backend fixture, as conformance_test.cpp) for issue 12 item 8: a
-// down migration must not drop live lock leases or semaphore holders, which would let the next
-// grant after `migrate up` reuse small tokens while the old holders still work.
+// The conformance suite, migrations: an unmigrated database is refused, migrations go down and
+// up, concurrent migrators serialise, and a down migration never drops live lock leases or
+// semaphore holders (which would let the next grant after `migrate up` reuse small tokens while
+// the old holders still work). Run against every backend fixture.
 
 #include <doctest/doctest.h>
 #include <sqlock/sqlock.hpp>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
+#include "support/requests.hpp"
 
 using namespace std::chrono_literals;
 using sqlock::errc;
-using sqlock_test::eventually;
-using sqlock_test::make_client;
+using namespace sqlock_test;
 
 namespace {
 
@@ -43,8 +46,6 @@ struct logged_backend {
     return *warnings;
   }
 };
-
-sqlock::deadline soon() { return std::chrono::steady_clock::now() + 30s; }
 
 // The message of the sqlock::error `fn` throws with `code`; fails the case otherwise.
 std::string refusal(const std::function<void()>& fn, errc code) {
@@ -79,6 +80,47 @@ bool contains(const std::string& text, const std::string& part) {
 
 }  // namespace
 
+TEST_CASE_TEMPLATE("an unmigrated database is refused with schema_mismatch", F,
+                   SQLOCK_TEST_FIXTURES) {
+  F db(false);
+  auto c = make_client(db);
+  CHECK(c->schema_version() == 0);
+  CHECK(code_of([&] { (void)c->try_acquire("job"); }) == errc::schema_mismatch);
+  CHECK(code_of([&] { (void)c->list(); }) == errc::schema_mismatch);
+  CHECK(code_of([&] { (void)c->inspect("job"); }) == errc::schema_mismatch);
+  int v = c->migrate();
+  CHECK(v == c->get_backend()->latest_schema_version());
+  CHECK(c->migrate() == v);  // repeatable
+  CHECK(c->schema_version() == v);
+  CHECK(c->try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("migrations go down and up again", F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto backend = sqlock::open_backend(db.url(), db.options().backend);
+  auto until = std::chrono::steady_clock::now() + 30s;
+  int latest = backend->latest_schema_version();
+  CHECK(backend->schema_version(until) == latest);
+  CHECK(backend->migrate(0, until) == 0);
+  CHECK(backend->schema_version(until) == 0);
+  CHECK(backend->migrate(latest, until) == latest);
+  sqlock::client c(backend, db.options());
+  CHECK(c.try_acquire("job"));
+}
+
+TEST_CASE_TEMPLATE("concurrent migrators serialise", F, SQLOCK_TEST_FIXTURES) {
+  F db(false);
+  std::vector<std::thread> ts;
+  std::atomic<int> ok{0};
+  for (int i = 0; i < 4; ++i)
+    ts.emplace_back([&] {
+      sqlock::client c(db.url(), db.options());
+      if (c.migrate() == c.get_backend()->latest_schema_version()) ++ok;
+    });
+  for (auto& t : ts) t.join();
+  CHECK(ok == 4);
+}
+
 TEST_CASE_TEMPLATE("migrate down is refused while a lock lease is live, and changes nothing", F,
                    SQLOCK_TEST_FIXTURES) {
   F fixture;
@@ -89,16 +131,16 @@ TEST_CASE_TEMPLATE("migrate down is refused while a lock lease is live, and chan
   REQUIRE(held);
   const auto token = held->token();
 
-  auto message = refusal([&] { b.db->migrate(0, soon()); }, errc::invalid_argument);
+  auto message = refusal([&] { b.db->migrate(0, soon(30s)); }, errc::invalid_argument);
   CHECK(contains(message, "1 live lease"));
   CHECK(contains(message, "'job'"));
   CHECK(contains(message, "token " + std::to_string(token)));
   CHECK(contains(message, "--force"));
   // migrate() and migrate_with() without force refuse alike.
-  CHECK(refusal([&] { b.db->migrate_with(0, {}, soon()); }, errc::invalid_argument) == message);
+  CHECK(refusal([&] { b.db->migrate_with(0, {}, soon(30s)); }, errc::invalid_argument) == message);
 
   // Nothing was dropped: same version, same row, and the lease keeps renewing.
-  CHECK(b.db->schema_version(soon()) == latest);
+  CHECK(b.db->schema_version(soon(30s)) == latest);
   auto rec = a->inspect("job");
   REQUIRE(rec);
   CHECK(rec->held);
@@ -109,14 +151,14 @@ TEST_CASE_TEMPLATE("migrate down is refused while a lock lease is live, and chan
   CHECK(held->state() == sqlock::lease_state::held);
 
   // Down to 1 drops only the semaphore tables: a live lock is no obstacle.
-  CHECK(b.db->migrate(1, soon()) == 1);
+  CHECK(b.db->migrate(1, soon(30s)) == 1);
   CHECK(held->renew());
-  CHECK(b.db->migrate(latest, soon()) == latest);
+  CHECK(b.db->migrate(latest, soon(30s)) == latest);
 
   // Once it is released, the schema may go.
   held->release();
-  CHECK(b.db->migrate(0, soon()) == 0);
-  CHECK(b.db->migrate(latest, soon()) == latest);
+  CHECK(b.db->migrate(0, soon(30s)) == 0);
+  CHECK(b.db->migrate(latest, soon(30s)) == latest);
   CHECK(b.seen().empty());
 }
 
@@ -129,12 +171,12 @@ TEST_CASE_TEMPLATE("migrate down is refused while a semaphore holder is live, al
   auto held = a->try_acquire_semaphore("pool", sem(true));
   REQUIRE(held);
 
-  auto message = refusal([&] { b.db->migrate(1, soon()); }, errc::invalid_argument);
+  auto message = refusal([&] { b.db->migrate(1, soon(30s)); }, errc::invalid_argument);
   CHECK(contains(message, "1 live lease or semaphore holder"));
   CHECK(contains(message, "semaphore 'pool'"));
   CHECK(contains(message, "--force"));
-  CHECK(refusal([&] { b.db->migrate(0, soon()); }, errc::invalid_argument) == message);
-  CHECK(b.db->schema_version(soon()) == latest);
+  CHECK(refusal([&] { b.db->migrate(0, soon(30s)); }, errc::invalid_argument) == message);
+  CHECK(b.db->schema_version(soon(30s)) == latest);
   auto rec = a->inspect_semaphore("pool");
   REQUIRE(rec);
   CHECK(rec->holders.size() == 1);
@@ -144,14 +186,14 @@ TEST_CASE_TEMPLATE("migrate down is refused while a semaphore holder is live, al
   // A holder whose lease lapsed (no keepalive) is no obstacle either.
   auto lapsing = a->try_acquire_semaphore("pool", sem(false));
   REQUIRE(lapsing);
-  CHECK(refusal([&] { b.db->migrate(1, soon()); }, errc::invalid_argument) != "");
+  CHECK(refusal([&] { b.db->migrate(1, soon(30s)); }, errc::invalid_argument) != "");
   // lost() comes at the local safety deadline, before the database's expiry: wait for the latter.
   CHECK(eventually([&] {
     auto r = a->inspect_semaphore("pool");
     return !r || r->holders.empty();
   }));
-  CHECK(b.db->migrate(1, soon()) == 1);
-  CHECK(b.db->migrate(latest, soon()) == latest);
+  CHECK(b.db->migrate(1, soon(30s)) == 1);
+  CHECK(b.db->migrate(latest, soon(30s)) == latest);
   CHECK(b.seen().empty());
 }
 
@@ -166,8 +208,8 @@ TEST_CASE_TEMPLATE("migrate down with force drops live leases and warns", F,
   REQUIRE(unit);
   sqlock::migrate_options force;
   force.force = true;
-  CHECK(b.db->migrate_with(0, force, soon()) == 0);
-  CHECK(b.db->schema_version(soon()) == 0);
+  CHECK(b.db->migrate_with(0, force, soon(30s)) == 0);
+  CHECK(b.db->schema_version(soon(30s)) == 0);
   auto warnings = b.seen();
   // One per step down: the first names everything the steps to 0 drop.
   REQUIRE(warnings.size() == static_cast<std::size_t>(b.db->latest_schema_version()));

@@ -1,4 +1,4 @@
-// SQLite-only behaviour: same-database fencing inside the user's own transaction.
+// SQLite only: same-database fencing inside the user's own transaction.
 
 #include <doctest/doctest.h>
 #include <sqlock/sqlite.hpp>
@@ -11,47 +11,30 @@
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
+#include "support/sqlite.hpp"
 
 using namespace std::chrono_literals;
 using sqlock_test::code_of;
 
-namespace {
-struct closer {
-  void operator()(sqlite3* db) const { sqlite3_close(db); }
-};
-using handle = std::unique_ptr<sqlite3, closer>;
-
-handle open(const std::string& file) {
-  sqlite3* db = nullptr;
-  REQUIRE(sqlite3_open(file.c_str(), &db) == SQLITE_OK);
-  sqlite3_busy_timeout(db, 5000);
-  return handle(db);
-}
-void exec(sqlite3* db, const char* sql) {
-  char* err = nullptr;
-  int rc = sqlite3_exec(db, sql, nullptr, nullptr, &err);
-  std::string msg = err ? err : "";
-  sqlite3_free(err);
-  REQUIRE_MESSAGE(rc == SQLITE_OK, msg);
-}
-}  // namespace
+using sqlock_test::sqlite_exec;
+using sqlock_test::sqlite_open;
 
 TEST_SUITE("sqlite") {
 TEST_CASE("a fenced write with the live token commits; a stale token is rejected") {
   sqlock_test::sqlite_fixture db;
   sqlock::client c(db.url());
-  auto app = open(db.file());
-  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+  auto app = sqlite_open(db.file());
+  sqlite_exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
 
   sqlock::lock_options short_lease;
   short_lease.ttl = 150ms;
   short_lease.keepalive = false;
   auto old = c.try_acquire("ledger", short_lease);
   REQUIRE(old);
-  exec(app.get(), "BEGIN IMMEDIATE");
+  sqlite_exec(app.get(), "BEGIN IMMEDIATE");
   sqlock::sqlite::assert_held(app.get(), "ledger", old->token());
-  exec(app.get(), "INSERT INTO ledger VALUES ('first', 1)");
-  exec(app.get(), "COMMIT");
+  sqlite_exec(app.get(), "INSERT INTO ledger VALUES ('first', 1)");
+  sqlite_exec(app.get(), "COMMIT");
 
   CHECK(sqlock_test::eventually([&] { return old->lost(); }));
   sqlock::client other(db.url());
@@ -60,10 +43,10 @@ TEST_CASE("a fenced write with the live token commits; a stale token is rejected
   REQUIRE(fresh);
   CHECK(fresh->token() > old->token());
 
-  exec(app.get(), "BEGIN IMMEDIATE");
+  sqlite_exec(app.get(), "BEGIN IMMEDIATE");
   CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", old->token()); }) ==
         sqlock::errc::lease_lost);
-  exec(app.get(), "ROLLBACK");
+  sqlite_exec(app.get(), "ROLLBACK");
   CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", fresh->token()); }) ==
         sqlock::errc::usage);  // outside a transaction the check proves nothing
   CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "nope", 1); }) == sqlock::errc::usage);
@@ -72,14 +55,14 @@ TEST_CASE("a fenced write with the live token commits; a stale token is rejected
 TEST_CASE("the SQL function rejects a stale token inside the statement") {
   sqlock_test::sqlite_fixture db;
   sqlock::client c(db.url());
-  auto app = open(db.file());
+  auto app = sqlite_open(db.file());
   REQUIRE(sqlock::sqlite::register_functions(app.get()) == SQLITE_OK);
-  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+  sqlite_exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
   auto l = c.try_acquire("ledger");
   REQUIRE(l);
   std::string ok = "BEGIN IMMEDIATE; INSERT INTO ledger SELECT 'ok', " + std::to_string(l->token()) +
                    " WHERE sqlock_assert_held('ledger', " + std::to_string(l->token()) + "); COMMIT;";
-  exec(app.get(), ok.c_str());
+  sqlite_exec(app.get(), ok.c_str());
   std::string stale = "INSERT INTO ledger SELECT 'stale', 0 WHERE sqlock_assert_held('ledger', " +
                       std::to_string(l->token() - 1) + ")";
   char* err = nullptr;
@@ -97,9 +80,9 @@ TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
   o.keepalive = false;
   auto l = holder.try_acquire("ledger", o);
   REQUIRE(l);
-  auto app = open(db.file());
-  exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
-  exec(app.get(), "BEGIN IMMEDIATE");
+  auto app = sqlite_open(db.file());
+  sqlite_exec(app.get(), "CREATE TABLE ledger (entry TEXT, token INTEGER)");
+  sqlite_exec(app.get(), "BEGIN IMMEDIATE");
   sqlock::sqlite::assert_held(app.get(), "ledger", l->token());
 
   std::atomic<std::int64_t> taken{0};
@@ -113,13 +96,13 @@ TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
   std::this_thread::sleep_for(600ms);  // well past the lease: only our transaction holds it off
   CHECK_FALSE(done.load());
   std::string write = "INSERT INTO ledger VALUES ('fenced', " + std::to_string(l->token()) + ")";
-  exec(app.get(), write.c_str());
-  exec(app.get(), "COMMIT");
+  sqlite_exec(app.get(), write.c_str());
+  sqlite_exec(app.get(), "COMMIT");
   taker.join();
   CHECK(taken > l->token());
-  exec(app.get(), "BEGIN IMMEDIATE");
+  sqlite_exec(app.get(), "BEGIN IMMEDIATE");
   CHECK(code_of([&] { sqlock::sqlite::assert_held(app.get(), "ledger", l->token()); }) ==
         sqlock::errc::lease_lost);
-  exec(app.get(), "ROLLBACK");
+  sqlite_exec(app.get(), "ROLLBACK");
 }
 }

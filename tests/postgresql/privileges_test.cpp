@@ -1,15 +1,14 @@
 // Who may do what with sqlock's schema on PostgreSQL (schema 3): the privilege matrix of the
 // roles the README describes, the row pinning a mere USAGE grant used to allow, error messages
-// that must not reveal the current token, and migration files that pin their own search_path.
+// that must not reveal the current token, migration files that pin their own search_path, and
+// the least-privilege runtime role (the README's grants) doing every runtime operation.
 //
 // Roles are made per test (unique names, NOLOGIN) by the superuser of
 // SQLOCK_TEST_POSTGRESQL_ADMIN_URL, which acts as them with SET ROLE: no passwords needed.
 
 #include <doctest/doctest.h>
 #include <sqlock/postgresql.hpp>
-#include <sqlock/sqlite.hpp>
 #include <sqlock/sqlock.hpp>
-#include <sqlite3.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -20,21 +19,19 @@
 #include <regex>
 #include <set>
 #include <sstream>
+#include <thread>
 
 #include "backends/common/migrations.hpp"
 #include "support/fixtures.hpp"
+#include "support/log_capture.hpp"
 #include "support/poll.hpp"
 #include "support/spawn.hpp"
 #include "support/temp_dir.hpp"
 
 using namespace std::chrono_literals;
-using sqlock_test::pg_session;
-using sqlock_test::postgresql_fixture;
-using sqlock_test::required_env;
+using namespace sqlock_test;
 
 namespace {
-
-std::string admin_url() { return required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"); }
 
 // The README's runtime-role GRANT block, verbatim: the test grants exactly what users are told
 // to grant, so a function added without updating the README fails the matrix below.
@@ -481,47 +478,46 @@ TEST_CASE("migration files applied by another tool pin search_path: a temporary 
   }
 }
 
+TEST_CASE("the least-privilege runtime role can do every runtime operation") {
+  postgresql_fixture db;
+  grant_runtime(db.schema());
+  log_capture logs;
+  auto o = db.options();
+  o.log = logs.hook();
+  auto runtime_url = required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL");
+  sqlock::client c(runtime_url, o);
+  sqlock::client other(runtime_url, o);
+  CHECK(c.schema_version() == c.get_backend()->latest_schema_version());
+  CHECK(c.migrate() == c.get_backend()->latest_schema_version());  // a no-op when current
+  auto l = c.try_acquire("job");
+  REQUIRE(l);
+  CHECK(l->renew());
+  CHECK(c.inspect("job")->held);
+  CHECK(c.list().size() == 1);
+  std::thread releaser([&] {
+    std::this_thread::sleep_for(200ms);
+    l->release();
+  });
+  auto w = other.try_acquire_for("job", 10s);  // marks the row; the release notifies
+  releaser.join();
+  REQUIRE(w);
+  CHECK(other.force_release("job"));
+  sqlock::semaphore_options so;
+  so.limit = 2;
+  auto s1 = c.try_acquire_semaphore("pool", so);
+  REQUIRE(s1);
+  CHECK(s1->renew());
+  CHECK(c.inspect_semaphore("pool")->used == 1);
+  CHECK(c.list_semaphores().size() == 1);
+  auto s2 = other.try_acquire_semaphore("pool", so);
+  REQUIRE(s2);
+  so.fair = true;
+  CHECK_FALSE(other.try_acquire_semaphore_for("pool", 50ms, so));  // takes and drops a ticket
+  CHECK(c.force_release_semaphore("pool") == 2);
+  CHECK(c.purge(0ms) == 2);
+  CHECK_FALSE(c.inspect("job"));
+  CHECK_FALSE(c.inspect_semaphore("pool"));
+  CHECK_FALSE(logs.has(sqlock::log_level::warn, "permission"));
+}
+
 }  // TEST_SUITE("postgresql")
-
-TEST_SUITE("sqlite") {
-TEST_CASE("sqlite assert_held never names the current token") {
-  sqlock_test::temp_dir dir;
-  const std::string path = dir.path() + "/locks.db";
-  sqlock::client a("sqlite:" + path);
-  a.migrate();
-  sqlock::lock_options lo;
-  lo.ttl = 30s;
-  auto old = a.try_acquire("ledger", lo);
-  REQUIRE(old);
-  const auto stale = old->token();
-  old->release();
-  // Tokens far apart, so that the stale one is no substring of the current one.
-  for (int i = 0; i < 12; ++i) a.try_acquire("ledger", lo)->release();
-  auto current = a.try_acquire("ledger", lo);
-  REQUIRE(current);
-  const auto secret = std::to_string(current->token());
-  REQUIRE(std::to_string(stale).find(secret) == std::string::npos);
-
-  sqlite3* raw = nullptr;
-  REQUIRE(sqlite3_open(path.c_str(), &raw) == SQLITE_OK);
-  std::unique_ptr<sqlite3, int (*)(sqlite3*)> conn(raw, sqlite3_close);
-  REQUIRE(sqlock::sqlite::register_functions(raw) == SQLITE_OK);
-  REQUIRE(sqlite3_exec(raw, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) == SQLITE_OK);
-  try {
-    sqlock::sqlite::assert_held(raw, "ledger", stale);
-    FAIL("accepted a stale token");
-  } catch (const sqlock::error& e) {
-    const std::string message = e.what();
-    CAPTURE(message);
-    CHECK(e.code() == sqlock::errc::lease_lost);
-    CHECK(std::string(e.what()).find(secret) == std::string::npos);
-  }
-  char* err = nullptr;
-  const std::string sql = "SELECT sqlock_assert_held('ledger', " + std::to_string(stale) + ")";
-  CHECK(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, &err) != SQLITE_OK);
-  REQUIRE(err);
-  CHECK(std::string(err).find(secret) == std::string::npos);
-  sqlite3_free(err);
-  sqlite3_exec(raw, "ROLLBACK", nullptr, nullptr, nullptr);
-}
-}

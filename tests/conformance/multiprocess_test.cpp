@@ -1,11 +1,12 @@
-// Several PROCESSES contending for one lock on the same database never overlap.
+// The conformance suite, processes: several PROCESSES contending for one lock on the same
+// database never overlap. Run against every backend fixture.
 
 #include <doctest/doctest.h>
 
 #include <fstream>
 
 #include "support/fixtures.hpp"
-#include "support/spawn.hpp"
+#include "support/worker.hpp"
 
 TEST_CASE_TEMPLATE("several processes contending on one name never overlap", F,
                    SQLOCK_TEST_FIXTURES) {
@@ -15,13 +16,9 @@ TEST_CASE_TEMPLATE("several processes contending on one name never overlap", F,
   constexpr int iterations = 40;
   std::vector<pid_t> pids;
   for (int p = 0; p < processes; ++p) {
-    std::vector<std::string> argv{SQLOCK_TEST_WORKER};
-    for (auto& a : db.worker_args()) argv.push_back(a);
-    for (std::string a : {std::string("--name"), std::string("shared"), std::string("--iterations"),
-                          std::to_string(iterations), std::string("--dir"), work.path(),
-                          std::string("--ttl-ms"), std::string("5000")})
-      argv.push_back(a);
-    pids.push_back(sqlock_test::spawn(argv));
+    pids.push_back(sqlock_test::spawn_worker(
+        db, {"--name", "shared", "--iterations", std::to_string(iterations), "--dir", work.path(),
+             "--ttl-ms", "5000"}));
   }
   for (auto pid : pids) CHECK(sqlock_test::wait_exit(pid) == 0);
   long counter = 0;

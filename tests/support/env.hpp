@@ -1,0 +1,21 @@
+#pragma once
+// The environment the database tests need (set by scripts/with-postgres).
+
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+
+namespace sqlock_test {
+
+/// The value of an environment variable the PostgreSQL tests need; throws when missing, so a
+/// test without its server FAILS (never skips).
+inline std::string required_env(const char* name) {
+  const char* v = std::getenv(name);
+  if (!v || !*v)
+    throw std::runtime_error(std::string(name) +
+                             " is not set: run the PostgreSQL tests under scripts/with-postgres "
+                             "(they fail rather than skip without a server)");
+  return v;
+}
+
+}  // namespace sqlock_test
