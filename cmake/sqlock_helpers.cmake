@@ -1,6 +1,7 @@
 # Warnings and sanitizers, added per target (never through CMAKE_CXX_FLAGS).
 function(sqlock_target_defaults target)
-  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic)
+  # -Wundef: an `#if SQLOCK_HAVE_POSTGRESQL` without <sqlock/config.hpp> must not read as 0.
+  target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic -Wundef)
   if(SQLOCK_WERROR)
     target_compile_options(${target} PRIVATE -Werror)
   endif()

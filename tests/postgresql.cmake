@@ -7,7 +7,6 @@ target_sources(sqlock_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/conne
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/privileges_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/row_locks_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/statements_test.cpp)
-target_compile_definitions(sqlock_tests PRIVATE SQLOCK_TEST_WITH_POSTGRESQL=1)
 target_link_libraries(sqlock_tests PRIVATE PostgreSQL::PostgreSQL PkgConfig::PQXX)
 
 add_test(NAME conformance.postgresql COMMAND sqlock_tests --test-case=*<postgresql>*)

@@ -11,10 +11,11 @@ add_executable(sqlock_cli_tests
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_process_group_test.cpp)
 target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::nlohmann_json SQLite::SQLite3
                                                Threads::Threads)
-target_include_directories(sqlock_cli_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+# The tests run the binary; from the library they take only <sqlock/config.hpp> (which backends exist).
+target_include_directories(sqlock_cli_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
+                                                    $<TARGET_PROPERTY:sqlock,INTERFACE_INCLUDE_DIRECTORIES>)
 target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_FILE:sqlock_cli>")
 if(SQLOCK_WITH_POSTGRESQL)
-  target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_TEST_WITH_POSTGRESQL=1)
   target_link_libraries(sqlock_cli_tests PRIVATE PostgreSQL::PostgreSQL)
 endif()
 sqlock_target_defaults(sqlock_cli_tests)

@@ -44,7 +44,7 @@ bool valid_utf8(const std::string& s) {
 
 }  // namespace
 
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 TEST_CASE("hostile passwords are scrubbed from the command line and never printed") {
   // `watch` keeps running while the database is unreachable, which gives time to look.
   int watched = 0;

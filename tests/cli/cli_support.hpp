@@ -24,11 +24,12 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+#include <sqlock/config.hpp>
 
 #include "support/poll.hpp"
 #include "support/temp_dir.hpp"
 
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 #include "support/postgresql.hpp"
 #endif
 
@@ -213,7 +214,7 @@ struct sqlite_db : cli_commands<sqlite_db> {
   std::string url_;
 };
 
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 /// A fresh schema (whose name needs quoting) in the database of scripts/with-postgres.
 struct postgresql_db : cli_commands<postgresql_db> {
   explicit postgresql_db(bool migrate = true)
@@ -282,7 +283,7 @@ struct holder {
 }  // namespace sqlock_cli_test
 
 TYPE_TO_STRING_AS("sqlite", sqlock_cli_test::sqlite_db);
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 TYPE_TO_STRING_AS("postgresql", sqlock_cli_test::postgresql_db);
 /// The databases every TEST_CASE_TEMPLATE runs against.
 #define CLI_DATABASES sqlock_cli_test::sqlite_db, sqlock_cli_test::postgresql_db

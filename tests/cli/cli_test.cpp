@@ -137,7 +137,7 @@ TEST_CASE("the URL comes from -d, then SQLOCK_DATABASE_URL, then DATABASE_URL") 
   CHECK(names(flag_b).empty());
 }
 
-#ifdef SQLOCK_CLI_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 TEST_CASE("an unreachable PostgreSQL exits 69 without showing the password") {
   auto r = run(sqlock({"-d", "postgresql://u:secret@127.0.0.1:1/db", "list"}));
   CHECK(r.code == 69);

@@ -53,7 +53,7 @@ struct raw_db<sqlock_test::sqlite_fixture> {
   sqlock_test::sqlite_handle conn;
 };
 
-#ifdef SQLOCK_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 struct raw_postgresql {
   explicit raw_postgresql(const sqlock_test::postgresql_schema& db)
       : session(db.direct_url()), schema(session.ident(db.schema())) {}
@@ -231,7 +231,7 @@ TEST_CASE_TEMPLATE("an attempt on a lock row held by an open transaction draws n
     ta = std::stoll(raw.value("SELECT token FROM " + locks + " WHERE name = 'x'"));
     raw.exec("COMMIT");
   } else {
-#ifdef SQLOCK_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
     // PostgreSQL: another session holds the row lock (as a fenced transaction's share lock
     // would): the acquirer sees a free row but never waits for the lock: it is refused at once
     // with no known expiry and draws nothing. Once the lock is gone, a grant draws its token

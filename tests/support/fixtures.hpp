@@ -62,7 +62,7 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 
 }  // namespace sqlock_test
 
-#ifdef SQLOCK_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 #include "postgresql_fixture.hpp"
 #define SQLOCK_TEST_FIXTURES \
   sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture

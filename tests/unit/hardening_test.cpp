@@ -78,7 +78,7 @@ TEST_CASE("secret_ranges covers every hostile password and redact_url hides it")
         "host=db sslpassword=**** dbname=app");
 }
 
-#ifdef SQLOCK_TEST_WITH_POSTGRESQL
+#if SQLOCK_HAVE_POSTGRESQL
 TEST_CASE("no error from opening or connecting shows any piece of a hostile password") {
   for (const auto& url : hostile_urls()) {
     std::vector<std::string> messages;
