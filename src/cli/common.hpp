@@ -79,7 +79,7 @@ std::unique_ptr<client> open_client(const globals& g);
 /// Client options (owner default, log hook for -v, schema) for the resolved URL.
 client_options make_client_options(const globals& g);
 
-/// Maps a library error to an exit code, centrally (DESIGN.md section 6).
+/// Maps a library error to an exit code, centrally (the table in docs/design.md, section 6).
 int exit_code_for(const error& e) noexcept;
 
 /// "500ms", "30s", "5m", "1h", "2d", "1m30s", "1.5s"; throws exit_error(usage) naming `what`.

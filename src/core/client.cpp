@@ -328,7 +328,7 @@ std::optional<lease> client::acquire_until(std::string_view name,
     try {
       // Inside the loop: the schema check is a database call like the attempt, and a wait
       // must ride out a server that is restarting ("the database system is starting up")
-      // from its first call on (issue 12: 88 of 100 `run --wait 30s` exited 69 at once).
+      // from its first call on (without this, 88 of 100 `run --wait 30s` across a restart exited 69 at once).
       core_->ensure_schema();
       if (auto impl = core_->attempt(what, waits, holder_left)) {
         guard.drop_ticket = false;  // the grant took the ticket

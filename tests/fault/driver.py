@@ -808,7 +808,7 @@ class Suite:
         out.update(sem_broken="grant-one-unit-over-limit", sem_caught=sem_caught,
                    sem_over_limit=sfig["overlaps"], sem_max_units=sfig["max_units"],
                    sem_limit=self.SEM_LIMIT, sem_grants=sfig["grants"])
-        # The same copy's renewals may shorten a lease (issue 12, item 1): the late-renewal
+        # The same copy's renewals may shorten a lease: the late-renewal
         # scenario's lock run must see a second holder granted while the first still holds.
         # (Its semaphore run would be caught by the grant break above as well: not used.)
         d = self.dir("broken-late")
@@ -830,7 +830,7 @@ class Suite:
         self.report("checker.broken", caught and sem_caught and late_caught, out, t0)
 
 
-    # ---- semaphores (issue 8): units of a semaphore of limit N instead of a lock ----
+    # ---- semaphores: units of a semaphore of limit N instead of a lock ----
     SEM_LIMIT = 3
 
     def sem_core(self, fig):
@@ -1107,7 +1107,7 @@ class Suite:
               and fig["max_units"] == self.SEM_LIMIT)
         self.report("18.sem_sqlite", ok, out, t0, notes)
 
-    # ---- issue 12: late statements and the nemesis ----
+    # ---- late statements and the nemesis ----
     @staticmethod
     def proxy_stats(cport):
         reply = Suite.control(cport, "stats").split()

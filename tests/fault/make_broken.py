@@ -15,7 +15,7 @@ A second break, for semaphores: the PostgreSQL grant function (002_semaphores.up
 in the library at build time) admits one unit more than the limit. The semaphore soak's
 workload then shows more units in use at once than the limit.
 
-A third break, issue 12's item 1: the PostgreSQL renew statements set
+A third break: the PostgreSQL renew statements set
 expires_at = now() + ttl without the never-shorten rule (GREATEST(expires_at, ...)), so a
 renew(1s) delivered late, after a 30 s renewal, ends the lease behind its holder's back. The
 late-renewal scenario (19) then grants a second holder while the first still holds.
@@ -38,34 +38,40 @@ for entry in ("CMakeLists.txt", "cmake", "include", "src", "migrations", "tests"
     elif os.path.exists(p):
         shutil.copy2(p, os.path.join(dst, entry))
 
-target = os.path.join(dst, "src", "postgresql", "postgresql_backend.cpp")
-text = open(target).read()
-edits = [
+pg = os.path.join("src", "backends", "postgresql")
+
+
+def patch(name, edits):
+    """Applies (old, new, times) edits to one file of the copy (a path relative to its root);
+    each old text must occur exactly `times` times."""
+    target = os.path.join(dst, name)
+    text = open(target).read()
+    for old, new, times in edits:
+        if text.count(old) != times:
+            sys.exit("make_broken.py: expected %d of %r in %s" % (times, old, target))
+        text = text.replace(old, new)
+    open(target, "w").write(text)
+
+
+# The acquire statement takes its expiry from a parameter the client computes from its clock.
+patch(os.path.join(pg, "statements.cpp"), [
     ("\"now() + $5::bigint * interval '1 millisecond', $4::text \"",
-     "\"to_timestamp($5::bigint / 1000.0), $4::text \""),
+     "\"to_timestamp($5::bigint / 1000.0), $4::text \"", 1),
+    # Renewals may shorten the lease again (the lock statements renew and renew_mixed, the
+    # semaphore holder in renew_mixed).
+    ("GREATEST(l.expires_at, now() + ", "(now() + ", 2),
+    ("GREATEST(h.expires_at, now() + ", "(now() + ", 1),
+])
+patch(os.path.join(pg, "locks.cpp"), [
     ("{r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),",
      "{r.name, r.owner, r.nonce, r.metadata, "
      "std::to_string(std::chrono::duration_cast<std::chrono::milliseconds>("
-     "std::chrono::system_clock::now().time_since_epoch()).count() + r.ttl.count()),"),
-]
-for old, new in edits:
-    if text.count(old) != 1:
-        sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
-    text = text.replace(old, new)
-# Renewals may shorten the lease again (the lock statements renew and renew_mixed, the
-# semaphore holder in renew_mixed).
-for old, times in (("GREATEST(l.expires_at, now() + ", 2), ("GREATEST(h.expires_at, now() + ", 1)):
-    if text.count(old) != times:
-        sys.exit("make_broken.py: expected %d of %r in %s" % (times, old, target))
-    text = text.replace(old, "(now() + ")
-open(target, "w").write(text)
+     "std::chrono::system_clock::now().time_since_epoch()).count() + r.ttl.count()),", 1),
+])
 
-target = os.path.join(dst, "migrations", "postgresql", "002_semaphores.up.sql")
-text = open(target).read()
-old = "EXIT WHEN used + p_units > p_limit OR"
-if text.count(old) != 1:
-    sys.exit("make_broken.py: expected exactly one %r in %s" % (old, target))
-text = text.replace(old, "EXIT WHEN used + p_units > p_limit + 1 OR")
-open(target, "w").write(text)
+# The semaphore grant admits one unit over the limit.
+patch(os.path.join("migrations", "postgresql", "002_semaphores.up.sql"), [
+    ("EXIT WHEN used + p_units > p_limit OR", "EXIT WHEN used + p_units > p_limit + 1 OR", 1),
+])
 print("broken copy (client clock in expires_at; semaphore grants one unit over the limit; "
       "renewals may shorten a lease) in " + dst)

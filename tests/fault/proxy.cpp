@@ -1,7 +1,7 @@
 // sqlock_fault_proxy: a loopback TCP proxy between clients and PostgreSQL that can pass,
 // delay, stall (keep every socket open, forward nothing: like a hung middlebox, the kernel
 // still acknowledges bytes so TCP keepalives never fire) and drop connections, hold a
-// statement back and deliver it late, and play the nemesis (issue 12), switched at run time
+// statement back and deliver it late, and play the nemesis, switched at run time
 // through a control port.
 //
 // usage: sqlock_fault_proxy --target-port P [--target-host 127.0.0.1] --port-file FILE

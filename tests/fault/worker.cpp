@@ -14,7 +14,7 @@
 //          semaphore mode (the soak loop on semaphores instead of locks):
 //          [--limit N] [--count C (units per acquisition; 0: random 1..count-max)]
 //          [--count-max M] [--fair-names a,b (these names wait fairly, the rest do not)]
-//          late_renewal mode (issue 12: one lease of the first name, a lock or with --limit a
+//          late_renewal mode (one lease of the first name, a lock or with --limit a
 //          semaphore of --count units, held hold-max-ms; see late_renewal()):
 //          --barrier-dir DIR [--short-ttl-ms S]
 // The URL normally comes from the environment so that no password can show in `ps`.
