@@ -24,3 +24,13 @@ file(READ ${pc_file} pc)
 if(NOT pc MATCHES "-lsqlock")
   message(FATAL_ERROR "sqlock.pc does not name the library")
 endif()
+# Only users of the optional <sqlock/postgresql.hpp> need libpqxx: the package must not demand it.
+file(GLOB_RECURSE package_files ${WORK_DIR}/prefix/*/sqlock*.cmake ${WORK_DIR}/prefix/*/sqlock.pc)
+foreach(f IN LISTS package_files)
+  file(READ ${f} text)
+  string(TOLOWER "${text}" text)
+  string(REGEX REPLACE "#[^\n]*" "" text "${text}")  # comments may explain why
+  if(text MATCHES "pqxx")
+    message(FATAL_ERROR "${f} demands libpqxx")
+  endif()
+endforeach()
