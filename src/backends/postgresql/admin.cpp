@@ -43,11 +43,7 @@ int postgresql_backend::migrate(int target, deadline until) {
 int postgresql_backend::migrate_with(int target, const migrate_options& options,
                                      deadline until) {
   const std::string what = "migrate";
-  const auto& all = embedded_migrations(kind_name);
-  const int latest = latest_migration(kind_name);
-  if (target < 0 || target > latest)
-    throw error(errc::invalid_argument, "migrate: no schema version " + std::to_string(target),
-                kind_name);
+  check_migration_target(kind_name, target);
   auto c = checkout(until, what);
   const auto& s = sql();
   for (;;) {
@@ -73,25 +69,11 @@ int postgresql_backend::migrate_with(int target, const migrate_options& options,
     int v = 0;
     if (st.boolean(0, 1)) v = static_cast<int>(run(*c, what, nullptr, s.read_version, {}, until)
                                                    .integer(0, 0));
-    if (v > latest)
-      throw error(errc::schema_mismatch,
-                  "migrate: the database has schema version " + std::to_string(v) +
-                      ", newer than this sqlock knows (" + std::to_string(latest) + ")",
-                  kind_name);
-    if (v != target) {
-      if (v < target) {
-        const auto& m = all.at(static_cast<std::size_t>(v));
-        c->exec_simple("migrate up to " + std::to_string(m.version) + " (" + m.up_file + ")",
-                       m.up, until);
-      } else {
-        const auto& m = all.at(static_cast<std::size_t>(v - 1));
-        refuse_live_leases(*c, v, target, options, until);
-        c->exec_simple(
-            "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")",
-            m.down, until);
-        if (m.version > 1)
-          run(*c, what, nullptr, s.delete_version, {std::to_string(m.version)}, until);
-      }
+    if (const auto step = next_migration_step(kind_name, v, target)) {
+      if (!step->up) refuse_live_leases(*c, *step, target, options, until);
+      c->exec_simple(step->describe(), step->sql(), until);
+      if (step->deletes_version())
+        run(*c, what, nullptr, s.delete_version, {std::to_string(step->m->version)}, until);
     }
     c->exec_simple(what, "COMMIT", until);
     guard.done = true;
@@ -99,14 +81,14 @@ int postgresql_backend::migrate_with(int target, const migrate_options& options,
   }
 }
 
-// Inside a down step's transaction, from schema `v` towards `target`: the live lock leases
+// Inside a down step's transaction, on the way to `target`: the live lock leases
 // (when the steps to `target` drop the lock table) and semaphore holders (when they drop the
 // semaphore tables). Dropping them would let the next grant after `migrate up` reuse small
 // tokens while their holders still work. Throws unless `options.force`, which only warns.
-void postgresql_backend::refuse_live_leases(connection& c, int v, int target,
+void postgresql_backend::refuse_live_leases(connection& c, const migration_step& step, int target,
                                             const migrate_options& options, deadline until) {
   const std::string what = "migrate down: count live leases";
-  const bool locks = target < 1, holders = target < 2 && v >= 2;
+  const bool locks = step.drops_locks(target), holders = step.drops_holders(target);
   if (!locks && !holders) return;
   // The tables' strongest lock before counting: no grant can commit between the count and
   // the drop. ACCESS EXCLUSIVE (not SHARE ROW EXCLUSIVE) because the DROP needs it anyway,
@@ -121,7 +103,7 @@ void postgresql_backend::refuse_live_leases(connection& c, int v, int target,
   };
   if (locks) count("sqlock_locks", "lock");
   if (holders) count("sqlock_semaphore_holders", "semaphore");
-  if (auto warning = live.verdict(kind_name, v, options.force); !warning.empty())
+  if (auto warning = live.verdict(kind_name, step.m->version, options.force); !warning.empty())
     log(log_level::warn, warning);
 }
 

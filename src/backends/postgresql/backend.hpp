@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "backends/common/backend_common.hpp"
+#include "backends/common/migrations.hpp"
 #include "backends/common/watch_registry.hpp"
 #include "backends/postgresql/connection.hpp"
 #include "backends/postgresql/statements.hpp"
@@ -139,7 +140,8 @@ class postgresql_backend final : public backend {
   using pooled = std::unique_ptr<connection, pool_return>;
 
   // admin.cpp
-  void refuse_live_leases(connection& c, int v, int target, const migrate_options& options,
+  void refuse_live_leases(connection& c, const migration_step& step, int target,
+                          const migrate_options& options,
                           deadline until);
 
   // pool.cpp

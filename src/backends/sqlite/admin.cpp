@@ -24,53 +24,39 @@ int sqlite_backend::migrate(int target, deadline until) { return migrate_with(ta
 
 int sqlite_backend::migrate_with(int target, const migrate_options& options, deadline until) {
   const std::string what = "migrate";
-  const auto& all = embedded_migrations(kind_name);
-  if (target < 0 || target > latest_migration(kind_name))
-    throw error(errc::invalid_argument, "migrate: no schema version " + std::to_string(target),
-                kind_name);
+  check_migration_target(kind_name, target);
   auto c = checkout(until, true, what);
   c->use_wal(what);  // a new or foreign file: the connection did not set it
   // One transaction per migration; concurrent runners serialise on BEGIN IMMEDIATE and
   // re-read the version inside it.
   for (;;) {
     write_transaction tx(*c, what);
-    int v = read_version(*c, what);
-    if (v == target) {
+    const int v = read_version(*c, what);
+    const auto step = next_migration_step(kind_name, v, target);
+    if (!step) {
       tx.commit();
       return v;
     }
-    if (v > latest_migration(kind_name))
-      throw error(errc::schema_mismatch,
-                  "migrate: the database has schema version " + std::to_string(v) +
-                      ", newer than this sqlock knows (" +
-                      std::to_string(latest_migration(kind_name)) + ")",
-                  kind_name);
-    if (v < target) {
-      const auto& m = all.at(static_cast<std::size_t>(v));  // versions are 1..N in order
-      c->exec(m.up, "migrate up to " + std::to_string(m.version) + " (" + m.up_file + ")");
-    } else {
-      const auto& m = all.at(static_cast<std::size_t>(v - 1));
-      refuse_live_leases(*c, v, target, options);
-      c->exec(m.down, "migrate down from " + std::to_string(m.version) + " (" + m.down_file + ")");
-      if (m.version > 1) {
-        auto s = c->prepare(sql::delete_schema_version, what);
-        s.bind(1, std::int64_t{m.version});
-        s.step();
-      }
+    if (!step->up) refuse_live_leases(*c, *step, target, options);
+    c->exec(step->sql(), step->describe());
+    if (step->deletes_version()) {
+      auto s = c->prepare(sql::delete_schema_version, what);
+      s.bind(1, std::int64_t{step->m->version});
+      s.step();
     }
     tx.commit();
   }
 }
 
 // Inside a down step's write transaction (BEGIN IMMEDIATE: no grant can commit until it
-// ends), from schema `v` towards `target`: the live lock leases (when the steps to `target`
+// ends), on the way to `target`: the live lock leases (when the steps to `target`
 // drop the lock table) and semaphore holders (when they drop the semaphore tables). Dropping
 // them would let the next grant after `migrate up` reuse small tokens while their holders
 // still work. Throws unless `options.force`, which only warns.
-void sqlite_backend::refuse_live_leases(connection& c, int v, int target,
+void sqlite_backend::refuse_live_leases(connection& c, const migration_step& step, int target,
                                         const migrate_options& options) {
   const std::string what = "migrate down: count live leases";
-  const bool locks = target < 1, holders = target < 2 && v >= 2;
+  const bool locks = step.drops_locks(target), holders = step.drops_holders(target);
   live_leases live;
   auto count = [&](const char* text, const char* label) {
     auto s = c.prepare(text, what);
@@ -84,7 +70,7 @@ void sqlite_backend::refuse_live_leases(connection& c, int v, int target,
   };
   if (locks) count(sql::count_live_locks, "lock");
   if (holders) count(sql::count_live_holders, "semaphore");
-  auto warning = live.verdict(kind_name, v, options.force);
+  auto warning = live.verdict(kind_name, step.m->version, options.force);
   if (warning.empty() || !options_.log) return;
   try {
     options_.log(log_level::warn, warning);

@@ -24,6 +24,7 @@
 #include <string_view>
 #include <vector>
 
+#include "backends/common/migrations.hpp"
 #include "backends/common/watch_registry.hpp"
 #include "backends/sqlite/connection.hpp"
 
@@ -82,7 +83,8 @@ class sqlite_backend final : public backend {
 
   // admin.cpp
   static int read_version(connection& c, const std::string& what);
-  void refuse_live_leases(connection& c, int v, int target, const migrate_options& options);
+  void refuse_live_leases(connection& c, const migration_step& step, int target,
+                          const migrate_options& options);
 
   // locks.cpp: the next token (or fair-waiting ticket), at least `floor`.
   static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
