@@ -91,8 +91,6 @@ class connection {
   /// The database clock: epoch milliseconds.
   std::int64_t now_ms(const std::string& what);
 
-  bool broken = false;
-
  private:
   static int on_busy(void* self, int count);
 
