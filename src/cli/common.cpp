@@ -1,5 +1,8 @@
 #include "common.hpp"
 
+#include <fmt/chrono.h>
+#include <fmt/core.h>
+#include <fmt/format.h>
 #include <sqlock/url.hpp>
 #include <sqlock/validate.hpp>
 #include <sys/stat.h>
@@ -13,6 +16,7 @@
 #include <cstring>
 #include <ctime>
 #include <iostream>
+#include <iterator>
 #include <limits>
 
 namespace sqlock::cli {
@@ -165,36 +169,29 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
 }
 
 std::string format_duration(std::chrono::milliseconds d) {
-  using std::chrono::milliseconds;
   std::int64_t ms = d.count();
   if (ms < 0) ms = -ms;
-  char buf[64];
-  if (ms < 1000) {
-    std::snprintf(buf, sizeof buf, "%lldms", static_cast<long long>(ms));
-  } else if (ms < 60'000) {
-    // Truncate (not round) so that "expires in" never overstates the time left.
-    std::snprintf(buf, sizeof buf, "%lld.%llds", static_cast<long long>(ms / 1000),
-                  static_cast<long long>((ms % 1000) / 100));
+  if (ms < 1000) return fmt::format("{}ms", ms);
+  // Truncate (not round) so that "expires in" never overstates the time left.
+  if (ms < 60'000) return fmt::format("{}.{}s", ms / 1000, (ms % 1000) / 100);
+  std::int64_t s = ms / 1000;
+  std::int64_t days = s / 86400, hours = (s / 3600) % 24, minutes = (s / 60) % 60, secs = s % 60;
+  // The two largest units, each only when not zero (also truncated): "1d4h", "2h", "3m12s".
+  fmt::memory_buffer out;
+  auto part = [&](std::int64_t v, const char* unit) {
+    if (v != 0) fmt::format_to(std::back_inserter(out), "{}{}", v, unit);
+  };
+  if (days > 0) {
+    part(days, "d");
+    part(hours, "h");
+  } else if (hours > 0) {
+    part(hours, "h");
+    part(minutes, "m");
   } else {
-    std::int64_t s = ms / 1000;
-    std::int64_t days = s / 86400, hours = (s / 3600) % 24, minutes = (s / 60) % 60, secs = s % 60;
-    std::string out;
-    auto part = [&](std::int64_t v, const char* unit) {
-      if (v != 0) out += std::to_string(v) + unit;
-    };
-    if (days > 0) {
-      part(days, "d");
-      part(hours, "h");
-    } else if (hours > 0) {
-      part(hours, "h");
-      part(minutes, "m");
-    } else {
-      part(minutes, "m");
-      part(secs, "s");
-    }
-    return out;
+    part(minutes, "m");
+    part(secs, "s");
   }
-  return buf;
+  return fmt::to_string(out);
 }
 
 std::string format_time(std::chrono::system_clock::time_point t) {
@@ -209,10 +206,7 @@ std::string format_time(std::chrono::system_clock::time_point t) {
   std::time_t tt = static_cast<std::time_t>(secs);
   std::tm tm{};
   gmtime_r(&tt, &tm);
-  char buf[64];
-  std::snprintf(buf, sizeof buf, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-                tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(ms));
-  return buf;
+  return fmt::format("{:%FT%T}.{:03}Z", tm, ms);
 }
 
 double seconds(std::chrono::milliseconds d) { return static_cast<double>(d.count()) / 1000.0; }
@@ -264,9 +258,9 @@ std::string describe_usage(const semaphore_record& r) {
     // The readers/writer convention: shared = 1 unit, exclusive = all of them.
     if (r.holders.empty()) return "readers/writer lock, free";
     if (r.used >= r.limit) return "readers/writer lock, held exclusively";
-    return "readers/writer lock, shared by " + std::to_string(r.holders.size());
+    return fmt::format("readers/writer lock, shared by {}", r.holders.size());
   }
-  return std::to_string(r.used) + " of " + std::to_string(r.limit) + " units used";
+  return fmt::format("{} of {} units used", r.used, r.limit);
 }
 
 std::string describe_expiry(const lock_record& r) {
@@ -295,15 +289,16 @@ void print_table(std::FILE* out, const std::vector<std::string>& header,
       widths[c] = std::max(widths[c], width(row[c]));
   auto emit = [&](const std::vector<std::string>& cells, const std::vector<const char*>* sgr,
                   bool is_header) {
-    std::string line;
+    fmt::memory_buffer line;
     for (std::size_t c = 0; c < cells.size(); ++c) {
-      std::string cell = cells[c];
-      // No trailing padding on the last column.
-      if (c + 1 < cells.size()) cell += std::string(widths[c] - width(cells[c]) + 2, ' ');
+      // Padded by display width (width(), not fmt's: cells hold UTF-8 text), to the column's
+      // width plus two spaces; no trailing padding on the last column.
+      const std::size_t pad = c + 1 < cells.size() ? widths[c] - width(cells[c]) + 2 : 0;
       const char* s = is_header ? bold : (sgr && c < sgr->size() ? (*sgr)[c] : nullptr);
-      line += style(color, s, cell);
+      fmt::format_to(std::back_inserter(line), "{}",
+                     style(color, s, fmt::format("{}{:{}}", cells[c], "", pad)));
     }
-    std::fprintf(out, "%s\n", line.c_str());
+    fmt::print(out, "{}\n", fmt::to_string(line));
   };
   emit(header, nullptr, true);
   for (std::size_t i = 0; i < rows.size(); ++i) emit(rows[i], i < styles.size() ? &styles[i] : nullptr, false);
@@ -312,22 +307,22 @@ void print_table(std::FILE* out, const std::vector<std::string>& header,
 
 void print_json(const nlohmann::json& j) {
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  std::fprintf(stdout, "%s\n", text.c_str());
+  fmt::print(stdout, "{}\n", text);
   std::fflush(stdout);
 }
 
 void info(const globals& g, const std::string& message) {
   if (g.quiet) return;
-  std::fprintf(stderr, "sqlock: %s\n", message.c_str());
+  fmt::print(stderr, "sqlock: {}\n", message);
 }
 
 void warn(const globals& g, const std::string& message) {
-  std::fprintf(stderr, "sqlock: %s\n", style(g.color_stderr(), yellow, "warning: ").append(message).c_str());
+  fmt::print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), yellow, "warning: "), message);
 }
 
 std::optional<bool> confirm(const std::string& question) {
   if (isatty(STDIN_FILENO) != 1) return std::nullopt;
-  std::fprintf(stderr, "%s [y/N] ", question.c_str());
+  fmt::print(stderr, "{} [y/N] ", question);
   std::fflush(stderr);
   std::string answer;
   if (!std::getline(std::cin, answer)) return false;

@@ -9,6 +9,7 @@
 // on a lease handle, to stop CMD before the lease's safety deadline while renewals fail.
 // Observing uses sqlock::election::observe.
 
+#include <fmt/core.h>
 #include <pthread.h>
 #include <signal.h>
 
@@ -52,20 +53,19 @@ std::string logfmt_value(const std::string& raw) {
 }
 
 std::string leader_line(std::int64_t term, const std::string& value, const std::string& owner) {
-  return "term=" + std::to_string(term) + " value=" + logfmt_value(value) +
-         " owner=" + logfmt_value(owner);
+  return fmt::format("term={} value={} owner={}", term, logfmt_value(value), logfmt_value(owner));
 }
 
 void print_line(const std::string& line) {
-  std::printf("%s\n", line.c_str());
+  fmt::print(stdout, "{}\n", line);
   std::fflush(stdout);
 }
 
 std::string leader_description(client& c, const std::string& name) {
   try {
     if (auto r = c.inspect(name); r && r->held)
-      return ": " + printable(r->owner) + " (term " + std::to_string(r->token) +
-             ", value " + logfmt_value(r->metadata) + ", " + describe_expiry(*r) + ")";
+      return fmt::format(": {} (term {}, value {}, {})", printable(r->owner), r->token,
+                         logfmt_value(r->metadata), describe_expiry(*r));
   } catch (const error&) {
   }
   return "";
@@ -105,7 +105,7 @@ int campaign(const globals& g, const elect_options& o) {
     return o.conflict_exit_code;
   }
   const std::int64_t term = held->token();
-  const std::string what = quoted + " (term " + std::to_string(term) + ")";
+  const std::string what = fmt::format("{} (term {})", quoted, term);
   auto announce = [&] {
     if (g.format() == output_format::json)
       print_json({{"name", o.name}, {"term", term}, {"value", o.value}, {"owner", c.owner()}});

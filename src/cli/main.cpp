@@ -1,6 +1,8 @@
 // The `sqlock` command-line tool: inspect, break, purge and migrate lock and semaphore rows, run
 // a command under a lock or semaphore, and elect a leader. See docs/cli.md.
 
+#include <fmt/core.h>
+
 #include <cstdio>
 #include <exception>
 #include <string_view>
@@ -13,8 +15,7 @@ using namespace sqlock::cli;
 
 int report(const globals& g, int code, const std::string& message) {
   if (!message.empty())
-    std::fprintf(stderr, "sqlock: %s%s\n", style(g.color_stderr(), red, "error: ").c_str(),
-                 message.c_str());
+    fmt::print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), red, "error: "), message);
   return code;
 }
 

@@ -1,5 +1,6 @@
 // `sqlock migrate up|down|status|print`: sqlock's schema in the database.
 
+#include <fmt/core.h>
 #include <sys/stat.h>
 
 #include <cerrno>
@@ -28,9 +29,9 @@ int run_up(const globals& g) {
                 {"latest_version", c->get_backend()->latest_schema_version()}});
   } else if (!g.quiet) {
     if (before == after)
-      std::printf("schema version %d: already up to date\n", after);
+      fmt::print(stdout, "schema version {}: already up to date\n", after);
     else
-      std::printf("migrated from schema version %d to %d\n", before, after);
+      fmt::print(stdout, "migrated from schema version {} to {}\n", before, after);
   }
   return exit_code::ok;
 }
@@ -47,13 +48,13 @@ int run_down(const globals& g, const down_options& o) {
   int before = db->schema_version(op_deadline());
   int target = o.to >= 0 ? o.to : std::max(0, before - 1);
   if (target > before)
-    usage_error("migrate down --to " + std::to_string(target) + ": the schema is at version " +
-                std::to_string(before) + " (use `migrate up`)");
+    usage_error(fmt::format("migrate down --to {}: the schema is at version {} (use `migrate up`)",
+                            target, before));
   if (target < before && !o.yes) {
-    auto answer = confirm("Migrate " + std::string(db->kind()) + " database " + db->describe() +
-                          " down from schema version " + std::to_string(before) + " to " +
-                          std::to_string(target) +
-                          "? This can drop lock rows and the token counter.");
+    auto answer = confirm(fmt::format(
+        "Migrate {} database {} down from schema version {} to {}? This can drop lock rows and "
+        "the token counter.",
+        db->kind(), db->describe(), before, target));
     if (!answer) usage_error("not a terminal: pass --yes to migrate down without asking");
     if (!*answer) throw exit_error(exit_code::busy, "not migrated: the schema is unchanged");
   }
@@ -69,9 +70,9 @@ int run_down(const globals& g, const down_options& o) {
                 {"latest_version", db->latest_schema_version()}});
   } else if (!g.quiet) {
     if (before == after)
-      std::printf("schema version %d: nothing to do\n", after);
+      fmt::print(stdout, "schema version {}: nothing to do\n", after);
     else
-      std::printf("migrated from schema version %d down to %d\n", before, after);
+      fmt::print(stdout, "migrated from schema version {} down to {}\n", before, after);
   }
   return exit_code::ok;
 }
@@ -100,16 +101,17 @@ int run_status(const globals& g, bool exit_code_flag) {
                 {"up_to_date", current == latest},
                 {"pending", pending}});
   } else {
-    std::printf("database:        %s %s\n", kind.c_str(), printable(db->describe()).c_str());
-    std::printf("current version: %d%s\n", current, missing_file ? " (the file does not exist yet)" : "");
-    std::printf("latest version:  %d\n", latest);
+    fmt::print(stdout, "database:        {} {}\n", kind, printable(db->describe()));
+    fmt::print(stdout, "current version: {}{}\n", current,
+               missing_file ? " (the file does not exist yet)" : "");
+    fmt::print(stdout, "latest version:  {}\n", latest);
     if (current == latest)
-      std::printf("status:          up to date\n");
+      fmt::print(stdout, "status:          up to date\n");
     else if (current < latest)
-      std::printf("status:          %d migration%s pending: run `sqlock migrate up`\n",
-                  latest - current, latest - current == 1 ? "" : "s");
+      fmt::print(stdout, "status:          {} migration{} pending: run `sqlock migrate up`\n",
+                 latest - current, latest - current == 1 ? "" : "s");
     else
-      std::printf("status:          newer than this sqlock knows: upgrade sqlock\n");
+      fmt::print(stdout, "status:          newer than this sqlock knows: upgrade sqlock\n");
     std::fflush(stdout);
   }
   if (exit_code_flag && current < latest) return exit_code::busy;

@@ -1,5 +1,7 @@
 // `sqlock purge`: deletes lock rows that have been free for a while.
 
+#include <fmt/core.h>
+
 #include "common.hpp"
 
 namespace sqlock::cli {
@@ -13,8 +15,8 @@ int run_purge(const globals& g, const std::string& free_for_text) {
   if (g.format() == output_format::json) {
     print_json({{"purged", n}, {"free_for_seconds", seconds(free_for)}});
   } else if (!g.quiet) {
-    std::printf("purged %zu lock%s free for at least %s\n", n, n == 1 ? "" : "s",
-                format_duration(free_for).c_str());
+    fmt::print(stdout, "purged {} lock{} free for at least {}\n", n, n == 1 ? "" : "s",
+               format_duration(free_for));
   }
   return exit_code::ok;
 }

@@ -2,6 +2,7 @@
 // lock); with --semaphore, the holders of the semaphore NAME (or the one with --token T). The
 // holders learn at their next renewal, at most ttl/3 later.
 
+#include <fmt/core.h>
 #include <unistd.h>
 
 #include "common.hpp"
@@ -42,8 +43,8 @@ int release_lock(const globals& g, client& c, const release_options& o) {
   bool released = false;
   if (r->held) {
     confirm_or_throw(o,
-                     "Force-release " + quoted + ", held by " + printable(r->owner) + " (token " +
-                         std::to_string(r->token) + ", " + describe_expiry(*r) + ")?",
+                     fmt::format("Force-release {}, held by {} (token {}, {})?", quoted,
+                                 printable(r->owner), r->token, describe_expiry(*r)),
                      quoted);
     released = c.force_release(o.name);
   }
@@ -55,8 +56,8 @@ int release_lock(const globals& g, client& c, const release_options& o) {
                 {"token", r->token}});
   } else if (released) {
     if (!g.quiet)
-      std::printf("released %s (was held by %s, token %lld)\n", quoted.c_str(),
-                  printable(r->owner).c_str(), static_cast<long long>(r->token));
+      fmt::print(stdout, "released {} (was held by {}, token {})\n", quoted, printable(r->owner),
+                 r->token);
   } else {
     info(g, quoted + " is not held; nothing to release");
   }
@@ -75,12 +76,13 @@ int release_semaphore(const globals& g, client& c, const release_options& o) {
     std::string who;
     for (const auto& h : targets) {
       if (!who.empty()) who += "; ";
-      who += printable(h.owner) + " (token " + std::to_string(h.token) + ", " +
-             std::to_string(h.count) + (h.count == 1 ? " unit" : " units") + ", expires in " +
-             format_duration(h.expires_in) + ")";
+      who += fmt::format("{} (token {}, {} {}, expires in {})", printable(h.owner), h.token,
+                         h.count, h.count == 1 ? "unit" : "units", format_duration(h.expires_in));
     }
-    const std::string n = o.token != 0 ? std::string("the holder") : std::to_string(targets.size()) + (targets.size() == 1 ? " holder" : " holders");
-    confirm_or_throw(o, "Force-release " + n + " of " + quoted + ": " + who + "?", quoted);
+    const std::string n = o.token != 0 ? std::string("the holder")
+                                       : fmt::format("{} {}", targets.size(),
+                                                     targets.size() == 1 ? "holder" : "holders");
+    confirm_or_throw(o, fmt::format("Force-release {} of {}: {}?", n, quoted, who), quoted);
     released = c.force_release_semaphore(o.name, o.token);
   }
   if (g.format() == output_format::json) {
@@ -94,16 +96,15 @@ int release_semaphore(const globals& g, client& c, const release_options& o) {
                 {"holders", holders}});
   } else if (released > 0) {
     if (!g.quiet) {
-      std::printf("released %zu %s of %s\n", released, released == 1 ? "holder" : "holders",
-                  quoted.c_str());
+      fmt::print(stdout, "released {} {} of {}\n", released, released == 1 ? "holder" : "holders",
+                 quoted);
       for (const auto& h : targets)
-        std::printf("  was held by %s, token %lld, %lld %s\n", printable(h.owner).c_str(),
-                    static_cast<long long>(h.token), static_cast<long long>(h.count),
-                    h.count == 1 ? "unit" : "units");
+        fmt::print(stdout, "  was held by {}, token {}, {} {}\n", printable(h.owner), h.token,
+                   h.count, h.count == 1 ? "unit" : "units");
     }
   } else if (o.token != 0) {
-    info(g, quoted + " has no live holder with token " + std::to_string(o.token) +
-                "; nothing to release");
+    info(g, fmt::format("{} has no live holder with token {}; nothing to release", quoted,
+                        o.token));
   } else {
     info(g, quoted + " has no live holder; nothing to release");
   }

@@ -3,6 +3,8 @@
 // alive, and stops CMD before the lease can pass to anyone else. The machinery (signals, the
 // child, its supervision) is in supervise.cpp, shared with `elect`.
 
+#include <fmt/core.h>
+
 #include "supervise.hpp"
 #include <sqlock/validate.hpp>
 
@@ -36,10 +38,9 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
   const bool counting = o.count_given || o.limit_given;
   if (o.shared && o.exclusive) usage_error("--shared and --exclusive exclude each other");
   if ((o.shared || o.exclusive) && counting)
-    usage_error(std::string(o.shared ? "--shared" : "--exclusive") +
-                " is the readers/writer lock NAME (a semaphore of " +
-                std::to_string(max_semaphore_limit) +
-                " units: shared = 1, exclusive = all); it takes no --count or --limit");
+    usage_error(fmt::format("{} is the readers/writer lock NAME (a semaphore of {} units: "
+                            "shared = 1, exclusive = all); it takes no --count or --limit",
+                            o.shared ? "--shared" : "--exclusive", max_semaphore_limit));
   if (!o.shared && !o.exclusive && !counting) {
     if (o.fair)
       usage_error("--fair applies to semaphores: add --shared, --exclusive or --limit M [--count N]");
@@ -56,14 +57,14 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
   if (!o.limit_given)
     usage_error("--count needs --limit M: the semaphore's capacity, which every user of NAME states alike");
   if (o.limit < 1 || o.limit > max_semaphore_limit)
-    usage_error("--limit: must be 1.." + std::to_string(max_semaphore_limit) + ", not " +
-                std::to_string(o.limit));
+    usage_error(fmt::format("--limit: must be 1..{}, not {}", max_semaphore_limit, o.limit));
   so.limit = o.limit;
   so.count = o.count;
-  if (so.count < 1) usage_error("--count: must be at least 1, not " + std::to_string(so.count));
+  if (so.count < 1) usage_error(fmt::format("--count: must be at least 1, not {}", so.count));
   if (so.count > so.limit)
-    usage_error("--count " + std::to_string(so.count) + " is more than --limit " +
-                std::to_string(so.limit) + ": the semaphore could never grant it");
+    usage_error(fmt::format(
+        "--count {} is more than --limit {}: the semaphore could never grant it", so.count,
+        so.limit));
   return so;
 }
 
@@ -71,8 +72,8 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
 std::string holder_description(client& c, const std::string& name) {
   try {
     if (auto r = c.inspect(name); r && r->held)
-      return ": held by " + printable(r->owner) + " (token " + std::to_string(r->token) + ", " +
-             describe_expiry(*r) + ")";
+      return fmt::format(": held by {} (token {}, {})", printable(r->owner), r->token,
+                         describe_expiry(*r));
   } catch (const error&) {
   }
   return "";
@@ -83,9 +84,9 @@ std::string semaphore_description(client& c, const std::string& name) {
     if (auto r = c.inspect_semaphore(name)) {
       std::string s = ": " + describe_usage(*r);
       if (r->limit != max_semaphore_limit)  // a readers/writer lock's usage names its holders
-        s += " by " + std::to_string(r->holders.size()) + (r->holders.size() == 1 ? " holder" : " holders");
-      if (!r->waiters.empty())
-        s += ", " + std::to_string(r->waiters.size()) + " queued";
+        s += fmt::format(" by {} {}", r->holders.size(),
+                         r->holders.size() == 1 ? "holder" : "holders");
+      if (!r->waiters.empty()) s += fmt::format(", {} queued", r->waiters.size());
       return s;
     }
   } catch (const error&) {
@@ -146,9 +147,10 @@ int run_run(const globals& g, const run_options& o) {
   // A SQLOCK_LOCK_COUNT inherited from an outer `run` must not describe this lease.
   const auto env = command_environment({"SQLOCK_LOCK_COUNT"}, vars);
 
-  std::string what = quoted + " (token " + std::to_string(held->token());
-  if (sem) what += ", " + std::to_string(held->count()) + (held->count() == 1 ? " unit" : " units");
-  what += ")";
+  const std::string what =
+      sem ? fmt::format("{} (token {}, {} {})", quoted, held->token(), held->count(),
+                        held->count() == 1 ? "unit" : "units")
+          : fmt::format("{} (token {})", quoted, held->token());
   return session.run_command(*held, path, o.command, env, grace, what);
 }
 

@@ -1,6 +1,8 @@
 // `sqlock show NAME`: the lock NAME and/or the semaphore NAME (separate namespaces), with a
 // semaphore's holders and queued waiters.
 
+#include <fmt/core.h>
+
 #include "common.hpp"
 
 namespace sqlock::cli {
@@ -14,7 +16,7 @@ struct show_options {
 };
 
 void line(const char* key, const std::string& value) {
-  std::printf("%-12s %s\n", key, value.c_str());
+  fmt::print(stdout, "{:<12} {}\n", key, value);
 }
 
 void print_lock(const globals& g, const lock_record& r) {
@@ -90,7 +92,7 @@ int run_show(const globals& g, const show_options& o) {
     return exit_code::ok;
   }
   if (lock) print_lock(g, *lock);
-  if (lock && semaphore) std::printf("\n");
+  if (lock && semaphore) fmt::print(stdout, "\n");
   if (semaphore) print_semaphore(g, *semaphore);
   std::fflush(stdout);
   return exit_code::ok;

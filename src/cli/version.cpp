@@ -1,5 +1,6 @@
 // `sqlock version`.
 
+#include <fmt/core.h>
 #include <sqlock/config.hpp>
 
 #include "common.hpp"
@@ -18,7 +19,7 @@ int run_version(const globals& g) {
   }
   std::string list;
   for (const auto& b : backends) list += (list.empty() ? "" : ", ") + b.get<std::string>();
-  std::printf("sqlock %s (backends: %s)\n", version_string, list.c_str());
+  fmt::print(stdout, "sqlock {} (backends: {})\n", version_string, list);
   return exit_code::ok;
 }
 

@@ -1,5 +1,7 @@
 // `sqlock watch`: `list`, refreshed until interrupted.
 
+#include <fmt/chrono.h>
+#include <fmt/core.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -55,21 +57,19 @@ int run_watch(const globals& g, const watch_options& o) {
     if (tty) std::fputs("\x1b[H\x1b[2J", stdout);
     if (g.format() == output_format::table) {
       std::time_t now = std::time(nullptr);
-      char stamp[32];
       std::tm tm{};
       localtime_r(&now, &tm);
-      std::strftime(stamp, sizeof stamp, "%H:%M:%S", &tm);
-      std::printf("%s\n", style(g.color_stdout(), dim,
-                                "Every " + format_duration(interval) + ": sqlock list on " +
-                                    printable(where) + "  (" + stamp + ", Ctrl-C to stop)")
-                              .c_str());
+      fmt::print(stdout, "{}\n",
+                 style(g.color_stdout(), dim,
+                       fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}, Ctrl-C to stop)",
+                                   format_duration(interval), printable(where), tm)));
       if (failure.empty()) print_listing(g, kinds, locks, semaphores);
-      std::printf("%s", tty ? "" : "\n");
+      fmt::print(stdout, "{}", tty ? "" : "\n");
     } else if (failure.empty()) {
       print_listing(g, kinds, locks, semaphores);
     }
     std::fflush(stdout);
-    if (!failure.empty()) std::fprintf(stderr, "sqlock: %s\n", failure.c_str());
+    if (!failure.empty()) fmt::print(stderr, "sqlock: {}\n", failure);
     if (o.count != 0 && frame >= o.count) break;
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
