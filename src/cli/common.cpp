@@ -298,31 +298,36 @@ void print_table(std::FILE* out, const std::vector<std::string>& header,
       fmt::format_to(std::back_inserter(line), "{}",
                      style(color, s, fmt::format("{}{:{}}", cells[c], "", pad)));
     }
-    fmt::print(out, "{}\n", fmt::to_string(line));
+    print(out, "{}\n", fmt::to_string(line));
   };
   emit(header, nullptr, true);
   for (std::size_t i = 0; i < rows.size(); ++i) emit(rows[i], i < styles.size() ? &styles[i] : nullptr, false);
   std::fflush(out);
 }
 
+void write(std::FILE* out, std::string_view text) noexcept {
+  // A short write sets the stream's error flag, which main checks.
+  std::fwrite(text.data(), 1, text.size(), out);
+}
+
 void print_json(const nlohmann::json& j) {
   std::string text = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  fmt::print(stdout, "{}\n", text);
+  print(stdout, "{}\n", text);
   std::fflush(stdout);
 }
 
 void info(const globals& g, const std::string& message) {
   if (g.quiet) return;
-  fmt::print(stderr, "sqlock: {}\n", message);
+  print(stderr, "sqlock: {}\n", message);
 }
 
 void warn(const globals& g, const std::string& message) {
-  fmt::print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), yellow, "warning: "), message);
+  print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), yellow, "warning: "), message);
 }
 
 std::optional<bool> confirm(const std::string& question) {
   if (isatty(STDIN_FILENO) != 1) return std::nullopt;
-  fmt::print(stderr, "{} [y/N] ", question);
+  print(stderr, "{} [y/N] ", question);
   std::fflush(stderr);
   std::string answer;
   if (!std::getline(std::cin, answer)) return false;

@@ -5,6 +5,7 @@
 #include <sqlock/sqlock.hpp>
 
 #include <chrono>
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include <CLI/CLI.hpp>
+#include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
 namespace sqlock::cli {
@@ -25,6 +27,7 @@ inline constexpr int busy = 1;         ///< lock busy, wait timed out, unknown l
 inline constexpr int usage = 64;       ///< EX_USAGE: bad flags, durations, names
 inline constexpr int unavailable = 69; ///< EX_UNAVAILABLE: database unreachable, in doubt
 inline constexpr int internal = 70;    ///< EX_SOFTWARE: API misuse, cancelled, bugs
+inline constexpr int io = 74;          ///< EX_IOERR: the output could not be written
 inline constexpr int lease_lost = 75;  ///< EX_TEMPFAIL: the lease was lost during `run`
 inline constexpr int config = 78;      ///< EX_CONFIG: bad URL, no URL, schema missing or wrong
 }  // namespace exit_code
@@ -38,6 +41,17 @@ class exit_error : public std::runtime_error {
  private:
   int code_;
 };
+
+/// Writes `text` to `out` without throwing (unlike fmt::print): a failed write of stdout
+/// leaves its error flag set, and main turns that into exit 74 once the command is done, so
+/// `sqlock list > file` on a full disk never exits 0. Diagnostics on stderr are best effort.
+void write(std::FILE* out, std::string_view text) noexcept;
+
+/// fmt::print through write().
+template <typename... T>
+void print(std::FILE* out, fmt::format_string<T...> format, T&&... args) {
+  write(out, fmt::vformat(format, fmt::make_format_args(args...)));
+}
 
 [[noreturn]] inline void usage_error(const std::string& message) {
   throw exit_error(exit_code::usage, message);

@@ -57,7 +57,7 @@ std::string leader_line(std::int64_t term, const std::string& value, const std::
 }
 
 void print_line(const std::string& line) {
-  fmt::print(stdout, "{}\n", line);
+  print(stdout, "{}\n", line);
   std::fflush(stdout);
 }
 

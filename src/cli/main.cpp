@@ -3,7 +3,9 @@
 
 #include <fmt/core.h>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <string_view>
 
@@ -15,7 +17,7 @@ using namespace sqlock::cli;
 
 int report(const globals& g, int code, const std::string& message) {
   if (!message.empty())
-    fmt::print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), red, "error: "), message);
+    print(stderr, "sqlock: {}{}\n", style(g.color_stderr(), red, "error: "), message);
   return code;
 }
 
@@ -59,7 +61,7 @@ int main(int argc, char** argv) {
       "  sqlock elect scheduler \"$(hostname)\" -- ./scheduler\n"
       "\n"
       "Exit codes: 0 ok; 1 busy, timed out or no such lock; 64 usage; 69 database "
-      "unavailable;\n70 internal; 75 lease lost during run or elect; 78 configuration or schema "
+      "unavailable;\n70 internal; 74 output not written; 75 lease lost during run or elect; 78 configuration or schema "
       "(bad URL, run `sqlock migrate up`).\nRun `sqlock COMMAND --help` for a command's options.");
 
   add_list(app, g);
@@ -92,7 +94,12 @@ int main(int argc, char** argv) {
 
   try {
     if (!g.action) return report(g, exit_code::usage, "no command given");
-    return g.action();
+    const int code = g.action();
+    // Output that was asked for and lost (a full disk, a closed descriptor) is an error,
+    // whatever the command did: the flag is sticky, so one check covers every write.
+    if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0)
+      return report(g, exit_code::io, fmt::format("cannot write the output: {}", std::strerror(errno)));
+    return code;
   } catch (const exit_error& e) {
     return report(g, e.code(), e.what());
   } catch (const sqlock::error& e) {

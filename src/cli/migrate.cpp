@@ -29,9 +29,9 @@ int run_up(const globals& g) {
                 {"latest_version", c->get_backend()->latest_schema_version()}});
   } else if (!g.quiet) {
     if (before == after)
-      fmt::print(stdout, "schema version {}: already up to date\n", after);
+      print(stdout, "schema version {}: already up to date\n", after);
     else
-      fmt::print(stdout, "migrated from schema version {} to {}\n", before, after);
+      print(stdout, "migrated from schema version {} to {}\n", before, after);
   }
   return exit_code::ok;
 }
@@ -70,9 +70,9 @@ int run_down(const globals& g, const down_options& o) {
                 {"latest_version", db->latest_schema_version()}});
   } else if (!g.quiet) {
     if (before == after)
-      fmt::print(stdout, "schema version {}: nothing to do\n", after);
+      print(stdout, "schema version {}: nothing to do\n", after);
     else
-      fmt::print(stdout, "migrated from schema version {} down to {}\n", before, after);
+      print(stdout, "migrated from schema version {} down to {}\n", before, after);
   }
   return exit_code::ok;
 }
@@ -101,17 +101,17 @@ int run_status(const globals& g, bool exit_code_flag) {
                 {"up_to_date", current == latest},
                 {"pending", pending}});
   } else {
-    fmt::print(stdout, "database:        {} {}\n", kind, printable(db->describe()));
-    fmt::print(stdout, "current version: {}{}\n", current,
+    print(stdout, "database:        {} {}\n", kind, printable(db->describe()));
+    print(stdout, "current version: {}{}\n", current,
                missing_file ? " (the file does not exist yet)" : "");
-    fmt::print(stdout, "latest version:  {}\n", latest);
+    print(stdout, "latest version:  {}\n", latest);
     if (current == latest)
-      fmt::print(stdout, "status:          up to date\n");
+      print(stdout, "status:          up to date\n");
     else if (current < latest)
-      fmt::print(stdout, "status:          {} migration{} pending: run `sqlock migrate up`\n",
+      print(stdout, "status:          {} migration{} pending: run `sqlock migrate up`\n",
                  latest - current, latest - current == 1 ? "" : "s");
     else
-      fmt::print(stdout, "status:          newer than this sqlock knows: upgrade sqlock\n");
+      print(stdout, "status:          newer than this sqlock knows: upgrade sqlock\n");
     std::fflush(stdout);
   }
   if (exit_code_flag && current < latest) return exit_code::busy;

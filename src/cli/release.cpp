@@ -56,7 +56,7 @@ int release_lock(const globals& g, client& c, const release_options& o) {
                 {"token", r->token}});
   } else if (released) {
     if (!g.quiet)
-      fmt::print(stdout, "released {} (was held by {}, token {})\n", quoted, printable(r->owner),
+      print(stdout, "released {} (was held by {}, token {})\n", quoted, printable(r->owner),
                  r->token);
   } else {
     info(g, quoted + " is not held; nothing to release");
@@ -96,10 +96,10 @@ int release_semaphore(const globals& g, client& c, const release_options& o) {
                 {"holders", holders}});
   } else if (released > 0) {
     if (!g.quiet) {
-      fmt::print(stdout, "released {} {} of {}\n", released, released == 1 ? "holder" : "holders",
+      print(stdout, "released {} {} of {}\n", released, released == 1 ? "holder" : "holders",
                  quoted);
       for (const auto& h : targets)
-        fmt::print(stdout, "  was held by {}, token {}, {} {}\n", printable(h.owner), h.token,
+        print(stdout, "  was held by {}, token {}, {} {}\n", printable(h.owner), h.token,
                    h.count, h.count == 1 ? "unit" : "units");
     }
   } else if (o.token != 0) {

@@ -16,7 +16,7 @@ struct show_options {
 };
 
 void line(const char* key, const std::string& value) {
-  fmt::print(stdout, "{:<12} {}\n", key, value);
+  print(stdout, "{:<12} {}\n", key, value);
 }
 
 void print_lock(const globals& g, const lock_record& r) {
@@ -92,7 +92,7 @@ int run_show(const globals& g, const show_options& o) {
     return exit_code::ok;
   }
   if (lock) print_lock(g, *lock);
-  if (lock && semaphore) fmt::print(stdout, "\n");
+  if (lock && semaphore) print(stdout, "\n");
   if (semaphore) print_semaphore(g, *semaphore);
   std::fflush(stdout);
   return exit_code::ok;

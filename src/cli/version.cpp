@@ -19,7 +19,7 @@ int run_version(const globals& g) {
   }
   std::string list;
   for (const auto& b : backends) list += (list.empty() ? "" : ", ") + b.get<std::string>();
-  fmt::print(stdout, "sqlock {} (backends: {})\n", version_string, list);
+  print(stdout, "sqlock {} (backends: {})\n", version_string, list);
   return exit_code::ok;
 }
 

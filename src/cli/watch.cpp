@@ -59,17 +59,17 @@ int run_watch(const globals& g, const watch_options& o) {
       std::time_t now = std::time(nullptr);
       std::tm tm{};
       localtime_r(&now, &tm);
-      fmt::print(stdout, "{}\n",
+      print(stdout, "{}\n",
                  style(g.color_stdout(), dim,
                        fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}, Ctrl-C to stop)",
                                    format_duration(interval), printable(where), tm)));
       if (failure.empty()) print_listing(g, kinds, locks, semaphores);
-      fmt::print(stdout, "{}", tty ? "" : "\n");
+      print(stdout, "{}", tty ? "" : "\n");
     } else if (failure.empty()) {
       print_listing(g, kinds, locks, semaphores);
     }
     std::fflush(stdout);
-    if (!failure.empty()) fmt::print(stderr, "sqlock: {}\n", failure);
+    if (!failure.empty()) print(stderr, "sqlock: {}\n", failure);
     if (o.count != 0 && frame >= o.count) break;
     auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(interval).count();
     timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};

@@ -133,3 +133,26 @@ TEST_CASE("a name with invalid UTF-8 or control characters is escaped in diagnos
     }
   }
 }
+
+TEST_CASE("output that cannot be written exits 74, not 0") {
+  REQUIRE(std::filesystem::exists("/dev/full"));
+  sqlite_db db;
+  REQUIRE(run(db.cmd({"run", "x", "--", "true"})).code == 0);
+  // `exec CMD > /dev/full`: every write to stdout fails with ENOSPC.
+  auto to_full = [](std::vector<std::string> args) {
+    args.insert(args.begin(), {"sh", "-c", "exec \"$@\" > /dev/full", "sh"});
+    return args;
+  };
+  for (const auto& args : {std::vector<std::string>{"list"}, {"list", "-o", "json"},
+                           {"show", "x"}, {"migrate", "status"}, {"version"}}) {
+    auto r = run(to_full(db.cmd(args)));
+    CAPTURE(args[0]);
+    CAPTURE(r.err);
+    CHECK(r.code == 74);
+    CHECK(contains(r.err, "cannot write the output: No space left on device"));
+  }
+  // A command that prints nothing on stdout is not affected.
+  auto quiet = run(to_full(db.cmd({"run", "x", "--", "true"})));
+  CAPTURE(quiet.err);
+  CHECK(quiet.code == 0);
+}
