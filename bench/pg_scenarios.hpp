@@ -45,6 +45,13 @@ constexpr int base_plain = 1000000;   ///< scenario 1's rows (and scenario 7's l
 constexpr int base_marked = 2000000;  ///< scenario 1's rows marked by a waiter
 constexpr int base_sem = 3000000;     ///< scenario 7's semaphores
 
+/// How an uncontended cycle (scenarios 1 and 7) is measured, in the words of the report.
+inline const std::string how_cycle_rate =
+    "completed cycles / wall time from the start barrier to the last thread's exit";
+inline const std::string how_cycle_latency =
+    "per cycle, steady_clock around acquire+release in the calling thread; p50/p99 over "
+    "every cycle of the run";
+
 /// The p-th percentile of a copy of `v`.
 inline double p(std::vector<double> v, double q) { return percentile(v, q); }
 

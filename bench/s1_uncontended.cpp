@@ -56,11 +56,8 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
               "(captured from the server's statement log) on the same rows; pg_try_advisory_lock "
               "and Redis SET NX PX/DEL are what users pick instead.");
   const std::string& chan = st.channel;
-  const std::string how_tp =
-      "completed cycles / wall time from the start barrier to the last thread's exit";
-  const std::string how_lat =
-      "per cycle, steady_clock around acquire+release in the calling thread; p50/p99 over "
-      "every cycle of the run";
+  const std::string& how_tp = how_cycle_rate;
+  const std::string& how_lat = how_cycle_latency;
   clients_by_threads sqlock_client(cfg);
   std::string script;
   if (!cfg.pgbench.empty()) script = pgbench_script(st, cfg.out_dir);
@@ -132,7 +129,7 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
 
   for (int r = 0; r < cfg.repeats; ++r) {
     for (int threads : cfg.thread_counts) {
-      const std::string tlabel = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+      const std::string tlabel = threads_label(threads);
       for (auto& v : variants) {
         double calls0 = stats.role_calls();
         double cpu0 = process_cpu_seconds(), cs0 = process_context_switches();

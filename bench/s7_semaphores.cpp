@@ -81,11 +81,8 @@ sqlock::semaphore_options sem_opts(std::int64_t limit, bool fair = false) {
 void semaphore_cycles(const config& cfg, report& rep, const statements& st,
                       const sem_statements& sst, server_stats& stats) {
   const std::string& chan = st.channel;
-  const std::string how_tp =
-      "completed cycles / wall time from the start barrier to the last thread's exit";
-  const std::string how_lat =
-      "per cycle, steady_clock around acquire+release in the calling thread; p50/p99 over "
-      "every cycle of the run";
+  const std::string& how_tp = how_cycle_rate;
+  const std::string& how_lat = how_cycle_latency;
   clients_by_threads sqlock_client(cfg);
   std::vector<cycle_variant> variants;
   variants.push_back({"sqlock semaphore", [&](int threads) {
@@ -125,7 +122,7 @@ void semaphore_cycles(const config& cfg, report& rep, const statements& st,
   for (int threads : cfg.thread_counts) variants[2].run(threads);
   for (int r = 0; r < cfg.repeats; ++r) {
     for (int threads : cfg.thread_counts) {
-      const std::string tlabel = std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+      const std::string tlabel = threads_label(threads);
       for (auto& v : variants) {
         double calls0 = stats.role_calls();
         double cpu0 = process_cpu_seconds();
@@ -171,6 +168,25 @@ void semaphore_contended(const config& cfg, report& rep, const sem_statements& s
   const std::string how_units =
       "units in use counted by the holders (+1 after the grant returned, -1 before the "
       "release is sent): the most at any instant";
+  // The figures of every variant: its grants/s and waits for a grant (returns the grants)...
+  auto add_grants = [&](const std::string& v, const run_result& res) {
+    auto grants = static_cast<double>(res.extra_us.size());
+    rep.add(s7, "contended (limit 2): grants/s", v, "grants/s", how_grants,
+            grants / res.seconds);
+    rep.add(s7, "contended (limit 2): wait for grant p50", v, "ms", how_wait,
+            p(res.extra_us, 50) / 1000);
+    rep.add(s7, "contended (limit 2): wait for grant p99", v, "ms", how_wait,
+            p(res.extra_us, 99) / 1000);
+    return grants;
+  };
+  // ...and the most units in use at once, a safety violation above the limit.
+  auto add_units = [&](const std::string& v, const unit_meter& meter) {
+    rep.add(s7, "contended (limit 2): most units in use at once", v, "units", how_units,
+            static_cast<double>(meter.peak.load()));
+    if (meter.over.load() > 0)
+      rep.violation("7. contended semaphore: " + std::to_string(meter.peak.load()) +
+                    " units in use at once with limit 2 (" + v + ")");
+  };
   for (int r = 0; r < cfg.repeats; ++r) {
     for (int fair = 0; fair <= 1; ++fair) {
       const std::string v = fair ? "sqlock, fair (8 clients)" : "sqlock, non-fair (8 clients)";
@@ -199,13 +215,7 @@ void semaphore_contended(const config& cfg, report& rep, const sem_statements& s
         auto a = c.backend->take_attempts();
         attempts.insert(attempts.end(), a.begin(), a.end());
       }
-      auto grants = static_cast<double>(res.extra_us.size());
-      rep.add(s7, "contended (limit 2): grants/s", v, "grants/s", how_grants,
-              grants / res.seconds);
-      rep.add(s7, "contended (limit 2): wait for grant p50", v, "ms", how_wait,
-              p(res.extra_us, 50) / 1000);
-      rep.add(s7, "contended (limit 2): wait for grant p99", v, "ms", how_wait,
-              p(res.extra_us, 99) / 1000);
+      auto grants = add_grants(v, res);
       rep.add(s7, "contended (limit 2): acquire statements per grant", v, "",
               "try_acquire_semaphore calls into the backend (timed by a wrapping backend) / "
               "grants",
@@ -215,11 +225,7 @@ void semaphore_contended(const config& cfg, report& rep, const sem_statements& s
               p(attempts, 99) / 1000);
       rep.add(s7, "contended (limit 2): waits that timed out (5 s)", v, "", "count per run",
               static_cast<double>(res.events));
-      rep.add(s7, "contended (limit 2): most units in use at once", v, "units", how_units,
-              static_cast<double>(meter.peak.load()));
-      if (meter.over.load() > 0)
-        rep.violation("7. contended semaphore: " + std::to_string(meter.peak.load()) +
-                      " units in use at once with limit 2 (" + v + ")");
+      add_units(v, meter);
       std::cerr << "  s7 contended rep " << r + 1 << " " << v << ": "
                 << report::fmt(grants / res.seconds) << " grants/s, peak " << meter.peak.load()
                 << " units\n";
@@ -247,24 +253,14 @@ void semaphore_contended(const config& cfg, report& rep, const sem_statements& s
           b->release("sem-hot-bare", nonce, token);
         };
       });
-      auto grants = static_cast<double>(res.extra_us.size());
-      rep.add(s7, "contended (limit 2): grants/s", v, "grants/s", how_grants,
-              grants / res.seconds);
-      rep.add(s7, "contended (limit 2): wait for grant p50", v, "ms", how_wait,
-              p(res.extra_us, 50) / 1000);
-      rep.add(s7, "contended (limit 2): wait for grant p99", v, "ms", how_wait,
-              p(res.extra_us, 99) / 1000);
+      auto grants = add_grants(v, res);
       rep.add(s7, "contended (limit 2): acquire statements per grant", v, "",
               "grant-function calls / grants",
               grants > 0 ? static_cast<double>(res.third_us.size()) / grants : 0);
       rep.add(s7, "contended (limit 2): acquire statement p99", v, "ms",
               "steady_clock around each grant-function call (PQexecPrepared)",
               p(res.third_us, 99) / 1000);
-      rep.add(s7, "contended (limit 2): most units in use at once", v, "units", how_units,
-              static_cast<double>(meter.peak.load()));
-      if (meter.over.load() > 0)
-        rep.violation("7. contended semaphore: " + std::to_string(meter.peak.load()) +
-                      " units in use at once with limit 2 (" + v + ")");
+      add_units(v, meter);
     }
   }
   tcs.clear();

@@ -30,7 +30,8 @@ int busy_handler(void*, int count) {
   return 1;
 }
 
-// sqlock's statements for a grant and a release (src/sqlite/sqlite_backend.cpp), prepared once.
+// sqlock's statements for a grant and a release (their text in
+// src/backends/sqlite/statements.cpp, their order in locks.cpp), prepared once.
 class bare_sqlite {
  public:
   explicit bare_sqlite(const std::string& path) {
@@ -56,8 +57,8 @@ class bare_sqlite {
         "expires_at = excluded.expires_at, metadata = excluded.metadata");
     rel_ = prep("UPDATE sqlock_locks SET expires_at = ?1 "
                 "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1");
-    // Semaphores (src/sqlite/sqlite_backend.cpp: semaphore_view, try_acquire_semaphore,
-    // release of a semaphore lease).
+    // Semaphores (src/backends/sqlite/statements.cpp; semaphores.cpp: semaphore_view,
+    // try_acquire_semaphore; locks.cpp: release, of a semaphore lease too).
     sem_ = prep("SELECT sem_limit, token FROM sqlock_semaphores WHERE name = ?1");
     sem_used_ = prep("SELECT coalesce(sum(units), 0), min(expires_at) FROM "
                      "sqlock_semaphore_holders WHERE name = ?1 AND expires_at > ?2");
@@ -121,10 +122,7 @@ class bare_sqlite {
     sqlite3_bind_int64(sem_del_tickets_, 2, now);
     bind_text(sem_del_tickets_, 3, nonce);
     step_done(sem_del_tickets_);
-    sqlite3_bind_int64(next_, 1, v.token + 1);
-    if (!step(next_)) throw failure("bare sqlite: counter row missing");
-    std::int64_t token = sqlite3_column_int64(next_, 0);
-    done(next_);
+    std::int64_t token = next_token(v.token + 1);
     bind_text(sem_add_, 1, name);
     bind_text(sem_add_, 2, nonce);
     bind_text(sem_add_, 3, "bench-bare");
@@ -145,14 +143,7 @@ class bare_sqlite {
   }
 
   void sem_release(const std::string& name, const std::string& nonce, std::int64_t token) {
-    step_done(begin_);
-    std::int64_t now = clock();
-    sqlite3_bind_int64(sem_rel_, 1, now);
-    bind_text(sem_rel_, 2, name);
-    bind_text(sem_rel_, 3, nonce);
-    sqlite3_bind_int64(sem_rel_, 4, token);
-    step_done(sem_rel_);
-    step_done(commit_);
+    end_lease(sem_rel_, name, nonce, token);
   }
 
   /// Returns the token, or 0 when held.
@@ -162,9 +153,7 @@ class bare_sqlite {
     done(look_);
     if (held) return 0;
     step_done(begin_);
-    step(now_);
-    std::int64_t now = sqlite3_column_int64(now_, 0);
-    done(now_);
+    std::int64_t now = clock();
     std::int64_t floor = 1;
     bind_text(cur_, 1, name);
     if (step(cur_)) {
@@ -176,10 +165,7 @@ class bare_sqlite {
       floor = sqlite3_column_int64(cur_, 0) + 1;
     }
     done(cur_);
-    sqlite3_bind_int64(next_, 1, floor);
-    if (!step(next_)) throw failure("bare sqlite: counter row missing");
-    std::int64_t token = sqlite3_column_int64(next_, 0);
-    done(next_);
+    std::int64_t token = next_token(floor);
     bind_text(up_, 1, name);
     bind_text(up_, 2, "bench-bare");
     bind_text(up_, 3, nonce);
@@ -193,16 +179,7 @@ class bare_sqlite {
   }
 
   void release(const std::string& name, const std::string& nonce, std::int64_t token) {
-    step_done(begin_);
-    step(now_);
-    std::int64_t now = sqlite3_column_int64(now_, 0);
-    done(now_);
-    sqlite3_bind_int64(rel_, 1, now);
-    bind_text(rel_, 2, name);
-    bind_text(rel_, 3, nonce);
-    sqlite3_bind_int64(rel_, 4, token);
-    step_done(rel_);
-    step_done(commit_);
+    end_lease(rel_, name, nonce, token);
   }
 
  private:
@@ -215,6 +192,27 @@ class bare_sqlite {
     std::int64_t now = sqlite3_column_int64(now_, 0);
     done(now_);
     return now;
+  }
+  // The next token from the counter, at least `floor`.
+  std::int64_t next_token(std::int64_t floor) {
+    sqlite3_bind_int64(next_, 1, floor);
+    if (!step(next_)) throw failure("bare sqlite: counter row missing");
+    std::int64_t token = sqlite3_column_int64(next_, 0);
+    done(next_);
+    return token;
+  }
+  // A release of a lock or of a semaphore holder: `s` (?1 now, ?2 name, ?3 nonce, ?4 token) in
+  // a transaction of its own.
+  void end_lease(sqlite3_stmt* s, const std::string& name, const std::string& nonce,
+                 std::int64_t token) {
+    step_done(begin_);
+    std::int64_t now = clock();
+    sqlite3_bind_int64(s, 1, now);
+    bind_text(s, 2, name);
+    bind_text(s, 3, nonce);
+    sqlite3_bind_int64(s, 4, token);
+    step_done(s);
+    step_done(commit_);
   }
   // The three reads of the backend's semaphore_view (the ticket figures are read and, for a
   // non-fair attempt without tickets in the way, not needed).
@@ -304,6 +302,19 @@ int sqlite_worker_main(int argc, char** argv) {
     while (now_ns() < start) std::this_thread::sleep_for(std::chrono::microseconds{200});
   };
   clk::time_point t0, end;
+  // From the start on, `cycle(name)` (one acquire and release) back to back over the names
+  // until `duration` is over, each one timed.
+  auto run = [&](const auto& cycle) {
+    wait_start();
+    t0 = clk::now();
+    end = t0 + duration;
+    for (std::size_t i = 0; clk::now() < end; ++i) {
+      auto a = clk::now();
+      cycle(names[i % names.size()]);
+      lat.push_back(us_between(a, clk::now()));
+      ++ops;
+    }
+  };
   try {
     if (impl == "sqlock-sem") {
       sqlock::client c("sqlite:" + file);
@@ -313,64 +324,38 @@ int sqlite_worker_main(int argc, char** argv) {
       o.count = 1;
       for (auto& n : names) n = "s" + n;
       { auto warm = c.try_acquire_semaphore(names[0], o); }
-      wait_start();
-      t0 = clk::now();
-      end = t0 + duration;
-      for (std::size_t i = 0; clk::now() < end; ++i) {
-        auto a = clk::now();
-        auto l = c.try_acquire_semaphore(names[i % names.size()], o);
+      run([&](const std::string& name) {
+        auto l = c.try_acquire_semaphore(name, o);
         if (!l) throw failure("sqlock sqlite: uncontended semaphore acquire refused");
         l->release();
-        lat.push_back(us_between(a, clk::now()));
-        ++ops;
-      }
+      });
     } else if (impl == "bare-sem") {
       bare_sqlite b(file);
       for (auto& n : names) n = "s" + n;
-      wait_start();
-      t0 = clk::now();
-      end = t0 + duration;
-      for (std::size_t i = 0; clk::now() < end; ++i) {
-        auto a = clk::now();
+      run([&](const std::string& name) {
         auto nonce = random_hex(16);
-        const auto& name = names[i % names.size()];
         auto token = b.sem_acquire(name, nonce, sem_limit, 1, 30000);
         if (!token) throw failure("bare sqlite: uncontended semaphore acquire refused");
         b.sem_release(name, nonce, token);
-        lat.push_back(us_between(a, clk::now()));
-        ++ops;
-      }
+      });
     } else if (impl == "sqlock") {
       sqlock::client c("sqlite:" + file);
       sqlock::lock_options o;
       o.keepalive = false;
       { auto warm = c.try_acquire(names[0], o); }
-      wait_start();
-      t0 = clk::now();
-      end = t0 + duration;
-      for (std::size_t i = 0; clk::now() < end; ++i) {
-        auto a = clk::now();
-        auto l = c.try_acquire(names[i % names.size()], o);
+      run([&](const std::string& name) {
+        auto l = c.try_acquire(name, o);
         if (!l) throw failure("sqlock sqlite: uncontended acquire refused");
         l->release();
-        lat.push_back(us_between(a, clk::now()));
-        ++ops;
-      }
+      });
     } else {
       bare_sqlite b(file);
-      wait_start();
-      t0 = clk::now();
-      end = t0 + duration;
-      for (std::size_t i = 0; clk::now() < end; ++i) {
-        auto a = clk::now();
+      run([&](const std::string& name) {
         auto nonce = random_hex(16);
-        const auto& name = names[i % names.size()];
         auto token = b.acquire(name, nonce, 30000);
         if (!token) throw failure("bare sqlite: uncontended acquire refused");
         b.release(name, nonce, token);
-        lat.push_back(us_between(a, clk::now()));
-        ++ops;
-      }
+      });
     }
   } catch (const std::exception& e) {
     std::cout << "error " << e.what() << std::endl;

@@ -5,12 +5,19 @@
 #include <sstream>
 
 #include "bench.hpp"
+#include "util.hpp"
 
 namespace bench {
 namespace {
 
 double ratio(double a, double b) { return b > 0 ? a / b : NAN; }
 std::string x(double r) { return std::isnan(r) ? "n/a" : report::fmt(r) + "x"; }
+
+// One entry of a comparison of cycle rates: "<label>: <a/b>x (<a> vs <b> cycles/s); ".
+void cycles_vs(std::ostringstream& out, const std::string& label, double a, double b) {
+  out << label << ": " << x(ratio(a, b)) << " (" << report::fmt(a) << " vs " << report::fmt(b)
+      << " cycles/s); ";
+}
 
 }  // namespace
 
@@ -22,14 +29,13 @@ void verdicts(const config& cfg, report& rep) {
     std::ostringstream meas, adv, red;
     bool met = true;
     for (int t : cfg.thread_counts) {
-      std::string tl = std::to_string(t) + (t == 1 ? " thread" : " threads");
+      std::string tl = threads_label(t);
       double s = m("s1", "cycles/s, " + tl, "sqlock");
       double b = m("s1", "cycles/s, " + tl, "bare libpq, same statements");
       double a = m("s1", "cycles/s, " + tl, "pg_try_advisory_lock + pg_advisory_unlock");
       double rd = m("s1", "cycles/s, " + tl, "Redis SET NX PX + DEL");
       met = met && ratio(s, b) >= 0.85;
-      meas << tl << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
-           << " cycles/s); ";
+      cycles_vs(meas, tl, s, b);
       adv << tl << ": " << x(ratio(s, a)) << "; ";
       red << tl << ": " << x(ratio(s, rd)) << "; ";
     }
@@ -94,8 +100,7 @@ void verdicts(const config& cfg, report& rep) {
       double s = m("s5", std::string("cycles/s, ") + w, "sqlock");
       double b = m("s5", std::string("cycles/s, ") + w, "bare sqlite3, same statements");
       met = met && ratio(s, b) >= 0.85;
-      meas << w << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
-           << " cycles/s); ";
+      cycles_vs(meas, w, s, b);
     }
     rep.target({"5. SQLite: sqlock >= 0.85x the bare sqlite3 statements", meas.str(), met ? 1 : 0,
                 ""});
@@ -104,16 +109,14 @@ void verdicts(const config& cfg, report& rep) {
     std::ostringstream meas, rel, bare_rel;
     bool met = true;
     for (int t : cfg.thread_counts) {
-      std::string tl = std::to_string(t) + (t == 1 ? " thread" : " threads");
+      std::string tl = threads_label(t);
       double s = m("s7", "cycles/s, " + tl, "sqlock semaphore");
       double b = m("s7", "cycles/s, " + tl, "bare libpq, same statements (semaphore)");
       double l = m("s7", "cycles/s, " + tl, "sqlock lock (scenario 1's cycle)");
       double bl = m("s7", "cycles/s, " + tl, "bare libpq, same statements (lock)");
       met = met && ratio(s, b) >= 0.85;
-      meas << tl << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
-           << " cycles/s); ";
-      rel << tl << ": " << x(ratio(s, l)) << " (" << report::fmt(s) << " vs " << report::fmt(l)
-          << " cycles/s); ";
+      cycles_vs(meas, tl, s, b);
+      cycles_vs(rel, tl, s, l);
       bare_rel << tl << ": " << x(ratio(b, bl)) << "; ";
     }
     rep.target({"7. sqlock semaphore cycle >= 0.85x the bare libpq loop of the same statements "
@@ -169,8 +172,7 @@ void verdicts(const config& cfg, report& rep) {
       double b = m("s8", std::string("cycles/s, ") + w, "bare sqlite3, same statements");
       double l = m("s8", std::string("cycles/s, ") + w, "sqlock lock (scenario 5's cycle)");
       met = met && ratio(s, b) >= 0.85;
-      meas << w << ": " << x(ratio(s, b)) << " (" << report::fmt(s) << " vs " << report::fmt(b)
-           << " cycles/s); ";
+      cycles_vs(meas, w, s, b);
       rel << w << ": " << x(ratio(s, l)) << "; ";
     }
     rep.target({"8. SQLite: sqlock semaphore cycle >= 0.85x the bare sqlite3 statements "

@@ -28,6 +28,11 @@ inline std::int64_t now_ns() {
       .count();
 }
 
+/// "1 thread", "8 threads": how the report labels a thread count.
+inline std::string threads_label(int threads) {
+  return std::to_string(threads) + (threads == 1 ? " thread" : " threads");
+}
+
 /// The p-th percentile (0..100) by nearest rank; sorts `v`. 0 for an empty vector.
 double percentile(std::vector<double>& v, double p);
 double median_of(std::vector<double> v);

@@ -22,35 +22,42 @@ std::shared_ptr<sqlock_test::faulty_backend> faulty(const F& db) {
   return std::make_shared<sqlock_test::faulty_backend>(
       sqlock::open_backend(db.url(), db.options().backend));
 }
+
+// A client whose backend reports every acquire in doubt (after the grant happened), and a plain
+// client of the same database to look at what it left.
+template <class F>
+struct in_doubt_clients {
+  explicit in_doubt_clients(const F& db)
+      : fb(faulty(db)), c(fb, db.options()), other(db.url(), db.options()) {
+    fb->acquire_in_doubt = true;
+  }
+  std::shared_ptr<sqlock_test::faulty_backend> fb;
+  sqlock::client c;
+  sqlock::client other;
+};
 }  // namespace
 
 TEST_CASE_TEMPLATE("an in-doubt acquire is cleaned up by its nonce and reported unavailable", F,
                    SQLOCK_TEST_FIXTURES) {
   F db;
-  auto fb = faulty(db);
-  sqlock::client c(fb, db.options());
-  sqlock::client other(db.url(), db.options());
-  fb->acquire_in_doubt = true;
-  CHECK(code_of([&] { (void)c.try_acquire("job"); }) == errc::unavailable);
-  auto rec = other.inspect("job");
+  in_doubt_clients<F> t(db);
+  CHECK(code_of([&] { (void)t.c.try_acquire("job"); }) == errc::unavailable);
+  auto rec = t.other.inspect("job");
   REQUIRE(rec);           // the grant did happen...
   CHECK_FALSE(rec->held);  // ...and was ended, so nobody waits for a lease nobody holds
-  CHECK(other.try_acquire("job"));
+  CHECK(t.other.try_acquire("job"));
 }
 
 TEST_CASE_TEMPLATE("an in-doubt acquire whose cleanup fails is reported in_doubt", F,
                    SQLOCK_TEST_FIXTURES) {
   F db;
-  auto fb = faulty(db);
-  sqlock::client c(fb, db.options());
-  sqlock::client other(db.url(), db.options());
-  fb->acquire_in_doubt = true;
-  fb->abandon_fails = true;
+  in_doubt_clients<F> t(db);
+  t.fb->abandon_fails = true;
   sqlock::lock_options o;
   o.ttl = 300ms;
-  CHECK(code_of([&] { (void)c.try_acquire("job", o); }) == errc::in_doubt);
+  CHECK(code_of([&] { (void)t.c.try_acquire("job", o); }) == errc::in_doubt);
   // The orphaned row simply expires: another client gets the lock within the ttl.
-  auto got = other.try_acquire_for("job", 3s);
+  auto got = t.other.try_acquire_for("job", 3s);
   CHECK(got);
 }
 

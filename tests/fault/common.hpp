@@ -14,6 +14,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdarg>
 #include <cstdint>
 #include <cstdio>
@@ -79,14 +80,14 @@ class history {
   int fd_ = -1;
 };
 
-/// A connected loopback TCP socket (TCP_NODELAY), or -1.
-inline int connect_loopback(int port) {
+/// A TCP socket (TCP_NODELAY) connected to `host` (an IPv4 address), or -1.
+inline int connect_tcp(const std::string& host, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   sockaddr_in a{};
   a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   a.sin_port = htons(static_cast<std::uint16_t>(port));
+  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
   if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
     ::close(fd);
     return -1;
@@ -94,6 +95,20 @@ inline int connect_loopback(int port) {
   int one = 1;
   ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   return fd;
+}
+
+/// A connected loopback TCP socket (TCP_NODELAY), or -1.
+inline int connect_loopback(int port) { return connect_tcp("127.0.0.1", port); }
+
+/// Set by SIGTERM and SIGINT: the servers' loops end on it.
+inline volatile std::sig_atomic_t stop_requested = 0;
+
+/// SIGTERM and SIGINT end a server's loop (stop_requested); SIGPIPE is ignored, so that a peer
+/// gone shows as a failed write.
+inline void stop_on_signals() {
+  std::signal(SIGTERM, [](int) { stop_requested = 1; });
+  std::signal(SIGINT, [](int) { stop_requested = 1; });
+  std::signal(SIGPIPE, SIG_IGN);
 }
 
 /// A listening loopback socket on a kernel-chosen port; returns the fd and sets `port`.

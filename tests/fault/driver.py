@@ -88,6 +88,18 @@ class Suite:
         self.procs.append(p)
         return p
 
+    def workers(self, d, n, mode, args_for, tag="w", prefix_for=None, **spawn_kw):
+        """Spawns `n` workers of `mode`, ids "<tag>0".. with histories "<d>/<tag>N.hist", each
+        with the arguments `args_for(i)`; returns the processes and the histories."""
+        ps, hist = [], []
+        for i in range(n):
+            h = os.path.join(d, "%s%d.hist" % (tag, i))
+            hist.append(h)
+            ps.append(self.spawn(["--mode", mode, "--id", "%s%d" % (tag, i), "--history", h] +
+                                 list(args_for(i)),
+                                 prefix=prefix_for(i) if prefix_for else None, **spawn_kw))
+        return ps, hist
+
     def migrate(self, schema, url=None, build=None):
         p = self.spawn(["--mode", "migrate", "--id", "m", "--schema", schema, "--names", "x"],
                        url=url, build=build)
@@ -180,6 +192,34 @@ class Suite:
             pass
         return out
 
+    @classmethod
+    def loss_times(cls, h):
+        """When the holder of history `h` learnt that its lease was lost (declared or noticed)."""
+        return [int(p[0]) for p in cls.lines(h, "lost") + cls.lines(h, "noticed_lost")]
+
+    @staticmethod
+    def loss_lag(lease):
+        """When `lease` was first known lost (None if never) and how long after its safety
+        deadline, in ms (-1 if never)."""
+        gone = (min(x for x in (lease.lost, lease.noticed) if x is not None)
+                if (lease.lost or lease.noticed) else None)
+        return gone, (gone - lease.max_safe) / MS if gone else -1
+
+    def sqlite_db(self, d, build=None):
+        """A migrated SQLite file in `d`: its path and URL."""
+        db = os.path.join(d, "locks.db")
+        url = "sqlite:" + db
+        self.migrate("", url=url, build=build)
+        return db, url
+
+    @staticmethod
+    def integrity(db):
+        """SQLite's verdict on the file `db`: "ok", or the first problem it found."""
+        con = sqlite3.connect(db)
+        integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
+        con.close()
+        return integrity
+
     def stop(self, p):
         if p.poll() is None:
             p.send_signal(signal.SIGTERM)
@@ -218,17 +258,12 @@ class Suite:
         fp = None
         if fence:
             fp, fport, flog = self.fence(d)
-        ps, hist = [], []
-        for i in range(procs):
-            h = os.path.join(d, "w%d.hist" % i)
-            hist.append(h)
-            args = ["--mode", "soak", "--id", "w%d" % i, "--history", h, "--names",
-                    "%s-a,%s-b,%s-c" % (tag, tag, tag), "--ttl-ms", ttl, "--hold-min-ms", 0,
-                    "--hold-max-ms", 30, "--near-ttl-pct", 4, "--wait-ms", 4 * ttl,
-                    "--duration-ms", duration_ms, "--fence-port", fport, "--seed", i + 1,
-                    "--schema", schema] + list(extra)
-            ps.append(self.spawn(args, url=url, env_extra=env_extra,
-                                 prefix=prefix_for(i) if prefix_for else None, build=build))
+        ps, hist = self.workers(d, procs, "soak", lambda i: [
+            "--names", "%s-a,%s-b,%s-c" % (tag, tag, tag), "--ttl-ms", ttl, "--hold-min-ms", 0,
+            "--hold-max-ms", 30, "--near-ttl-pct", 4, "--wait-ms", 4 * ttl,
+            "--duration-ms", duration_ms, "--fence-port", fport, "--seed", i + 1,
+            "--schema", schema] + list(extra), prefix_for=prefix_for, url=url,
+            env_extra=env_extra, build=build)
         errs = self.wait_all(ps, duration_ms / 1000 + 8 * ttl / 1000 + 60)
         if fp:
             self.stop(fp)
@@ -264,16 +299,10 @@ class Suite:
 
     def herd_once(self, d, tag, schema, procs, threads, rounds):
         self.migrate(schema)
-        ps, hist = [], []
-        for i in range(procs):
-            h = os.path.join(d, "%s%d.hist" % (tag, i))
-            hist.append(h)
-            args = ["--mode", "herd", "--id", "%s%d" % (tag, i), "--history", h, "--names", tag,
-                    "--threads", threads, "--rounds", rounds, "--barrier-dir", d, "--ttl-ms",
-                    10000, "--schema", schema]
-            if i == 0:
-                args.append("--prepare-expired")
-            ps.append(self.spawn(args))
+        ps, hist = self.workers(d, procs, "herd", lambda i: [
+            "--names", tag, "--threads", threads, "--rounds", rounds, "--barrier-dir", d,
+            "--ttl-ms", 10000, "--schema", schema] + (["--prepare-expired"] if i == 0 else []),
+            tag=tag)
         # Every thread is ready; then release the herd round by round.
         for h in hist:
             end = time.monotonic() + 60
@@ -331,6 +360,16 @@ class Suite:
                       "%s.sqlock_locks WHERE name = '%s'" % (schema, name))
         return r.split("|") if r else None
 
+    def kill_when_waiting(self, v, wh):
+        """Kills holder `v` (SIGKILL) 300 ms after the waiter of history `wh` began trying;
+        returns the waiter's grant line and how long after the kill it came, in ms."""
+        self.wait_line(wh, r" attempt ")
+        time.sleep(0.3)
+        t_kill = now()
+        v.kill()
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        return g, (int(g[0]) - t_kill) / MS
+
     def s3_kill(self):
         t0 = time.monotonic()
         d = self.dir("kill")
@@ -345,12 +384,7 @@ class Suite:
         v, vh = self.holder(d, "victim-a", schema, "k-a", 60000, ttl, fport)
         self.wait_line(vh, r" grant ")
         w, wh = self.holder(d, "waiter-a", schema, "k-a", 200, ttl, fport)
-        self.wait_line(wh, r" attempt ")
-        time.sleep(0.3)
-        t_kill = now()
-        v.kill()
-        g = self.wait_line(wh, r" grant ", timeout=30)
-        take_a = (int(g[0]) - t_kill) / MS
+        g, take_a = self.kill_when_waiting(v, wh)
         vg = self.lines(vh, "grant")[0]
         ok &= int(g[4]) > int(vg[4]) and take_a <= ttl + bound
         out["incs_takeover_ms"] = round(take_a)
@@ -392,6 +426,34 @@ class Suite:
                    stale_accepted=fig["stale_accepted"])
         self.report("3.kill9", ok, out, t0, violations)
 
+    def pause_past_ttl(self, v, wh, taken):
+        """Pauses holder `v` (SIGSTOP) once the waiter of history `wh` is trying, until the
+        waiter's history shows `taken` (a regex), then resumes it; returns when it was paused,
+        when resumed, and the waiter's line."""
+        self.wait_line(wh, r" attempt ")
+        time.sleep(0.1)
+        t_stop = now()
+        os.kill(v.pid, signal.SIGSTOP)
+        g = self.wait_line(wh, taken, timeout=30)
+        time.sleep(0.2)
+        t_cont = now()
+        os.kill(v.pid, signal.SIGCONT)
+        return t_stop, t_cont, g
+
+    def pause_briefly(self, s, sh, ttl):
+        """Pauses holder `s` (history `sh`) four times, each for 100 ms less than ttl/3, and
+        waits for it to end; returns the number of pauses and of losses it learnt of."""
+        self.wait_line(sh, r" grant ")
+        pauses = 0
+        for k in range(4):
+            time.sleep(0.6 + 0.17 * k)
+            os.kill(s.pid, signal.SIGSTOP)
+            time.sleep(ttl / 3 / 1000 - 0.1)
+            os.kill(s.pid, signal.SIGCONT)
+            pauses += 1
+        self.wait_all([s], 30)
+        return pauses, len(self.loss_times(sh))
+
     def s4_stop(self):
         t0 = time.monotonic()
         d = self.dir("stop")
@@ -405,16 +467,9 @@ class Suite:
         v, vh = self.holder(d, "victim", schema, "p-a", 30000, ttl, fport, zombie=10)
         self.wait_line(vh, r" renewed ")
         w, wh = self.holder(d, "waiter", schema, "p-a", 1000, ttl, fport)
-        self.wait_line(wh, r" attempt ")
-        time.sleep(0.1)
-        t_stop = now()
-        os.kill(v.pid, signal.SIGSTOP)
-        g = self.wait_line(wh, r" write .* ok", timeout=30)
-        time.sleep(0.2)
-        t_cont = now()
-        os.kill(v.pid, signal.SIGCONT)
+        t_stop, t_cont, g = self.pause_past_ttl(v, wh, r" write .* ok")
         self.wait_all([v, w], 30)
-        lost = [int(p[0]) for p in self.lines(vh, "lost") + self.lines(vh, "noticed_lost")]
+        lost = self.loss_times(vh)
         lag = (min(lost) - t_cont) / MS if lost else -1
         after = [p for p in self.lines(vh, "write") if int(p[0]) > t_cont]
         accepted_after = sum(1 for p in after if p[6] == "ok")
@@ -424,16 +479,7 @@ class Suite:
                    old_token_writes=len(after), old_token_accepted=accepted_after)
         # Pauses shorter than ttl/3 lose nothing.
         s, sh = self.holder(d, "short", schema, "p-b", 6000, ttl, fport)
-        self.wait_line(sh, r" grant ")
-        pauses = 0
-        for k in range(4):
-            time.sleep(0.6 + 0.17 * k)
-            os.kill(s.pid, signal.SIGSTOP)
-            time.sleep(ttl / 3 / 1000 - 0.1)
-            os.kill(s.pid, signal.SIGCONT)
-            pauses += 1
-        self.wait_all([s], 30)
-        short_lost = len(self.lines(sh, "lost") + self.lines(sh, "noticed_lost"))
+        pauses, short_lost = self.pause_briefly(s, sh, ttl)
         short_rejected = sum(1 for p in self.lines(sh, "write") if p[6] != "ok")
         ok &= short_lost == 0 and short_rejected == 0
         self.stop(fp)
@@ -482,21 +528,51 @@ class Suite:
         fp, fport, flog = self.fence(d)
         ttl = 2000
         dur = 24000 if self.quick else 45000
-        ps, hist = [], []
-        for i in range(6):
-            h = os.path.join(d, "w%d.hist" % i)
-            hist.append(h)
-            ps.append(self.spawn(["--mode", "soak", "--id", "w%d" % i, "--history", h,
-                                  "--names", "r-a,r-b,r-c", "--ttl-ms", ttl, "--hold-max-ms", 30,
-                                  "--duration-ms", dur, "--fence-port", fport,
-                                  "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
-                                  "--schema", schema]))
+        ps, hist = self.workers(d, 6, "soak", lambda i: [
+            "--names", "r-a,r-b,r-c", "--ttl-ms", ttl, "--hold-max-ms", 30, "--duration-ms", dur,
+            "--fence-port", fport, "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
+            "--schema", schema])
         restarts = self.restart_server(t0, (("fast", 5), ("immediate", 13)))
         errs = self.wait_all(ps, dur / 1000 + 60)
         self.stop(fp)
         fig, violations, leases, _ = check.check(hist, flog)
         ok, out = self.restart_figures(fig, self.core(fig), hist, restarts, errs)
         self.report("5.restart", ok, out, t0, violations + errs)
+
+    def stall(self, cport, v, wh, ttl, op, notes):
+        """Stalls the proxy at `cport` once the waiter of history `wh` is trying: holder `v`,
+        behind it, must give up and exit within its safety deadline and a few operation
+        timeouts; once the waiter is granted, the stalled bytes (a late renewal?) reach the
+        server. Returns when the stall began, how long `v` took to exit (-1: it did not), and
+        the waiter's grant line."""
+        self.wait_line(wh, r" attempt ")
+        t_stall = now()
+        self.control(cport, "stall")
+        try:
+            v.wait(ttl / 1000 + 4 * op / 1000 + 5)
+            exited_ms = round((now() - t_stall) / MS)
+        except subprocess.TimeoutExpired:
+            exited_ms = -1
+            notes.append("stalled holder did not exit while the proxy stalled (stuck thread)")
+        g = self.wait_line(wh, r" grant ", timeout=30)
+        self.control(cport, "pass")  # the stalled bytes (a late renewal?) now reach the server
+        time.sleep(0.5)
+        return t_stall, exited_ms, g
+
+    def stall_figures(self, fig, leases, vh, t_stall, exited_ms, g):
+        """The verdict and figures of a stall: the holder "stalled" (history `vh`) learnt of its
+        loss within 100 ms of its safety deadline, exited, and no renewal of it landed after the
+        stall; the holder "waiter" lost nothing; no violation."""
+        vl = [l for l in leases.values() if l.wid == "stalled"][0]
+        gone, lag = self.loss_lag(vl)
+        late_renewals = sum(1 for p in self.lines(vh, "renewed") if int(p[0]) > t_stall)
+        wl = [l for l in leases.values() if l.wid == "waiter"][0]
+        waiter_lost = 1 if (wl.lost or wl.noticed) else 0
+        ok = (gone is not None and 0 <= lag <= 100 and exited_ms >= 0 and late_renewals == 0 and
+              waiter_lost == 0 and fig["violations"] == 0)
+        return ok, dict(stall_loss_lag_ms=round(lag, 1), stalled_exit_ms=exited_ms,
+                        takeover_ms=round((int(g[0]) - t_stall) / MS),
+                        late_renewals=late_renewals)
 
     def s6_proxy(self):
         t0 = time.monotonic()
@@ -514,38 +590,20 @@ class Suite:
                             extra=["--op-timeout-ms", op])
         self.wait_line(vh, r" renewed ")
         w, wh = self.holder(d, "waiter", schema, "x-a", 2500, ttl, fport, wait_ms=20000)
-        self.wait_line(wh, r" attempt ")
-        t_stall = now()
-        self.control(cport, "stall")
-        try:
-            v.wait(ttl / 1000 + 4 * op / 1000 + 5)
-            exited_ms = round((now() - t_stall) / MS)
-        except subprocess.TimeoutExpired:
-            exited_ms = -1
-            notes.append("stalled holder did not exit while the proxy stalled (stuck thread)")
-        g = self.wait_line(wh, r" grant ", timeout=30)
-        self.control(cport, "pass")  # the stalled bytes (a late renewal?) now reach the server
-        time.sleep(0.5)
+        t_stall, exited_ms, g = self.stall(cport, v, wh, ttl, op, notes)
         self.wait_all([v, w], 30)
         fig, violations, leases, _ = check.check([vh, wh], flog)
-        vl = [l for l in leases.values() if l.wid == "stalled"][0]
-        gone = min(x for x in (vl.lost, vl.noticed) if x is not None) if (vl.lost or vl.noticed) else None
-        lag = (gone - vl.max_safe) / MS if gone else -1
-        late_renewals = sum(1 for p in self.lines(vh, "renewed") if int(p[0]) > t_stall)
-        wl = [l for l in leases.values() if l.wid == "waiter"][0]
-        waiter_lost = 1 if (wl.lost or wl.noticed) else 0
-        ok &= (gone is not None and 0 <= lag <= 100 and exited_ms >= 0 and late_renewals == 0 and
-               waiter_lost == 0 and fig["violations"] == 0)
-        out.update(stall_loss_lag_ms=round(lag, 1), stalled_exit_ms=exited_ms,
-                   takeover_ms=round((int(g[0]) - t_stall) / MS), late_renewals=late_renewals,
-                   overlaps=fig["overlaps"])
+        stall_ok, stall_out = self.stall_figures(fig, leases, vh, t_stall, exited_ms, g)
+        ok &= stall_ok
+        out.update(stall_out)
+        out.update(overlaps=fig["overlaps"])
         # Drop every connection once: the client reconnects and keeps the lease.
         v, vh = self.holder(d, "dropped", schema, "x-b", 4000, ttl, fport, url=purl,
                             extra=["--op-timeout-ms", op])
         self.wait_line(vh, r" renewed ")
         self.control(cport, "drop")
         self.wait_all([v], 30)
-        drop_losses = len(self.lines(vh, "lost") + self.lines(vh, "noticed_lost"))
+        drop_losses = len(self.loss_times(vh))
         # Drop and refuse reconnection: lost at the safety deadline.
         v, vh = self.holder(d, "refused", schema, "x-c", 30000, ttl, fport, url=purl,
                             extra=["--op-timeout-ms", op])
@@ -554,9 +612,7 @@ class Suite:
         self.wait_all([v], ttl / 1000 + 4 * op / 1000 + 10)
         self.control(cport, "pass")
         fig2, violations2, leases2, _ = check.check([vh], flog)
-        rl = list(leases2.values())[0]
-        rgone = min(x for x in (rl.lost, rl.noticed) if x is not None) if (rl.lost or rl.noticed) else None
-        rlag = (rgone - rl.max_safe) / MS if rgone else -1
+        rgone, rlag = self.loss_lag(list(leases2.values())[0])
         ok &= drop_losses == 0 and rgone is not None and 0 <= rlag <= 100
         out.update(drop_losses=drop_losses, refuse_loss_lag_ms=round(rlag, 1),
                    margin_ms=round(margin))
@@ -577,30 +633,27 @@ class Suite:
         ok = fig["violations"] == 0 and fig["errors"] == 0 and not notes
         # The same workload with session advisory locks through the same PgBouncer.
         d2 = self.dir("advisory")
-        ps, hist = [], []
-        for i in range(8):
-            h = os.path.join(d2, "a%d.hist" % i)
-            hist.append(h)
-            ps.append(self.spawn(["--mode", "advisory", "--id", "a%d" % i, "--history", h,
-                                  "--names", "adv-a,adv-b,adv-c", "--hold-max-ms", 30,
-                                  "--duration-ms", dur // 2, "--seed", i + 1], url=self.bouncer))
+        ps, hist = self.workers(d2, 8, "advisory", lambda i: [
+            "--names", "adv-a,adv-b,adv-c", "--hold-max-ms", 30, "--duration-ms", dur // 2,
+            "--seed", i + 1], tag="a", url=self.bouncer)
         errs = self.wait_all(ps, dur / 1000 + 30)
         afig, _, _, _ = check.check(hist)
         out.update(advisory_grants=afig["grants"], advisory_overlaps=afig["overlaps"],
                    advisory_leaked_unlocks=afig["leaks"])
         self.report("7.pgbouncer", ok, out, t0, notes + errs)
 
+    def sqlite_soak(self, soak, name, tag, quick_ms):
+        """`soak` (self.soak or self.sem_soak) by 6 workers on a fresh SQLite file in work dir
+        `name`, `quick_ms` long (60 s in full); returns its figures, its notes and the file's
+        integrity check."""
+        d = self.dir(name)
+        db, url = self.sqlite_db(d)
+        fig, notes, _ = soak(tag, d, 6, quick_ms if self.quick else 60000, schema="", url=url)
+        return fig, notes, self.integrity(db)
+
     def s8_sqlite(self):
         t0 = time.monotonic()
-        d = self.dir("sqlite")
-        db = os.path.join(d, "locks.db")
-        url = "sqlite:" + db
-        dur = 20000 if self.quick else 60000
-        self.migrate("", url=url)
-        fig, notes, _ = self.soak("lite", d, 6, dur, schema="", url=url)
-        con = sqlite3.connect(db)
-        integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
-        con.close()
+        fig, notes, integrity = self.sqlite_soak(self.soak, "sqlite", "lite", 20000)
         out = self.core(fig)
         out["integrity_check"] = integrity
         ok = fig["violations"] == 0 and fig["errors"] == 0 and integrity == "ok" and not notes
@@ -688,27 +741,18 @@ class Suite:
         log_start = os.path.getsize(log)
         try:
             fp, fport, flog = self.fence(d)
-            ps, hist = [], []
             dur = 8000 if self.quick else 20000
-            for i in range(4):
-                h = os.path.join(d, "w%d.hist" % i)
-                hist.append(h)
-                ps.append(self.spawn(["--mode", "soak", "--id", "w%d" % i, "--history", h,
-                                      "--names", "sec-alpha,sec-beta,sec-gamma", "--ttl-ms", 1337,
-                                      "--hold-max-ms", 30, "--near-ttl-pct", 4,
-                                      "--duration-ms", dur, "--fence-port", fport, "--seed", i,
-                                      "--schema", schema, "--purge-ms", 987654,
-                                      "--metadata", "meta-x7q"], url=url))
+            ps, hist = self.workers(d, 4, "soak", lambda i: [
+                "--names", "sec-alpha,sec-beta,sec-gamma", "--ttl-ms", 1337, "--hold-max-ms", 30,
+                "--near-ttl-pct", 4, "--duration-ms", dur, "--fence-port", fport, "--seed", i,
+                "--schema", schema, "--purge-ms", 987654, "--metadata", "meta-x7q"], url=url)
             # Semaphore workers beside them: the grant function's call carries values too.
-            for i in range(2):
-                h = os.path.join(d, "s%d.hist" % i)
-                hist.append(h)
-                ps.append(self.spawn(["--mode", "semaphore", "--id", "s%d" % i, "--history", h,
-                                      "--names", "sec-delta,sec-epsilon",
-                                      "--fair-names", "sec-epsilon", "--limit", 2,
-                                      "--ttl-ms", 1337, "--hold-max-ms", 30,
-                                      "--duration-ms", dur, "--seed", i, "--schema", schema,
-                                      "--purge-ms", 987654, "--metadata", "meta-x7q"], url=url))
+            sps, shist = self.workers(d, 2, "semaphore", lambda i: [
+                "--names", "sec-delta,sec-epsilon", "--fair-names", "sec-epsilon", "--limit", 2,
+                "--ttl-ms", 1337, "--hold-max-ms", 30, "--duration-ms", dur, "--seed", i,
+                "--schema", schema, "--purge-ms", 987654, "--metadata", "meta-x7q"], tag="s",
+                url=url)
+            ps, hist = ps + sps, hist + shist
             time.sleep(1)
             ps_out = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
             errs = self.wait_all(ps, dur / 1000 + 60)
@@ -759,6 +803,14 @@ class Suite:
                "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
                "TSAN_OPTIONS": "halt_on_error=1:second_deadlock_stack=1:suppressions=" +
                                os.path.join(HERE, "..", "tsan.supp")}
+
+        def record(key, fig, errs):  # the figures of one soak; True when it is clean
+            findings = sum(1 for e in errs if "Sanitizer" in e or "runtime error" in e)
+            out[key] = "grants=%d,violations=%d,findings=%d" % (fig["grants"], fig["violations"],
+                                                                findings)
+            notes.extend(errs[:3])
+            return fig["violations"] == 0 and not errs
+
         for label, build in (("asan_ubsan", self.a.asan_build), ("tsan", self.a.tsan_build)):
             if not build:
                 notes.append("%s: no build given" % label)
@@ -769,24 +821,15 @@ class Suite:
                 url = None
                 schema = None
                 if backend == "sqlite":
-                    url = "sqlite:" + os.path.join(d, "locks.db")
+                    _, url = self.sqlite_db(d, build=build)
                     schema = ""
-                    self.migrate("", url=url, build=build)
                 fig, errs, _ = self.soak("san", d, 4, 15000, url=url, schema=schema,
                                          env_extra=env, build=build)
-                findings = sum(1 for e in errs if "Sanitizer" in e or "runtime error" in e)
-                out["%s_%s" % (label, backend)] = "grants=%d,violations=%d,findings=%d" % (
-                    fig["grants"], fig["violations"], findings)
-                ok &= fig["violations"] == 0 and not errs
-                notes += errs[:3]
+                ok &= record("%s_%s" % (label, backend), fig, errs)
             # Semaphores (fair waiting, tickets, the unit sweep) on PostgreSQL, shorter.
             d = self.dir("san-%s-sem" % label)
             fig, errs, _ = self.sem_soak("ssan", d, 4, 10000, env_extra=env, build=build)
-            findings = sum(1 for e in errs if "Sanitizer" in e or "runtime error" in e)
-            out["%s_pg_sem" % label] = "grants=%d,violations=%d,findings=%d" % (
-                fig["grants"], fig["violations"], findings)
-            ok &= fig["violations"] == 0 and not errs
-            notes += errs[:3]
+            ok &= record("%s_pg_sem" % label, fig, errs)
         self.report("12.sanitizers", ok, out, t0, notes)
 
     def broken_build_check(self):
@@ -847,19 +890,14 @@ class Suite:
             schema = self.schema(tag)
             self.migrate(schema, url=url, build=build)
         names = ["%s-a" % tag, "%s-f" % tag]
-        ps, hist = [], []
-        for i in range(procs):
-            h = os.path.join(d, "w%d.hist" % i)
-            hist.append(h)
-            args = ["--mode", "semaphore", "--id", "w%d" % i, "--history", h,
-                    "--names", ",".join(names), "--fair-names", names[1],
-                    "--limit", self.SEM_LIMIT, "--count", 0, "--count-max", 2,
-                    "--ttl-ms", ttl, "--hold-min-ms", 0, "--hold-max-ms", 30,
-                    "--near-ttl-pct", 4, "--wait-ms", wait_ms or 4 * ttl,
-                    "--duration-ms", duration_ms, "--seed", i + 1, "--schema", schema]
-            if op_timeout_ms:
-                args += ["--op-timeout-ms", op_timeout_ms]
-            ps.append(self.spawn(args + list(extra), url=url, env_extra=env_extra, build=build))
+        ps, hist = self.workers(d, procs, "semaphore", lambda i: [
+            "--names", ",".join(names), "--fair-names", names[1],
+            "--limit", self.SEM_LIMIT, "--count", 0, "--count-max", 2,
+            "--ttl-ms", ttl, "--hold-min-ms", 0, "--hold-max-ms", 30,
+            "--near-ttl-pct", 4, "--wait-ms", wait_ms or 4 * ttl,
+            "--duration-ms", duration_ms, "--seed", i + 1, "--schema", schema] +
+            (["--op-timeout-ms", op_timeout_ms] if op_timeout_ms else []) + list(extra),
+            url=url, env_extra=env_extra, build=build)
         errs = self.wait_all(ps, duration_ms / 1000 + 8 * ttl / 1000 + 60)
         fig, violations, _, _ = check.check(hist, expect_no_loss=True,
                                             limits={n: self.SEM_LIMIT for n in names})
@@ -901,12 +939,7 @@ class Suite:
         self.wait_line(ah, r" grant ")
         self.wait_line(bh, r" grant ")
         w, wh = self.sem_holder(d, "waiter-a", schema, "sk-a", 200, ttl, limit, 1)
-        self.wait_line(wh, r" attempt ")
-        time.sleep(0.3)
-        t_kill = now()
-        a.kill()
-        g = self.wait_line(wh, r" grant ", timeout=30)
-        take_a = (int(g[0]) - t_kill) / MS
+        g, take_a = self.kill_when_waiting(a, wh)
         held = max(int(self.lines(h, "grant")[0][4]) for h in (ah, bh))
         ok &= int(g[4]) > held and take_a <= ttl + bound
         out["incs_takeover_ms"] = round(take_a)
@@ -982,16 +1015,9 @@ class Suite:
         self.wait_line(ah, r" renewed ")
         self.wait_line(bh, r" grant ")
         w, wh = self.sem_holder(d, "waiter", schema, "sp-a", 1000, ttl, limit, 1)
-        self.wait_line(wh, r" attempt ")
-        time.sleep(0.1)
-        t_stop = now()
-        os.kill(a.pid, signal.SIGSTOP)
-        g = self.wait_line(wh, r" grant ", timeout=30)
-        time.sleep(0.2)
-        t_cont = now()
-        os.kill(a.pid, signal.SIGCONT)
+        t_stop, t_cont, g = self.pause_past_ttl(a, wh, r" grant ")
         self.wait_all([a, b, w], 40)
-        lost = [int(p[0]) for p in self.lines(ah, "lost") + self.lines(ah, "noticed_lost")]
+        lost = self.loss_times(ah)
         lag = (min(lost) - t_cont) / MS if lost else -1
         valid_after = sum(1 for p in self.lines(ah, "valid") if int(p[0]) > t_stop)
         ok &= bool(lost) and 0 <= lag <= 200
@@ -1000,16 +1026,7 @@ class Suite:
                    valid_claims_after_stop=valid_after)
         # Pauses shorter than ttl/3 lose nothing.
         s, sh = self.sem_holder(d, "short", schema, "sp-b", 6000, ttl, limit, 1)
-        self.wait_line(sh, r" grant ")
-        pauses = 0
-        for k in range(4):
-            time.sleep(0.6 + 0.17 * k)
-            os.kill(s.pid, signal.SIGSTOP)
-            time.sleep(ttl / 3 / 1000 - 0.1)
-            os.kill(s.pid, signal.SIGCONT)
-            pauses += 1
-        self.wait_all([s], 30)
-        short_lost = len(self.lines(sh, "lost") + self.lines(sh, "noticed_lost"))
+        pauses, short_lost = self.pause_briefly(s, sh, ttl)
         ok &= short_lost == 0
         fig, violations, _, _ = check.check([ah, bh, wh, sh], limits={"sp-a": limit,
                                                                        "sp-b": limit})
@@ -1027,16 +1044,11 @@ class Suite:
         ttl = 2000
         dur = 30000
         names = ["sr-a", "sr-f"]
-        ps, hist = [], []
-        for i in range(6):
-            h = os.path.join(d, "w%d.hist" % i)
-            hist.append(h)
-            ps.append(self.spawn(["--mode", "semaphore", "--id", "w%d" % i, "--history", h,
-                                  "--names", ",".join(names), "--fair-names", names[1],
-                                  "--limit", self.SEM_LIMIT, "--count", 0, "--count-max", 2,
-                                  "--ttl-ms", ttl, "--hold-max-ms", 30, "--duration-ms", dur,
-                                  "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
-                                  "--schema", schema]))
+        ps, hist = self.workers(d, 6, "semaphore", lambda i: [
+            "--names", ",".join(names), "--fair-names", names[1], "--limit", self.SEM_LIMIT,
+            "--count", 0, "--count-max", 2, "--ttl-ms", ttl, "--hold-max-ms", 30,
+            "--duration-ms", dur, "--op-timeout-ms", 2000, "--wait-ms", 3000, "--seed", i + 1,
+            "--schema", schema])
         restarts = self.restart_server(t0, (("fast", 6), ("immediate", 15)))
         errs = self.wait_all(ps, dur / 1000 + 60)
         fig, violations, _, _ = check.check(hist, limits={n: self.SEM_LIMIT for n in names})
@@ -1061,46 +1073,20 @@ class Suite:
                                 extra=["--op-timeout-ms", op])
         self.wait_line(vh, r" renewed ")
         w, wh = self.sem_holder(d, "waiter", schema, "sx-a", 1500, ttl, limit, 1, wait_ms=20000)
-        self.wait_line(wh, r" attempt ")
-        t_stall = now()
-        self.control(cport, "stall")
-        try:
-            v.wait(ttl / 1000 + 4 * op / 1000 + 5)
-            exited_ms = round((now() - t_stall) / MS)
-        except subprocess.TimeoutExpired:
-            exited_ms = -1
-            notes.append("stalled holder did not exit while the proxy stalled (stuck thread)")
-        g = self.wait_line(wh, r" grant ", timeout=30)
-        self.control(cport, "pass")  # the stalled bytes (a late renewal?) now reach the server
-        time.sleep(0.5)
+        t_stall, exited_ms, g = self.stall(cport, v, wh, ttl, op, notes)
         self.wait_all([v, w, other], 30)
         fig, violations, leases, _ = check.check([vh, wh, oh], limits={"sx-a": limit})
-        vl = [l for l in leases.values() if l.wid == "stalled"][0]
-        gone = min(x for x in (vl.lost, vl.noticed) if x is not None) if (vl.lost or vl.noticed) else None
-        lag = (gone - vl.max_safe) / MS if gone else -1
-        late_renewals = sum(1 for p in self.lines(vh, "renewed") if int(p[0]) > t_stall)
-        wl = [l for l in leases.values() if l.wid == "waiter"][0]
-        waiter_lost = 1 if (wl.lost or wl.noticed) else 0
-        ok &= (gone is not None and 0 <= lag <= 100 and exited_ms >= 0 and late_renewals == 0 and
-               waiter_lost == 0 and fig["violations"] == 0)
-        out.update(stall_loss_lag_ms=round(lag, 1), stalled_exit_ms=exited_ms,
-                   takeover_ms=round((int(g[0]) - t_stall) / MS), late_renewals=late_renewals,
-                   over_limit=fig["overlaps"], max_units=fig["max_units"],
+        stall_ok, stall_out = self.stall_figures(fig, leases, vh, t_stall, exited_ms, g)
+        ok &= stall_ok
+        out.update(stall_out)
+        out.update(over_limit=fig["overlaps"], max_units=fig["max_units"],
                    token_regressions=fig["token_regressions"])
         self.stop(pp)
         self.report("17.sem_proxy", ok, out, t0, violations + notes)
 
     def s18_sem_sqlite(self):
         t0 = time.monotonic()
-        d = self.dir("sem-sqlite")
-        db = os.path.join(d, "locks.db")
-        url = "sqlite:" + db
-        dur = 12000 if self.quick else 60000
-        self.migrate("", url=url)
-        fig, notes, _ = self.sem_soak("lsem", d, 6, dur, schema="", url=url)
-        con = sqlite3.connect(db)
-        integrity = con.execute("PRAGMA integrity_check").fetchone()[0]
-        con.close()
+        fig, notes, integrity = self.sqlite_soak(self.sem_soak, "sem-sqlite", "lsem", 12000)
         out = self.sem_core(fig)
         out.update(limit=self.SEM_LIMIT, integrity_check=integrity)
         ok = (fig["violations"] == 0 and fig["errors"] == 0 and integrity == "ok" and not notes
@@ -1215,23 +1201,16 @@ class Suite:
         dur = 20000 if self.quick else 120000
         ttl, op = 3000, 1000
         locks, sem, limit = ["nm-a", "nm-b"], "nm-s", 2
-        ps, hist = [], []
         common = ["--ttl-ms", ttl, "--hold-max-ms", 30, "--near-ttl-pct", 4,
                   "--wait-ms", 2 * ttl, "--duration-ms", dur, "--op-timeout-ms", op,
                   "--schema", schema]
-        for i in range(4):
-            h = os.path.join(d, "w%d.hist" % i)
-            hist.append(h)
-            ps.append(self.spawn(["--mode", "soak", "--id", "w%d" % i, "--history", h,
-                                  "--names", ",".join(locks), "--fence-port", fport,
-                                  "--seed", seed + i] + common, url=purl))
-        for i in range(2):
-            h = os.path.join(d, "s%d.hist" % i)
-            hist.append(h)
-            ps.append(self.spawn(["--mode", "semaphore", "--id", "s%d" % i, "--history", h,
-                                  "--names", sem, "--fair-names", sem, "--limit", limit,
-                                  "--count", 0, "--count-max", 2,
-                                  "--seed", seed + 10 + i] + common, url=purl))
+        ps, hist = self.workers(d, 4, "soak", lambda i: [
+            "--names", ",".join(locks), "--fence-port", fport, "--seed", seed + i] + common,
+            url=purl)
+        sps, shist = self.workers(d, 2, "semaphore", lambda i: [
+            "--names", sem, "--fair-names", sem, "--limit", limit, "--count", 0,
+            "--count-max", 2, "--seed", seed + 10 + i] + common, tag="s", url=purl)
+        ps, hist = ps + sps, hist + shist
         errs = self.wait_all(ps, dur / 1000 + 8 * ttl / 1000 + 60)
         st = self.proxy_stats(cport)
         self.stop(fp)

@@ -20,24 +20,17 @@
 
 #include "common.hpp"
 
-namespace {
-volatile std::sig_atomic_t stop = 0;
-void on_signal(int) { stop = 1; }
-}  // namespace
-
 int main(int argc, char** argv) {
   try {
     fault::args a(argc, argv);
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGPIPE, SIG_IGN);
+    fault::stop_on_signals();
     int port = 0;
     int lfd = fault::listen_loopback(port);
     fault::history log(a.str("log"));
     sqlock::fence fence;
     std::unordered_map<int, std::string> inbuf;
     fault::write_file_atomically(a.str("port-file"), std::to_string(port) + "\n");
-    while (!stop) {
+    while (!fault::stop_requested) {
       std::vector<pollfd> fds{{lfd, POLLIN, 0}};
       for (auto& [fd, buf] : inbuf) fds.push_back({fd, POLLIN, 0});
       if (::poll(fds.data(), fds.size(), 100) <= 0) continue;

@@ -45,9 +45,6 @@
 #include "common.hpp"
 
 namespace {
-volatile std::sig_atomic_t stop = 0;
-void on_signal(int) { stop = 1; }
-
 constexpr std::int64_t ms_ns = 1000000;
 constexpr std::int64_t held_until_flush = std::numeric_limits<std::int64_t>::max();
 constexpr std::int64_t hold_bound_ns = 60000 * ms_ns;   // `hold` without `flush`
@@ -94,21 +91,6 @@ struct counters {
   }
 };
 
-int connect_target(const std::string& host, int port) {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_port = htons(static_cast<std::uint16_t>(port));
-  ::inet_pton(AF_INET, host.c_str(), &a.sin_addr);
-  if (::connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) {
-    ::close(fd);
-    return -1;
-  }
-  int one = 1;
-  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  return fd;
-}
-
 std::int64_t uniform_ns(std::mt19937_64& rng, std::int64_t max_ns) {
   const std::int64_t lo = max_ns / 2;
   return lo + static_cast<std::int64_t>(rng() % static_cast<std::uint64_t>(max_ns - lo + 1));
@@ -118,9 +100,7 @@ std::int64_t uniform_ns(std::mt19937_64& rng, std::int64_t max_ns) {
 int main(int argc, char** argv) {
   try {
     fault::args a(argc, argv);
-    std::signal(SIGTERM, on_signal);
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGPIPE, SIG_IGN);
+    fault::stop_on_signals();
     const std::string host = a.str("target-host", "127.0.0.1");
     const int target = static_cast<int>(a.num("target-port", 0));
     const std::string stats_file = a.str("stats-file");
@@ -185,7 +165,7 @@ int main(int argc, char** argv) {
       if (p.listener && count.hold + count.delay + count.cut != before) ++count.listen_actions;
       p.queue[side].push_back(std::move(c));
     };
-    while (!stop) {
+    while (!fault::stop_requested) {
       std::vector<pollfd> fds{{lfd, POLLIN, 0}, {cfd, POLLIN, 0}};
       for (int c : controls) fds.push_back({c, POLLIN, 0});
       const std::size_t first_pair = fds.size();
@@ -283,7 +263,7 @@ int main(int argc, char** argv) {
         if (c >= 0) {
           int one = 1;
           ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-          int s = m == mode::refuse ? -1 : connect_target(host, target);
+          int s = m == mode::refuse ? -1 : fault::connect_tcp(host, target);
           if (s < 0) {
             ::close(c);
           } else {

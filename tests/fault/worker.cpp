@@ -151,6 +151,20 @@ sqlock::client_options client_options(const config& cfg, fault::history& h) {
   return o;
 }
 
+/// Releases `l`, between the history lines "release_begin" and "released" (or "release_err"
+/// with the error's code).
+void release(fault::history& h, sqlock::lease& l, const std::string& wid, const std::string& name,
+             long long token, const std::string& lease_id) {
+  h.line("%s release_begin %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+  try {
+    l.release();
+    h.line("%s released %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
+  } catch (const sqlock::error& e) {
+    h.line("%s release_err %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+           code_name(e.code()));
+  }
+}
+
 /// The soak loop of one thread: acquire a random name, hold it for a random time while
 /// validating the lease and writing to the fenced resource, release.
 // One validation of a held lease, recorded with the instant it was taken, and one fenced write
@@ -255,14 +269,7 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
         std::this_thread::sleep_for(ms{cfg.write_every_ms});
       }
     }
-    h.line("%s release_begin %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
-    try {
-      l->release();
-      h.line("%s released %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
-    } catch (const sqlock::error& e) {
-      h.line("%s release_err %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
-             code_name(e.code()));
-    }
+    release(h, *l, wid, name, token, lease_id);
   }
 }
 
@@ -334,14 +341,7 @@ void late_renewal(const config& cfg, sqlock::client& c, fault::history& h, long 
   for (int i = 0; i < 10 && !renew("renew_again", std::nullopt); ++i)
     std::this_thread::sleep_for(100ms);
   validator.join();
-  h.line("%s release_begin %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
-  try {
-    l->release();
-    h.line("%s released %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
-  } catch (const sqlock::error& e) {
-    h.line("%s release_err %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(),
-           code_name(e.code()));
-  }
+  release(h, *l, wid, name, token, lease_id);
 }
 
 /// The herd: every thread of every process tries the same name at the same instant, round

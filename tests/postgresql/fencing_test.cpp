@@ -5,6 +5,8 @@
 #include <sqlock/sqlock.hpp>
 
 #include <atomic>
+#include <optional>
+#include <string>
 #include <thread>
 
 #include "support/fixtures.hpp"
@@ -33,6 +35,160 @@ sqlock::client_options counting_busy(sqlock::client_options o, std::atomic<int>&
   });
   return o;
 }
+
+// The lock and the semaphore side of the checks below, which are the same but for these: a
+// lock "ledger", or units of a semaphore "slots" (of a limit that leaves none over where it
+// matters), and the fencing function and holders' table of each.
+struct lock_kind {
+  static constexpr const char* name = "ledger";
+  static constexpr const char* assert_function = ".sqlock_assert_held(text, bigint)";
+  static constexpr const char* table = ".sqlock_locks";
+  static std::optional<sqlock::lease> pinned(sqlock::client& c) {
+    return c.try_acquire(name, sqlock_test::ttl(300ms, false));
+  }
+  static sqlock::lease take(sqlock::client& c) { return c.acquire(name); }
+  static std::optional<sqlock::lease> renewed(sqlock::client& c) {
+    return c.try_acquire(name, sqlock_test::ttl(6000ms, true));
+  }
+  static std::optional<sqlock::lease> plain(sqlock::client& c) { return c.try_acquire(name); }
+  static std::optional<sqlock::lease> any(sqlock::client& c) { return plain(c); }
+  static bool held(sqlock::client& c) { return c.inspect(name)->held; }
+  static bool gone(sqlock::client& c) { return !c.inspect(name)->held; }
+  static void assert_held(pqxx::work& tx, std::int64_t token, const std::string& schema) {
+    sqlock::postgresql::assert_held(tx, name, token, schema);
+  }
+};
+
+struct semaphore_kind {
+  static constexpr const char* name = "slots";
+  static constexpr const char* assert_function = ".sqlock_semaphore_assert_held(text, bigint)";
+  static constexpr const char* table = ".sqlock_semaphore_holders";
+  static std::optional<sqlock::lease> pinned(sqlock::client& c) {
+    return c.try_acquire_semaphore(name, units_of(1, 300ms, false));
+  }
+  static sqlock::lease take(sqlock::client& c) {
+    return c.acquire_semaphore(name, units_of(1, 30000ms, true));
+  }
+  static std::optional<sqlock::lease> renewed(sqlock::client& c) {
+    return c.try_acquire_semaphore(name, units_of(2, 6000ms, true));
+  }
+  static std::optional<sqlock::lease> plain(sqlock::client& c) {
+    return c.try_acquire_semaphore(name, units_of(3, 30000ms, true));
+  }
+  static std::optional<sqlock::lease> any(sqlock::client& c) {
+    return c.try_acquire_semaphore(name, units_of(2, 30000ms, true));
+  }
+  static bool held(sqlock::client& c) { return c.inspect_semaphore(name)->used == 1; }
+  static bool gone(sqlock::client& c) { return c.inspect_semaphore(name)->used == 0; }
+  static void assert_held(pqxx::work& tx, std::int64_t token, const std::string& schema) {
+    sqlock::postgresql::assert_semaphore_held(tx, name, token, schema);
+  }
+};
+
+// A fenced write: a transaction that asserts `token` held, then writes (`entry`, `token`) into
+// the table "ledger" of `schema`.
+template <typename Kind>
+void fenced_insert(pqxx::connection& app, const std::string& schema, const char* entry,
+                   std::int64_t token) {
+  pqxx::work tx(app);
+  Kind::assert_held(tx, token, schema);
+  tx.exec_params("INSERT INTO " + tx.quote_name(schema) + ".ledger VALUES ($1, $2)", entry,
+                 token);
+  tx.commit();
+}
+
+// A fenced write with a token no longer held fails as lease_lost (SQLSTATE SQ001).
+template <typename Kind>
+void check_stale_write_rejected(pqxx::connection& app, const std::string& schema,
+                                std::int64_t stale) {
+  sqlock::errc code = sqlock::errc::internal;
+  try {
+    fenced_insert<Kind>(app, schema, "late", stale);
+  } catch (const sqlock::error& e) {
+    code = e.code();
+    CHECK(e.sqlstate() == "SQ001");
+  }
+  CHECK(code == sqlock::errc::lease_lost);
+}
+
+// An expired lease pinned by an open fenced transaction cannot pass to another client before
+// the transaction ends.
+template <typename Kind>
+void check_pinned_lease_does_not_pass() {
+  postgresql_fixture db;
+  sqlock::client holder(db.url(), db.options());
+  auto l = Kind::pinned(holder);
+  REQUIRE(l);
+  pqxx::connection app(db.direct_url());
+  pqxx::work tx(app);
+  Kind::assert_held(tx, l->token(), db.schema());
+
+  std::atomic<std::int64_t> taken{0};
+  std::thread taker([&] {
+    sqlock::client other(db.url(), db.options());
+    taken = Kind::take(other).token();  // the lease expires, but the row is share-locked
+  });
+  std::this_thread::sleep_for(800ms);  // well past the 300 ms lease
+  CHECK(taken.load() == 0);
+  tx.commit();
+  taker.join();
+  CHECK(taken.load() > l->token());
+  pqxx::work after(app);
+  CHECK_THROWS_AS(Kind::assert_held(after, l->token(), db.schema()), sqlock::error);
+}
+
+// A fenced transaction open across a renewal: the keepalive skips the row (at risk), it must
+// not block, and a release in the same thread must not wait for the transaction.
+template <typename Kind>
+void check_keepalive_inside_fenced_transaction() {
+  postgresql_fixture db;
+  std::atomic<int> busy{0};
+  sqlock::client holder(db.url(), counting_busy(db.options(), busy));
+  sqlock::client observer(db.url(), db.options());
+  pqxx::connection app(db.direct_url());
+  auto l = Kind::renewed(holder);
+  REQUIRE(l);
+  {
+    pqxx::work tx(app);
+    Kind::assert_held(tx, l->token(), db.schema());
+    REQUIRE(sqlock_test::eventually([&] { return busy.load() > 0; }, 5s));
+    CHECK_FALSE(l->lost());
+    auto start = std::chrono::steady_clock::now();
+    l->release();  // this thread's own transaction holds the row: must not wait for it
+    CHECK(std::chrono::steady_clock::now() - start < 500ms);
+    CHECK(l->state() == sqlock::lease_state::released);
+    CHECK(Kind::held(observer));  // not yet: the row is locked until we commit
+    tx.commit();
+  }
+  // The release completes in the background once the fenced transaction has ended.
+  CHECK(sqlock_test::eventually([&] { return Kind::gone(observer); }, 5s));
+  CHECK(Kind::any(observer));
+}
+
+// Schema 3: USAGE on the schema is no longer enough (EXECUTE is not PUBLIC's: a caller's open
+// transaction share-locks the row, see 003_hardening.up.sql); EXECUTE is, without table rights.
+template <typename Kind>
+void check_assert_needs_execute() {
+  postgresql_fixture db;
+  sqlock::client c(db.url(), db.options());
+  auto l = Kind::plain(c);
+  REQUIRE(l);
+  sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
+  admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
+  pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
+  {
+    pqxx::work tx(runtime);
+    CHECK_THROWS_AS(Kind::assert_held(tx, l->token(), db.schema()),
+                    pqxx::insufficient_privilege);
+  }
+  admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) + Kind::assert_function +
+              " TO sqlock_runtime");
+  pqxx::work tx(runtime);
+  CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + Kind::table));
+  pqxx::work tx2(runtime);
+  CHECK_NOTHROW(Kind::assert_held(tx2, l->token(), db.schema()));
+  CHECK_THROWS_AS(Kind::assert_held(tx2, l->token() + 1, db.schema()), sqlock::error);
+}
 }  // namespace
 
 TEST_SUITE("postgresql") {
@@ -48,58 +204,19 @@ TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
   }
   auto old = a.try_acquire("ledger", sqlock_test::ttl(200ms, false));
   REQUIRE(old);
-  {
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_held(tx, "ledger", old->token(), db.schema());
-    tx.exec_params("INSERT INTO " + tx.quote_name(db.schema()) + ".ledger VALUES ($1, $2)",
-                   "first", old->token());
-    tx.commit();
-  }
+  fenced_insert<lock_kind>(app, db.schema(), "first", old->token());
   std::optional<sqlock::lease> fresh;
   CHECK(sqlock_test::eventually([&] { return bool(fresh = b.try_acquire("ledger")); }));
   REQUIRE(fresh);
   CHECK(fresh->token() > old->token());
-  {
-    pqxx::work tx(app);
-    sqlock::errc code = sqlock::errc::internal;
-    try {
-      sqlock::postgresql::assert_held(tx, "ledger", old->token(), db.schema());
-      tx.exec_params("INSERT INTO " + tx.quote_name(db.schema()) + ".ledger VALUES ($1, $2)",
-                     "late", old->token());
-      tx.commit();
-    } catch (const sqlock::error& e) {
-      code = e.code();
-      CHECK(e.sqlstate() == "SQ001");
-    }
-    CHECK(code == sqlock::errc::lease_lost);
-  }
+  check_stale_write_rejected<lock_kind>(app, db.schema(), old->token());
   pqxx::work tx(app);
   CHECK(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".ledger")[0][0].as<int>() == 1);
   CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "no-such-lock", 1, db.schema()), sqlock::error);
 }
 
 TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
-  postgresql_fixture db;
-  sqlock::client holder(db.url(), db.options());
-  auto l = holder.try_acquire("ledger", sqlock_test::ttl(300ms, false));
-  REQUIRE(l);
-  pqxx::connection app(db.direct_url());
-  pqxx::work tx(app);
-  sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
-
-  std::atomic<std::int64_t> taken{0};
-  std::thread taker([&] {
-    sqlock::client other(db.url(), db.options());
-    taken = other.acquire("ledger").token();  // the lease expires, but the row is share-locked
-  });
-  std::this_thread::sleep_for(800ms);  // well past the 300 ms lease
-  CHECK(taken.load() == 0);
-  tx.commit();
-  taker.join();
-  CHECK(taken.load() > l->token());
-  pqxx::work after(app);
-  CHECK_THROWS_AS(sqlock::postgresql::assert_held(after, "ledger", l->token(), db.schema()),
-                  sqlock::error);
+  check_pinned_lease_does_not_pass<lock_kind>();
 }
 
 // An attempt on a row share-locked by an open fenced transaction must not wait for that
@@ -159,55 +276,11 @@ TEST_CASE("inside a fenced transaction the keepalive does not stall and a releas
   // The ttl leaves seconds between the skipped renewal (due at ttl/3) and the safety deadline
   // (0.9 ttl), and between the last renewal and the reads below: with 900 ms this test read
   // an already expired row on a loaded 2-core machine under ASan.
-  postgresql_fixture db;
-  std::atomic<int> busy{0};
-  sqlock::client holder(db.url(), counting_busy(db.options(), busy));
-  sqlock::client observer(db.url(), db.options());
-  pqxx::connection app(db.direct_url());
-  auto l = holder.try_acquire("ledger", sqlock_test::ttl(6000ms, true));
-  REQUIRE(l);
-  {
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
-    // Hold the share lock across a renewal: the keepalive skips the row (at risk), it must
-    // not block.
-    REQUIRE(sqlock_test::eventually([&] { return busy.load() > 0; }, 5s));
-    CHECK_FALSE(l->lost());
-    auto start = std::chrono::steady_clock::now();
-    l->release();  // this thread's own transaction holds the row: must not wait for it
-    CHECK(std::chrono::steady_clock::now() - start < 500ms);
-    CHECK(l->state() == sqlock::lease_state::released);
-    CHECK(observer.inspect("ledger")->held);  // not yet: the row is locked until we commit
-    tx.commit();
-  }
-  // The release completes in the background once the fenced transaction has ended.
-  CHECK(sqlock_test::eventually([&] { return !observer.inspect("ledger")->held; }, 5s));
-  CHECK(observer.try_acquire("ledger"));
+  check_keepalive_inside_fenced_transaction<lock_kind>();
 }
 
-// Schema 3: USAGE on the schema is no longer enough (EXECUTE is not PUBLIC's: a caller's open
-// transaction share-locks the row, see 003_hardening.up.sql); EXECUTE is, without table rights.
 TEST_CASE("sqlock_assert_held needs EXECUTE (USAGE on the schema is not enough), no table rights") {
-  postgresql_fixture db;
-  sqlock::client c(db.url(), db.options());
-  auto l = c.try_acquire("ledger");
-  REQUIRE(l);
-  sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
-  admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
-  pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
-  {
-    pqxx::work tx(runtime);
-    CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema()),
-                    pqxx::insufficient_privilege);
-  }
-  admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) +
-              ".sqlock_assert_held(text, bigint) TO sqlock_runtime");
-  pqxx::work tx(runtime);
-  CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".sqlock_locks"));
-  pqxx::work tx2(runtime);
-  CHECK_NOTHROW(sqlock::postgresql::assert_held(tx2, "ledger", l->token(), db.schema()));
-  CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx2, "ledger", l->token() + 1, db.schema()),
-                  sqlock::error);
+  check_assert_needs_execute<lock_kind>();
 }
 
 TEST_CASE("a fenced write with a semaphore holder's stale token is rejected and changes nothing") {
@@ -223,30 +296,13 @@ TEST_CASE("a fenced write with a semaphore holder's stale token is rejected and 
   }
   auto old = a.try_acquire_semaphore("slots", units_of(1, 200ms, false));
   REQUIRE(old);
-  {
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_semaphore_held(tx, "slots", old->token(), db.schema());
-    tx.exec_params("INSERT INTO " + ledger + " VALUES ($1, $2)", "first", old->token());
-    tx.commit();
-  }
+  fenced_insert<semaphore_kind>(app, db.schema(), "first", old->token());
   std::optional<sqlock::lease> fresh;
   CHECK(sqlock_test::eventually(
       [&] { return bool(fresh = b.try_acquire_semaphore("slots", units_of(1, 30000ms, true))); }));
   REQUIRE(fresh);
   CHECK(fresh->token() > old->token());
-  {
-    pqxx::work tx(app);
-    sqlock::errc code = sqlock::errc::internal;
-    try {
-      sqlock::postgresql::assert_semaphore_held(tx, "slots", old->token(), db.schema());
-      tx.exec_params("INSERT INTO " + ledger + " VALUES ($1, $2)", "late", old->token());
-      tx.commit();
-    } catch (const sqlock::error& e) {
-      code = e.code();
-      CHECK(e.sqlstate() == "SQ001");
-    }
-    CHECK(code == sqlock::errc::lease_lost);
-  }
+  check_stale_write_rejected<semaphore_kind>(app, db.schema(), old->token());
   {
     pqxx::work tx(app);
     CHECK_NOTHROW(sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(),
@@ -282,83 +338,18 @@ TEST_CASE("a fenced write with a semaphore holder's stale token is rejected and 
 }
 
 TEST_CASE("a semaphore's units cannot pass to another while a fenced transaction is open") {
-  postgresql_fixture db;
-  sqlock::client holder(db.url(), db.options());
-  auto l = holder.try_acquire_semaphore("slots", units_of(1, 300ms, false));
-  REQUIRE(l);
-  pqxx::connection app(db.direct_url());
-  pqxx::work tx(app);
-  sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema());
-
-  std::atomic<std::int64_t> taken{0};
-  std::thread taker([&] {
-    sqlock::client other(db.url(), db.options());
-    taken = other.acquire_semaphore("slots", units_of(1, 30000ms, true)).token();
-  });
-  std::this_thread::sleep_for(800ms);  // well past the 300 ms lease
-  CHECK(taken.load() == 0);
-  tx.commit();
-  taker.join();
-  CHECK(taken.load() > l->token());
-  pqxx::work after(app);
-  CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(after, "slots", l->token(),
-                                                            db.schema()),
-                  sqlock::error);
+  check_pinned_lease_does_not_pass<semaphore_kind>();
 }
 
 TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall and a release "
           "does not deadlock") {
   // As in the lock's case above (this one read 0 units used under ASan with a 900 ms ttl: the
   // holder's row had expired by the database clock before the observer's read).
-  postgresql_fixture db;
-  std::atomic<int> busy{0};
-  sqlock::client holder(db.url(), counting_busy(db.options(), busy));
-  sqlock::client observer(db.url(), db.options());
-  pqxx::connection app(db.direct_url());
-  auto l = holder.try_acquire_semaphore("slots", units_of(2, 6000ms, true));
-  REQUIRE(l);
-  {
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema());
-    // Across a renewal: the keepalive skips the row, at risk.
-    REQUIRE(sqlock_test::eventually([&] { return busy.load() > 0; }, 5s));
-    CHECK_FALSE(l->lost());
-    auto start = std::chrono::steady_clock::now();
-    l->release();  // this thread's own transaction holds the row: must not wait for it
-    CHECK(std::chrono::steady_clock::now() - start < 500ms);
-    CHECK(l->state() == sqlock::lease_state::released);
-    CHECK(observer.inspect_semaphore("slots")->used == 1);  // not yet: the row is locked
-    tx.commit();
-  }
-  CHECK(sqlock_test::eventually([&] { return observer.inspect_semaphore("slots")->used == 0; },
-                                5s));
-  CHECK(observer.try_acquire_semaphore("slots", units_of(2, 30000ms, true)));
+  check_keepalive_inside_fenced_transaction<semaphore_kind>();
 }
 
 TEST_CASE("sqlock_semaphore_assert_held needs EXECUTE (USAGE on the schema is not enough), "
           "no table rights") {
-  postgresql_fixture db;
-  sqlock::client c(db.url(), db.options());
-  auto l = c.try_acquire_semaphore("slots", units_of(3, 30000ms, true));
-  REQUIRE(l);
-  sqlock_test::pg_session admin(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"));
-  admin.query("GRANT USAGE ON SCHEMA " + admin.ident(db.schema()) + " TO sqlock_runtime");
-  pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
-  {
-    pqxx::work tx(runtime);
-    CHECK_THROWS_AS(
-        sqlock::postgresql::assert_semaphore_held(tx, "slots", l->token(), db.schema()),
-        pqxx::insufficient_privilege);
-  }
-  admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) +
-              ".sqlock_semaphore_assert_held(text, bigint) TO sqlock_runtime");
-  pqxx::work tx(runtime);
-  CHECK_THROWS(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) +
-                       ".sqlock_semaphore_holders"));
-  pqxx::work tx2(runtime);
-  CHECK_NOTHROW(sqlock::postgresql::assert_semaphore_held(tx2, "slots", l->token(), db.schema()));
-  CHECK_THROWS_AS(
-      sqlock::postgresql::assert_semaphore_held(tx2, "slots", l->token() + 1, db.schema()),
-      sqlock::error);
+  check_assert_needs_execute<semaphore_kind>();
 }
 }

@@ -30,6 +30,40 @@ double percentile(std::vector<double> v, double p) {
   return v[std::min(i, v.size() - 1)];
 }
 
+// `rounds` handoffs of "handoff" from a lease of `try_acquire()` to a waiter in `acquire()`
+// (another client's): each released once the waiter has marked the row of `table` (it is then
+// asleep on its watch). Returns the milliseconds from each release to the waiter's grant.
+template <typename TryAcquire, typename Acquire>
+std::vector<double> handoff_ms(int rounds, TryAcquire try_acquire, Acquire acquire,
+                               pg_session& raw, const std::string& table) {
+  std::vector<double> ms;
+  for (int i = 0; i < rounds; ++i) {
+    auto held = try_acquire();
+    REQUIRE(held);
+    std::atomic<steady::time_point::rep> got_at{0};
+    std::int64_t token = 0;
+    std::thread t([&] {
+      auto l = acquire();
+      got_at = steady::now().time_since_epoch().count();
+      token = l.token();
+      l.release();
+    });
+    REQUIRE(eventually([&] {
+      return raw.value("SELECT waiters_until > now() FROM " + table +
+                       " WHERE name = 'handoff'") == "t";
+    }));
+    std::this_thread::sleep_for(5ms);  // let the waiter reach its sleep: not synchronisation
+    auto released = steady::now();
+    held->release();
+    t.join();
+    CHECK(token > held->token());
+    ms.push_back(std::chrono::duration<double, std::milli>(
+                     steady::time_point(steady::duration(got_at.load())) - released)
+                     .count());
+  }
+  return ms;
+}
+
 }  // namespace
 
 TEST_SUITE("postgresql") {
@@ -83,32 +117,9 @@ TEST_CASE("a release wakes a waiter in another client through NOTIFY within mill
   // The waiter's listener is up and has verified itself.
   (void)waiter.get_backend()->watch("warm-up");
   REQUIRE(eventually([&] { return waiter.get_backend()->wakes_other_processes(); }, 5s));
-  std::vector<double> ms;
-  for (int i = 0; i < 30; ++i) {
-    auto held = holder.try_acquire("handoff");
-    REQUIRE(held);
-    std::atomic<steady::time_point::rep> got_at{0};
-    std::int64_t token = 0;
-    std::thread t([&] {
-      auto l = waiter.acquire("handoff");
-      got_at = steady::now().time_since_epoch().count();
-      token = l.token();
-      l.release();
-    });
-    // Release only once the waiter has marked the row (it is then asleep on its watch).
-    REQUIRE(eventually([&] {
-      return raw.value("SELECT waiters_until > now() FROM " + locks +
-                       " WHERE name = 'handoff'") == "t";
-    }));
-    std::this_thread::sleep_for(5ms);  // let the waiter reach its sleep: not synchronisation
-    auto released = steady::now();
-    held->release();
-    t.join();
-    CHECK(token > held->token());
-    ms.push_back(std::chrono::duration<double, std::milli>(
-                     steady::time_point(steady::duration(got_at.load())) - released)
-                     .count());
-  }
+  auto ms = handoff_ms(
+      30, [&] { return holder.try_acquire("handoff"); }, [&] { return waiter.acquire("handoff"); },
+      raw, locks);
   double p50 = percentile(ms, 0.5), p99 = percentile(ms, 0.99);
   std::printf("NOTIFY handoff on loopback, 30 rounds: p50 %.2f ms, p99 %.2f ms\n", p50, p99);
   CHECK(p50 < 50);  // generous: without a wake-up the waiter would sleep up to 2 s
@@ -128,32 +139,9 @@ TEST_CASE("a semaphore release wakes a waiter in another client through NOTIFY w
   o.count = 2;
   for (bool fair : {false, true}) {
     o.fair = fair;
-    std::vector<double> ms;
-    for (int i = 0; i < 15; ++i) {
-      auto held = holder.try_acquire_semaphore("handoff", o);
-      REQUIRE(held);
-      std::atomic<steady::time_point::rep> got_at{0};
-      std::int64_t token = 0;
-      std::thread t([&] {
-        auto l = waiter.acquire_semaphore("handoff", o);
-        got_at = steady::now().time_since_epoch().count();
-        token = l.token();
-        l.release();
-      });
-      // Release only once the waiter has marked the semaphore (it is then asleep).
-      REQUIRE(eventually([&] {
-        return raw.value("SELECT waiters_until > now() FROM " + semaphores +
-                         " WHERE name = 'handoff'") == "t";
-      }));
-      std::this_thread::sleep_for(5ms);  // let the waiter reach its sleep: not synchronisation
-      auto released = steady::now();
-      held->release();
-      t.join();
-      CHECK(token > held->token());
-      ms.push_back(std::chrono::duration<double, std::milli>(
-                       steady::time_point(steady::duration(got_at.load())) - released)
-                       .count());
-    }
+    auto ms = handoff_ms(
+        15, [&] { return holder.try_acquire_semaphore("handoff", o); },
+        [&] { return waiter.acquire_semaphore("handoff", o); }, raw, semaphores);
     double p50 = percentile(ms, 0.5), p99 = percentile(ms, 0.99);
     std::printf("semaphore NOTIFY handoff (%s) on loopback, 15 rounds: p50 %.2f ms, p99 %.2f ms\n",
                 fair ? "fair" : "not fair", p50, p99);

@@ -27,6 +27,7 @@
 #include "support/poll.hpp"
 #include "support/spawn.hpp"
 #include "support/temp_dir.hpp"
+#include "support/tokens.hpp"
 
 using namespace std::chrono_literals;
 using namespace sqlock_test;
@@ -333,10 +334,7 @@ TEST_CASE("no error of sqlock_assert_held or sqlock_semaphore_assert_held names 
   sqlock::client b(db.url(), db.options());
   sqlock::lock_options lo;
   lo.ttl = 30s;
-  auto old = a.try_acquire("ledger", lo);
-  REQUIRE(old);
-  const auto stale = old->token();
-  old->release();
+  const auto stale = sqlock_test::stale_token(a, "ledger", lo);
   auto current = b.try_acquire("ledger", lo);
   REQUIRE(current);
   REQUIRE(current->token() > stale);

@@ -11,7 +11,6 @@
 #include <filesystem>
 #include <fstream>
 #include <iterator>
-#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +18,7 @@
 #include "support/fixtures.hpp"
 #include "support/sqlite.hpp"
 #include "support/temp_dir.hpp"
+#include "support/tokens.hpp"
 
 using namespace std::chrono_literals;
 using sqlock_test::code_of;
@@ -111,16 +111,7 @@ TEST_CASE("an exhausted SQLite token counter refuses grants instead of repeating
         h, "UPDATE sqlock_counters SET value = 9223372036854775806 WHERE name = 'token'");
     sqlite3_close(h);
   }
-  auto last = c->try_acquire("a");
-  REQUIRE(last.has_value());
-  CHECK(last->token() == std::numeric_limits<std::int64_t>::max());
-  try {
-    (void)c->try_acquire("b");
-    FAIL("granted past the last token");
-  } catch (const sqlock::error& e) {
-    CHECK(e.code() == sqlock::errc::schema_mismatch);
-    CHECK(std::string(e.what()).find("exhausted") != std::string::npos);
-  }
+  (void)sqlock_test::check_tokens_run_out(*c);
   CHECK_FALSE(c->inspect("b").has_value());
 }
 
@@ -131,10 +122,7 @@ TEST_CASE("sqlite assert_held never names the current token") {
   a.migrate();
   sqlock::lock_options lo;
   lo.ttl = 30s;
-  auto old = a.try_acquire("ledger", lo);
-  REQUIRE(old);
-  const auto stale = old->token();
-  old->release();
+  const auto stale = sqlock_test::stale_token(a, "ledger", lo);
   // Tokens far apart, so that the stale one is no substring of the current one.
   for (int i = 0; i < 12; ++i) a.try_acquire("ledger", lo)->release();
   auto current = a.try_acquire("ledger", lo);
