@@ -24,12 +24,12 @@ struct config {
   std::string self_exe;
   bool smoke = false;
   int repeats = 3;
-  std::chrono::milliseconds run{3000};       ///< one measured run of a loop
+  std::chrono::milliseconds run{3000};  ///< one measured run of a loop
   std::vector<int> thread_counts{1, 2, 8};
-  int waiters = 5;                           ///< scenario 2 handoff
-  int keepalive_leases = 10000;              ///< scenario 3 and memory (6)
+  int waiters = 5;               ///< scenario 2 handoff
+  int keepalive_leases = 10000;  ///< scenario 3 and memory (6)
   std::chrono::milliseconds keepalive_ttl{3000};
-  int idle_leases = 1000;                    ///< scenario 6 idle CPU
+  int idle_leases = 1000;  ///< scenario 6 idle CPU
   std::chrono::milliseconds idle_window{10000};
   std::vector<long> table_sizes{1000, 100000, 1000000};
   int purge_repeats = 3;

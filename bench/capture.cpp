@@ -5,9 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <fstream>
-#include <sqlock/sqlock.hpp>
 #include <sstream>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 #include "util.hpp"
 
@@ -184,12 +185,18 @@ sem_statements capture_semaphore(const config& cfg, const std::string& chan, std
       for (auto& v : vals) {
         using k = sem_statements::slot;
         k slot = k::literal;
-        if (v && *v == name) slot = k::name;
-        else if (v && *v == nonce) slot = k::nonce;
-        else if (v && *v == owner) slot = k::owner;
-        else if (v && *v == chan) slot = k::channel;
-        else if (v && release && *v == token) slot = k::token;
-        else if (v && !release && *v == std::to_string(limit)) slot = k::limit;
+        if (v && *v == name)
+          slot = k::name;
+        else if (v && *v == nonce)
+          slot = k::nonce;
+        else if (v && *v == owner)
+          slot = k::owner;
+        else if (v && *v == chan)
+          slot = k::channel;
+        else if (v && release && *v == token)
+          slot = k::token;
+        else if (v && !release && *v == std::to_string(limit))
+          slot = k::limit;
         if (!v) throw failure("capture: a NULL parameter in " + st.sql.substr(0, 80));
         st.slots.push_back(slot);
         st.literals.push_back(*v);
@@ -212,13 +219,27 @@ std::string describe_slots(const sem_statements::stmt& st) {
     using k = sem_statements::slot;
     o << (i ? ", " : "") << "$" << i + 1 << " = ";
     switch (st.slots[i]) {
-      case k::name: o << "<name>"; break;
-      case k::nonce: o << "<random nonce>"; break;
-      case k::owner: o << "<owner>"; break;
-      case k::token: o << "<token>"; break;
-      case k::channel: o << "<channel>"; break;
-      case k::limit: o << "<limit>"; break;
-      case k::literal: o << "'" << st.literals[i] << "'"; break;
+      case k::name:
+        o << "<name>";
+        break;
+      case k::nonce:
+        o << "<random nonce>";
+        break;
+      case k::owner:
+        o << "<owner>";
+        break;
+      case k::token:
+        o << "<token>";
+        break;
+      case k::channel:
+        o << "<channel>";
+        break;
+      case k::limit:
+        o << "<limit>";
+        break;
+      case k::literal:
+        o << "'" << st.literals[i] << "'";
+        break;
     }
   }
   return o.str();

@@ -21,7 +21,8 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
   for (auto& v : s1v) {
     d1 << "\"" << v[1] << "\"";
     for (int t : cfg.thread_counts) {
-      double val = rep.median("s1", "cycles/s, " + std::to_string(t) + (t == 1 ? " thread" : " threads"), v[0]);
+      double val = rep.median(
+          "s1", "cycles/s, " + std::to_string(t) + (t == 1 ? " thread" : " threads"), v[0]);
       d1 << "\t" << (std::isnan(val) ? 0 : val);
     }
     d1 << "\n";
@@ -36,8 +37,7 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
       rep.median("s2", "baseline: bare UPDATE (round trip + commit) p99", "libpq"));
   row("NOTIFY", rep.median("s2", "handoff p50", "sqlock, LISTEN/NOTIFY"),
       rep.median("s2", "handoff p99", "sqlock, LISTEN/NOTIFY"));
-  row("polling",
-      rep.median("s2", "handoff p50", "sqlock, polling fallback (notifications=false)"),
+  row("polling", rep.median("s2", "handoff p50", "sqlock, polling fallback (notifications=false)"),
       rep.median("s2", "handoff p99", "sqlock, polling fallback (notifications=false)"));
   std::ofstream d5(dir + "/chart_s5.dat");
   d5 << "what\tsqlock\t\"bare sqlite3 (same SQL)\"\n";
@@ -47,7 +47,8 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
     d5 << "\"" << w << "\"\t" << (std::isnan(a) ? 0 : a) << "\t" << (std::isnan(b) ? 0 : b) << "\n";
   }
   std::ofstream d7(dir + "/chart_s7.dat");
-  d7 << "threads\t\"sqlock semaphore\"\t\"bare semaphore SQL\"\t\"sqlock lock\"\t\"bare lock SQL\"\n";
+  d7 << "threads\t\"sqlock semaphore\"\t\"bare semaphore SQL\"\t\"sqlock lock\"\t\"bare lock "
+        "SQL\"\n";
   for (int t : cfg.thread_counts) {
     std::string tl = std::to_string(t) + (t == 1 ? " thread" : " threads");
     d7 << "\"" << tl << "\"";
@@ -61,7 +62,8 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
   std::ofstream gp(dir + "/chart.gp");
   gp << "set terminal pngcairo size 1500,1000 font 'sans,10'\n"
         "set output 'performance.png'\n"
-        "set multiplot layout 2,2 title 'sqlock benchmark (medians of " << cfg.repeats
+        "set multiplot layout 2,2 title 'sqlock benchmark (medians of "
+     << cfg.repeats
      << " runs; same machine, same run)'\n"
         "set style data histograms\nset style histogram clustered gap 1\n"
         "set style fill solid 0.8 border -1\nset key top left font 'sans,8'\n"
@@ -69,7 +71,8 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
         "set title '1. Uncontended acquire+release (PostgreSQL 15)'\n"
         "set ylabel 'cycles/s (log scale)'\nset logscale y\n"
         "set xtics nomirror\n"
-        "plot for [i=2:" << cfg.thread_counts.size() + 1
+        "plot for [i=2:"
+     << cfg.thread_counts.size() + 1
      << "] 'chart_s1.dat' using i:xtic(1) title 'threads: ' . columnhead(i)\n"
         "unset logscale y\n"
         "set title '2. Handoff: release -> next grant (4 waiting)'\nset ylabel 'ms'\n"

@@ -7,10 +7,10 @@
 namespace bench {
 
 double server_stats::role_calls() {
-  return std::stod(admin.scalar(
-      "SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_roles r "
-      "ON r.oid = s.userid WHERE r.rolname = $1",
-      {role}));
+  return std::stod(
+      admin.scalar("SELECT coalesce(sum(calls), 0) FROM pg_stat_statements s JOIN pg_roles r "
+                   "ON r.oid = s.userid WHERE r.rolname = $1",
+                   {role}));
 }
 
 std::pair<double, double> server_stats::calls_like(const std::string& prefix) {

@@ -7,11 +7,12 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
-#include <sqlock/backend.hpp>
 #include <string>
 #include <thread>
 #include <utility>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 #include "pg.hpp"
 #include "util.hpp"

@@ -22,21 +22,21 @@ namespace bench {
 namespace {
 
 void usage() {
-  std::cerr <<
-      "usage: sqlock_bench [options]\n"
-      "  --pg URL            benchmark role, direct connection (required for PostgreSQL)\n"
-      "  --pg-admin URL      superuser (statistics, bulk fills)\n"
-      "  --pg-capture URL    role with log_statement=all (reads sqlock's statements)\n"
-      "  --pg-log FILE       the server's log file\n"
-      "  --pgbench PATH      pgbench binary (optional)\n"
-      "  --redis HOST:PORT   Redis for the baseline (optional)\n"
-      "  --sqlite-dir DIR    where the SQLite file goes (required for scenario 5)\n"
-      "  --out DIR           results directory (required)\n"
-      "  --smoke             tiny durations and sizes, one repeat (seconds in total)\n"
-      "  --repeats N         repeats per scenario (default 3)\n"
-      "  --seconds S         one measured run (default 3)\n"
-      "  --only LIST         scenarios to run, e.g. 1,5 (7, 8: semaphores on PostgreSQL, SQLite)\n"
-      "  sqlock_bench sqlite-worker ...   (internal: one SQLite process)\n";
+  std::cerr << "usage: sqlock_bench [options]\n"
+               "  --pg URL            benchmark role, direct connection (required for PostgreSQL)\n"
+               "  --pg-admin URL      superuser (statistics, bulk fills)\n"
+               "  --pg-capture URL    role with log_statement=all (reads sqlock's statements)\n"
+               "  --pg-log FILE       the server's log file\n"
+               "  --pgbench PATH      pgbench binary (optional)\n"
+               "  --redis HOST:PORT   Redis for the baseline (optional)\n"
+               "  --sqlite-dir DIR    where the SQLite file goes (required for scenario 5)\n"
+               "  --out DIR           results directory (required)\n"
+               "  --smoke             tiny durations and sizes, one repeat (seconds in total)\n"
+               "  --repeats N         repeats per scenario (default 3)\n"
+               "  --seconds S         one measured run (default 3)\n"
+               "  --only LIST         scenarios to run, e.g. 1,5 (7, 8: semaphores on PostgreSQL, "
+               "SQLite)\n"
+               "  sqlock_bench sqlite-worker ...   (internal: one SQLite process)\n";
 }
 
 std::string machine_line() {
@@ -78,21 +78,31 @@ int main(int argc, char** argv) {
       }
       return argv[++i];
     };
-    if (a == "--pg") cfg.pg_url = val();
-    else if (a == "--pg-admin") cfg.pg_admin_url = val();
-    else if (a == "--pg-capture") cfg.pg_capture_url = val();
-    else if (a == "--pg-log") cfg.pg_log = val();
-    else if (a == "--pgbench") cfg.pgbench = val();
+    if (a == "--pg")
+      cfg.pg_url = val();
+    else if (a == "--pg-admin")
+      cfg.pg_admin_url = val();
+    else if (a == "--pg-capture")
+      cfg.pg_capture_url = val();
+    else if (a == "--pg-log")
+      cfg.pg_log = val();
+    else if (a == "--pgbench")
+      cfg.pgbench = val();
     else if (a == "--redis") {
       auto hp = val();
       auto c = hp.rfind(':');
       cfg.redis_host = hp.substr(0, c);
       cfg.redis_port = std::stoi(hp.substr(c + 1));
-    } else if (a == "--sqlite-dir") cfg.sqlite_dir = val();
-    else if (a == "--out") cfg.out_dir = val();
-    else if (a == "--smoke") cfg.smoke = true;
-    else if (a == "--repeats") repeats = std::stoi(val());
-    else if (a == "--seconds") seconds = std::stod(val());
+    } else if (a == "--sqlite-dir")
+      cfg.sqlite_dir = val();
+    else if (a == "--out")
+      cfg.out_dir = val();
+    else if (a == "--smoke")
+      cfg.smoke = true;
+    else if (a == "--repeats")
+      repeats = std::stoi(val());
+    else if (a == "--seconds")
+      seconds = std::stod(val());
     else if (a == "--only") {
       std::stringstream ss(val());
       std::string s;

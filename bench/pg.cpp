@@ -67,10 +67,10 @@ void pg::prepare(const std::string& name, const std::string& sql, int nparams) {
 }
 
 pgresult pg::run(const char* name, const std::vector<const char*>& params) {
-  return check(c_,
-               PQexecPrepared(c_, name, static_cast<int>(params.size()), params.data(), nullptr,
-                              nullptr, 0),
-               name);
+  return check(
+      c_,
+      PQexecPrepared(c_, name, static_cast<int>(params.size()), params.data(), nullptr, nullptr, 0),
+      name);
 }
 
 redis::redis(const std::string& host, int port) {

@@ -54,8 +54,8 @@ run_result bare_lock_cycles(const config& cfg, const statements& st, int threads
     return [c, &st, i = 0](worker_ctx& w) mutable {
       auto name = name_for(base_plain, w.index, i++ % names_per_thread);
       auto nonce = random_hex(16);
-      auto r = c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false",
-                              "10000"});
+      auto r =
+          c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false", "10000"});
       if (PQntuples(r.get()) != 1 || PQgetvalue(r.get(), 0, 0)[0] != 't')
         throw failure("bare: uncontended acquire refused");
       std::string token = PQgetvalue(r.get(), 0, 1);
@@ -80,7 +80,9 @@ void run_postgresql(const config& cfg, report& rep) {
   auto st = capture(cfg);
   std::ofstream(cfg.out_dir + "/statements.sql")
       << "-- sqlock's statements as the server logged them (log_statement = all)\n-- acquire\n"
-      << st.acquire << ";\n-- release\n" << st.release << ";\n-- renew many\n" << st.renew << ";\n";
+      << st.acquire << ";\n-- release\n"
+      << st.release << ";\n-- renew many\n"
+      << st.renew << ";\n";
   if (cfg.wants("1")) {
     std::cerr << "scenario 1: uncontended cycles\n";
     scenario_uncontended(cfg, rep, st, stats);

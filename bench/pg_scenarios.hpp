@@ -7,9 +7,10 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <sqlock/sqlock.hpp>
 #include <string>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 #include "bench.hpp"
 #include "capture.hpp"
@@ -87,7 +88,6 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
 void scenario_handoff(const config& cfg, report& rep, const statements& st);
 void scenario_keepalive(const config& cfg, report& rep, server_stats& stats);
 void scenario_table_size(const config& cfg, report& rep, server_stats& stats);
-void scenario_semaphores(const config& cfg, report& rep, const statements& st,
-                         server_stats& stats);
+void scenario_semaphores(const config& cfg, report& rep, const statements& st, server_stats& stats);
 
 }  // namespace bench

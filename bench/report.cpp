@@ -31,9 +31,8 @@ const figure* report::find(const std::string& section, const std::string& metric
   return nullptr;
 }
 
-void report::add(const std::string& section, const std::string& metric,
-                 const std::string& variant, const std::string& unit, const std::string& how,
-                 double value) {
+void report::add(const std::string& section, const std::string& metric, const std::string& variant,
+                 const std::string& unit, const std::string& how, double value) {
   auto* f = find(section, metric, variant);
   if (!f) {
     figures_.push_back({section, metric, variant, unit, how, {}});
@@ -92,7 +91,9 @@ std::string report::markdown() const {
     md << "\n## Targets\n\n| target | measured (medians of this run) | verdict |\n|---|---|---|\n";
     for (auto& v : verdicts_) {
       md << "| " << v.target << " | " << v.measured << " | "
-         << (v.met == 1 ? "**met**" : v.met == 0 ? "**missed**" : "not measured");
+         << (v.met == 1   ? "**met**"
+             : v.met == 0 ? "**missed**"
+                          : "not measured");
       if (!v.why.empty()) md << ": " << v.why;
       md << " |\n";
     }
@@ -114,12 +115,13 @@ std::string report::markdown() const {
       auto lo = *std::min_element(f.values.begin(), f.values.end());
       auto hi = *std::max_element(f.values.begin(), f.values.end());
       table << "| " << f.metric << " | " << f.variant << " | **" << fmt(median_of(f.values))
-            << "** | " << fmt(lo) << " | " << fmt(hi) << " | " << f.unit << " | "
-            << f.values.size() << " | [" << (idx + 1) << "] |\n";
+            << "** | " << fmt(lo) << " | " << fmt(hi) << " | " << f.unit << " | " << f.values.size()
+            << " | [" << (idx + 1) << "] |\n";
     }
     if (any) {
       md << table.str() << "\n";
-      for (std::size_t i = 0; i < hows.size(); ++i) md << "[" << (i + 1) << "] " << hows[i] << "  \n";
+      for (std::size_t i = 0; i < hows.size(); ++i)
+        md << "[" << (i + 1) << "] " << hows[i] << "  \n";
     }
     for (auto& n : s.notes) md << "\n" << n << "\n";
   }

@@ -69,33 +69,37 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
   variants.push_back({"bare libpq, same statements",
                       [&](int threads) { return bare_lock_cycles(cfg, st, threads); }});
   if (!script.empty())
-    variants.push_back(
-        {"pgbench -M prepared, same statements", [&](int threads) {
-           std::vector<std::string> argv = {cfg.pgbench, "-n", "-M", "prepared", "-f", script,
-                                            "-c", std::to_string(threads), "-j",
-                                            std::to_string(threads), "-D", "p2=bench-pgbench",
-                                            "-D", "p5=30000", "-D", "p6=false",
-                                            "-D", "p7=10000", "-D", "chan=" + chan};
-           if (cfg.smoke) {
-             argv.insert(argv.end(), {"-t", "20"});
-           } else {
-             auto secs = std::max<long>(1, std::lround(cfg.run.count() / 1000.0));
-             argv.insert(argv.end(), {"-T", std::to_string(secs)});
-           }
-           argv.push_back(cfg.pg_url);
-           auto out = run_capture(argv);
-           run_result r;
-           auto tps = out.find("tps = ");
-           auto lat = out.find("latency average = ");
-           if (tps == std::string::npos || lat == std::string::npos)
-             throw failure("pgbench: unexpected output: " + out);
-           double t = std::stod(out.substr(tps + 6));
-           r.seconds = 1;
-           r.ops = static_cast<std::uint64_t>(t);
-           r.lat_us.push_back(std::stod(out.substr(lat + 18)) * 1000);  // mean only
-           r.events = 1;  // marks "mean latency only"
-           return r;
-         }});
+    variants.push_back({"pgbench -M prepared, same statements", [&](int threads) {
+                          std::vector<std::string> argv = {cfg.pgbench, "-n",
+                                                           "-M",        "prepared",
+                                                           "-f",        script,
+                                                           "-c",        std::to_string(threads),
+                                                           "-j",        std::to_string(threads),
+                                                           "-D",        "p2=bench-pgbench",
+                                                           "-D",        "p5=30000",
+                                                           "-D",        "p6=false",
+                                                           "-D",        "p7=10000",
+                                                           "-D",        "chan=" + chan};
+                          if (cfg.smoke) {
+                            argv.insert(argv.end(), {"-t", "20"});
+                          } else {
+                            auto secs = std::max<long>(1, std::lround(cfg.run.count() / 1000.0));
+                            argv.insert(argv.end(), {"-T", std::to_string(secs)});
+                          }
+                          argv.push_back(cfg.pg_url);
+                          auto out = run_capture(argv);
+                          run_result r;
+                          auto tps = out.find("tps = ");
+                          auto lat = out.find("latency average = ");
+                          if (tps == std::string::npos || lat == std::string::npos)
+                            throw failure("pgbench: unexpected output: " + out);
+                          double t = std::stod(out.substr(tps + 6));
+                          r.seconds = 1;
+                          r.ops = static_cast<std::uint64_t>(t);
+                          r.lat_us.push_back(std::stod(out.substr(lat + 18)) * 1000);  // mean only
+                          r.events = 1;  // marks "mean latency only"
+                          return r;
+                        }});
   variants.push_back({"pg_try_advisory_lock + pg_advisory_unlock", [&](int threads) {
                         return run_workers(threads, cfg.run, [&](worker_ctx& w) -> op_fn {
                           auto c = std::make_shared<pg>(cfg.pg_url);
@@ -173,7 +177,9 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
   pg admin(cfg.pg_admin_url);
   admin.query(
       "INSERT INTO public.sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, "
-      "waiters_until) SELECT (" + std::to_string(base_marked) + " + t * 100 + i)::text, "
+      "waiters_until) SELECT (" +
+      std::to_string(base_marked) +
+      " + t * 100 + i)::text, "
       "'bench', '', nextval('public.sqlock_token_seq'), now(), now(), 'infinity' "
       "FROM generate_series(0, 63) t, generate_series(0, 31) i "
       "ON CONFLICT (name) DO UPDATE SET waiters_until = 'infinity'");
@@ -204,8 +210,9 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       rep.add(s1, "notify cost: release p99, " + t, v, "ms", how_rel, p(res.extra_us, 99) / 1000);
       rep.add(s1, "notify cost: notifications heard per cycle, " + t, v, "",
               "notifications received by a LISTEN connection on sqlock's channel / cycles",
-              res.ops ? static_cast<double>(listener.heard() - heard0) / static_cast<double>(res.ops)
-                      : 0);
+              res.ops
+                  ? static_cast<double>(listener.heard() - heard0) / static_cast<double>(res.ops)
+                  : 0);
     }
   }
   sqlock_client.clear();

@@ -23,7 +23,8 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
                   "separate processes would have), loop on try_acquire_for(name) -> hold 1 ms -> "
                   "release on ONE name; a client that released waits until another got the "
                   "lock before it queues again, so at every release the " +
-                  std::to_string(cfg.waiters - 1) + " others are waiting. Contention: 8 threads, each its own client, loop "
+                  std::to_string(cfg.waiters - 1) +
+                  " others are waiting. Contention: 8 threads, each its own client, loop "
                   "try_acquire_for(name) -> hold ~0.1 ms -> release on one name, against 8 "
                   "libpq threads looping on the naive upsert (retry at once when refused).");
   const std::string how_handoff =
@@ -34,8 +35,9 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
   // Baseline: one round trip + commit.
   {
     pg c(cfg.pg_url);
-    c.exec("CREATE TABLE IF NOT EXISTS bench_rtt (id integer PRIMARY KEY, v bigint NOT NULL); "
-           "INSERT INTO bench_rtt VALUES (1, 0) ON CONFLICT DO NOTHING");
+    c.exec(
+        "CREATE TABLE IF NOT EXISTS bench_rtt (id integer PRIMARY KEY, v bigint NOT NULL); "
+        "INSERT INTO bench_rtt VALUES (1, 0) ON CONFLICT DO NOTHING");
   }
   for (int r = 0; r < cfg.repeats; ++r) {
     auto res = run_workers(1, cfg.run / 2, [&](worker_ctx&) -> op_fn {
@@ -61,8 +63,10 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
 
   for (int notify = 1; notify >= 0; --notify) {
     std::vector<timed_client> clients;
-    for (int i = 0; i < cfg.waiters; ++i) clients.push_back(make_timed(cfg, backend_opts(2, notify)));
-    const std::string v = notify ? "sqlock, LISTEN/NOTIFY" : "sqlock, polling fallback (notifications=false)";
+    for (int i = 0; i < cfg.waiters; ++i)
+      clients.push_back(make_timed(cfg, backend_opts(2, notify)));
+    const std::string v =
+        notify ? "sqlock, LISTEN/NOTIFY" : "sqlock, polling fallback (notifications=false)";
     const std::string name = notify ? "handoff-notify" : "handoff-poll";
     notification_counter listener(cfg.pg_url, st.channel);
     for (int r = 0; r < cfg.repeats; ++r) {
@@ -108,8 +112,7 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
       rep.add(s2, "handoff p99", v, "ms", how_handoff, p(res.lat_us, 99) / 1000);
       rep.add(s2, "handoff p50, from the release call", v, "ms", how_handoff_call,
               p(res.extra_us, 50) / 1000);
-      rep.add(s2, "grants/s (1 ms holds)", v, "grants/s", "grants / wall time",
-              res.ops_per_s());
+      rep.add(s2, "grants/s (1 ms holds)", v, "grants/s", "grants / wall time", res.ops_per_s());
       std::this_thread::sleep_for(milliseconds{100});
       rep.add(s2, "notifications sent per release", v, "",
               "notifications heard by an extra LISTEN connection on sqlock's channel / "

@@ -47,8 +47,9 @@ void acquire_many(sqlock::client& c, const std::vector<std::string>& names,
 }  // namespace
 
 void scenario_keepalive(const config& cfg, report& rep, server_stats& stats) {
-  rep.section(s3, "3. Keepalive cost (PostgreSQL): one client holding " +
-                      std::to_string(cfg.keepalive_leases) + " leases",
+  rep.section(s3,
+              "3. Keepalive cost (PostgreSQL): one client holding " +
+                  std::to_string(cfg.keepalive_leases) + " leases",
               "ttl " + std::to_string(cfg.keepalive_ttl.count()) +
                   " ms, so each lease is due for renewal every ttl/3 = " +
                   std::to_string(cfg.keepalive_ttl.count() / 3) +
@@ -61,7 +62,8 @@ void scenario_keepalive(const config& cfg, report& rep, server_stats& stats) {
   for (int r = 0; r < cfg.repeats; ++r) {
     std::vector<std::string> names;
     names.reserve(static_cast<std::size_t>(n));
-    for (int i = 0; i < n; ++i) names.push_back("ka-" + std::to_string(r) + "-" + std::to_string(i));
+    for (int i = 0; i < n; ++i)
+      names.push_back("ka-" + std::to_string(r) + "-" + std::to_string(i));
     // Renewal gaps per lease, from the client's own events; the map is filled up front so the
     // listener never allocates (it must not disturb the memory figure).
     std::mutex mu;
@@ -193,8 +195,8 @@ void scenario_keepalive(const config& cfg, report& rep, server_stats& stats) {
       std::this_thread::sleep_for(cfg.idle_window);
       auto secs = std::chrono::duration<double>(clk::now() - t0).count();
       auto cpu = process_cpu_seconds() - cpu0;
-      const std::string what = "idle client holding " + std::to_string(cfg.idle_leases) +
-                               " leases (ttl 30 s)";
+      const std::string what =
+          "idle client holding " + std::to_string(cfg.idle_leases) + " leases (ttl 30 s)";
       rep.add(s6, what + ": CPU", "sqlock", "% of one core",
               "getrusage(RUSAGE_SELF) user+sys over a " +
                   std::to_string(cfg.idle_window.count() / 1000) +

@@ -20,7 +20,8 @@ void fill(pg& admin, const std::string& schema, long rows) {
              " (name, owner, nonce, token, acquired_at, expires_at) "
              "SELECT 'fill-' || lpad(g::text, 8, '0'), 'bench-fill', md5(g::text), g, "
              "now() - interval '1 hour', now() - interval '1 hour' "
-             "FROM generate_series(1, " + std::to_string(rows) + ") g");
+             "FROM generate_series(1, " +
+             std::to_string(rows) + ") g");
   admin.exec("SELECT setval('\"" + schema + "\".sqlock_token_seq', " +
              std::to_string(rows + 1000000000L) + ")");
   admin.exec("VACUUM ANALYZE " + t);
@@ -82,9 +83,12 @@ void scenario_table_size(const config& cfg, report& rep, server_stats& stats) {
   for (int r = 0; r < cfg.purge_repeats; ++r) {
     if (r > 0) fill(admin, schema, n);
     // The purge's DELETE statement: its max execution time is one batch's.
-    admin.exec("SELECT pg_stat_statements_reset(0, 0, queryid) FROM pg_stat_statements "
-               "WHERE query LIKE '%DELETE FROM \"" + schema + "\".sqlock_locks%' "
-               "AND query NOT LIKE '%pg_stat_statements%'");
+    admin.exec(
+        "SELECT pg_stat_statements_reset(0, 0, queryid) FROM pg_stat_statements "
+        "WHERE query LIKE '%DELETE FROM \"" +
+        schema +
+        "\".sqlock_locks%' "
+        "AND query NOT LIKE '%pg_stat_statements%'");
     std::atomic<bool> stop{false}, purging{false};
     std::vector<double> before, during;
     std::thread acquirer([&] {
@@ -116,8 +120,10 @@ void scenario_table_size(const config& cfg, report& rep, server_stats& stats) {
     auto del = admin.query(
         "SELECT coalesce(sum(calls), 0), coalesce(max(max_exec_time), 0), "
         "coalesce(sum(total_exec_time), 0) FROM pg_stat_statements "
-        "WHERE query LIKE '%DELETE FROM \"" + schema + "\".sqlock_locks%' "
-               "AND query NOT LIKE '%pg_stat_statements%'");
+        "WHERE query LIKE '%DELETE FROM \"" +
+        schema +
+        "\".sqlock_locks%' "
+        "AND query NOT LIKE '%pg_stat_statements%'");
     double batches = std::stod(del[0][0]), batch_max = std::stod(del[0][1]);
     std::string rows = std::to_string(total) + " free rows";
     rep.add(s4, "purge time, " + std::to_string(n) + " free rows", "sqlock", "s", how_purge, secs);

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cstdio>
 #include <iostream>
+
 #include <sqlock/sqlock.hpp>
 
 #include "bench.hpp"
@@ -74,8 +75,9 @@ void run_sqlite(const config& cfg, report& rep) {
 }
 
 void run_sqlite_semaphores(const config& cfg, report& rep) {
-  rep.section(s8, "8. SQLite: semaphore acquire+release cycles (limit 4, count 1; WAL, "
-                  "synchronous=FULL)",
+  rep.section(s8,
+              "8. SQLite: semaphore acquire+release cycles (limit 4, count 1; WAL, "
+              "synchronous=FULL)",
               "As scenario 5, with semaphores: each process cycles acquire+release of 1 unit of "
               "its own 32 semaphores of limit 4 in one database file. Baseline: sqlock's "
               "semaphore statements (look-first: now, semaphore row, live units, tickets; "

@@ -50,13 +50,27 @@ class bare_semaphore {
     for (std::size_t i = 0; i < st.slots.size(); ++i) {
       using k = sem_statements::slot;
       switch (st.slots[i]) {
-        case k::name: p.push_back(name.c_str()); break;
-        case k::nonce: p.push_back(nonce.c_str()); break;
-        case k::owner: p.push_back("bench-bare"); break;
-        case k::token: p.push_back(token.c_str()); break;
-        case k::channel: p.push_back(chan_.c_str()); break;
-        case k::limit: p.push_back(limit_.c_str()); break;
-        case k::literal: p.push_back(st.literals[i].c_str()); break;
+        case k::name:
+          p.push_back(name.c_str());
+          break;
+        case k::nonce:
+          p.push_back(nonce.c_str());
+          break;
+        case k::owner:
+          p.push_back("bench-bare");
+          break;
+        case k::token:
+          p.push_back(token.c_str());
+          break;
+        case k::channel:
+          p.push_back(chan_.c_str());
+          break;
+        case k::limit:
+          p.push_back(limit_.c_str());
+          break;
+        case k::literal:
+          p.push_back(st.literals[i].c_str());
+          break;
       }
     }
     return p;
@@ -91,8 +105,7 @@ void semaphore_cycles(const config& cfg, report& rep, const statements& st,
                         return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
                           return [&, i = 0](worker_ctx& w) mutable {
                             auto l = c.try_acquire_semaphore(
-                                "sem-" + name_for(base_sem, w.index, i++ % names_per_thread),
-                                opts);
+                                "sem-" + name_for(base_sem, w.index, i++ % names_per_thread), opts);
                             if (!l) throw failure("sqlock: uncontended semaphore acquire refused");
                             l->release();
                           };
@@ -100,8 +113,8 @@ void semaphore_cycles(const config& cfg, report& rep, const statements& st,
                       }});
   variants.push_back({"bare libpq, same statements (semaphore)", [&](int threads) {
                         return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
-                          auto b = std::make_shared<bare_semaphore>(cfg, sst, chan,
-                                                                    sem_cycle_limit);
+                          auto b =
+                              std::make_shared<bare_semaphore>(cfg, sst, chan, sem_cycle_limit);
                           return [b, i = 0](worker_ctx& w) mutable {
                             auto name =
                                 "sem-" + name_for(base_sem, w.index, i++ % names_per_thread);
@@ -171,8 +184,7 @@ void semaphore_contended(const config& cfg, report& rep, const sem_statements& s
   // The figures of every variant: its grants/s and waits for a grant (returns the grants)...
   auto add_grants = [&](const std::string& v, const run_result& res) {
     auto grants = static_cast<double>(res.extra_us.size());
-    rep.add(s7, "contended (limit 2): grants/s", v, "grants/s", how_grants,
-            grants / res.seconds);
+    rep.add(s7, "contended (limit 2): grants/s", v, "grants/s", how_grants, grants / res.seconds);
     rep.add(s7, "contended (limit 2): wait for grant p50", v, "ms", how_wait,
             p(res.extra_us, 50) / 1000);
     rep.add(s7, "contended (limit 2): wait for grant p99", v, "ms", how_wait,
@@ -282,7 +294,8 @@ void shared_mutex_readers_writer(const config& cfg, report& rep) {
   }
   for (int r = 0; r < cfg.repeats; ++r) {
     for (int fair = 0; fair <= 1; ++fair) {
-      const std::string v = fair ? "sqlock shared_mutex, fair=true" : "sqlock shared_mutex, fair=false";
+      const std::string v =
+          fair ? "sqlock shared_mutex, fair=true" : "sqlock shared_mutex, fair=false";
       const std::string name = fair ? "rw-fair" : "rw";
       std::vector<std::unique_ptr<sqlock::shared_mutex>> mx;
       for (auto& c : rwc)
@@ -333,9 +346,11 @@ void shared_mutex_readers_writer(const config& cfg, report& rep) {
       mx.clear();
       double secs = res.seconds;
       rep.add(s7, "readers/writer: reader grants/s", v, "grants/s",
-              "shared locks granted to the 6 readers / wall time", static_cast<double>(res.ops) / secs);
+              "shared locks granted to the 6 readers / wall time",
+              static_cast<double>(res.ops) / secs);
       rep.add(s7, "readers/writer: writer grants/s", v, "grants/s",
-              "exclusive locks granted to the writer / wall time", static_cast<double>(res.events) / secs);
+              "exclusive locks granted to the writer / wall time",
+              static_cast<double>(res.events) / secs);
       rep.add(s7, "readers/writer: reader wait p99", v, "ms",
               "steady_clock from lock_shared's call to its grant", p(res.extra_us, 99) / 1000);
       const std::string how_w =
@@ -347,10 +362,13 @@ void shared_mutex_readers_writer(const config& cfg, report& rep) {
               "writer lock calls that gave up after " + cap_text + ", per run",
               static_cast<double>(writer_timeouts.load()));
       if (exclusion_broken.load() > 0)
-        rep.violation("7. readers/writer: a reader and the writer held the shared_mutex at "
-                      "once (" + v + ")");
+        rep.violation(
+            "7. readers/writer: a reader and the writer held the shared_mutex at "
+            "once (" +
+            v + ")");
       std::cerr << "  s7 readers/writer rep " << r + 1 << " " << v << ": "
-                << report::fmt(static_cast<double>(res.ops) / secs) << " reader, " << report::fmt(static_cast<double>(res.events) / secs)
+                << report::fmt(static_cast<double>(res.ops) / secs) << " reader, "
+                << report::fmt(static_cast<double>(res.events) / secs)
                 << " writer grants/s, writer p99 " << report::fmt(p(res.third_us, 99) / 1000)
                 << " ms\n";
     }
@@ -380,8 +398,10 @@ void scenario_semaphores(const config& cfg, report& rep, const statements& st,
   auto sst = capture_semaphore(cfg, chan, sem_cycle_limit);
   std::ofstream(cfg.out_dir + "/statements.sql", std::ios::app)
       << "-- semaphore acquire (limit 4, count 1; parameters: " << describe_slots(sst.acquire)
-      << ")\n" << sst.acquire.sql << ";\n-- semaphore release (parameters: "
-      << describe_slots(sst.release) << ")\n" << sst.release.sql << ";\n";
+      << ")\n"
+      << sst.acquire.sql << ";\n-- semaphore release (parameters: " << describe_slots(sst.release)
+      << ")\n"
+      << sst.release.sql << ";\n";
   semaphore_cycles(cfg, rep, st, sst, stats);
   semaphore_contended(cfg, rep, sst, chan);
   shared_mutex_readers_writer(cfg, rep);

@@ -7,9 +7,10 @@
 
 #include <algorithm>
 #include <iostream>
-#include <sqlock/sqlock.hpp>
 #include <sstream>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 #include "bench.hpp"
 #include "util.hpp"
@@ -35,33 +36,37 @@ int busy_handler(void*, int count) {
 class bare_sqlite {
  public:
   explicit bare_sqlite(const std::string& path) {
-    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX,
-                        nullptr) != SQLITE_OK)
+    if (sqlite3_open_v2(path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) !=
+        SQLITE_OK)
       throw failure("sqlite open " + path);
     sqlite3_busy_handler(db_, busy_handler, nullptr);
     exec("PRAGMA journal_mode=WAL");
     exec("PRAGMA synchronous=FULL");
-    look_ = prep("SELECT expires_at - CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS "
-                 "INTEGER) FROM sqlock_locks WHERE name = ?1");
+    look_ = prep(
+        "SELECT expires_at - CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS "
+        "INTEGER) FROM sqlock_locks WHERE name = ?1");
     begin_ = prep("BEGIN IMMEDIATE");
     commit_ = prep("COMMIT");
     now_ = prep("SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)");
     cur_ = prep("SELECT token, expires_at FROM sqlock_locks WHERE name = ?1");
-    next_ = prep("UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
-                 "RETURNING value");
+    next_ = prep(
+        "UPDATE sqlock_counters SET value = max(value + 1, ?1) WHERE name = 'token' "
+        "RETURNING value");
     up_ = prep(
         "INSERT INTO sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, metadata) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
         "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
         "token = excluded.token, acquired_at = excluded.acquired_at, "
         "expires_at = excluded.expires_at, metadata = excluded.metadata");
-    rel_ = prep("UPDATE sqlock_locks SET expires_at = ?1 "
-                "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1");
+    rel_ = prep(
+        "UPDATE sqlock_locks SET expires_at = ?1 "
+        "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1");
     // Semaphores (src/backends/sqlite/statements.cpp; semaphores.cpp: semaphore_view,
     // try_acquire_semaphore; locks.cpp: release, of a semaphore lease too).
     sem_ = prep("SELECT sem_limit, token FROM sqlock_semaphores WHERE name = ?1");
-    sem_used_ = prep("SELECT coalesce(sum(units), 0), min(expires_at) FROM "
-                     "sqlock_semaphore_holders WHERE name = ?1 AND expires_at > ?2");
+    sem_used_ = prep(
+        "SELECT coalesce(sum(units), 0), min(expires_at) FROM "
+        "sqlock_semaphore_holders WHERE name = ?1 AND expires_at > ?2");
     sem_tickets_ = prep(
         "SELECT min(CASE WHEN nonce <> ?3 THEN ticket END), min(CASE WHEN nonce = ?3 THEN "
         "ticket END), min(CASE WHEN nonce <> ?3 THEN expires_at END) FROM "
@@ -72,8 +77,9 @@ class bare_sqlite {
         "FROM sqlock_semaphore_tickets WHERE name = ?1 AND (expires_at <= ?2 OR nonce = ?3))");
     sem_del_holders_ =
         prep("DELETE FROM sqlock_semaphore_holders WHERE name = ?1 AND expires_at <= ?2");
-    sem_del_tickets_ = prep("DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND "
-                            "(expires_at <= ?2 OR nonce = ?3)");
+    sem_del_tickets_ = prep(
+        "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND "
+        "(expires_at <= ?2 OR nonce = ?3)");
     sem_add_ = prep(
         "INSERT INTO sqlock_semaphore_holders "
         "(name, nonce, owner, token, units, acquired_at, expires_at, metadata) "
@@ -82,13 +88,14 @@ class bare_sqlite {
         "INSERT INTO sqlock_semaphores (name, sem_limit, token, changed_at) VALUES (?1, ?2, ?3, "
         "?4) ON CONFLICT (name) DO UPDATE SET sem_limit = excluded.sem_limit, token = "
         "excluded.token, changed_at = max(changed_at, ?5)");
-    sem_rel_ = prep("UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
-                    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1");
+    sem_rel_ = prep(
+        "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
+        "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1");
   }
   ~bare_sqlite() {
-    for (auto* s : {look_, begin_, commit_, now_, cur_, next_, up_, rel_, sem_, sem_used_,
-                    sem_tickets_, sem_gone_, sem_del_holders_, sem_del_tickets_, sem_add_,
-                    sem_up_, sem_rel_})
+    for (auto* s :
+         {look_, begin_, commit_, now_, cur_, next_, up_, rel_, sem_, sem_used_, sem_tickets_,
+          sem_gone_, sem_del_holders_, sem_del_tickets_, sem_add_, sem_up_, sem_rel_})
       sqlite3_finalize(s);
     sqlite3_close_v2(db_);
   }
@@ -274,8 +281,8 @@ class bare_sqlite {
   }
   sqlite3* db_ = nullptr;
   sqlite3_stmt *look_, *begin_, *commit_, *now_, *cur_, *next_, *up_, *rel_;
-  sqlite3_stmt *sem_, *sem_used_, *sem_tickets_, *sem_gone_, *sem_del_holders_,
-      *sem_del_tickets_, *sem_add_, *sem_up_, *sem_rel_;
+  sqlite3_stmt *sem_, *sem_used_, *sem_tickets_, *sem_gone_, *sem_del_holders_, *sem_del_tickets_,
+      *sem_add_, *sem_up_, *sem_rel_;
 };
 
 }  // namespace

@@ -46,7 +46,8 @@ void verdicts(const config& cfg, report& rep) {
     const std::string t8 = std::to_string(cfg.thread_counts.back()) + " threads";
     double n1 = m("s1", "notify cost: cycles/s, " + t8,
                   "sqlock, every release notifies (row marked by a waiter)");
-    double n0 = m("s1", "notify cost: cycles/s, " + t8, "sqlock, no waiter (release does not notify)");
+    double n0 =
+        m("s1", "notify cost: cycles/s, " + t8, "sqlock, no waiter (release does not notify)");
     rep.target({"1. (reported) cost of a notifying release at " + t8,
                 report::fmt(n1) + " vs " + report::fmt(n0) + " cycles/s (" + x(ratio(n1, n0)) + ")",
                 -1, "no target"});
@@ -67,8 +68,8 @@ void verdicts(const config& cfg, report& rep) {
     double w99 = m("s2", "contention: wait for grant p99", "sqlock (8 clients)");
     rep.target({"2. 8-thread contention: >= 2x the naive loop's grants/s, p99 < 3 ms",
                 report::fmt(g) + " vs " + report::fmt(gn) + " grants/s (" + x(ratio(g, gn)) +
-                    "); acquire statement p99 " + report::fmt(a99) +
-                    " ms; wait-for-grant p99 " + report::fmt(w99) + " ms",
+                    "); acquire statement p99 " + report::fmt(a99) + " ms; wait-for-grant p99 " +
+                    report::fmt(w99) + " ms",
                 ratio(g, gn) >= 2 && a99 < 3 ? 1 : 0, ""});
   }
   if (cfg.wants("3") && !cfg.pg_url.empty()) {
@@ -102,8 +103,8 @@ void verdicts(const config& cfg, report& rep) {
       met = met && ratio(s, b) >= 0.85;
       cycles_vs(meas, w, s, b);
     }
-    rep.target({"5. SQLite: sqlock >= 0.85x the bare sqlite3 statements", meas.str(), met ? 1 : 0,
-                ""});
+    rep.target(
+        {"5. SQLite: sqlock >= 0.85x the bare sqlite3 statements", meas.str(), met ? 1 : 0, ""});
   }
   if (cfg.wants("7") && !cfg.pg_url.empty()) {
     std::ostringstream meas, rel, bare_rel;
@@ -119,11 +120,11 @@ void verdicts(const config& cfg, report& rep) {
       cycles_vs(rel, tl, s, l);
       bare_rel << tl << ": " << x(ratio(b, bl)) << "; ";
     }
-    rep.target({"7. sqlock semaphore cycle >= 0.85x the bare libpq loop of the same statements "
-                "(scenario 1's target applied to semaphores)",
-                meas.str(), met ? 1 : 0, ""});
-    rep.target({"7. (reported) semaphore cycle / lock cycle, sqlock", rel.str(), -1,
-                "no target"});
+    rep.target(
+        {"7. sqlock semaphore cycle >= 0.85x the bare libpq loop of the same statements "
+         "(scenario 1's target applied to semaphores)",
+         meas.str(), met ? 1 : 0, ""});
+    rep.target({"7. (reported) semaphore cycle / lock cycle, sqlock", rel.str(), -1, "no target"});
     rep.target({"7. (reported) semaphore cycle / lock cycle, bare statements", bare_rel.str(), -1,
                 "no target"});
     const char* fv = "sqlock, fair (8 clients)";
@@ -157,9 +158,8 @@ void verdicts(const config& cfg, report& rep) {
     rep.target({"7. (reported) readers/writer: writer wait p99, fair=true vs fair=false",
                 rw("writer wait p99", rf) + " vs " + rw("writer wait p99", rn) +
                     " ms; writer grants/s " + rw("writer grants/s", rf) + " vs " +
-                    rw("writer grants/s", rn) + "; reader grants/s " +
-                    rw("reader grants/s", rf) + " vs " + rw("reader grants/s", rn) +
-                    "; writer waits that timed out (2 s) " +
+                    rw("writer grants/s", rn) + "; reader grants/s " + rw("reader grants/s", rf) +
+                    " vs " + rw("reader grants/s", rn) + "; writer waits that timed out (2 s) " +
                     rw("writer waits that timed out", rf) + " vs " +
                     rw("writer waits that timed out", rn),
                 -1, "no target"});
@@ -175,23 +175,24 @@ void verdicts(const config& cfg, report& rep) {
       cycles_vs(meas, w, s, b);
       rel << w << ": " << x(ratio(s, l)) << "; ";
     }
-    rep.target({"8. SQLite: sqlock semaphore cycle >= 0.85x the bare sqlite3 statements "
-                "(scenario 5's target applied to semaphores)",
-                meas.str(), met ? 1 : 0, ""});
-    rep.target({"8. (reported) SQLite semaphore cycle / lock cycle, sqlock", rel.str(), -1,
-                "no target"});
+    rep.target(
+        {"8. SQLite: sqlock semaphore cycle >= 0.85x the bare sqlite3 statements "
+         "(scenario 5's target applied to semaphores)",
+         meas.str(), met ? 1 : 0, ""});
+    rep.target(
+        {"8. (reported) SQLite semaphore cycle / lock cycle, sqlock", rel.str(), -1, "no target"});
   }
   if (cfg.wants("6") && !cfg.pg_url.empty()) {
-    double heap = m("s6", "client heap per held lease (" + std::to_string(cfg.keepalive_leases) +
-                              " leases)",
-                    "sqlock");
-    double cpu = m("s6", "idle client holding " + std::to_string(cfg.idle_leases) +
-                             " leases (ttl 30 s): CPU",
-                   "sqlock");
+    double heap =
+        m("s6", "client heap per held lease (" + std::to_string(cfg.keepalive_leases) + " leases)",
+          "sqlock");
+    double cpu = m(
+        "s6", "idle client holding " + std::to_string(cfg.idle_leases) + " leases (ttl 30 s): CPU",
+        "sqlock");
     rep.target({"6. under 1 KiB per held lease", report::fmt(heap) + " bytes of heap per lease",
                 heap < 1024 ? 1 : 0, ""});
-    rep.target({"6. idle client CPU near zero (< 1% of a core)",
-                report::fmt(cpu) + "% of one core", cpu < 1 ? 1 : 0, ""});
+    rep.target({"6. idle client CPU near zero (< 1% of a core)", report::fmt(cpu) + "% of one core",
+                cpu < 1 ? 1 : 0, ""});
   }
 }
 

@@ -28,8 +28,7 @@ double percentile(std::vector<double>& v, double p) {
 
 double median_of(std::vector<double> v) { return percentile(v, 50); }
 
-run_result run_workers(int threads, milliseconds duration, const setup_fn& setup,
-                       bool self_timed) {
+run_result run_workers(int threads, milliseconds duration, const setup_fn& setup, bool self_timed) {
   std::atomic<bool> stop{false};
   std::vector<worker_ctx> ctx(static_cast<std::size_t>(threads));
   std::vector<op_fn> ops(ctx.size());

@@ -5,13 +5,13 @@
 //
 // usage: beeorm_ab DATABASE_URL      (e.g. sqlite:/tmp/ab.db; migrated here for the demo)
 
-#include <sqlock/sqlock.hpp>
-
 #include <condition_variable>
 #include <cstdio>
 #include <mutex>
 #include <thread>
 #include <utility>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

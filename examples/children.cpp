@@ -4,13 +4,13 @@
 //
 // usage: children DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

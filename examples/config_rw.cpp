@@ -6,14 +6,14 @@
 //
 // usage: config_rw DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <mutex>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

@@ -4,11 +4,11 @@
 //
 // usage: contend DATABASE_URL TAG [ROUNDS]
 
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <string>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

@@ -6,13 +6,13 @@
 //
 // usage: export_slots DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <thread>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 
@@ -31,9 +31,9 @@ int main(int argc, char** argv) {
       workers.emplace_back([&, w] {
         sqlock::client c(argv[1]);
         sqlock::semaphore_options slot;
-        slot.limit = 3;                // the upstream's concurrency limit
-        slot.count = w == 6 ? 2 : 1;   // worker 6 runs a big export: two slots
-        slot.fair = true;              // first come, first served
+        slot.limit = 3;               // the upstream's concurrency limit
+        slot.count = w == 6 ? 2 : 1;  // worker 6 runs a big export: two slots
+        slot.fair = true;             // first come, first served
         slot.ttl = 2s;
         slot.metadata = "export by worker " + std::to_string(w);
         for (int round = 0; round < 3; ++round) {

@@ -5,12 +5,12 @@
 //
 // usage: fenced_storage DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <map>
 #include <string>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

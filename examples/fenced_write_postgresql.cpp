@@ -5,11 +5,11 @@
 //
 // usage: fenced_write_postgresql DATABASE_URL [SCHEMA]   (a scratch schema, dropped at the end)
 
-#include <sqlock/postgresql.hpp>
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <thread>
+
+#include <sqlock/postgresql.hpp>
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 
@@ -20,8 +20,9 @@ bool fenced_append(pqxx::connection& db, const std::string& schema, std::int64_t
   pqxx::work tx(db);
   try {
     sqlock::postgresql::assert_held(tx, "ledger", token, schema);
-    tx.exec_params("INSERT INTO " + tx.quote_name(schema) + ".ledger (entry, token) VALUES ($1, $2)",
-                   entry, token);
+    tx.exec_params(
+        "INSERT INTO " + tx.quote_name(schema) + ".ledger (entry, token) VALUES ($1, $2)", entry,
+        token);
     tx.commit();
     std::printf("appended \"%s\" with token %lld\n", entry.c_str(), static_cast<long long>(token));
     return true;

@@ -5,12 +5,12 @@
 //
 // usage: fenced_write_sqlite PATH_TO_SQLITE_FILE
 
-#include <sqlock/sqlite.hpp>
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <string>
 #include <thread>
+
+#include <sqlock/sqlite.hpp>
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

@@ -5,12 +5,12 @@
 //
 // usage: leader DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <mutex>
 #include <thread>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 
@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
     observing.stop();
     std::lock_guard<std::mutex> lock(mu);
     bool increasing = terms.size() == 3;
-    for (std::size_t i = 1; i < terms.size(); ++i) increasing = increasing && terms[i] > terms[i - 1];
+    for (std::size_t i = 1; i < terms.size(); ++i)
+      increasing = increasing && terms[i] > terms[i - 1];
     std::printf("%zu leaders observed, terms %s\n", terms.size(),
                 increasing ? "strictly increasing" : "NOT increasing (BUG)");
     return increasing ? 0 : 1;

@@ -4,14 +4,14 @@
 //
 // usage: metrics DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <map>
 #include <mutex>
 #include <string>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 
@@ -23,7 +23,9 @@ class lock_metrics {
   void operator()(const sqlock::lock_event& e) {
     std::lock_guard<std::mutex> lock(mu_);
     switch (e.kind) {
-      case sqlock::event_kind::attempt: ++counters_["sqlock_acquire_attempts_total"]; break;
+      case sqlock::event_kind::attempt:
+        ++counters_["sqlock_acquire_attempts_total"];
+        break;
       case sqlock::event_kind::acquired:
         ++counters_["sqlock_acquired_total"];
         sums_["sqlock_acquire_wait_seconds_sum"] += seconds(e.elapsed);
@@ -36,7 +38,9 @@ class lock_metrics {
         ++counters_["sqlock_renewals_total"];
         sums_["sqlock_renew_seconds_sum"] += seconds(e.elapsed);
         break;
-      case sqlock::event_kind::renew_failed: ++counters_["sqlock_renew_failures_total"]; break;
+      case sqlock::event_kind::renew_failed:
+        ++counters_["sqlock_renew_failures_total"];
+        break;
       case sqlock::event_kind::lost:
         ++counters_["sqlock_lost_total{reason=\"" + e.reason + "\"}"];
         --held_;

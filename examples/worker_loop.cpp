@@ -5,11 +5,11 @@
 //
 // usage: worker_loop DATABASE_URL
 
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <cstdio>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 using namespace std::chrono_literals;
 

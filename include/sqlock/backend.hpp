@@ -2,12 +2,8 @@
 /// \file
 /// The seam between the lease logic and a database. A backend knows SQL and connections; it
 /// knows nothing of leases' local state (deadlines, keepalive, callbacks). Everything above it
-/// is SQL-free. Implementations: sqlite (src/backends/sqlite/) and postgresql (src/backends/postgresql/).
-
-#include <sqlock/export.hpp>
-#include <sqlock/error.hpp>
-#include <sqlock/release_watch.hpp>
-#include <sqlock/types.hpp>
+/// is SQL-free. Implementations: sqlite (src/backends/sqlite/) and postgresql
+/// (src/backends/postgresql/).
 
 #include <atomic>
 #include <chrono>
@@ -20,6 +16,11 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sqlock/error.hpp>
+#include <sqlock/export.hpp>
+#include <sqlock/release_watch.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 
@@ -229,9 +230,7 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
   std::string_view kind() const noexcept override { return wrapped_->kind(); }
   std::string describe() const override { return wrapped_->describe(); }
   int schema_version(deadline until) override { return wrapped_->schema_version(until); }
-  int latest_schema_version() const noexcept override {
-    return wrapped_->latest_schema_version();
-  }
+  int latest_schema_version() const noexcept override { return wrapped_->latest_schema_version(); }
   int migrate(int target, deadline until) override { return wrapped_->migrate(target, until); }
   int migrate_with(int target, const migrate_options& options, deadline until) override {
     return wrapped_->migrate_with(target, options, until);
@@ -261,8 +260,7 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
   std::size_t purge(std::chrono::milliseconds free_for, deadline until) override {
     return wrapped_->purge(free_for, until);
   }
-  acquire_result try_acquire_semaphore(const semaphore_request& request,
-                                       deadline until) override {
+  acquire_result try_acquire_semaphore(const semaphore_request& request, deadline until) override {
     return wrapped_->try_acquire_semaphore(request, until);
   }
   std::optional<semaphore_record> inspect_semaphore(std::string_view name,
@@ -277,17 +275,14 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
                                       deadline until) override {
     return wrapped_->force_release_semaphore(name, token, until);
   }
-  std::optional<lock_record> inspect_watched(std::string_view name,
-                                             std::chrono::milliseconds mark,
+  std::optional<lock_record> inspect_watched(std::string_view name, std::chrono::milliseconds mark,
                                              deadline until) override {
     return wrapped_->inspect_watched(name, mark, until);
   }
   std::shared_ptr<release_watch> watch(std::string_view name) override {
     return wrapped_->watch(name);
   }
-  bool wakes_other_processes() const noexcept override {
-    return wrapped_->wakes_other_processes();
-  }
+  bool wakes_other_processes() const noexcept override { return wrapped_->wakes_other_processes(); }
 
  private:
   std::shared_ptr<backend> wrapped_;
@@ -299,6 +294,6 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
 /// Throws: `errc::invalid_argument` for a malformed URL, an unknown scheme or a backend this
 /// build lacks.
 SQLOCK_EXPORT std::shared_ptr<backend> open_backend(const std::string& database_url,
-                                      const backend_options& options = {});
+                                                    const backend_options& options = {});
 
 }  // namespace sqlock

@@ -2,10 +2,6 @@
 /// \file
 /// sqlock::client, the entry point: acquires leases and administers lock rows.
 
-#include <sqlock/export.hpp>
-#include <sqlock/lease.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <memory>
@@ -13,6 +9,10 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sqlock/export.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 
@@ -65,8 +65,9 @@ class SQLOCK_EXPORT client {
   /// that differs from the one the semaphore's live holders use.
   [[nodiscard]] std::optional<lease> try_acquire_semaphore(std::string_view name,
                                                            const semaphore_options& options);
-  [[nodiscard]] std::optional<lease> try_acquire_semaphore_for(
-      std::string_view name, std::chrono::milliseconds wait, const semaphore_options& options);
+  [[nodiscard]] std::optional<lease> try_acquire_semaphore_for(std::string_view name,
+                                                               std::chrono::milliseconds wait,
+                                                               const semaphore_options& options);
   [[nodiscard]] lease acquire_semaphore(std::string_view name, const semaphore_options& options);
   /// The semaphore `name` with its live holders and queued waiters, or empty when there is none.
   std::optional<semaphore_record> inspect_semaphore(std::string_view name);

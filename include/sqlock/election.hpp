@@ -2,11 +2,6 @@
 /// \file
 /// sqlock::election: leader election on a lease, in the spirit of etcd's concurrency.Election.
 
-#include <sqlock/export.hpp>
-#include <sqlock/client.hpp>
-#include <sqlock/lease.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -14,6 +9,11 @@
 #include <mutex>
 #include <optional>
 #include <string>
+
+#include <sqlock/client.hpp>
+#include <sqlock/export.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

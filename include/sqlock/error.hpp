@@ -2,9 +2,10 @@
 /// \file
 /// The one exception type of sqlock and the codes that say what the caller should do next.
 
-#include <sqlock/export.hpp>
 #include <stdexcept>
 #include <string>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 
@@ -30,8 +31,7 @@ SQLOCK_EXPORT const char* to_string(errc code) noexcept;
 /// Thread safety: immutable after construction.
 class SQLOCK_EXPORT error : public std::runtime_error {
  public:
-  error(errc code, const std::string& message, std::string backend = {},
-        std::string sqlstate = {});
+  error(errc code, const std::string& message, std::string backend = {}, std::string sqlstate = {});
 
   errc code() const noexcept { return code_; }
   /// "sqlite", "postgresql", or empty when no backend was involved.

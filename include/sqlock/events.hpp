@@ -3,11 +3,12 @@
 /// Observability: what a client reports to its event listeners (see the README for the
 /// Prometheus metric each maps to).
 
-#include <sqlock/export.hpp>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <string>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 

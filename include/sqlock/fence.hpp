@@ -2,12 +2,13 @@
 /// \file
 /// sqlock::fence: the resource side of fencing tokens (Kleppmann's storage service).
 
-#include <sqlock/export.hpp>
 #include <cstdint>
 #include <mutex>
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 

@@ -2,14 +2,14 @@
 /// \file
 /// sqlock::lease, the handle to one granted lock.
 
-#include <sqlock/export.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
+
+#include <sqlock/export.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

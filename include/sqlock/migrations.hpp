@@ -4,10 +4,10 @@
 /// migrations/<backend>/*.sql: what `sqlock migrate print` shows, for tools that apply schema
 /// changes themselves (Flyway, Liquibase, a deploy script). `backend::migrate` applies them.
 
-#include <sqlock/export.hpp>
-
 #include <string_view>
 #include <vector>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 

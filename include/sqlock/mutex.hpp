@@ -2,15 +2,15 @@
 /// \file
 /// sqlock::mutex: a distributed lock with the std::mutex vocabulary.
 
-#include <sqlock/export.hpp>
-#include <sqlock/client.hpp>
-#include <sqlock/lease.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
+
+#include <sqlock/client.hpp>
+#include <sqlock/export.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

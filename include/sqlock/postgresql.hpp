@@ -3,12 +3,13 @@
 /// Optional helpers for applications that use libpqxx on the lock database: same-database
 /// fencing inside their own transaction. Unlike the core headers, this one includes pqxx.
 
-#include <sqlock/error.hpp>
-
 #include <cstdint>
-#include <pqxx/pqxx>
 #include <string>
 #include <string_view>
+
+#include <pqxx/pqxx>
+
+#include <sqlock/error.hpp>
 
 namespace sqlock::postgresql {
 

@@ -3,15 +3,15 @@
 /// A waiter's wake-up channel, the one piece of the backend seam that waiting code holds on
 /// to (see backend::watch). Included by backend.hpp; users of client.hpp need not see it.
 
-#include <sqlock/export.hpp>
-#include <sqlock/types.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <mutex>
 #include <string>
+
+#include <sqlock/export.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

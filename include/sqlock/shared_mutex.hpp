@@ -2,11 +2,6 @@
 /// \file
 /// sqlock::shared_mutex: a distributed readers/writer lock with the std::shared_mutex vocabulary.
 
-#include <sqlock/export.hpp>
-#include <sqlock/client.hpp>
-#include <sqlock/lease.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -15,6 +10,11 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sqlock/client.hpp>
+#include <sqlock/export.hpp>
+#include <sqlock/lease.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

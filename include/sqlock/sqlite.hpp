@@ -3,11 +3,12 @@
 /// Optional helpers for applications that hold their own `sqlite3*` on the lock database:
 /// same-database fencing. Unlike the core headers, this one includes <sqlite3.h>.
 
-#include <sqlock/export.hpp>
 #include <sqlite3.h>
 
 #include <cstdint>
 #include <string_view>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock::sqlite {
 

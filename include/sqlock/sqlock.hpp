@@ -3,8 +3,8 @@
 /// Umbrella header: distributed locks as rows in the SQL database you already run.
 
 #include <sqlock/backend.hpp>
-#include <sqlock/config.hpp>
 #include <sqlock/client.hpp>
+#include <sqlock/config.hpp>
 #include <sqlock/election.hpp>
 #include <sqlock/error.hpp>
 #include <sqlock/events.hpp>

@@ -2,7 +2,6 @@
 /// \file
 /// Plain values of the public API: options, records, states and events.
 
-#include <sqlock/export.hpp>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -12,6 +11,7 @@
 #include <vector>
 
 #include <sqlock/events.hpp>
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 
@@ -25,7 +25,7 @@ SQLOCK_EXPORT const char* to_string(lease_state state) noexcept;
 SQLOCK_EXPORT const char* to_string(log_level level) noexcept;
 
 /// Limits checked before any I/O; anything outside is `errc::invalid_argument`.
-inline constexpr std::size_t max_name_bytes = 255;      ///< names: 1..255 bytes of UTF-8, no NUL
+inline constexpr std::size_t max_name_bytes = 255;       ///< names: 1..255 bytes of UTF-8, no NUL
 inline constexpr std::size_t max_metadata_bytes = 4096;  ///< metadata: UTF-8, no NUL
 inline constexpr std::size_t max_owner_bytes = 255;      ///< owner: 1..255 bytes of UTF-8, no NUL
 inline constexpr std::chrono::milliseconds min_ttl{100};
@@ -144,14 +144,14 @@ struct semaphore_holder {
   std::int64_t token = 0;  ///< the acquisition's fencing token
   std::int64_t count = 0;  ///< units held
   std::chrono::system_clock::time_point acquired_at, expires_at;  ///< database clock
-  std::chrono::milliseconds expires_in{0};  ///< > 0, computed by the database
+  std::chrono::milliseconds expires_in{0};                        ///< > 0, computed by the database
 };
 
 /// One queued fair waiter.
 struct semaphore_waiter {
   std::string owner;
-  std::int64_t ticket = 0;  ///< its place in the queue (from the token sequence)
-  std::int64_t count = 0;   ///< units it waits for
+  std::int64_t ticket = 0;                  ///< its place in the queue (from the token sequence)
+  std::int64_t count = 0;                   ///< units it waits for
   std::chrono::milliseconds expires_in{0};  ///< until its ticket lapses unless it tries again
 };
 

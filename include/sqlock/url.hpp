@@ -3,13 +3,13 @@
 /// Database URLs: which backend a URL names, and how to show one without its secrets. The
 /// `sqlock` tool uses these; so can any tool that prints a URL or scrubs it from its argv.
 
-#include <sqlock/export.hpp>
-
 #include <cstddef>
 #include <string>
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <sqlock/export.hpp>
 
 namespace sqlock {
 

@@ -4,13 +4,13 @@
 /// names: for tools built on sqlock (the `sqlock` tool checks its arguments with them before it
 /// connects, so a bad name is a usage error, not a database round trip).
 
-#include <sqlock/export.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
+
+#include <sqlock/export.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock {
 

@@ -1,10 +1,5 @@
 #include "common.hpp"
 
-#include <fmt/chrono.h>
-#include <fmt/core.h>
-#include <fmt/format.h>
-#include <sqlock/url.hpp>
-#include <sqlock/validate.hpp>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +13,13 @@
 #include <iostream>
 #include <iterator>
 #include <limits>
+
+#include <fmt/chrono.h>
+#include <fmt/core.h>
+#include <fmt/format.h>
+
+#include <sqlock/url.hpp>
+#include <sqlock/validate.hpp>
 
 namespace sqlock::cli {
 
@@ -85,13 +87,19 @@ client_options make_client_options(const globals& g) {
     bool show = false;
     switch (level) {
       case log_level::error:
-      case log_level::warn: show = !quiet || verbose > 0; break;
-      case log_level::info: show = verbose >= 1; break;
-      case log_level::debug: show = verbose >= 2; break;
+      case log_level::warn:
+        show = !quiet || verbose > 0;
+        break;
+      case log_level::info:
+        show = verbose >= 1;
+        break;
+      case log_level::debug:
+        show = verbose >= 2;
+        break;
     }
     if (!show) return;
-    std::string line = "sqlock: [" + std::string(to_string(level)) + "] " +
-                       printable(message) + "\n";
+    std::string line =
+        "sqlock: [" + std::string(to_string(level)) + "] " + printable(message) + "\n";
     // One write per line, so lines from different threads do not interleave.
     [[maybe_unused]] auto n = ::write(STDERR_FILENO, line.data(), line.size());
   };
@@ -112,9 +120,12 @@ std::unique_ptr<client> open_client(const globals& g) {
 int exit_code_for(const error& e) noexcept {
   switch (e.code()) {
     case errc::unavailable:
-    case errc::in_doubt: return exit_code::unavailable;
-    case errc::schema_mismatch: return exit_code::config;
-    case errc::lease_lost: return exit_code::lease_lost;
+    case errc::in_doubt:
+      return exit_code::unavailable;
+    case errc::schema_mismatch:
+      return exit_code::config;
+    case errc::lease_lost:
+      return exit_code::lease_lost;
     case errc::invalid_argument:
       // A complaint from the database itself (SQLite "file is not a database", a libpq
       // conninfo error, missing privileges) is configuration; a rejected name, ttl or metadata
@@ -127,7 +138,8 @@ int exit_code_for(const error& e) noexcept {
       return exit_code::usage;
     case errc::usage:
     case errc::cancelled:
-    case errc::internal: return exit_code::internal;
+    case errc::internal:
+      return exit_code::internal;
   }
   return exit_code::internal;
 }
@@ -144,8 +156,8 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
   while (i < text.size()) {
     std::size_t start = i;
     bool dot = false;
-    while (i < text.size() && (std::isdigit(static_cast<unsigned char>(text[i])) ||
-                               (text[i] == '.' && !dot))) {
+    while (i < text.size() &&
+           (std::isdigit(static_cast<unsigned char>(text[i])) || (text[i] == '.' && !dot))) {
       if (text[i] == '.') dot = true;
       ++i;
     }
@@ -155,12 +167,18 @@ std::chrono::milliseconds parse_duration(std::string_view text, std::string_view
     while (i < text.size() && std::isalpha(static_cast<unsigned char>(text[i]))) ++i;
     std::string_view unit = text.substr(unit_start, i - unit_start);
     double factor = 0;
-    if (unit == "ms") factor = 1;
-    else if (unit == "s") factor = 1000;
-    else if (unit == "m") factor = 60'000;
-    else if (unit == "h") factor = 3'600'000;
-    else if (unit == "d") factor = 86'400'000;
-    else return bad();
+    if (unit == "ms")
+      factor = 1;
+    else if (unit == "s")
+      factor = 1000;
+    else if (unit == "m")
+      factor = 60'000;
+    else if (unit == "h")
+      factor = 3'600'000;
+    else if (unit == "d")
+      factor = 86'400'000;
+    else
+      return bad();
     total_ms += value * factor;
   }
   // Ten years is far beyond any ttl, wait or horizon and keeps the value exact.
@@ -239,13 +257,9 @@ nlohmann::json to_json(const semaphore_record& r) {
                        {"owner", w.owner},
                        {"count", w.count},
                        {"expires_in_seconds", seconds(w.expires_in)}});
-  return nlohmann::json{{"kind", "semaphore"},
-                        {"name", r.name},
-                        {"limit", r.limit},
-                        {"used", r.used},
-                        {"held", !r.holders.empty()},
-                        {"holders", holders},
-                        {"waiters", waiters}};
+  return nlohmann::json{
+      {"kind", "semaphore"},        {"name", r.name},     {"limit", r.limit},  {"used", r.used},
+      {"held", !r.holders.empty()}, {"holders", holders}, {"waiters", waiters}};
 }
 
 const char* semaphore_state(const semaphore_record& r) {
@@ -301,7 +315,8 @@ void print_table(std::FILE* out, const std::vector<std::string>& header,
     print(out, "{}\n", fmt::to_string(line));
   };
   emit(header, nullptr, true);
-  for (std::size_t i = 0; i < rows.size(); ++i) emit(rows[i], i < styles.size() ? &styles[i] : nullptr, false);
+  for (std::size_t i = 0; i < rows.size(); ++i)
+    emit(rows[i], i < styles.size() ? &styles[i] : nullptr, false);
   std::fflush(out);
 }
 
@@ -345,8 +360,9 @@ void scrub_password(int argc, char** argv, const std::string& url) {
   for (int i = 1; i < argc; ++i) {
     char* arg = argv[i];
     std::size_t len = std::strlen(arg);
-    for (char* hit = arg; (hit = static_cast<char*>(memmem(hit, len - static_cast<std::size_t>(hit - arg),
-                                                          url.data(), url.size()))) != nullptr;
+    for (char* hit = arg;
+         (hit = static_cast<char*>(memmem(hit, len - static_cast<std::size_t>(hit - arg),
+                                          url.data(), url.size()))) != nullptr;
          hit += url.size()) {
       std::memcpy(hit, masked.data(), masked.size());
     }

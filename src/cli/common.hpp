@@ -2,8 +2,6 @@
 // What the subcommands of the `sqlock` tool share: global options, the database URL, durations,
 // output formatting, colour and the mapping from errors to exit codes.
 
-#include <sqlock/sqlock.hpp>
-
 #include <chrono>
 #include <cstdio>
 #include <functional>
@@ -18,18 +16,20 @@
 #include <fmt/core.h>
 #include <nlohmann/json.hpp>
 
+#include <sqlock/sqlock.hpp>
+
 namespace sqlock::cli {
 
 /// Exit codes (sysexits.h where one fits). See docs/cli.md.
 namespace exit_code {
 inline constexpr int ok = 0;
-inline constexpr int busy = 1;         ///< lock busy, wait timed out, unknown lock, declined
-inline constexpr int usage = 64;       ///< EX_USAGE: bad flags, durations, names
-inline constexpr int unavailable = 69; ///< EX_UNAVAILABLE: database unreachable, in doubt
-inline constexpr int internal = 70;    ///< EX_SOFTWARE: API misuse, cancelled, bugs
-inline constexpr int io = 74;          ///< EX_IOERR: the output could not be written
-inline constexpr int lease_lost = 75;  ///< EX_TEMPFAIL: the lease was lost during `run`
-inline constexpr int config = 78;      ///< EX_CONFIG: bad URL, no URL, schema missing or wrong
+inline constexpr int busy = 1;          ///< lock busy, wait timed out, unknown lock, declined
+inline constexpr int usage = 64;        ///< EX_USAGE: bad flags, durations, names
+inline constexpr int unavailable = 69;  ///< EX_UNAVAILABLE: database unreachable, in doubt
+inline constexpr int internal = 70;     ///< EX_SOFTWARE: API misuse, cancelled, bugs
+inline constexpr int io = 74;           ///< EX_IOERR: the output could not be written
+inline constexpr int lease_lost = 75;   ///< EX_TEMPFAIL: the lease was lost during `run`
+inline constexpr int config = 78;       ///< EX_CONFIG: bad URL, no URL, schema missing or wrong
 }  // namespace exit_code
 
 /// Ends the command with `code`, after printing `message` (if any) to stderr.
@@ -75,7 +75,9 @@ struct globals {
   /// `-- CMD...` (`elect NAME [VALUE] -- CMD`) needs it to tell VALUE from CMD.
   int args_after_dash = -1;
 
-  output_format format() const { return output == "json" ? output_format::json : output_format::table; }
+  output_format format() const {
+    return output == "json" ? output_format::json : output_format::table;
+  }
   /// Colour on stdout (auto: a terminal and NO_COLOR unset or empty).
   bool color_stdout() const;
   bool color_stderr() const;

@@ -9,14 +9,16 @@
 // on a lease handle, to stop CMD before the lease's safety deadline while renewals fail.
 // Observing uses sqlock::election::observe.
 
-#include <fmt/core.h>
 #include <pthread.h>
 #include <signal.h>
 
 #include <mutex>
 
-#include "supervise.hpp"
+#include <fmt/core.h>
+
 #include <sqlock/validate.hpp>
+
+#include "supervise.hpp"
 
 namespace sqlock::cli {
 
@@ -72,7 +74,8 @@ std::string leader_description(client& c, const std::string& name) {
 }
 
 int campaign(const globals& g, const elect_options& o) {
-  if (!o.interval.empty()) usage_error("--interval applies to observing (elect NAME, or elect -l NAME)");
+  if (!o.interval.empty())
+    usage_error("--interval applies to observing (elect NAME, or elect -l NAME)");
   if (o.conflict_exit_code < 0 || o.conflict_exit_code > 255)
     usage_error("--conflict-exit-code: must be 0..255");
   lock_options lo;
@@ -115,11 +118,10 @@ int campaign(const globals& g, const elect_options& o) {
 
   if (!o.command.empty()) {
     announce();
-    const auto env = command_environment(
-        {}, {{"SQLOCK_ELECTION_NAME", o.name},
-             {"SQLOCK_ELECTION_TERM", std::to_string(term)},
-             {"SQLOCK_ELECTION_VALUE", o.value},
-             {"SQLOCK_ELECTION_OWNER", c.owner()}});
+    const auto env = command_environment({}, {{"SQLOCK_ELECTION_NAME", o.name},
+                                              {"SQLOCK_ELECTION_TERM", std::to_string(term)},
+                                              {"SQLOCK_ELECTION_VALUE", o.value},
+                                              {"SQLOCK_ELECTION_OWNER", c.owner()}});
     // The command's end resigns (run_command releases the lease).
     return session.run_command(*held, path, o.command, env, grace, what);
   }
@@ -131,9 +133,11 @@ int campaign(const globals& g, const elect_options& o) {
 int observe(const globals& g, const elect_options& o) {
   if (!o.wait.empty() || o.nonblock || !o.kill_grace.empty() || o.ttl_given ||
       o.conflict_exit_code != exit_code::busy)
-    usage_error("--ttl, --wait, -n, --kill-grace and --conflict-exit-code apply to a campaign "
-                "(elect NAME VALUE); without VALUE, elect observes");
-  const milliseconds interval = o.interval.empty() ? milliseconds{1000} : parse_duration(o.interval, "--interval");
+    usage_error(
+        "--ttl, --wait, -n, --kill-grace and --conflict-exit-code apply to a campaign "
+        "(elect NAME VALUE); without VALUE, elect observes");
+  const milliseconds interval =
+      o.interval.empty() ? milliseconds{1000} : parse_duration(o.interval, "--interval");
   if (interval < milliseconds{100}) usage_error("--interval: at least 100ms");
   sqlock::validate_name(o.name);
   // SIGINT, SIGTERM and SIGHUP end the observation: blocked before the client (and the
@@ -150,8 +154,11 @@ int observe(const globals& g, const elect_options& o) {
   observation watching = e.observe(
       [json, name](const std::optional<leader_info>& l) {
         if (json) {
-          nlohmann::json doc = {{"name", name}, {"term", nullptr}, {"value", nullptr},
-                                {"owner", nullptr}, {"expires_in_seconds", nullptr}};
+          nlohmann::json doc = {{"name", name},
+                                {"term", nullptr},
+                                {"value", nullptr},
+                                {"owner", nullptr},
+                                {"expires_in_seconds", nullptr}};
           if (l) {
             doc["term"] = l->term;
             doc["value"] = l->value;
@@ -179,9 +186,11 @@ int run_elect(const globals& g, elect_options o) {
   positionals.insert(positionals.end(), o.command.begin(), o.command.end());
   std::size_t tail = g.args_after_dash < 0 ? 0 : static_cast<std::size_t>(g.args_after_dash);
   tail = std::min(tail, positionals.size());
-  std::vector<std::string> head(positionals.begin(), positionals.end() - static_cast<std::ptrdiff_t>(tail));
+  std::vector<std::string> head(positionals.begin(),
+                                positionals.end() - static_cast<std::ptrdiff_t>(tail));
   o.command.assign(positionals.end() - static_cast<std::ptrdiff_t>(tail), positionals.end());
-  if (head.empty()) usage_error("elect: NAME goes before -- (sqlock elect NAME [VALUE] [-- CMD...])");
+  if (head.empty())
+    usage_error("elect: NAME goes before -- (sqlock elect NAME [VALUE] [-- CMD...])");
   if (head.size() > 2)
     usage_error("elect: unexpected argument '" + printable(head[2]) +
                 "' (sqlock elect NAME [VALUE] [-- CMD...]; the command goes after --)");
@@ -190,10 +199,11 @@ int run_elect(const globals& g, elect_options o) {
   o.value = o.value_given ? head[1] : std::string();
 
   if (o.listen || !o.value_given) {
-    if (o.listen && o.value_given)
-      usage_error("elect --listen observes: it takes no VALUE");
+    if (o.listen && o.value_given) usage_error("elect --listen observes: it takes no VALUE");
     if (!o.command.empty())
-      usage_error("elect: a command runs while leader: campaign with a VALUE (sqlock elect NAME VALUE -- CMD...)");
+      usage_error(
+          "elect: a command runs while leader: campaign with a VALUE (sqlock elect NAME VALUE -- "
+          "CMD...)");
     return observe(g, o);
   }
   return campaign(g, o);
@@ -203,41 +213,54 @@ int run_elect(const globals& g, elect_options o) {
 
 void add_elect(CLI::App& app, globals& g) {
   auto o = std::make_shared<elect_options>();
-  auto* sub = app.add_subcommand(
-      "elect", "Leader election: campaign with VALUE and stay leader (optionally while CMD runs), or observe the leader");
-  sub->add_option("name", o->name, "Election name (the lock NAME that the leader holds)")->required();
-  auto* value = sub->add_option("value", o->value,
-                                "Campaign, publishing VALUE (the lock's metadata) when elected; without it, observe");
-  sub->add_option("command", o->command, "A command to run while leader, after --")->type_name("CMD...");
-  sub->add_flag("-l,--listen", o->listen, "Observe: print the leader and each change until interrupted");
-  auto* ttl = sub->add_option("--ttl", o->ttl, "Leadership lease length, renewed every ttl/3 (default 30s)")
-                  ->type_name("DURATION");
-  auto* wait = sub->add_option("--wait", o->wait, "Give up the campaign after waiting this long (default: wait forever)")
-                   ->type_name("DURATION");
-  auto* nb = sub->add_flag("-n,--nonblock", o->nonblock, "Do not wait: exit at once if there is a leader");
+  auto* sub = app.add_subcommand("elect",
+                                 "Leader election: campaign with VALUE and stay leader (optionally "
+                                 "while CMD runs), or observe the leader");
+  sub->add_option("name", o->name, "Election name (the lock NAME that the leader holds)")
+      ->required();
+  auto* value = sub->add_option(
+      "value", o->value,
+      "Campaign, publishing VALUE (the lock's metadata) when elected; without it, observe");
+  sub->add_option("command", o->command, "A command to run while leader, after --")
+      ->type_name("CMD...");
+  sub->add_flag("-l,--listen", o->listen,
+                "Observe: print the leader and each change until interrupted");
+  auto* ttl =
+      sub->add_option("--ttl", o->ttl, "Leadership lease length, renewed every ttl/3 (default 30s)")
+          ->type_name("DURATION");
+  auto* wait =
+      sub->add_option("--wait", o->wait,
+                      "Give up the campaign after waiting this long (default: wait forever)")
+          ->type_name("DURATION");
+  auto* nb =
+      sub->add_flag("-n,--nonblock", o->nonblock, "Do not wait: exit at once if there is a leader");
   wait->excludes(nb);
   sub->add_option("--conflict-exit-code", o->conflict_exit_code,
                   "Exit code when another candidate leads and -n or --wait gives up (default 1)")
       ->type_name("N");
-  sub->add_option("--kill-grace", o->kill_grace,
-                  "Time between SIGTERM and SIGKILL when the leadership is lost, and what CMD's leftover "
-                  "processes get after it exits (default 5s, or ttl/3 if shorter)")
+  sub->add_option(
+         "--kill-grace", o->kill_grace,
+         "Time between SIGTERM and SIGKILL when the leadership is lost, and what CMD's leftover "
+         "processes get after it exits (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
   sub->add_option("--interval", o->interval,
-                  "Observing: look at least this often (default 1s; releases are seen at once on PostgreSQL)")
+                  "Observing: look at least this often (default 1s; releases are seen at once on "
+                  "PostgreSQL)")
       ->type_name("DURATION");
   sub->footer(
       "Campaign (elect NAME VALUE): waits until leader, prints `term=T value=V owner=O` (the\n"
       "term is the leadership's fencing token: larger for every new leader), then stays leader\n"
       "until SIGINT, SIGTERM or SIGHUP (it resigns and exits 0) or until the leadership is lost\n"
       "(exit 75). With -- CMD, CMD runs while leader, as with `run` (signals forwarded, CMD\n"
-      "stopped before the leadership can pass, exit with CMD's status), with SQLOCK_ELECTION_NAME,\n"
+      "stopped before the leadership can pass, exit with CMD's status), with "
+      "SQLOCK_ELECTION_NAME,\n"
       "SQLOCK_ELECTION_TERM, SQLOCK_ELECTION_VALUE and SQLOCK_ELECTION_OWNER in its environment;\n"
       "CMD's exit resigns, once CMD's whole process group is gone (as with `run`: leftovers get\n"
       "--kill-grace, then SIGTERM, then SIGKILL after --kill-grace).\n"
       "Observe (elect NAME, or elect -l NAME): prints the current leader (or `no leader`), then\n"
       "one line per change, until SIGINT or SIGTERM (exit 0). With -o json, one JSON document per\n"
-      "line: {\"name\", \"term\", \"value\", \"owner\", \"expires_in_seconds\"} (null when vacant).\n"
+      "line: {\"name\", \"term\", \"value\", \"owner\", \"expires_in_seconds\"} (null when "
+      "vacant).\n"
       "\n"
       "Examples:\n"
       "  sqlock elect scheduler \"$(hostname)\"               # leader until Ctrl-C\n"

@@ -28,7 +28,8 @@ void print_semaphore_table(const globals& g, const std::vector<semaphore_record>
     rows.push_back({printable(r.name), std::to_string(r.limit), std::to_string(r.used),
                     std::to_string(r.holders.size()), std::to_string(r.waiters.size()), state});
     const char* color = state == "full" ? yellow : state == "held" ? green : dim;
-    styles.push_back({bold, nullptr, nullptr, nullptr, r.waiters.empty() ? nullptr : yellow, color});
+    styles.push_back(
+        {bold, nullptr, nullptr, nullptr, r.waiters.empty() ? nullptr : yellow, color});
   }
   print_table(stdout, {"SEMAPHORE", "LIMIT", "USED", "HOLDERS", "WAITERS", "STATE"}, rows, styles,
               g.color_stdout());
@@ -58,8 +59,8 @@ void print_listing(const globals& g, listing_kinds kinds, const std::vector<lock
   // semaphores lists exactly as before.
   const bool lock_table = kinds == listing_kinds::locks ||
                           (kinds == listing_kinds::both && (!locks.empty() || semaphores.empty()));
-  const bool semaphore_table = kinds == listing_kinds::semaphores ||
-                               (kinds == listing_kinds::both && !semaphores.empty());
+  const bool semaphore_table =
+      kinds == listing_kinds::semaphores || (kinds == listing_kinds::both && !semaphores.empty());
   if (lock_table) print_lock_table(g, locks);
   if (lock_table && semaphore_table) std::printf("\n");
   if (semaphore_table) print_semaphore_table(g, semaphores);
@@ -100,15 +101,20 @@ int run_list(const globals& g, const list_options& o) {
 void add_list(CLI::App& app, globals& g) {
   auto o = std::make_shared<list_options>();
   auto* sub = app.add_subcommand(
-      "list", "List locks and semaphores: holders, fencing tokens and expiry by the database clock");
-  auto* held = sub->add_flag("--held", o->held, "Only locks that are held, semaphores with a holder");
-  auto* free = sub->add_flag("--free", o->free, "Only locks that are free (released or expired), semaphores without a holder");
+      "list",
+      "List locks and semaphores: holders, fencing tokens and expiry by the database clock");
+  auto* held =
+      sub->add_flag("--held", o->held, "Only locks that are held, semaphores with a holder");
+  auto* free =
+      sub->add_flag("--free", o->free,
+                    "Only locks that are free (released or expired), semaphores without a holder");
   held->excludes(free);
   auto* locks = sub->add_flag("--locks", o->locks_only, "Only locks");
   auto* semaphores = sub->add_flag("--semaphores", o->semaphores_only, "Only semaphores");
   locks->excludes(semaphores);
   sub->add_option("--prefix", o->prefix, "Only names starting with these bytes")->type_name("P");
-  sub->add_option("--limit", o->limit, "At most N locks and N semaphores (default: all)")->type_name("N");
+  sub->add_option("--limit", o->limit, "At most N locks and N semaphores (default: all)")
+      ->type_name("N");
   sub->footer(
       "Locks: NAME OWNER TOKEN ACQUIRED EXPIRES_IN STATE METADATA. ACQUIRED is UTC;\n"
       "EXPIRES_IN (\"expires in 12.3s\", \"free for 3m\") is computed by the database.\n"

@@ -1,13 +1,13 @@
 // The `sqlock` command-line tool: inspect, break, purge and migrate lock and semaphore rows, run
 // a command under a lock or semaphore, and elect a leader. See docs/cli.md.
 
-#include <fmt/core.h>
-
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
 #include <exception>
 #include <string_view>
+
+#include <fmt/core.h>
 
 #include "common.hpp"
 
@@ -25,9 +25,10 @@ int report(const globals& g, int code, const std::string& message) {
 
 int main(int argc, char** argv) {
   globals g;
-  CLI::App app{"sqlock: distributed locks (leases with fencing tokens) stored as rows in "
-               "PostgreSQL or SQLite.",
-               "sqlock"};
+  CLI::App app{
+      "sqlock: distributed locks (leases with fencing tokens) stored as rows in "
+      "PostgreSQL or SQLite.",
+      "sqlock"};
   // Global options are accepted after the command too (`sqlock list -o json`): subcommands
   // created below inherit fallthrough and pass options they do not know to the main app.
   app.fallthrough();
@@ -61,7 +62,8 @@ int main(int argc, char** argv) {
       "  sqlock elect scheduler \"$(hostname)\" -- ./scheduler\n"
       "\n"
       "Exit codes: 0 ok; 1 busy, timed out or no such lock; 64 usage; 69 database "
-      "unavailable;\n70 internal; 74 output not written; 75 lease lost during run or elect; 78 configuration or schema "
+      "unavailable;\n70 internal; 74 output not written; 75 lease lost during run or elect; 78 "
+      "configuration or schema "
       "(bad URL, run `sqlock migrate up`).\nRun `sqlock COMMAND --help` for a command's options.");
 
   add_list(app, g);
@@ -98,7 +100,8 @@ int main(int argc, char** argv) {
     // Output that was asked for and lost (a full disk, a closed descriptor) is an error,
     // whatever the command did: the flag is sticky, so one check covers every write.
     if (std::fflush(stdout) != 0 || std::ferror(stdout) != 0)
-      return report(g, exit_code::io, fmt::format("cannot write the output: {}", std::strerror(errno)));
+      return report(g, exit_code::io,
+                    fmt::format("cannot write the output: {}", std::strerror(errno)));
     return code;
   } catch (const exit_error& e) {
     return report(g, e.code(), e.what());

@@ -1,13 +1,15 @@
 // `sqlock migrate up|down|status|print`: sqlock's schema in the database.
 
-#include <fmt/core.h>
 #include <sys/stat.h>
 
 #include <cerrno>
 
-#include "common.hpp"
+#include <fmt/core.h>
+
 #include <sqlock/migrations.hpp>
 #include <sqlock/url.hpp>
+
+#include "common.hpp"
 
 namespace sqlock::cli {
 
@@ -103,13 +105,13 @@ int run_status(const globals& g, bool exit_code_flag) {
   } else {
     print(stdout, "database:        {} {}\n", kind, printable(db->describe()));
     print(stdout, "current version: {}{}\n", current,
-               missing_file ? " (the file does not exist yet)" : "");
+          missing_file ? " (the file does not exist yet)" : "");
     print(stdout, "latest version:  {}\n", latest);
     if (current == latest)
       print(stdout, "status:          up to date\n");
     else if (current < latest)
       print(stdout, "status:          {} migration{} pending: run `sqlock migrate up`\n",
-                 latest - current, latest - current == 1 ? "" : "s");
+            latest - current, latest - current == 1 ? "" : "s");
     else
       print(stdout, "status:          newer than this sqlock knows: upgrade sqlock\n");
     std::fflush(stdout);
@@ -189,10 +191,12 @@ void add_migrate(CLI::App& app, globals& g) {
   auto* status = sub->add_subcommand("status", "Print the current and latest schema versions");
   status->add_flag("--exit-code", *exit_flag, "Exit 1 when migrations are pending");
   status->footer("Example:\n  sqlock migrate status --exit-code || sqlock migrate up");
-  status->callback([&g, exit_flag] { g.action = [&g, exit_flag] { return run_status(g, *exit_flag); }; });
+  status->callback(
+      [&g, exit_flag] { g.action = [&g, exit_flag] { return run_status(g, *exit_flag); }; });
 
   auto p = std::make_shared<print_options>();
-  auto* print = sub->add_subcommand("print", "Write the embedded migration SQL to stdout (no database needed)");
+  auto* print = sub->add_subcommand(
+      "print", "Write the embedded migration SQL to stdout (no database needed)");
   print->add_option("--backend", p->backend, "postgresql or sqlite (default: the URL's backend)")
       ->check(CLI::IsMember({"postgresql", "sqlite"}))
       ->type_name("BACKEND");

@@ -16,7 +16,7 @@ int run_purge(const globals& g, const std::string& free_for_text) {
     print_json({{"purged", n}, {"free_for_seconds", seconds(free_for)}});
   } else if (!g.quiet) {
     print(stdout, "purged {} lock{} free for at least {}\n", n, n == 1 ? "" : "s",
-               format_duration(free_for));
+          format_duration(free_for));
   }
   return exit_code::ok;
 }

@@ -2,8 +2,9 @@
 // lock); with --semaphore, the holders of the semaphore NAME (or the one with --token T). The
 // holders learn at their next renewal, at most ttl/3 later.
 
-#include <fmt/core.h>
 #include <unistd.h>
+
+#include <fmt/core.h>
 
 #include "common.hpp"
 
@@ -24,7 +25,8 @@ void confirm_or_throw(const release_options& o, const std::string& question,
                       const std::string& what) {
   if (o.yes) return;
   auto answer = confirm(question + " Its holder keeps running until its next renewal.");
-  if (!answer) usage_error("not a terminal: pass --yes to force-release " + what + " without asking");
+  if (!answer)
+    usage_error("not a terminal: pass --yes to force-release " + what + " without asking");
   if (!*answer) throw exit_error(exit_code::busy, "not released: " + what + " is unchanged");
 }
 
@@ -35,7 +37,8 @@ int release_lock(const globals& g, client& c, const release_options& o) {
   if (!r) {
     std::string hint;
     try {
-      if (c.inspect_semaphore(o.name)) hint = " (there is a semaphore " + quoted + ": add --semaphore)";
+      if (c.inspect_semaphore(o.name))
+        hint = " (there is a semaphore " + quoted + ": add --semaphore)";
     } catch (const error&) {
     }
     throw exit_error(exit_code::busy, "no such lock: " + quoted + hint);
@@ -57,7 +60,7 @@ int release_lock(const globals& g, client& c, const release_options& o) {
   } else if (released) {
     if (!g.quiet)
       print(stdout, "released {} (was held by {}, token {})\n", quoted, printable(r->owner),
-                 r->token);
+            r->token);
   } else {
     info(g, quoted + " is not held; nothing to release");
   }
@@ -97,14 +100,14 @@ int release_semaphore(const globals& g, client& c, const release_options& o) {
   } else if (released > 0) {
     if (!g.quiet) {
       print(stdout, "released {} {} of {}\n", released, released == 1 ? "holder" : "holders",
-                 quoted);
+            quoted);
       for (const auto& h : targets)
-        print(stdout, "  was held by {}, token {}, {} {}\n", printable(h.owner), h.token,
-                   h.count, h.count == 1 ? "unit" : "units");
+        print(stdout, "  was held by {}, token {}, {} {}\n", printable(h.owner), h.token, h.count,
+              h.count == 1 ? "unit" : "units");
     }
   } else if (o.token != 0) {
-    info(g, fmt::format("{} has no live holder with token {}; nothing to release", quoted,
-                        o.token));
+    info(g,
+         fmt::format("{} has no live holder with token {}; nothing to release", quoted, o.token));
   } else {
     info(g, quoted + " has no live holder; nothing to release");
   }
@@ -132,7 +135,8 @@ void add_release(CLI::App& app, globals& g) {
   sub->add_flag("--semaphore", o->semaphore,
                 "Release the semaphore NAME's holders (all of them, or the one with --token)");
   sub->add_option("--token", o->token,
-                  "With --semaphore: only the holder with this fencing token (see `sqlock show NAME --semaphore`)")
+                  "With --semaphore: only the holder with this fencing token (see `sqlock show "
+                  "NAME --semaphore`)")
       ->type_name("T");
   sub->footer(
       "The holder learns that its lease ended at its next renewal (at most ttl/3 later); until\n"

@@ -5,8 +5,9 @@
 
 #include <fmt/core.h>
 
-#include "supervise.hpp"
 #include <sqlock/validate.hpp>
+
+#include "supervise.hpp"
 
 namespace sqlock::cli {
 
@@ -38,12 +39,14 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
   const bool counting = o.count_given || o.limit_given;
   if (o.shared && o.exclusive) usage_error("--shared and --exclusive exclude each other");
   if ((o.shared || o.exclusive) && counting)
-    usage_error(fmt::format("{} is the readers/writer lock NAME (a semaphore of {} units: "
-                            "shared = 1, exclusive = all); it takes no --count or --limit",
-                            o.shared ? "--shared" : "--exclusive", max_semaphore_limit));
+    usage_error(
+        fmt::format("{} is the readers/writer lock NAME (a semaphore of {} units: "
+                    "shared = 1, exclusive = all); it takes no --count or --limit",
+                    o.shared ? "--shared" : "--exclusive", max_semaphore_limit));
   if (!o.shared && !o.exclusive && !counting) {
     if (o.fair)
-      usage_error("--fair applies to semaphores: add --shared, --exclusive or --limit M [--count N]");
+      usage_error(
+          "--fair applies to semaphores: add --shared, --exclusive or --limit M [--count N]");
     return std::nullopt;
   }
   semaphore_options so;
@@ -55,16 +58,17 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
     return so;
   }
   if (!o.limit_given)
-    usage_error("--count needs --limit M: the semaphore's capacity, which every user of NAME states alike");
+    usage_error(
+        "--count needs --limit M: the semaphore's capacity, which every user of NAME states alike");
   if (o.limit < 1 || o.limit > max_semaphore_limit)
     usage_error(fmt::format("--limit: must be 1..{}, not {}", max_semaphore_limit, o.limit));
   so.limit = o.limit;
   so.count = o.count;
   if (so.count < 1) usage_error(fmt::format("--count: must be at least 1, not {}", so.count));
   if (so.count > so.limit)
-    usage_error(fmt::format(
-        "--count {} is more than --limit {}: the semaphore could never grant it", so.count,
-        so.limit));
+    usage_error(
+        fmt::format("--count {} is more than --limit {}: the semaphore could never grant it",
+                    so.count, so.limit));
   return so;
 }
 
@@ -95,7 +99,8 @@ std::string semaphore_description(client& c, const std::string& name) {
 }
 
 int run_run(const globals& g, const run_options& o) {
-  if (o.command.empty()) usage_error("run: no command given (sqlock run NAME [options] -- CMD [ARGS...])");
+  if (o.command.empty())
+    usage_error("run: no command given (sqlock run NAME [options] -- CMD [ARGS...])");
   if (o.conflict_exit_code < 0 || o.conflict_exit_code > 255)
     usage_error("--conflict-exit-code: must be 0..255");
   const std::optional<semaphore_options> sem = semaphore_mode(o);
@@ -147,10 +152,9 @@ int run_run(const globals& g, const run_options& o) {
   // A SQLOCK_LOCK_COUNT inherited from an outer `run` must not describe this lease.
   const auto env = command_environment({"SQLOCK_LOCK_COUNT"}, vars);
 
-  const std::string what =
-      sem ? fmt::format("{} (token {}, {} {})", quoted, held->token(), held->count(),
-                        held->count() == 1 ? "unit" : "units")
-          : fmt::format("{} (token {})", quoted, held->token());
+  const std::string what = sem ? fmt::format("{} (token {}, {} {})", quoted, held->token(),
+                                             held->count(), held->count() == 1 ? "unit" : "units")
+                               : fmt::format("{} (token {})", quoted, held->token());
   return session.run_command(*held, path, o.command, env, grace, what);
 }
 
@@ -161,31 +165,40 @@ void add_run(CLI::App& app, globals& g) {
   auto* sub = app.add_subcommand(
       "run", "Run a command while holding a lock or semaphore units (flock(1) across machines)");
   sub->add_option("name", o->name, "Lock (or semaphore) name")->required();
-  sub->add_option("command", o->command, "The command and its arguments, after --")->type_name("CMD...");
+  sub->add_option("command", o->command, "The command and its arguments, after --")
+      ->type_name("CMD...");
   sub->add_option("--ttl", o->ttl, "Lease length, renewed every ttl/3 while CMD runs (default 30s)")
       ->type_name("DURATION");
-  auto* wait = sub->add_option("--wait", o->wait, "Give up after waiting this long (default: wait forever)")
-                   ->type_name("DURATION");
-  auto* nb = sub->add_flag("-n,--nonblock", o->nonblock, "Do not wait: exit at once if the lock is busy");
+  auto* wait =
+      sub->add_option("--wait", o->wait, "Give up after waiting this long (default: wait forever)")
+          ->type_name("DURATION");
+  auto* nb =
+      sub->add_flag("-n,--nonblock", o->nonblock, "Do not wait: exit at once if the lock is busy");
   wait->excludes(nb);
-  sub->add_option("--metadata", o->metadata, "Text stored with the lease, shown by `list` and `show`")
+  sub->add_option("--metadata", o->metadata,
+                  "Text stored with the lease, shown by `list` and `show`")
       ->type_name("TEXT");
   sub->add_option("--conflict-exit-code", o->conflict_exit_code,
                   "Exit code when the lock is busy or the wait times out (default 1)")
       ->type_name("N");
-  sub->add_option("--kill-grace", o->kill_grace,
-                  "Time between SIGTERM and SIGKILL when the lease is lost, and what CMD's leftover "
-                  "processes get after it exits (default 5s, or ttl/3 if shorter)")
+  sub->add_option(
+         "--kill-grace", o->kill_grace,
+         "Time between SIGTERM and SIGKILL when the lease is lost, and what CMD's leftover "
+         "processes get after it exits (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
   sub->add_flag("--shared", o->shared,
                 "Take a shared lock: 1 unit of the readers/writer semaphore NAME");
   sub->add_flag("--exclusive", o->exclusive,
                 "Take the exclusive lock: all units of the readers/writer semaphore NAME");
-  auto* count = sub->add_option("--count", o->count, "Units of the counting semaphore NAME to take (default 1; needs --limit)")
-      ->type_name("N");
-  auto* limit = sub->add_option("--limit", o->limit,
-                  "Capacity of the counting semaphore NAME; every user of NAME must give the same")
-      ->type_name("M");
+  auto* count =
+      sub->add_option("--count", o->count,
+                      "Units of the counting semaphore NAME to take (default 1; needs --limit)")
+          ->type_name("N");
+  auto* limit =
+      sub->add_option(
+             "--limit", o->limit,
+             "Capacity of the counting semaphore NAME; every user of NAME must give the same")
+          ->type_name("M");
   sub->add_flag("--fair", o->fair,
                 "Semaphores: wait in arrival order (every user of NAME should pass it)");
   sub->footer(

@@ -15,9 +15,7 @@ struct show_options {
   bool semaphore_only = false;
 };
 
-void line(const char* key, const std::string& value) {
-  print(stdout, "{:<12} {}\n", key, value);
-}
+void line(const char* key, const std::string& value) { print(stdout, "{:<12} {}\n", key, value); }
 
 void print_lock(const globals& g, const lock_record& r) {
   const bool color = g.color_stdout();
@@ -37,7 +35,11 @@ void print_semaphore(const globals& g, const semaphore_record& r) {
   const std::string state = semaphore_state(r);
   line("name:", printable(r.name));
   line("kind:", "semaphore");
-  line("state:", style(color, state == "full" ? yellow : state == "held" ? green : dim, state) +
+  line("state:", style(color,
+                       state == "full"   ? yellow
+                       : state == "held" ? green
+                                         : dim,
+                       state) +
                      " (" + describe_usage(r) + ")");
   line("limit:", std::to_string(r.limit));
   line("used:", std::to_string(r.used));
@@ -74,8 +76,9 @@ int run_show(const globals& g, const show_options& o) {
   if (!o.semaphore_only) lock = c->inspect(o.name);
   if (!o.lock_only) semaphore = c->inspect_semaphore(o.name);
   if (!lock && !semaphore) {
-    const char* what = o.lock_only ? "no such lock" : o.semaphore_only ? "no such semaphore"
-                                                                       : "no such lock or semaphore";
+    const char* what = o.lock_only        ? "no such lock"
+                       : o.semaphore_only ? "no such semaphore"
+                                          : "no such lock or semaphore";
     throw exit_error(exit_code::busy, std::string(what) + ": '" + printable(o.name) + "'");
   }
   if (g.format() == output_format::json) {

@@ -54,10 +54,10 @@ struct supervisor {
   }
 
   int wake_fds[2] = {-1, -1};
-  std::mutex mu;             // guards the fields below
-  pid_t child_pgid = 0;      // 0 unless CMD runs
-  int pending_signal = 0;    // a signal received while no CMD ran
-  client* owner = nullptr;   // shut down by a signal that arrives while waiting
+  std::mutex mu;            // guards the fields below
+  pid_t child_pgid = 0;     // 0 unless CMD runs
+  int pending_signal = 0;   // a signal received while no CMD ran
+  client* owner = nullptr;  // shut down by a signal that arrives while waiting
   bool lost = false;
   std::string lost_reason;
   std::atomic<bool> stop{false};
@@ -108,7 +108,8 @@ std::string find_executable(const std::string& file, int& err) {
   std::size_t start = 0;
   for (;;) {
     std::size_t end = path.find(':', start);
-    std::string dir = path.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    std::string dir =
+        path.substr(start, end == std::string::npos ? std::string::npos : end - start);
     if (dir.empty()) dir = ".";
     std::string candidate = dir + "/" + file;
     struct stat st {};
@@ -196,14 +197,16 @@ std::string find_command(const std::vector<std::string>& command) {
   std::string path = find_executable(command.at(0), lookup_errno);
   if (path.empty()) {
     bool missing = lookup_errno == ENOENT;
-    throw exit_error(missing ? 127 : 126,
-                     printable(command[0]) + (missing ? ": command not found" : ": permission denied"));
+    throw exit_error(
+        missing ? 127 : 126,
+        printable(command[0]) + (missing ? ": command not found" : ": permission denied"));
   }
   return path;
 }
 
-std::vector<std::string> command_environment(const std::vector<std::string>& strip,
-                                             const std::vector<std::pair<std::string, std::string>>& set) {
+std::vector<std::string> command_environment(
+    const std::vector<std::string>& strip,
+    const std::vector<std::pair<std::string, std::string>>& set) {
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string_view v(*e);
@@ -333,7 +336,8 @@ int lease_session::run_command(lease& held, const std::string& path,
       pid_t r = ::waitpid(-1, &st, WNOHANG);
       if (r == 0 || (r < 0 && errno == ECHILD)) break;
       if (r < 0 && errno == EINTR) continue;
-      if (r < 0) throw exit_error(exit_code::internal, std::string("waitpid: ") + std::strerror(errno));
+      if (r < 0)
+        throw exit_error(exit_code::internal, std::string("waitpid: ") + std::strerror(errno));
       if (r == pid) {
         status = st;
         leader_done = true;
@@ -365,7 +369,8 @@ int lease_session::run_command(lease& held, const std::string& path,
       }
       if (terminating) {
         warn(g_, what + ": " + why + ": stopping the command (SIGTERM, SIGKILL after " +
-                     format_duration(std::chrono::duration_cast<milliseconds>(kill_at - now)) + ")");
+                     format_duration(std::chrono::duration_cast<milliseconds>(kill_at - now)) +
+                     ")");
         ::kill(-pid, SIGTERM);
       }
     }
@@ -379,7 +384,8 @@ int lease_session::run_command(lease& held, const std::string& path,
         leftovers_at = now + grace;
         if (g_.verbose > 0)
           info(g_, printable(command[0]) + " exited; waiting up to " + format_duration(grace) +
-                       " (--kill-grace) for the rest of its process group before releasing " + what);
+                       " (--kill-grace) for the rest of its process group before releasing " +
+                       what);
       } else if (!leftovers_termed && now >= leftovers_at) {
         warn(g_, what + ": processes of the command's group still run " + format_duration(grace) +
                      " (--kill-grace) after it exited: SIGTERM, SIGKILL after " +
@@ -394,7 +400,8 @@ int lease_session::run_command(lease& held, const std::string& path,
     }
     milliseconds timeout{50};
     if (terminating && !killed)
-      timeout = std::min(timeout, std::chrono::duration_cast<milliseconds>(kill_at - now) + milliseconds{1});
+      timeout = std::min(timeout,
+                         std::chrono::duration_cast<milliseconds>(kill_at - now) + milliseconds{1});
     sv.sleep(timeout);
   }
   {
@@ -422,7 +429,8 @@ int lease_session::run_command(lease& held, const std::string& path,
   return status_to_exit(status);
 }
 
-int lease_session::hold(lease& held, const std::string& what, const std::function<void()>& announce) {
+int lease_session::hold(lease& held, const std::string& what,
+                        const std::function<void()>& announce) {
   supervisor& sv = *sv_;
   int early_signal = 0;
   {

@@ -35,8 +35,9 @@ struct supervisor;
 std::string find_command(const std::vector<std::string>& command);
 
 /// Our environment for CMD: every variable named in `strip` or `set` removed, then `set` added.
-std::vector<std::string> command_environment(const std::vector<std::string>& strip,
-                                             const std::vector<std::pair<std::string, std::string>>& set);
+std::vector<std::string> command_environment(
+    const std::vector<std::string>& strip,
+    const std::vector<std::pair<std::string, std::string>>& set);
 
 /// --kill-grace: the given duration, or 5s capped at ttl/3; warns when it is not well under the
 /// ttl (one failed renewal would then stop the command).

@@ -1,6 +1,7 @@
 // `sqlock version`.
 
 #include <fmt/core.h>
+
 #include <sqlock/config.hpp>
 
 #include "common.hpp"

@@ -1,11 +1,12 @@
 // `sqlock watch`: `list`, refreshed until interrupted.
 
-#include <fmt/chrono.h>
-#include <fmt/core.h>
 #include <signal.h>
 #include <unistd.h>
 
 #include <ctime>
+
+#include <fmt/chrono.h>
+#include <fmt/core.h>
 
 #include "common.hpp"
 
@@ -41,7 +42,8 @@ int run_watch(const globals& g, const watch_options& o) {
                               : o.semaphores_only ? listing_kinds::semaphores
                                                   : listing_kinds::both;
   const bool tty = isatty(STDOUT_FILENO) == 1 && g.format() == output_format::table;
-  const std::string where = std::string(c->get_backend()->kind()) + " " + c->get_backend()->describe();
+  const std::string where =
+      std::string(c->get_backend()->kind()) + " " + c->get_backend()->describe();
   for (std::size_t frame = 1;; ++frame) {
     std::vector<lock_record> locks;
     std::vector<semaphore_record> semaphores;
@@ -60,9 +62,9 @@ int run_watch(const globals& g, const watch_options& o) {
       std::tm tm{};
       localtime_r(&now, &tm);
       print(stdout, "{}\n",
-                 style(g.color_stdout(), dim,
-                       fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}, Ctrl-C to stop)",
-                                   format_duration(interval), printable(where), tm)));
+            style(g.color_stdout(), dim,
+                  fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}, Ctrl-C to stop)",
+                              format_duration(interval), printable(where), tm)));
       if (failure.empty()) print_listing(g, kinds, locks, semaphores);
       print(stdout, "{}", tty ? "" : "\n");
     } else if (failure.empty()) {
@@ -82,7 +84,8 @@ int run_watch(const globals& g, const watch_options& o) {
 
 void add_watch(CLI::App& app, globals& g) {
   auto o = std::make_shared<watch_options>();
-  auto* sub = app.add_subcommand("watch", "Show `list` (locks and semaphores), refreshed until interrupted");
+  auto* sub = app.add_subcommand("watch",
+                                 "Show `list` (locks and semaphores), refreshed until interrupted");
   sub->add_option("-i,--interval", o->interval, "Time between refreshes (default 2s)")
       ->type_name("DURATION");
   sub->add_flag("--held", o->held, "Only locks that are held, semaphores with a holder");

@@ -1,14 +1,14 @@
+#include <algorithm>
+
 #include <sqlock/client.hpp>
 #include <sqlock/error.hpp>
 
-#include <algorithm>
-
-#include "core/core.hpp"
-#include "util/fault_points.hpp"
 #include "backends/common/migrations.hpp"
+#include "core/core.hpp"
+#include "core/wait.hpp"
+#include "util/fault_points.hpp"
 #include "util/util.hpp"
 #include "util/validate.hpp"
-#include "core/wait.hpp"
 
 namespace sqlock {
 namespace detail {
@@ -52,8 +52,8 @@ void client_core::emit(const lock_event& event) const noexcept {
     try {
       listener(event);
     } catch (const std::exception& e) {
-      log(log_level::error, std::string("event listener threw on ") + to_string(event.kind) +
-                                " " + quoted(event.name) + ": " + e.what());
+      log(log_level::error, std::string("event listener threw on ") + to_string(event.kind) + " " +
+                                quoted(event.name) + ": " + e.what());
     } catch (...) {
       log(log_level::error, std::string("event listener threw on ") + to_string(event.kind));
     }
@@ -67,7 +67,9 @@ void client_core::release_in_database(lease_impl& lease, deadline until) {
 }
 
 void client_core::emit_released(const lease_impl& lease) const noexcept {
-  emit({event_kind::released, lease.name, lease.token,
+  emit({event_kind::released,
+        lease.name,
+        lease.token,
         std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - lease.granted_at),
         {}});
 }
@@ -115,9 +117,16 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
   acquire_result result;
   try {
     if (what.semaphore) {
-      semaphore_request request{name, options_.owner, nonce, options.metadata,
-                                what.semaphore->limit, what.units, options.ttl, waiting,
-                                waiting && what.semaphore->fair, fair_ticket_ttl};
+      semaphore_request request{name,
+                                options_.owner,
+                                nonce,
+                                options.metadata,
+                                what.semaphore->limit,
+                                what.units,
+                                options.ttl,
+                                waiting,
+                                waiting && what.semaphore->fair,
+                                fair_ticket_ttl};
       result = db_->try_acquire_semaphore(request, op_deadline());
     } else {
       acquire_request request{name, options_.owner, nonce, options.metadata, options.ttl, waiting};
@@ -137,9 +146,8 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
                       std::to_string(options.ttl.count()) + " ms",
                   e.backend(), e.sqlstate());
     }
-    throw error(errc::unavailable,
-                std::string(e.what()) + " (the attempt was cleaned up; retry)", e.backend(),
-                e.sqlstate());
+    throw error(errc::unavailable, std::string(e.what()) + " (the attempt was cleaned up; retry)",
+                e.backend(), e.sqlstate());
   }
   if (!result.granted) {
     holder_left = result.holder_expires_in;
@@ -147,8 +155,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
   }
   SQLOCK_FAULT_POINT("acquire.granted");
   auto impl = std::make_shared<lease_impl>(shared_from_this(), name, std::move(nonce),
-                                           *result.granted, options, sent, what.kind(),
-                                           what.units);
+                                           *result.granted, options, sent, what.kind(), what.units);
   if (!keepalive_.track(impl)) {
     // Shut down while the grant was in flight: hand it straight back.
     impl->state = lease_state::released;
@@ -230,10 +237,11 @@ std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::
                                                     std::chrono::steady_clock::time_point now,
                                                     std::chrono::milliseconds wait) {
   if (wait < std::chrono::milliseconds::zero())
-    throw error(errc::invalid_argument, std::string(what) + " " + detail::quoted(name) + ": negative wait");
+    throw error(errc::invalid_argument,
+                std::string(what) + " " + detail::quoted(name) + ": negative wait");
   // Saturate: a huge wait means "no deadline", not an overflowed time point.
   return wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
-                                                     : now + wait;
+                                                    : now + wait;
 }
 }  // namespace
 
@@ -242,8 +250,7 @@ std::optional<lease> client::try_acquire(std::string_view name, const lock_optio
   return acquire_until(name, now, now, options);
 }
 
-std::optional<lease> client::try_acquire_for(std::string_view name,
-                                             std::chrono::milliseconds wait,
+std::optional<lease> client::try_acquire_for(std::string_view name, std::chrono::milliseconds wait,
                                              const lock_options& options) {
   auto now = std::chrono::steady_clock::now();
   return acquire_until(name, now, wait_deadline("try_acquire_for", name, now, wait), options);
@@ -252,7 +259,8 @@ std::optional<lease> client::try_acquire_for(std::string_view name,
 lease client::acquire(std::string_view name, const lock_options& options) {
   auto l = acquire_until(name, std::chrono::steady_clock::now(),
                          std::chrono::steady_clock::time_point::max(), options);
-  if (!l) throw error(errc::internal, "acquire " + detail::quoted(name) + ": wait ended unexpectedly");
+  if (!l)
+    throw error(errc::internal, "acquire " + detail::quoted(name) + ": wait ended unexpectedly");
   return std::move(*l);
 }
 
@@ -266,14 +274,16 @@ std::optional<lease> client::try_acquire_semaphore_for(std::string_view name,
                                                        std::chrono::milliseconds wait,
                                                        const semaphore_options& options) {
   auto now = std::chrono::steady_clock::now();
-  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, now, wait), options,
-                       &options);
+  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, now, wait),
+                       options, &options);
 }
 
 lease client::acquire_semaphore(std::string_view name, const semaphore_options& options) {
   auto l = acquire_until(name, std::chrono::steady_clock::now(),
                          std::chrono::steady_clock::time_point::max(), options, &options);
-  if (!l) throw error(errc::internal, "acquire_semaphore " + detail::quoted(name) + ": wait ended unexpectedly");
+  if (!l)
+    throw error(errc::internal,
+                "acquire_semaphore " + detail::quoted(name) + ": wait ended unexpectedly");
   return std::move(*l);
 }
 
@@ -311,11 +321,13 @@ std::optional<lease> client::acquire_until(std::string_view name,
       if (w) core.remove_waiter(w);
       if (!drop_ticket) return;
       try {
-        core.db().abandon({std::string(what.name), what.nonce, 0, lease_kind::semaphore},
-                          steady_clock::now() + std::min(core.operation_timeout(), milliseconds{1000}));
+        core.db().abandon(
+            {std::string(what.name), what.nonce, 0, lease_kind::semaphore},
+            steady_clock::now() + std::min(core.operation_timeout(), milliseconds{1000}));
       } catch (const std::exception& e) {
-        core.log(log_level::debug, std::string("leaving the queue failed (the ticket lapses by itself): ") +
-                                       e.what());
+        core.log(
+            log_level::debug,
+            std::string("leaving the queue failed (the ticket lapses by itself): ") + e.what());
       }
     }
   } guard{*core_, watch, what, queued};
@@ -328,7 +340,8 @@ std::optional<lease> client::acquire_until(std::string_view name,
     try {
       // Inside the loop: the schema check is a database call like the attempt, and a wait
       // must ride out a server that is restarting ("the database system is starting up")
-      // from its first call on (without this, 88 of 100 `run --wait 30s` across a restart exited 69 at once).
+      // from its first call on (without this, 88 of 100 `run --wait 30s` across a restart exited 69
+      // at once).
       core_->ensure_schema();
       if (auto impl = core_->attempt(what, waits, holder_left)) {
         guard.drop_ticket = false;  // the grant took the ticket
@@ -342,9 +355,9 @@ std::optional<lease> client::acquire_until(std::string_view name,
       // "timed out"). Every other error is final.
       if (e.code() != errc::unavailable) throw;
       if (steady_clock::now() >= until) throw;
-      core_->log(failing ? log_level::debug : log_level::warn,
-                 std::string("acquire: attempt failed, retrying until the wait's deadline: ") +
-                     e.what());
+      core_->log(
+          failing ? log_level::debug : log_level::warn,
+          std::string("acquire: attempt failed, retrying until the wait's deadline: ") + e.what());
       failing = true;
     }
     auto now = steady_clock::now();
@@ -354,7 +367,8 @@ std::optional<lease> client::acquire_until(std::string_view name,
       return std::nullopt;
     }
     auto wake_at = now + delay.next();
-    if (holder_left > milliseconds::zero()) wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
+    if (holder_left > milliseconds::zero())
+      wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
     // A queued waiter must attempt again before its ticket lapses.
     if (queued) wake_at = std::min(wake_at, now + fair_ticket_ttl / 3);
     wake_at = std::min(wake_at, until);

@@ -1,15 +1,15 @@
 #pragma once
 // The shared core of a client: kept alive by the client object and by every lease it granted.
 
-#include <sqlock/backend.hpp>
-#include <sqlock/types.hpp>
-
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
 #include <unordered_set>
+
+#include <sqlock/backend.hpp>
+#include <sqlock/types.hpp>
 
 #include "core/keepalive.hpp"
 #include "core/lease_impl.hpp"
@@ -49,7 +49,9 @@ class client_core : public std::enable_shared_from_this<client_core> {
     const semaphore_options* semaphore = nullptr;
     std::int64_t units = 1;
     std::string nonce;  // semaphores only
-    lease_kind kind() const noexcept { return semaphore ? lease_kind::semaphore : lease_kind::lock; }
+    lease_kind kind() const noexcept {
+      return semaphore ? lease_kind::semaphore : lease_kind::lock;
+    }
   };
   /// One grant attempt. Returns the lease, or empty with the holder's remaining time.
   std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, bool waiting,

@@ -3,16 +3,16 @@
 // (woken by every release of the name: NOTIFY on PostgreSQL, the in-process registry on
 // SQLite), until the leader's lease runs out, or for at most `poll`.
 
-#include <sqlock/election.hpp>
-#include <sqlock/error.hpp>
-
 #include <atomic>
 #include <thread>
 
+#include <sqlock/election.hpp>
+#include <sqlock/error.hpp>
+
 #include "core/core.hpp"
+#include "core/wait.hpp"
 #include "util/util.hpp"
 #include "util/validate.hpp"
-#include "core/wait.hpp"
 
 namespace sqlock {
 
@@ -66,7 +66,8 @@ void observer_state::run() noexcept {
         try {
           on_change(now_leader);
         } catch (const std::exception& e) {
-          core->log(log_level::error, "election " + quoted(name) + ": observer callback threw: " + e.what());
+          core->log(log_level::error,
+                    "election " + quoted(name) + ": observer callback threw: " + e.what());
         } catch (...) {
           core->log(log_level::error, "election " + quoted(name) + ": observer callback threw");
         }
@@ -78,7 +79,8 @@ void observer_state::run() noexcept {
         vacant_delay = std::min(poll, vacant_delay * 2);
       }
     } catch (const std::exception& e) {
-      core->log(log_level::warn, "election " + quoted(name) + ": observing failed, retrying: " + e.what());
+      core->log(log_level::warn,
+                "election " + quoted(name) + ": observing failed, retrying: " + e.what());
     }
     if (watch->wait_until(steady_clock::now() + sleep) == release_watch::wake::cancelled) return;
   }
@@ -122,7 +124,8 @@ bool election::try_campaign_for(std::string value, std::chrono::milliseconds wai
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (leadership_ && *leadership_)
-      throw error(errc::usage, "election " + detail::quoted(name_) + ": campaign while already leader");
+      throw error(errc::usage,
+                  "election " + detail::quoted(name_) + ": campaign while already leader");
   }
   lock_options o = options_;
   o.metadata = std::move(value);
@@ -172,9 +175,7 @@ std::chrono::milliseconds election::remaining() const {
   return leadership_ ? leadership_->remaining() : std::chrono::milliseconds::zero();
 }
 
-std::optional<leader_info> election::leader() {
-  return detail::leader_of(client_.inspect(name_));
-}
+std::optional<leader_info> election::leader() { return detail::leader_of(client_.inspect(name_)); }
 
 observation election::observe(std::function<void(const std::optional<leader_info>&)> on_change,
                               std::chrono::milliseconds poll) {

@@ -21,18 +21,26 @@ milliseconds retry_delay(milliseconds ttl) {
 
 const char* loss_reason(renew_outcome outcome) noexcept {
   switch (outcome) {
-    case renew_outcome::expired: return "expired";
-    case renew_outcome::taken_over: return "taken over";
-    case renew_outcome::force_released: return "force released";
-    case renew_outcome::missing: return "lock row deleted";
+    case renew_outcome::expired:
+      return "expired";
+    case renew_outcome::taken_over:
+      return "taken over";
+    case renew_outcome::force_released:
+      return "force released";
+    case renew_outcome::missing:
+      return "lock row deleted";
     case renew_outcome::renewed:
-    case renew_outcome::busy: break;
+    case renew_outcome::busy:
+      break;
   }
   return "unknown";
 }
 
 keepalive::keepalive(backend& db, log_fn log, emit_fn emit, milliseconds operation_timeout)
-    : db_(db), log_(std::move(log)), emit_(std::move(emit)), operation_timeout_(operation_timeout) {}
+    : db_(db),
+      log_(std::move(log)),
+      emit_(std::move(emit)),
+      operation_timeout_(operation_timeout) {}
 
 keepalive::~keepalive() {
   if (!on_own_thread()) stop();
@@ -86,8 +94,7 @@ void keepalive::retry_releases(std::vector<deferred_release> due) {
     try {
       // abandon(key) ends the same lease (a nonce is unique to it) and never waits for
       // a locked row, so a long fenced transaction costs one cheap statement per retry.
-      db_.abandon(d.key,
-                  steady::now() + std::min(operation_timeout_, milliseconds{1000}));
+      db_.abandon(d.key, steady::now() + std::min(operation_timeout_, milliseconds{1000}));
     } catch (const error& e) {
       auto now = steady::now();
       if (e.code() == errc::unavailable && now < d.give_up) {

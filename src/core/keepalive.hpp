@@ -9,8 +9,6 @@
 // A lease is tracked from its grant until it is released or lost. The renewer also retries
 // releases that could not reach the database, so waiters need not wait for the row to expire.
 
-#include <sqlock/backend.hpp>
-
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -19,6 +17,8 @@
 #include <thread>
 #include <unordered_map>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 #include "core/lease_impl.hpp"
 

@@ -1,7 +1,7 @@
+#include <exception>
+
 #include <sqlock/error.hpp>
 #include <sqlock/lease.hpp>
-
-#include <exception>
 
 #include "core/core.hpp"
 #include "util/util.hpp"
@@ -171,8 +171,9 @@ void lease::release() {
       // for the row to expire. A row locked by an open fenced transaction (perhaps this
       // thread's own) is not an error: the release completes when that transaction ends.
       if (e.code() == errc::unavailable) core.keeper().defer_release(l.key(), give_up);
-      const bool row_is_locked = dynamic_cast<const row_locked*>(&e) != nullptr ||
-                                 (e.code() == errc::unavailable && e.sqlstate() == sqlstate_row_locked);
+      const bool row_is_locked =
+          dynamic_cast<const row_locked*>(&e) != nullptr ||
+          (e.code() == errc::unavailable && e.sqlstate() == sqlstate_row_locked);
       if (!row_is_locked) failure = std::current_exception();
     }
   }

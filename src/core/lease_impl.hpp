@@ -1,14 +1,14 @@
 #pragma once
 // The shared state behind a sqlock::lease.
 
-#include <sqlock/backend.hpp>
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+
+#include <sqlock/backend.hpp>
+#include <sqlock/types.hpp>
 
 namespace sqlock::detail {
 
@@ -75,9 +75,7 @@ struct lease_impl {
     std::lock_guard<std::mutex> lock(mu);
     return state == s;
   }
-  bool active_locked() const {
-    return state == lease_state::held || state == lease_state::at_risk;
-  }
+  bool active_locked() const { return state == lease_state::held || state == lease_state::at_risk; }
 };
 
 }  // namespace sqlock::detail

@@ -31,8 +31,8 @@ bool mutex::try_lock() {
 
 bool mutex::try_lock_wait(std::chrono::milliseconds wait) {
   check_not_held();
-  lease_ = client_.try_acquire_for(name_, std::max(wait, std::chrono::milliseconds::zero()),
-                                   options_);
+  lease_ =
+      client_.try_acquire_for(name_, std::max(wait, std::chrono::milliseconds::zero()), options_);
   return lease_.has_value();
 }
 
@@ -50,7 +50,8 @@ void mutex::unlock() noexcept {
 
 std::int64_t mutex::token() const {
   if (!lease_)
-    throw error(errc::usage, "sqlock::mutex " + detail::quoted(name_) + ": token() while not locked");
+    throw error(errc::usage,
+                "sqlock::mutex " + detail::quoted(name_) + ": token() while not locked");
   return lease_->token();
 }
 

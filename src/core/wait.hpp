@@ -15,8 +15,7 @@ class backoff {
   static constexpr std::chrono::milliseconds cap_unsignalled{250};
   static constexpr std::chrono::milliseconds cap_signalled{2000};
 
-  explicit backoff(bool signalled) noexcept
-      : cap_(signalled ? cap_signalled : cap_unsignalled) {}
+  explicit backoff(bool signalled) noexcept : cap_(signalled ? cap_signalled : cap_unsignalled) {}
   /// The next sleep: uniform in [d/2, d], d doubling from `initial` up to the cap.
   std::chrono::milliseconds next();
 

@@ -3,11 +3,10 @@
 #include <sys/random.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-
 #include <algorithm>
 #include <array>
+#include <cerrno>
+#include <cstdio>
 #include <random>
 #include <vector>
 
@@ -153,7 +152,11 @@ namespace {
 // Length of the valid UTF-8 sequence at the start of s and its code point; 0 when invalid.
 std::size_t utf8_sequence(std::string_view s, std::uint32_t& cp) {
   auto c = static_cast<unsigned char>(s[0]);
-  std::size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+  std::size_t len = c < 0x80             ? 1
+                    : (c & 0xe0) == 0xc0 ? 2
+                    : (c & 0xf0) == 0xe0 ? 3
+                    : (c & 0xf8) == 0xf0 ? 4
+                                         : 0;
   if (len == 0 || len > s.size() || !valid_utf8(s.substr(0, len))) return 0;
   cp = len == 1 ? c : len == 2 ? (c & 0x1f) : len == 3 ? (c & 0x0f) : (c & 0x07);
   for (std::size_t k = 1; k < len; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[k]) & 0x3f);

@@ -1,10 +1,10 @@
 #include "util/validate.hpp"
 
-#include <sqlock/error.hpp>
-#include <sqlock/validate.hpp>
-
 #include <cstring>
 #include <string>
+
+#include <sqlock/error.hpp>
+#include <sqlock/validate.hpp>
 
 #include "util/util.hpp"
 
@@ -49,9 +49,7 @@ void validate_metadata(std::string_view metadata) {
   check_text("metadata", metadata, max_metadata_bytes, true);
 }
 
-void validate_owner(std::string_view owner) {
-  check_text("owner", owner, max_owner_bytes, false);
-}
+void validate_owner(std::string_view owner) { check_text("owner", owner, max_owner_bytes, false); }
 
 void validate(const lock_options& options) {
   validate_ttl(options.ttl);
@@ -65,8 +63,8 @@ namespace sqlock::detail {
 std::int64_t validate_units(const semaphore_options& options) {
   validate(static_cast<const lock_options&>(options));
   if (options.limit < 1 || options.limit > max_semaphore_limit)
-    fail("semaphore limit " + std::to_string(options.limit) + " is out of range: it must be from 1 to " +
-         std::to_string(max_semaphore_limit));
+    fail("semaphore limit " + std::to_string(options.limit) +
+         " is out of range: it must be from 1 to " + std::to_string(max_semaphore_limit));
   if (options.exclusive) return options.limit;
   if (options.count < 1 || options.count > options.limit)
     fail("semaphore count " + std::to_string(options.count) +

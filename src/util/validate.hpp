@@ -1,10 +1,10 @@
 #pragma once
 // Input checks done before any I/O. Each throws errc::invalid_argument naming the problem.
 
-#include <sqlock/types.hpp>
-
 #include <chrono>
 #include <string_view>
+
+#include <sqlock/types.hpp>
 
 namespace sqlock::detail {
 

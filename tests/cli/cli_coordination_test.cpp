@@ -14,7 +14,8 @@ using namespace sqlock_cli_test;
 
 namespace {
 
-/// Polls a `sqlock` command's JSON until `pred` holds (at most every 50 ms: each look is a process).
+/// Polls a `sqlock` command's JSON until `pred` holds (at most every 50 ms: each look is a
+/// process).
 template <class DB, class Pred>
 bool eventually_json(const DB& db, const std::vector<std::string>& args, Pred pred,
                      std::chrono::milliseconds limit = 20s) {
@@ -60,7 +61,8 @@ TEST_CASE("semaphore and elect flags that do not fit exit 64 with a clear messag
     std::string says;
   };
   for (const auto& b : std::vector<bad>{
-           {{"run", "p", "--count", "3", "--limit", "2", "--", "true"}, "--count 3 is more than --limit 2"},
+           {{"run", "p", "--count", "3", "--limit", "2", "--", "true"},
+            "--count 3 is more than --limit 2"},
            {{"run", "p", "--shared", "--count", "2", "--", "true"}, "--shared"},
            {{"run", "p", "--exclusive", "--limit", "2", "--", "true"}, "--exclusive"},
            {{"run", "p", "--shared", "--exclusive", "--", "true"}, "exclude"},
@@ -90,12 +92,14 @@ TEST_CASE("semaphore and elect flags that do not fit exit 64 with a clear messag
 
 // ---- semaphores ------------------------------------------------------------------------------
 
-TEST_CASE_TEMPLATE("list and show include a semaphore with its holders and a queued waiter; "
-                   "release --semaphore ends one holder or all",
-                   DB, CLI_DATABASES) {
+TEST_CASE_TEMPLATE(
+    "list and show include a semaphore with its holders and a queued waiter; "
+    "release --semaphore ends one holder or all",
+    DB, CLI_DATABASES) {
   DB db;
   holder<DB> a(db, "pool", {"--limit", "3", "--metadata", "alpha", "--ttl", "1s"}, "-a");
-  holder<DB> b(db, "pool", {"--limit", "3", "--count", "2", "--metadata", "beta", "--ttl", "1s"}, "-b");
+  holder<DB> b(db, "pool", {"--limit", "3", "--count", "2", "--metadata", "beta", "--ttl", "1s"},
+               "-b");
   // The semaphore is full: a fair waiter for 1 unit queues with a ticket.
   const std::string marker = db.dir() + "/waiter-ran";
   process waiter(db.cmd({"run", "pool", "--limit", "3", "--fair", "--", "sh", "-c",
@@ -141,16 +145,20 @@ TEST_CASE_TEMPLATE("list and show include a semaphore with its holders and a que
   CHECK(contains(busy.err, "3 of 3 units used by 2 holders, 1 queued"));
 
   // Filters.
-  CHECK(parse_json(run(db.cmd({"list", "--held", "--semaphores", "-o", "json"})).out)["semaphores"].size() == 1);
+  CHECK(parse_json(run(db.cmd({"list", "--held", "--semaphores", "-o", "json"})).out)["semaphores"]
+            .size() == 1);
   CHECK(parse_json(run(db.cmd({"list", "--free", "-o", "json"})).out)["semaphores"].empty());
   CHECK(parse_json(run(db.cmd({"list", "--semaphores", "-o", "json"})).out).count("locks") == 0);
   CHECK(parse_json(run(db.cmd({"list", "--locks", "-o", "json"})).out).count("semaphores") == 0);
-  CHECK(parse_json(run(db.cmd({"list", "--prefix", "poo", "-o", "json"})).out)["semaphores"].size() == 1);
+  CHECK(
+      parse_json(run(db.cmd({"list", "--prefix", "poo", "-o", "json"})).out)["semaphores"].size() ==
+      1);
   CHECK(parse_json(run(db.cmd({"list", "--prefix", "x", "-o", "json"})).out)["semaphores"].empty());
 
   auto table = run(db.cmd({"list"}));
   REQUIRE(table.code == 0);
-  for (const char* col : {"SEMAPHORE", "LIMIT", "USED", "HOLDERS", "WAITERS", "STATE", "pool", "full"})
+  for (const char* col :
+       {"SEMAPHORE", "LIMIT", "USED", "HOLDERS", "WAITERS", "STATE", "pool", "full"})
     CHECK(contains(table.out, col));
   CHECK_FALSE(contains(table.out, "EXPIRES_IN"));  // no locks: no lock table
   auto locks_table = run(db.cmd({"list", "--locks"}));
@@ -209,7 +217,8 @@ TEST_CASE_TEMPLATE("list and show include a semaphore with its holders and a que
   CHECK(bothj["kind"] == "lock");
   CHECK(bothj["metadata"] == "the lock");
   CHECK(bothj["semaphore"]["kind"] == "semaphore");
-  CHECK(parse_json(run(db.cmd({"show", "pool", "--semaphore", "-o", "json"})).out)["holders"].size() == 1);
+  CHECK(parse_json(run(db.cmd({"show", "pool", "--semaphore", "-o", "json"})).out)["holders"]
+            .size() == 1);
 
   // Every holder: b is stopped too.
   auto all = run(db.cmd({"release", "pool", "--force", "--semaphore", "--yes"}));
@@ -253,7 +262,8 @@ TEST_CASE_TEMPLATE("run --shared runs readers together while --exclusive waits f
   CHECK(timed.code == 1);
   CHECK(std::chrono::steady_clock::now() - t0 >= 300ms);
   CHECK(contains(timed.err, "waited"));
-  CHECK(run(db.cmd({"run", "rw", "--exclusive", "-n", "--conflict-exit-code", "7", "--", "true"})).code == 7);
+  CHECK(run(db.cmd({"run", "rw", "--exclusive", "-n", "--conflict-exit-code", "7", "--", "true"}))
+            .code == 7);
   {
     process waiting(db.cmd({"run", "rw", "--exclusive", "--fair", "--", "true"}));
     REQUIRE(eventually_json(db, {"show", "rw", "--semaphore", "-o", "json"},
@@ -307,7 +317,8 @@ TEST_CASE_TEMPLATE("run --limit 2: at most two of three at once; --count 2 --lim
                              {"--ttl", "5s", "--", "sh", "-c", script, slots, log});
           process proc(db.cmd(args));
           auto r = proc.wait(60s);
-          if (r.code != 0) errors[static_cast<std::size_t>(p)] = "exit " + std::to_string(r.code) + ": " + r.err;
+          if (r.code != 0)
+            errors[static_cast<std::size_t>(p)] = "exit " + std::to_string(r.code) + ": " + r.err;
         }
       });
     }
@@ -327,15 +338,17 @@ TEST_CASE_TEMPLATE("run --limit 2: at most two of three at once; --count 2 --lim
 
 // ---- elect ----------------------------------------------------------------------------------
 
-TEST_CASE_TEMPLATE("elect: the second candidate leads once the first resigns, and the observer "
-                   "prints both with increasing terms",
-                   DB, CLI_DATABASES) {
+TEST_CASE_TEMPLATE(
+    "elect: the second candidate leads once the first resigns, and the observer "
+    "prints both with increasing terms",
+    DB, CLI_DATABASES) {
   DB db;
   process observer(db.cmd({"elect", "jobs", "--interval", "200ms", "-o", "json"}));
   REQUIRE(eventually([&] { return contains(observer.out(), "\"term\":null"); }, 20s));
 
   process a(db.cmd({"elect", "jobs", "alpha"}));
-  REQUIRE_MESSAGE(eventually([&] { return contains(a.out(), "value=alpha") || a.exited(); }, 20s), a.err());
+  REQUIRE_MESSAGE(eventually([&] { return contains(a.out(), "value=alpha") || a.exited(); }, 20s),
+                  a.err());
   REQUIRE_MESSAGE(!a.exited(), a.err());
   const std::int64_t term_a = term_in(a.out());
   CHECK(term_a > 0);
@@ -345,7 +358,8 @@ TEST_CASE_TEMPLATE("elect: the second candidate leads once the first resigns, an
   auto nb = run(db.cmd({"elect", "jobs", "gamma", "-n"}));
   CHECK(nb.code == 1);
   CHECK(contains(nb.err, "alpha"));
-  auto timed = run(db.cmd({"elect", "jobs", "gamma", "--wait", "200ms", "--conflict-exit-code", "3"}));
+  auto timed =
+      run(db.cmd({"elect", "jobs", "gamma", "--wait", "200ms", "--conflict-exit-code", "3"}));
   CHECK(timed.code == 3);
   CHECK(timed.out.empty());
   auto show = parse_json(run(db.cmd({"show", "jobs", "-o", "json"})).out);
@@ -360,17 +374,20 @@ TEST_CASE_TEMPLATE("elect: the second candidate leads once the first resigns, an
   auto ra = a.wait();
   CHECK(ra.code == 0);
   CHECK(contains(ra.err, "resigned"));
-  REQUIRE_MESSAGE(eventually([&] { return contains(b.out(), "value=beta") || b.exited(); }, 20s), b.err());
+  REQUIRE_MESSAGE(eventually([&] { return contains(b.out(), "value=beta") || b.exited(); }, 20s),
+                  b.err());
   const std::int64_t term_b = term_in(b.out());
   CHECK(term_b > term_a);
   REQUIRE(eventually([&] { return contains(observer.out(), "\"beta\""); }, 20s));
 
   ::kill(b.pid(), SIGTERM);
   CHECK(b.wait().code == 0);
-  REQUIRE(eventually([&] {
-    auto lines = json_lines(observer.out());
-    return !lines.empty() && lines.back()["term"].is_null();
-  }, 20s));
+  REQUIRE(eventually(
+      [&] {
+        auto lines = json_lines(observer.out());
+        return !lines.empty() && lines.back()["term"].is_null();
+      },
+      20s));
   ::kill(observer.pid(), SIGINT);
   auto ro = observer.wait();
   CHECK(ro.code == 0);
@@ -409,11 +426,13 @@ TEST_CASE_TEMPLATE("elect -- CMD runs the command while leader; a lost leadershi
   process observer(db.cmd({"elect", "-l", "e", "--interval", "200ms"}));
   REQUIRE(eventually([&] { return contains(observer.out(), "no leader"); }, 20s));
   process a(db.cmd({"elect", "e", "x", "--ttl", "600ms", "-o", "json"}));
-  REQUIRE_MESSAGE(eventually([&] { return contains(a.out(), "\"value\":\"x\"") || a.exited(); }, 20s), a.err());
+  REQUIRE_MESSAGE(
+      eventually([&] { return contains(a.out(), "\"value\":\"x\"") || a.exited(); }, 20s), a.err());
   auto aj = parse_json(a.out());
   CHECK(aj["term"].template get<std::int64_t>() > term);
   REQUIRE(eventually([&] { return contains(observer.out(), "value=x"); }, 20s));
-  CHECK(contains(observer.out(), "term=" + std::to_string(aj["term"].template get<std::int64_t>())));
+  CHECK(
+      contains(observer.out(), "term=" + std::to_string(aj["term"].template get<std::int64_t>())));
 
   // Force-released: the leader learns at its next renewal and exits 75.
   REQUIRE(run(db.cmd({"release", "e", "--force", "--yes"})).code == 0);

@@ -33,7 +33,11 @@ bool valid_utf8(const std::string& s) {
   std::size_t i = 0;
   while (i < s.size()) {
     auto c = static_cast<unsigned char>(s[i]);
-    std::size_t len = c < 0x80 ? 1 : (c & 0xe0) == 0xc0 ? 2 : (c & 0xf0) == 0xe0 ? 3 : (c & 0xf8) == 0xf0 ? 4 : 0;
+    std::size_t len = c < 0x80             ? 1
+                      : (c & 0xe0) == 0xc0 ? 2
+                      : (c & 0xf0) == 0xe0 ? 3
+                      : (c & 0xf8) == 0xf0 ? 4
+                                           : 0;
     if (len == 0 || i + len > s.size()) return false;
     for (std::size_t k = 1; k < len; ++k)
       if ((static_cast<unsigned char>(s[i + k]) & 0xc0) != 0x80) return false;
@@ -93,9 +97,9 @@ TEST_CASE("list on someone else's SQLite database exits 78 and leaves the file a
     sqlite3_close(db);
   }
   const std::string before = file_bytes(path);
-  for (std::vector<std::string> args : {std::vector<std::string>{"list"},
-                                        std::vector<std::string>{"show", "x"},
-                                        std::vector<std::string>{"run", "x", "--", "true"}}) {
+  for (std::vector<std::string> args :
+       {std::vector<std::string>{"list"}, std::vector<std::string>{"show", "x"},
+        std::vector<std::string>{"run", "x", "--", "true"}}) {
     args.insert(args.begin(), {"-d", path});
     auto r = run(sqlock(args));
     CAPTURE(r.err);
@@ -122,8 +126,11 @@ TEST_CASE("a directory or a read-only SQLite database exits 78") {
 
 TEST_CASE("a name with invalid UTF-8 or control characters is escaped in diagnostics") {
   sqlite_db db;
-  for (const std::string& name : {std::string("a\xff" "b"), std::string("a\x1b[2Jb"),
-                                 std::string("a\xc2\x9b" "2Jb")}) {
+  for (const std::string& name : {std::string("a\xff"
+                                              "b"),
+                                  std::string("a\x1b[2Jb"),
+                                  std::string("a\xc2\x9b"
+                                              "2Jb")}) {
     for (const char* cmd : {"show", "release"}) {
       auto r = run(db.cmd({cmd, name}));
       CAPTURE(r.err);
@@ -143,8 +150,11 @@ TEST_CASE("output that cannot be written exits 74, not 0") {
     args.insert(args.begin(), {"sh", "-c", "exec \"$@\" > /dev/full", "sh"});
     return args;
   };
-  for (const auto& args : {std::vector<std::string>{"list"}, {"list", "-o", "json"},
-                           {"show", "x"}, {"migrate", "status"}, {"version"}}) {
+  for (const auto& args : {std::vector<std::string>{"list"},
+                           {"list", "-o", "json"},
+                           {"show", "x"},
+                           {"migrate", "status"},
+                           {"version"}}) {
     auto r = run(to_full(db.cmd(args)));
     CAPTURE(args[0]);
     CAPTURE(r.err);

@@ -15,9 +15,9 @@ TEST_CASE_TEMPLATE("run keeps the lock until the background job CMD left behind 
   DB db;
   const std::string order = db.dir() + "/order", started = db.dir() + "/started";
   // sh exits at once; its background job writes 3 s later, still under the first lease.
-  process first(db.cmd({"run", "x", "--ttl", "90s", "--kill-grace", "60s", "--", "sh", "-c",
-                        "(sleep 3; echo late >> \"$0\") & echo up > \"$1\"; exit 0", order,
-                        started}));
+  process first(
+      db.cmd({"run", "x", "--ttl", "90s", "--kill-grace", "60s", "--", "sh", "-c",
+              "(sleep 3; echo late >> \"$0\") & echo up > \"$1\"; exit 0", order, started}));
   REQUIRE_MESSAGE(eventually([&] { return !read_file(started).empty() || first.exited(); }, 20s),
                   "the first run did not start");
   // A second holder, tried again and again from the moment sh is done: it may get the lock only

@@ -24,6 +24,7 @@
 
 #include <doctest/doctest.h>
 #include <nlohmann/json.hpp>
+
 #include <sqlock/config.hpp>
 
 #include "support/poll.hpp"
@@ -61,12 +62,25 @@ using env_changes = std::map<std::string, std::optional<std::string>>;
 /// The test's environment minus everything that could point sqlock at a database or change its
 /// output; PGPASSFILE (scripts/with-postgres) stays.
 inline std::vector<std::string> make_env(const env_changes& changes) {
-  static const char* strip[] = {"SQLOCK_DATABASE_URL=", "DATABASE_URL=", "SQLOCK_SCHEMA=",
-                                "NO_COLOR=", "SQLOCK_LOCK_NAME=", "SQLOCK_LOCK_TOKEN=",
-                                "SQLOCK_LOCK_OWNER=", "SQLOCK_LOCK_COUNT=",
-                                "SQLOCK_ELECTION_NAME=", "SQLOCK_ELECTION_TERM=",
-                                "SQLOCK_ELECTION_VALUE=", "SQLOCK_ELECTION_OWNER=", "PGHOST=", "PGHOSTADDR=", "PGPORT=",
-                                "PGDATABASE=", "PGUSER=", "PGSERVICE=", "TERM="};
+  static const char* strip[] = {"SQLOCK_DATABASE_URL=",
+                                "DATABASE_URL=",
+                                "SQLOCK_SCHEMA=",
+                                "NO_COLOR=",
+                                "SQLOCK_LOCK_NAME=",
+                                "SQLOCK_LOCK_TOKEN=",
+                                "SQLOCK_LOCK_OWNER=",
+                                "SQLOCK_LOCK_COUNT=",
+                                "SQLOCK_ELECTION_NAME=",
+                                "SQLOCK_ELECTION_TERM=",
+                                "SQLOCK_ELECTION_VALUE=",
+                                "SQLOCK_ELECTION_OWNER=",
+                                "PGHOST=",
+                                "PGHOSTADDR=",
+                                "PGPORT=",
+                                "PGDATABASE=",
+                                "PGUSER=",
+                                "PGSERVICE=",
+                                "TERM="};
   std::vector<std::string> env;
   for (char** e = environ; *e != nullptr; ++e) {
     std::string v(*e);
@@ -242,7 +256,6 @@ struct postgresql_db : cli_commands<postgresql_db> {
 };
 #endif
 
-
 // ---- shared by the test files ----------------------------------------------------------------
 
 inline bool contains(const std::string& haystack, const std::string& needle) {
@@ -251,7 +264,9 @@ inline bool contains(const std::string& haystack, const std::string& needle) {
 
 inline std::size_t occurrences(const std::string& haystack, const std::string& needle) {
   std::size_t n = 0;
-  for (auto pos = haystack.find(needle); pos != std::string::npos; pos = haystack.find(needle, pos + 1)) ++n;
+  for (auto pos = haystack.find(needle); pos != std::string::npos;
+       pos = haystack.find(needle, pos + 1))
+    ++n;
   return n;
 }
 
@@ -266,7 +281,8 @@ struct holder {
     std::filesystem::remove(pidfile);
     std::vector<std::string> args = {"run", name};
     args.insert(args.end(), extra.begin(), extra.end());
-    for (const char* a : {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 30"})
+    for (const char* a :
+         {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 30"})
       args.push_back(a);
     args.push_back(pidfile);
     proc = std::make_unique<process>(db.cmd(args));

@@ -1,15 +1,15 @@
 // Tests of the real `sqlock` binary. Cases templated over the database run once per backend
 // (ctest cli.sqlite and cli.postgresql); the others need no database or use SQLite.
 
+#include <sqlite3.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <filesystem>
-#include <set>
 #include <memory>
+#include <set>
 #include <thread>
-
-#include <sqlite3.h>
 
 #include "cli_support.hpp"
 
@@ -56,7 +56,7 @@ TEST_CASE("usage errors exit 64") {
   CHECK(run(db.cmd({"run", "x", "--ttl", "5x", "--", "true"})).code == 64);
   CHECK(run(db.cmd({"run", "x", "--ttl", "10ms", "--", "true"})).code == 64);  // below min ttl
   CHECK(run(db.cmd({"run", "x", "-n", "--wait", "1s", "--", "true"})).code == 64);
-  CHECK(run(db.cmd({"run", "x"})).code == 64);  // no command
+  CHECK(run(db.cmd({"run", "x"})).code == 64);                     // no command
   CHECK(run(db.cmd({"show", std::string(300, 'n')})).code == 64);  // name too long
 }
 
@@ -95,7 +95,8 @@ TEST_CASE("migrate print writes the embedded SQL without a database") {
   CHECK(pg.code == 0);
   CHECK(contains(pg.out, "sqlock_locks"));
   // The URL's backend is the default; without either, a usage error.
-  auto from_url = run(sqlock({"migrate", "print"}), {{"SQLOCK_DATABASE_URL", "sqlite:/nonexistent/x.db"}});
+  auto from_url =
+      run(sqlock({"migrate", "print"}), {{"SQLOCK_DATABASE_URL", "sqlite:/nonexistent/x.db"}});
   CHECK(from_url.code == 0);
   CHECK(from_url.out == r.out);
   CHECK(run(sqlock({"migrate", "print"})).code == 64);
@@ -132,8 +133,8 @@ TEST_CASE("the URL comes from -d, then SQLOCK_DATABASE_URL, then DATABASE_URL") 
   CHECK(names(env_a).count("only-in-a") == 1);
   auto env_b = run(sqlock({"list", "-o", "json"}), {{"DATABASE_URL", b.url()}});
   CHECK(names(env_b).empty());
-  auto flag_b = run(sqlock({"-d", b.url(), "list", "-o", "json"}),
-                    {{"SQLOCK_DATABASE_URL", a.url()}});
+  auto flag_b =
+      run(sqlock({"-d", b.url(), "list", "-o", "json"}), {{"SQLOCK_DATABASE_URL", a.url()}});
   CHECK(names(flag_b).empty());
 }
 
@@ -252,7 +253,8 @@ TEST_CASE_TEMPLATE("migrate down reverts one version and asks without a terminal
   auto refused = run(db.cmd({"migrate", "down"}));
   CHECK(refused.code == 64);
   CHECK(run(db.cmd({"migrate", "status", "--exit-code"})).code == 0);  // unchanged
-  auto latest = parse_json(run(db.cmd({"migrate", "status", "-o", "json"})).out)["latest_version"].template get<int>();
+  auto latest = parse_json(run(db.cmd({"migrate", "status", "-o", "json"})).out)["latest_version"]
+                    .template get<int>();
   auto down = run(db.cmd({"migrate", "down", "--yes", "-o", "json"}));
   REQUIRE_MESSAGE(down.code == 0, down.err);
   CHECK(parse_json(down.out)["version"] == latest - 1);
@@ -268,8 +270,8 @@ TEST_CASE_TEMPLATE("list and show report rows as tables and JSON", DB, CLI_DATAB
   REQUIRE_MESSAGE(empty.code == 0, empty.err);
   // "semaphores" is new next to "locks" (so the whole document no longer equals the old one);
   // --locks gives exactly the old document.
-  CHECK(parse_json(empty.out) ==
-        nlohmann::json{{"locks", nlohmann::json::array()}, {"semaphores", nlohmann::json::array()}});
+  CHECK(parse_json(empty.out) == nlohmann::json{{"locks", nlohmann::json::array()},
+                                                {"semaphores", nlohmann::json::array()}});
   auto locks_only = run(db.cmd({"list", "--locks", "-o", "json"}));
   CHECK(parse_json(locks_only.out) == nlohmann::json{{"locks", nlohmann::json::array()}});
 
@@ -371,14 +373,16 @@ TEST_CASE_TEMPLATE("run reports a command that is missing (127) or not executabl
   CHECK(run(db.cmd({"run", "x", "-n", "--", "true"})).code == 0);
 }
 
-TEST_CASE_TEMPLATE("run on a busy lock exits 1, or --conflict-exit-code, and forwards signals",
-                   DB, CLI_DATABASES) {
+TEST_CASE_TEMPLATE("run on a busy lock exits 1, or --conflict-exit-code, and forwards signals", DB,
+                   CLI_DATABASES) {
   DB db;
   holder<DB> h(db, "busy");
   auto nb = run(db.cmd({"run", "busy", "-n", "--", "true"}));
   CHECK(nb.code == 1);
   CHECK(contains(nb.err, "busy"));
-  CHECK(run(db.cmd({"run", "busy", "--nonblock", "--conflict-exit-code", "7", "--", "true"})).code == 7);
+  CHECK(
+      run(db.cmd({"run", "busy", "--nonblock", "--conflict-exit-code", "7", "--", "true"})).code ==
+      7);
   auto t0 = std::chrono::steady_clock::now();
   auto timed = run(db.cmd({"run", "busy", "--wait", "300ms", "--", "true"}));
   auto waited = std::chrono::steady_clock::now() - t0;
@@ -389,7 +393,8 @@ TEST_CASE_TEMPLATE("run on a busy lock exits 1, or --conflict-exit-code, and for
   // Its signal thread exists once it is about to wait (signals are blocked before that).
   REQUIRE(eventually([&] {
     std::error_code ec;
-    auto it = std::filesystem::directory_iterator("/proc/" + std::to_string(waiter.pid()) + "/task", ec);
+    auto it =
+        std::filesystem::directory_iterator("/proc/" + std::to_string(waiter.pid()) + "/task", ec);
     return !ec && std::distance(it, std::filesystem::directory_iterator{}) >= 2;
   }));
   ::kill(waiter.pid(), SIGINT);
@@ -460,7 +465,8 @@ TEST_CASE_TEMPLATE("concurrent runs on one name never overlap and tokens increas
   for (int p = 0; p < processes; ++p) {
     threads.emplace_back([&, p] {
       for (int i = 0; i < rounds; ++i) {
-        process proc(db.cmd({"run", "shared", "--ttl", "5s", "--", "sh", "-c", script, mutex_dir, tokens}));
+        process proc(
+            db.cmd({"run", "shared", "--ttl", "5s", "--", "sh", "-c", script, mutex_dir, tokens}));
         auto r = proc.wait(60s);
         if (r.code != 0) {
           ++failures;
@@ -486,7 +492,8 @@ TEST_CASE_TEMPLATE("purge deletes rows free for at least the given time", DB, CL
   auto none = run(db.cmd({"purge", "-o", "json"}));  // default 24h
   REQUIRE_MESSAGE(none.code == 0, none.err);
   CHECK(parse_json(none.out)["purged"] == 0);
-  CHECK(parse_json(none.out)["free_for_seconds"].template get<double>() == doctest::Approx(86400.0));
+  CHECK(parse_json(none.out)["free_for_seconds"].template get<double>() ==
+        doctest::Approx(86400.0));
   auto some = run(db.cmd({"purge", "--free-for", "0", "-o", "json"}));
   REQUIRE(some.code == 0);
   CHECK(parse_json(some.out)["purged"] == 1);
@@ -525,7 +532,8 @@ TEST_CASE_TEMPLATE("watch refreshes a given number of times and stops on SIGINT"
 
 TEST_CASE("while renewals fail, run kills the command before the lease's safety deadline") {
   // A lock, and the semaphore leases of run --shared and run --limit: the same supervision.
-  for (const auto& flags : std::vector<std::vector<std::string>>{{}, {"--shared"}, {"--limit", "2"}}) {
+  for (const auto& flags :
+       std::vector<std::vector<std::string>>{{}, {"--shared"}, {"--limit", "2"}}) {
     CAPTURE(flags.size());
     sqlite_db db;
     const std::string pidfile = db.dir() + "/stubborn.pid";

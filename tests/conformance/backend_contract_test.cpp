@@ -5,15 +5,16 @@
 // (BEGIN IMMEDIATE) makes every writer wait until its call's deadline, which then fails with
 // `unavailable` (F::single_writer tells them apart).
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlite.hpp>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <memory>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlite.hpp>
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -34,7 +35,8 @@ struct raw_db;
 
 template <>
 struct raw_db<sqlock_test::sqlite_fixture> {
-  explicit raw_db(const sqlock_test::sqlite_fixture& db) : conn(sqlock_test::sqlite_open(db.file())) {}
+  explicit raw_db(const sqlock_test::sqlite_fixture& db)
+      : conn(sqlock_test::sqlite_open(db.file())) {}
   void exec(const std::string& sql) { sqlock_test::sqlite_exec(conn.get(), sql); }
   std::string value(const std::string& sql) {
     sqlite3_stmt* s = nullptr;
@@ -76,8 +78,8 @@ struct raw_db<sqlock_test::pgbouncer_fixture> : raw_postgresql {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("exactly one of many concurrent acquirers wins a fresh name and an expired name", F,
-                   SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("exactly one of many concurrent acquirers wins a fresh name and an expired name",
+                   F, SQLOCK_TEST_FIXTURES) {
   F db;
   constexpr int n = 8;
   std::vector<std::shared_ptr<sqlock::backend>> backends;
@@ -99,8 +101,7 @@ TEST_CASE_TEMPLATE("exactly one of many concurrent acquirers wins a fresh name a
           // A long ttl: the winner's lease must not expire while slower threads (TSan, 2
           // cores) are still attempting, or a later grant would be legitimate, not a race.
           auto r = backends[static_cast<std::size_t>(i)]->try_acquire(
-              request(name, "n" + std::to_string(phase) + "-" + std::to_string(i), 30s),
-              soon());
+              request(name, "n" + std::to_string(phase) + "-" + std::to_string(i), 30s), soon());
           if (r.granted) {
             ++winners;
             token = r.granted->token;
@@ -124,8 +125,8 @@ TEST_CASE_TEMPLATE("abandon ends a semaphore holder by nonce and drops its queue
   auto b = sqlock::open_backend(db.url(), db.options().backend);
   auto held = b->try_acquire_semaphore(sem_request("q", "holder", 1), soon());
   REQUIRE(held.granted);
-  auto waiting = b->try_acquire_semaphore(sem_request("q", "waiter", 1, 1, 30s, true, true),
-                                          soon());
+  auto waiting =
+      b->try_acquire_semaphore(sem_request("q", "waiter", 1, 1, 30s, true, true), soon());
   CHECK_FALSE(waiting.granted);
   auto rec = b->inspect_semaphore("q", soon());
   REQUIRE(rec);
@@ -144,8 +145,8 @@ TEST_CASE_TEMPLATE("abandon ends a semaphore holder by nonce and drops its queue
   CHECK(b->inspect("q", soon())->held);
 }
 
-TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an open transaction",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an open transaction", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto b = sqlock::open_backend(db.url(), db.options().backend);
   raw_db<F> raw(db);
@@ -164,7 +165,8 @@ TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an o
   auto e2 = b->try_acquire(request("expired", "n5b", 100ms), soon()).granted;  // re-created...
   REQUIRE(e2);
   raw.exec("UPDATE " + locks + " SET nonce = 'n5', token = " + std::to_string(expired->token) +
-           ", expires_at = " + raw.now() + " WHERE name = 'expired'");  // ...as our own, expired row
+           ", expires_at = " + raw.now() +
+           " WHERE name = 'expired'");  // ...as our own, expired row
   const std::vector<sqlock::renew_request> all = {
       {{"live", "n1", live->token}, 30s},       {{"locked", "n2", locked->token}, 30s},
       {{"forced", "n3", forced->token}, 30s},   {{"taken", "n4", taken->token}, 30s},
@@ -202,8 +204,10 @@ TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an o
   CHECK(again.at(0).outcome == sqlock::renew_outcome::renewed);
 }
 
-TEST_CASE_TEMPLATE("an attempt on a lock row held by an open transaction draws no token, and the "
-                   "grant after it has a larger one", F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "an attempt on a lock row held by an open transaction draws no token, and the "
+    "grant after it has a larger one",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto b = sqlock::open_backend(db.url(), db.options().backend);
   raw_db<F> raw(db);
@@ -226,8 +230,8 @@ TEST_CASE_TEMPLATE("an attempt on a lock row held by an open transaction draws n
     CHECK(steady::now() - start >= 900ms);  // it waited, until its deadline
     CHECK(raw.value(counter) == before);
     raw.exec("UPDATE sqlock_counters SET value = value + 1 WHERE name = 'token'");
-    raw.exec("UPDATE " + locks + " SET token = (" + counter + "), nonce = 'A', expires_at = " +
-             raw.now() + " WHERE name = 'x'");
+    raw.exec("UPDATE " + locks + " SET token = (" + counter +
+             "), nonce = 'A', expires_at = " + raw.now() + " WHERE name = 'x'");
     ta = std::stoll(raw.value("SELECT token FROM " + locks + " WHERE name = 'x'"));
     raw.exec("COMMIT");
   } else {
@@ -239,9 +243,9 @@ TEST_CASE_TEMPLATE("an attempt on a lock row held by an open transaction draws n
     sqlock_test::pg_session watcher(db.direct_url());
     const auto seq = raw.schema + ".sqlock_token_seq";
     auto blocked_acquirers = [&] {
-      return std::stoi(watcher.value(
-          "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-          "AND datname = current_database() AND pid <> pg_backend_pid()"));
+      return std::stoi(
+          watcher.value("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                        "AND datname = current_database() AND pid <> pg_backend_pid()"));
     };
     raw.exec("BEGIN");
     raw.exec("SELECT 1 FROM " + locks + " WHERE name = 'x' FOR UPDATE");

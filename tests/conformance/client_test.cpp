@@ -2,12 +2,13 @@
 // their client, inspection and listing by the database clock, purge. The behaviours of
 // docs/design.md sections 1-4 and 6, run against every backend fixture.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -15,7 +16,6 @@
 using namespace std::chrono_literals;
 using sqlock::errc;
 using namespace sqlock_test;
-
 
 TEST_CASE_TEMPLATE("bad input is a typed error and changes nothing", F, SQLOCK_TEST_FIXTURES) {
   F db;

@@ -1,9 +1,7 @@
 // The conformance suite, sqlock::election: one leader at a time with increasing terms, leader(),
 // resign, observation, and processes campaigning in turn. Run against every backend fixture.
 
-#include <doctest/doctest.h>
 #include <signal.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +12,10 @@
 #include <shared_mutex>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -294,9 +296,9 @@ TEST_CASE_TEMPLATE("election: processes campaigning in turn never overlap", F,
   constexpr int processes = 3, rounds = 8;
   std::vector<pid_t> pids;
   for (int p = 0; p < processes; ++p)
-    pids.push_back(spawn_worker(db, {"--mode", "elect", "--name", "office", "--iterations",
-                                     std::to_string(rounds), "--dir", work.path(), "--ttl-ms",
-                                     "2000", "--hold-us", "20000"}));
+    pids.push_back(spawn_worker(
+        db, {"--mode", "elect", "--name", "office", "--iterations", std::to_string(rounds), "--dir",
+             work.path(), "--ttl-ms", "2000", "--hold-us", "20000"}));
   for (auto pid : pids) CHECK(sqlock_test::wait_exit(pid) == 0);
   auto lines = read_log(work.path() + "/log");
   REQUIRE(lines.size() == std::size_t(2 * processes * rounds));
@@ -308,8 +310,8 @@ TEST_CASE_TEMPLATE("election: processes campaigning in turn never overlap", F,
     REQUIRE(end.kind == "end");
     REQUIRE(start.f.size() == 3);
     REQUIRE(end.f.size() == 2);
-    CHECK(start.f[2] == 0);           // nobody else was leader
-    CHECK(end.f[0] == start.f[0]);    // the same term ended before the next began
+    CHECK(start.f[2] == 0);         // nobody else was leader
+    CHECK(end.f[0] == start.f[0]);  // the same term ended before the next began
     CHECK(end.f[1] == start.f[1]);
     CHECK(start.f[0] > prev_term);
     prev_term = start.f[0];

@@ -1,14 +1,16 @@
 // The conformance suite, faults injected at the backend seam (tests/support/faulty_backend.hpp;
-// the fault suite of tests/fault/ injects them on the wire instead), on every backend: in-doubt acquires are cleaned up by
-// nonce, a stuck renewal cannot delay the loss past the safety deadline, transient failures
-// make a lease at risk and it recovers.
+// the fault suite of tests/fault/ injects them on the wire instead), on every backend: in-doubt
+// acquires are cleaned up by nonce, a stuck renewal cannot delay the loss past the safety deadline,
+// transient failures make a lease at risk and it recovers.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
+#include "support/faulty_backend.hpp"
 
 #include <atomic>
 
-#include "support/faulty_backend.hpp"
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
+
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
 
@@ -43,7 +45,7 @@ TEST_CASE_TEMPLATE("an in-doubt acquire is cleaned up by its nonce and reported 
   in_doubt_clients<F> t(db);
   CHECK(code_of([&] { (void)t.c.try_acquire("job"); }) == errc::unavailable);
   auto rec = t.other.inspect("job");
-  REQUIRE(rec);           // the grant did happen...
+  REQUIRE(rec);            // the grant did happen...
   CHECK_FALSE(rec->held);  // ...and was ended, so nobody waits for a lease nobody holds
   CHECK(t.other.try_acquire("job"));
 }

@@ -3,12 +3,13 @@
 // behaviours of docs/design.md sections 1-4, written once and run against every backend fixture
 // (SQLite; PostgreSQL direct and through PgBouncer when built).
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -17,7 +18,6 @@
 using namespace std::chrono_literals;
 using sqlock::errc;
 using namespace sqlock_test;
-
 
 TEST_CASE_TEMPLATE("a held lock is refused to another client and to the same client", F,
                    SQLOCK_TEST_FIXTURES) {
@@ -68,8 +68,8 @@ TEST_CASE_TEMPLATE("a lock can be taken right after release, with a larger token
   CHECK(rec->token == second->token());
 }
 
-TEST_CASE_TEMPLATE("an expired lease is taken over with a larger token and its holder is lost",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("an expired lease is taken over with a larger token and its holder is lost", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db);
   auto b = make_client(db);
@@ -137,7 +137,8 @@ TEST_CASE_TEMPLATE("a renewal that arrives late never shortens the lease in the 
   CHECK_FALSE(other->try_acquire("job"));
 
   // Likewise a semaphore holder's row.
-  sqlock::semaphore_request sreq{"slots", "holder", "nonce-2", "", 2, 1, 30000ms, false, false, 0ms};
+  sqlock::semaphore_request sreq{"slots", "holder", "nonce-2", "",    2,
+                                 1,       30000ms,  false,     false, 0ms};
   auto sgrant = b->try_acquire_semaphore(sreq, until()).granted;
   REQUIRE(sgrant);
   sqlock::lease_key skey{"slots", "nonce-2", sgrant->token, sqlock::lease_kind::semaphore};

@@ -3,15 +3,16 @@
 // semaphore holders (which would let the next grant after `migrate up` reuse small tokens while
 // the old holders still work). Run against every backend fixture.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -197,8 +198,7 @@ TEST_CASE_TEMPLATE("migrate down is refused while a semaphore holder is live, al
   CHECK(b.seen().empty());
 }
 
-TEST_CASE_TEMPLATE("migrate down with force drops live leases and warns", F,
-                   SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("migrate down with force drops live leases and warns", F, SQLOCK_TEST_FIXTURES) {
   F fixture;
   logged_backend b(fixture);
   auto a = make_client(fixture, "holder-f");

@@ -1,9 +1,9 @@
 // The conformance suite, processes: several PROCESSES contending for one lock on the same
 // database never overlap. Run against every backend fixture.
 
-#include <doctest/doctest.h>
-
 #include <fstream>
+
+#include <doctest/doctest.h>
 
 #include "support/fixtures.hpp"
 #include "support/worker.hpp"

@@ -1,13 +1,14 @@
 // The conformance suite, sqlock::mutex with the standard lock adapters, and the event
 // listeners: run against every backend fixture.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <map>
 #include <mutex>
 #include <thread>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"

@@ -2,9 +2,7 @@
 // queued fair waiter, and a waiter that times out or is killed leaves the queue. Run against
 // every backend fixture.
 
-#include <doctest/doctest.h>
 #include <signal.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +13,10 @@
 #include <shared_mutex>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -96,8 +98,8 @@ TEST_CASE_TEMPLATE("semaphore: fair waiters are granted in arrival order", F,
   CHECK(holder->inspect_semaphore("q")->waiters.empty());
 }
 
-TEST_CASE_TEMPLATE("semaphore: no acquisition passes a queued fair waiter, even with free units",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("semaphore: no acquisition passes a queued fair waiter, even with free units", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto holder = make_client(db, "holder");
   auto waiter = make_client(db, "waiter");
@@ -185,9 +187,9 @@ TEST_CASE_TEMPLATE("semaphore: a killed fair waiter stops blocking the queue", F
   auto next_client = make_client(db, "next");
   auto h = holder->try_acquire_semaphore("q", fair_sem(1));
   REQUIRE(h);
-  pid_t pid = spawn_worker(db, {"--mode", "semaphore", "--name", "q", "--iterations", "1",
-                                "--dir", work.path(), "--limit", "1", "--count", "1", "--fair",
-                                "1", "--owner", "doomed", "--hold-us", "60000000"});
+  pid_t pid = spawn_worker(db, {"--mode", "semaphore", "--name", "q", "--iterations", "1", "--dir",
+                                work.path(), "--limit", "1", "--count", "1", "--fair", "1",
+                                "--owner", "doomed", "--hold-us", "60000000"});
   bool killed = false;
   scope_guard kill_worker{[&] {
     if (!killed) {

@@ -2,9 +2,7 @@
 // renewal, release and wake-up, shutdown, inspection and listing, purge. Run against every
 // backend fixture.
 
-#include <doctest/doctest.h>
 #include <signal.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -15,6 +13,10 @@
 #include <shared_mutex>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -84,8 +86,7 @@ TEST_CASE_TEMPLATE("semaphore: force_release_semaphore makes the holder lost, on
   CHECK(next->token() > l3->token());
 }
 
-TEST_CASE_TEMPLATE("semaphore: keepalive, renew and the safety deadline", F,
-                   SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("semaphore: keepalive, renew and the safety deadline", F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db);
   auto b = make_client(db);
@@ -232,8 +233,8 @@ TEST_CASE_TEMPLATE("semaphore: shutdown wakes a semaphore waiter and releases it
 
 // --- inspection, listing, purge -------------------------------------------------------------
 
-TEST_CASE_TEMPLATE("semaphore: inspect_semaphore and list_semaphores show holders and waiters",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("semaphore: inspect_semaphore and list_semaphores show holders and waiters", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto c = make_client(db, "lister");
   auto o = make_client(db, "other");

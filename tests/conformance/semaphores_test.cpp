@@ -2,9 +2,9 @@
 // clients), shared and exclusive holders, counts and bad limits, and each grant's token. Written
 // once and run against every backend fixture (SQLite; PostgreSQL direct and through PgBouncer).
 
-#include <doctest/doctest.h>
+#include "support/semaphores.hpp"
+
 #include <signal.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -16,9 +16,12 @@
 #include <thread>
 #include <vector>
 
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
+
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
-#include "support/semaphores.hpp"
 #include "support/threads.hpp"
 #include "support/worker.hpp"
 
@@ -72,8 +75,8 @@ TEST_CASE_TEMPLATE("semaphore: fair processes taking 1 or 2 units never exceed t
   CHECK(rec->waiters.empty());
 }
 
-TEST_CASE_TEMPLATE("semaphore: threads of one client and of several clients respect the limit",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("semaphore: threads of one client and of several clients respect the limit", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   constexpr int clients = 3, threads_per_client = 2, rounds = 12;
   constexpr long long limit = 3;
@@ -213,8 +216,7 @@ TEST_CASE_TEMPLATE("semaphore: counts, exclusive and bad limits", F, SQLOCK_TEST
   CHECK(c->inspect_semaphore("s")->used == 3);
 
   // A different limit while held is refused (and changes nothing); accepted once idle.
-  CHECK(code_of([&] { (void)d->try_acquire_semaphore("s", sem(4, 1)); }) ==
-        errc::invalid_argument);
+  CHECK(code_of([&] { (void)d->try_acquire_semaphore("s", sem(4, 1)); }) == errc::invalid_argument);
   CHECK(code_of([&] { (void)d->try_acquire_semaphore_for("s", 200ms, sem(4, 1)); }) ==
         errc::invalid_argument);
   CHECK(c->inspect_semaphore("s")->limit == 3);

@@ -1,9 +1,7 @@
 // The conformance suite, sqlock::shared_mutex: readers share, a writer excludes them, and a fair
 // writer is not overtaken. Run against every backend fixture.
 
-#include <doctest/doctest.h>
 #include <signal.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +12,10 @@
 #include <shared_mutex>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -107,8 +109,7 @@ TEST_CASE_TEMPLATE("shared_mutex: shared_lock readers share and a unique_lock wr
   CHECK(ma.token() > t_writer);
   auto via_client = b->try_acquire_semaphore("rw", sem(sqlock::max_semaphore_limit));
   REQUIRE(via_client);
-  CHECK(code_of([&] { (void)b->try_acquire_semaphore("rw", sem(10)); }) ==
-        errc::invalid_argument);
+  CHECK(code_of([&] { (void)b->try_acquire_semaphore("rw", sem(10)); }) == errc::invalid_argument);
   CHECK_FALSE(mw.try_lock());
   via_client->release();
   ma.unlock_shared();
@@ -150,4 +151,5 @@ TEST_CASE_TEMPLATE("shared_mutex: a fair writer is not overtaken by later reader
   mb.unlock_shared();
 }
 
-// --- counts and limits ----------------------------------------------------------------------------
+// --- counts and limits
+// ----------------------------------------------------------------------------

@@ -10,13 +10,14 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sqlock/fence.hpp>
 
 #include <csignal>
 #include <iostream>
 #include <string>
 #include <unordered_map>
 #include <vector>
+
+#include <sqlock/fence.hpp>
 
 #include "common.hpp"
 

@@ -10,7 +10,6 @@
 
 #include <dirent.h>
 #include <libpq-fe.h>
-#include <sqlock/sqlock.hpp>
 
 #include <functional>
 #include <iostream>
@@ -18,6 +17,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 #include "common.hpp"
 
@@ -44,7 +45,8 @@ int count_dir(const char* path) {
 /// Raw SQL for set-up and for reading the rows back (a connection per call: nothing kept).
 std::string sql(const std::string& url, const std::string& q) {
   PGconn* c = PQconnectdb(url.c_str());
-  PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      c, [](void*, const char*) {}, nullptr);
   PGresult* r = PQexec(c, q.c_str());
   std::string out;
   auto st = PQresultStatus(r);
@@ -68,8 +70,7 @@ struct runner {
   std::function<std::string()> snapshot;
 
   /// Runs `body` (which must throw); `want` empty = any typed code but internal.
-  void run(const std::string& label, std::optional<errc> want,
-           const std::function<void()>& body) {
+  void run(const std::string& label, std::optional<errc> want, const std::function<void()>& body) {
     std::string before = snapshot ? snapshot() : "";
     int fds = count_dir("/proc/self/fd"), threads = count_dir("/proc/self/task");
     std::string got = "no error";
@@ -180,7 +181,10 @@ int main(int argc, char** argv) {
       t.run("missing schema", errc::schema_mismatch, acquire_with(url, m, "released"));
       sqlock::client_options n = o;
       n.backend.schema = schema + "_new";
-      { sqlock::client c(url, n); c.migrate(); }
+      {
+        sqlock::client c(url, n);
+        c.migrate();
+      }
       sql(admin, "INSERT INTO \"" + n.backend.schema + "\".sqlock_schema_version VALUES (99)");
       t.run("schema newer than the library", errc::schema_mismatch,
             acquire_with(url, n, "released"));
@@ -195,12 +199,15 @@ int main(int argc, char** argv) {
     // Revoked grants for the least-privilege role.
     sql(admin, "GRANT USAGE ON SCHEMA " + q + " TO sqlock_runtime; GRANT SELECT ON " + q +
                    ".sqlock_schema_version TO sqlock_runtime; GRANT SELECT, INSERT, UPDATE, "
-                   "DELETE ON " + q + ".sqlock_locks TO sqlock_runtime; GRANT USAGE ON SEQUENCE " +
-                   q + ".sqlock_token_seq TO sqlock_runtime");
+                   "DELETE ON " +
+                   q + ".sqlock_locks TO sqlock_runtime; GRANT USAGE ON SEQUENCE " + q +
+                   ".sqlock_token_seq TO sqlock_runtime");
     sql(admin, "REVOKE UPDATE ON " + q + ".sqlock_locks FROM sqlock_runtime");
     t.run("revoked UPDATE", errc::invalid_argument, acquire_with(runtime, o, "released"));
-    sql(admin, "GRANT UPDATE ON " + q + ".sqlock_locks TO sqlock_runtime; REVOKE USAGE ON "
-                   "SEQUENCE " + q + ".sqlock_token_seq FROM sqlock_runtime");
+    sql(admin, "GRANT UPDATE ON " + q +
+                   ".sqlock_locks TO sqlock_runtime; REVOKE USAGE ON "
+                   "SEQUENCE " +
+                   q + ".sqlock_token_seq FROM sqlock_runtime");
     t.run("revoked sequence USAGE", errc::invalid_argument, acquire_with(runtime, o, "released"));
     sql(admin, "REVOKE ALL ON SCHEMA " + q + " FROM sqlock_runtime");
     t.run("revoked schema USAGE", {}, acquire_with(runtime, o, "released"));

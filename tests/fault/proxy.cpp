@@ -47,7 +47,7 @@
 namespace {
 constexpr std::int64_t ms_ns = 1000000;
 constexpr std::int64_t held_until_flush = std::numeric_limits<std::int64_t>::max();
-constexpr std::int64_t hold_bound_ns = 60000 * ms_ns;   // `hold` without `flush`
+constexpr std::int64_t hold_bound_ns = 60000 * ms_ns;  // `hold` without `flush`
 constexpr std::int64_t drain_bound_ns = 5000 * ms_ns;  // the server's answer to a late packet
 
 struct chunk {
@@ -60,8 +60,8 @@ struct pair {
   int fd[2];                   // 0 client, 1 server
   std::deque<chunk> queue[2];  // bytes read from fd[i], waiting to go to fd[1 - i]
   bool eof[2] = {false, false};
-  bool cutting = false;        // a cut is queued: read nothing more
-  bool listener = false;       // the client sent LISTEN on it (the backend's listener)
+  bool cutting = false;           // a cut is queued: read nothing more
+  bool listener = false;          // the client sent LISTEN on it (the backend's listener)
   bool late_after_close = false;  // held bytes reached the server after the client had gone
   std::int64_t drain_until = 0;   // write side to the server shut down; reading its answer
   std::int64_t held_since = 0;    // a `hold` chunk is queued (bounded by hold_bound_ns)
@@ -78,8 +78,7 @@ struct nemesis {
 
 struct counters {
   long long connections = 0, chunks = 0, pass = 0, hold = 0, delay = 0, cut = 0,
-            late_after_close = 0, late_reply_bytes = 0, listen_connections = 0,
-            listen_actions = 0;
+            late_after_close = 0, late_reply_bytes = 0, listen_connections = 0, listen_actions = 0;
   std::string line() const {
     return "connections=" + std::to_string(connections) + " chunks=" + std::to_string(chunks) +
            " pass=" + std::to_string(pass) + " hold=" + std::to_string(hold) +
@@ -180,8 +179,8 @@ int main(int argc, char** argv) {
             if (q.front().due_ns <= now)
               ev |= POLLOUT;
             else if (q.front().due_ns != held_until_flush)
-              timeout_ms = std::min<int>(timeout_ms,
-                                         static_cast<int>((q.front().due_ns - now) / ms_ns) + 1);
+              timeout_ms =
+                  std::min<int>(timeout_ms, static_cast<int>((q.front().due_ns - now) / ms_ns) + 1);
           }
           // A side nobody listens to any more is left out (a closed peer would wake poll).
           fds.push_back({ev ? p.fd[i] : -1, ev, 0});

@@ -31,7 +31,6 @@
 
 #include <libpq-fe.h>
 #include <poll.h>
-#include <sqlock/sqlock.hpp>
 
 #include <algorithm>
 #include <atomic>
@@ -46,6 +45,8 @@
 #include <thread>
 #include <vector>
 
+#include <sqlock/sqlock.hpp>
+
 #include "common.hpp"
 
 namespace {
@@ -55,14 +56,22 @@ using ms = std::chrono::milliseconds;
 
 const char* code_name(sqlock::errc c) {
   switch (c) {
-    case sqlock::errc::unavailable: return "unavailable";
-    case sqlock::errc::schema_mismatch: return "schema_mismatch";
-    case sqlock::errc::lease_lost: return "lease_lost";
-    case sqlock::errc::in_doubt: return "in_doubt";
-    case sqlock::errc::invalid_argument: return "invalid_argument";
-    case sqlock::errc::usage: return "usage";
-    case sqlock::errc::cancelled: return "cancelled";
-    case sqlock::errc::internal: return "internal";
+    case sqlock::errc::unavailable:
+      return "unavailable";
+    case sqlock::errc::schema_mismatch:
+      return "schema_mismatch";
+    case sqlock::errc::lease_lost:
+      return "lease_lost";
+    case sqlock::errc::in_doubt:
+      return "in_doubt";
+    case sqlock::errc::invalid_argument:
+      return "invalid_argument";
+    case sqlock::errc::usage:
+      return "usage";
+    case sqlock::errc::cancelled:
+      return "cancelled";
+    case sqlock::errc::internal:
+      return "internal";
   }
   return "?";
 }
@@ -145,8 +154,8 @@ sqlock::client_options client_options(const config& cfg, fault::history& h) {
     if (e.kind == sqlock::event_kind::renewed)
       h.line("%s renewed %s %lld", id.c_str(), e.name.c_str(), static_cast<long long>(e.token));
     else if (e.kind == sqlock::event_kind::renew_failed)
-      h.line("%s at_risk %s %lld %s", id.c_str(), e.name.c_str(),
-             static_cast<long long>(e.token), word(e.reason).c_str());
+      h.line("%s at_risk %s %lld %s", id.c_str(), e.name.c_str(), static_cast<long long>(e.token),
+             word(e.reason).c_str());
   });
   return o;
 }
@@ -179,8 +188,9 @@ bool validate_and_write(const config& cfg, fault::history& h, fence_client& fenc
     h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
     return false;
   }
-  h.at(t, wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
-              std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
+  h.at(t,
+       wid + " valid " + name + " " + std::to_string(token) + " " + lease_id + " " +
+           std::to_string(t + std::chrono::duration_cast<std::chrono::nanoseconds>(rem).count()));
   if (cfg.fence_port > 0) {
     auto r = fence.write(name, token, lease_id);
     h.line("%s write %s %lld %s %s", wid.c_str(), name.c_str(), token, lease_id.c_str(), r.c_str());
@@ -191,8 +201,7 @@ bool validate_and_write(const config& cfg, fault::history& h, fence_client& fenc
 void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int thread,
                  std::int64_t end_ns) {
   const std::string wid = cfg.id + (cfg.threads > 1 ? "." + std::to_string(thread) : "");
-  std::mt19937_64 rng(static_cast<std::uint64_t>(cfg.seed) * 7919 +
-                      std::hash<std::string>{}(wid));
+  std::mt19937_64 rng(static_cast<std::uint64_t>(cfg.seed) * 7919 + std::hash<std::string>{}(wid));
   fence_client fence(static_cast<int>(cfg.fence_port));
   sqlock::lock_options lo;
   lo.ttl = ms{cfg.ttl_ms};
@@ -210,7 +219,8 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
       hold = cfg.ttl_ms * (70 + static_cast<long>(rng() % 61)) / 100;  // 0.7 .. 1.3 ttl
     else
       hold = cfg.hold_min_ms +
-             static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.hold_max_ms - cfg.hold_min_ms + 1));
+             static_cast<long>(rng() %
+                               static_cast<std::uint64_t>(cfg.hold_max_ms - cfg.hold_min_ms + 1));
     std::optional<sqlock::lease> l;
     long units = 1;
     try {
@@ -219,8 +229,9 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
         sqlock::semaphore_options so;
         static_cast<sqlock::lock_options&>(so) = lo;
         so.limit = cfg.limit;
-        units = cfg.count > 0 ? cfg.count
-                              : 1 + static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.count_max));
+        units = cfg.count > 0
+                    ? cfg.count
+                    : 1 + static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.count_max));
         so.count = std::min(units, cfg.limit);
         units = so.count;
         for (const auto& f : cfg.fair_names) so.fair = so.fair || f == name;
@@ -243,10 +254,10 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
     const std::string lease_id = wid + "#" + std::to_string(++seq);
     const auto token = static_cast<long long>(l->token());
     const std::int64_t granted =
-        cfg.limit > 0 ? h.line("%s grant %s %lld %s %ld", wid.c_str(), name.c_str(), token,
-                               lease_id.c_str(), units)
-                      : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token,
-                               lease_id.c_str());
+        cfg.limit > 0
+            ? h.line("%s grant %s %lld %s %ld", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+                     units)
+            : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
     const std::int64_t until = granted + hold * 1000000;
     bool lost = false;
     for (;;) {
@@ -256,16 +267,16 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
       }
       std::int64_t now = fault::mono_ns();
       if (now >= until) break;
-      std::this_thread::sleep_for(
-          std::chrono::nanoseconds{std::min<std::int64_t>(until - now, cfg.write_every_ms * 1000000)});
+      std::this_thread::sleep_for(std::chrono::nanoseconds{
+          std::min<std::int64_t>(until - now, cfg.write_every_ms * 1000000)});
     }
     if (lost) {
       // A zombie that ignores the loss and keeps writing with its old token: the resource
       // must reject every one of these writes.
       for (long z = 0; z < cfg.zombie_writes; ++z) {
         auto r = fence.write(name, token, lease_id);
-        h.line("%s write %s %lld %s %s zombie", wid.c_str(), name.c_str(), token,
-               lease_id.c_str(), r.c_str());
+        h.line("%s write %s %lld %s %s zombie", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+               r.c_str());
         std::this_thread::sleep_for(ms{cfg.write_every_ms});
       }
     }
@@ -311,10 +322,10 @@ void late_renewal(const config& cfg, sqlock::client& c, fault::history& h, long 
   const std::string lease_id = wid + "#1";
   const auto token = static_cast<long long>(l->token());
   const std::int64_t granted =
-      cfg.limit > 0 ? h.line("%s grant %s %lld %s %lld", wid.c_str(), name.c_str(), token,
-                             lease_id.c_str(), static_cast<long long>(l->count()))
-                    : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token,
-                             lease_id.c_str());
+      cfg.limit > 0
+          ? h.line("%s grant %s %lld %s %lld", wid.c_str(), name.c_str(), token, lease_id.c_str(),
+                   static_cast<long long>(l->count()))
+          : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
   const std::int64_t until = granted + cfg.hold_max_ms * 1000000;
   std::thread validator([&] {
     fence_client fence(static_cast<int>(cfg.fence_port));
@@ -390,7 +401,8 @@ void advisory_thread(const config& cfg, fault::history& h, int thread, std::int6
     PQfinish(conn);
     return;
   }
-  PQsetNoticeProcessor(conn, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      conn, [](void*, const char*) {}, nullptr);
   auto bool_query = [&](const char* sql, const std::string& key) -> int {
     const char* v[1] = {key.c_str()};
     PGresult* r = PQexecParams(conn, sql, 1, nullptr, v, nullptr, nullptr, 0);
@@ -407,7 +419,8 @@ void advisory_thread(const config& cfg, fault::history& h, int thread, std::int6
     const std::string& name = cfg.names[k];
     const std::string key = std::to_string(424242000 + static_cast<long>(k));
     long hold = cfg.hold_min_ms +
-                static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.hold_max_ms - cfg.hold_min_ms + 1));
+                static_cast<long>(
+                    rng() % static_cast<std::uint64_t>(cfg.hold_max_ms - cfg.hold_min_ms + 1));
     h.line("%s attempt %s", wid.c_str(), name.c_str());
     int got = bool_query("SELECT pg_try_advisory_lock($1::bigint)", key);
     if (got < 0) {
@@ -510,7 +523,8 @@ int main(int argc, char** argv) {
         try {
           h.line("%s purged %zu", cfg.id.c_str(), c.purge(ms{cfg.purge_ms}));
         } catch (const sqlock::error& e) {
-          h.line("%s error purge %s %s", cfg.id.c_str(), code_name(e.code()), word(e.what()).c_str());
+          h.line("%s error purge %s %s", cfg.id.c_str(), code_name(e.code()),
+                 word(e.what()).c_str());
         }
       }
     } else if (cfg.mode == "late_renewal") {
@@ -536,7 +550,8 @@ int main(int argc, char** argv) {
             lapsing.push_back(std::move(*l));
         std::this_thread::sleep_for(250ms);
         for (auto& l : lapsing)
-          if (!l.lost()) h.line("%s error %s internal not_lapsed", cfg.id.c_str(), l.name().c_str());
+          if (!l.lost())
+            h.line("%s error %s internal not_lapsed", cfg.id.c_str(), l.name().c_str());
       }
       std::vector<std::thread> ts;
       for (long t = 0; t < cfg.threads; ++t)

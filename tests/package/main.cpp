@@ -1,8 +1,8 @@
 // Written only against docs/design.md section 6: the public API as a user sees it.
-#include <sqlock/sqlock.hpp>
-
 #include <cstdio>
 #include <iostream>
+
+#include <sqlock/sqlock.hpp>
 
 int main(int argc, char** argv) {
   if (argc != 2) {

@@ -4,7 +4,6 @@
 // survived; passwords never appear in messages.
 
 #include <arpa/inet.h>
-#include <doctest/doctest.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -17,6 +16,8 @@
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <doctest/doctest.h>
 
 #include "support/fixtures.hpp"
 #include "support/log_capture.hpp"
@@ -132,156 +133,156 @@ url_parts parse_test_url(const std::string& url) {
 }  // namespace
 
 TEST_SUITE("postgresql") {
-
-TEST_CASE("with the connection stalled, on_lost fires within 100 ms of the safety deadline and "
-          "the client's destructor does not hang") {
-  postgresql_fixture db;
-  auto parts = parse_test_url(db.direct_url());
-  stall_proxy proxy(parts.host, parts.port);
-  std::string url = "postgresql://" + parts.user + "@127.0.0.1:" + std::to_string(proxy.port()) +
-                    "/" + parts.db;
-  auto o = db.options();
-  o.operation_timeout = 1s;
-  auto c = std::make_unique<sqlock::client>(url, o);
-  std::atomic<steady::time_point::rep> lost_at{0};
-  sqlock::lock_options lo;
-  lo.ttl = 1s;
-  lo.on_lost = [&](const sqlock::lost_event&) {
-    lost_at = steady::now().time_since_epoch().count();
-  };
-  auto l = c->try_acquire("job", lo);
-  REQUIRE(l);
-  std::this_thread::sleep_for(500ms);  // a renewal or two go through
-  CHECK(l->state() == sqlock::lease_state::held);
-  proxy.stall();
-  // The local safety deadline, tracked from the lease's own remaining() (renewals in flight
-  // at the stall may still have moved it).
-  steady::time_point safe_until{};
-  while (lost_at.load() == 0 && steady::now() < steady::now() + 10s) {
-    auto rem = l->remaining();
-    if (rem > 0ms) safe_until = steady::now() + rem;
-    if (rem == 0ms && lost_at.load() == 0) {
-      std::this_thread::sleep_for(1ms);
-      if (steady::now() > safe_until + 2s) break;
-      continue;
-    }
-    std::this_thread::sleep_for(1ms);
-  }
-  REQUIRE(lost_at.load() != 0);
-  auto lag = std::chrono::duration<double, std::milli>(
-                 steady::time_point(steady::duration(lost_at.load())) - safe_until)
-                 .count();
-  std::printf("stalled connection: on_lost %.1f ms after the safety deadline\n", lag);
-  CHECK(lag < 100);
-  CHECK(lag > -5);  // not before it either (1 ms sampling)
-  CHECK(l->lost());
-  auto start = steady::now();
-  c.reset();  // releases what it holds within its operation timeout, then gives up
-  auto took = steady::now() - start;
-  std::printf("client destructor with a stalled connection: %.0f ms\n",
-              std::chrono::duration<double, std::milli>(took).count());
-  CHECK(took < 3s);
-}
-
-TEST_CASE("a server with synchronous_commit=off is reported through the log hook") {
-  postgresql_fixture db;
-  log_capture logs;
-  auto o = db.options();
-  o.log = logs.hook();
-  sqlock::client c(with_params(db.url(), "options=-csynchronous_commit%3Doff"), o);
-  CHECK(c.try_acquire("job"));
-  CHECK(logs.has(sqlock::log_level::warn, "synchronous_commit"));
-  log_capture quiet;
-  auto q = db.options();
-  q.log = quiet.hook();
-  sqlock::client normal(db.url(), q);
-  CHECK(normal.try_acquire("other"));
-  CHECK_FALSE(quiet.contains("synchronous_commit"));
-}
-
-TEST_CASE("a search_path that does not name the schema changes nothing") {
-  postgresql_fixture db;
-  pg_session raw(db.direct_url());
-  // Another sqlock schema, first on the session's search_path.
-  const std::string decoy = "sqlock_decoy_" + std::to_string(::getpid());
-  raw.query("DROP SCHEMA IF EXISTS " + decoy + " CASCADE");
-  auto decoy_options = db.options();
-  decoy_options.backend.schema = decoy;
-  sqlock::client(db.url(), decoy_options).migrate();
-  std::string url = with_params(db.url(), "options=-csearch_path%3D" + decoy);
-  {
-    sqlock::client c(url, db.options());
-    auto l = c.try_acquire("job");
+  TEST_CASE(
+      "with the connection stalled, on_lost fires within 100 ms of the safety deadline and "
+      "the client's destructor does not hang") {
+    postgresql_fixture db;
+    auto parts = parse_test_url(db.direct_url());
+    stall_proxy proxy(parts.host, parts.port);
+    std::string url = "postgresql://" + parts.user + "@127.0.0.1:" + std::to_string(proxy.port()) +
+                      "/" + parts.db;
+    auto o = db.options();
+    o.operation_timeout = 1s;
+    auto c = std::make_unique<sqlock::client>(url, o);
+    std::atomic<steady::time_point::rep> lost_at{0};
+    sqlock::lock_options lo;
+    lo.ttl = 1s;
+    lo.on_lost = [&](const sqlock::lost_event&) {
+      lost_at = steady::now().time_since_epoch().count();
+    };
+    auto l = c->try_acquire("job", lo);
     REQUIRE(l);
-    CHECK(raw.value("SELECT count(*) FROM " + raw.ident(db.schema()) + ".sqlock_locks") == "1");
-    CHECK(raw.value("SELECT count(*) FROM " + decoy + ".sqlock_locks") == "0");
-    CHECK(c.inspect("job")->token == l->token());
-    CHECK(c.list().size() == 1);
-    CHECK(c.purge(0ms) == 0);
+    std::this_thread::sleep_for(500ms);  // a renewal or two go through
+    CHECK(l->state() == sqlock::lease_state::held);
+    proxy.stall();
+    // The local safety deadline, tracked from the lease's own remaining() (renewals in flight
+    // at the stall may still have moved it).
+    steady::time_point safe_until{};
+    while (lost_at.load() == 0 && steady::now() < steady::now() + 10s) {
+      auto rem = l->remaining();
+      if (rem > 0ms) safe_until = steady::now() + rem;
+      if (rem == 0ms && lost_at.load() == 0) {
+        std::this_thread::sleep_for(1ms);
+        if (steady::now() > safe_until + 2s) break;
+        continue;
+      }
+      std::this_thread::sleep_for(1ms);
+    }
+    REQUIRE(lost_at.load() != 0);
+    auto lag = std::chrono::duration<double, std::milli>(
+                   steady::time_point(steady::duration(lost_at.load())) - safe_until)
+                   .count();
+    std::printf("stalled connection: on_lost %.1f ms after the safety deadline\n", lag);
+    CHECK(lag < 100);
+    CHECK(lag > -5);  // not before it either (1 ms sampling)
+    CHECK(l->lost());
+    auto start = steady::now();
+    c.reset();  // releases what it holds within its operation timeout, then gives up
+    auto took = steady::now() - start;
+    std::printf("client destructor with a stalled connection: %.0f ms\n",
+                std::chrono::duration<double, std::milli>(took).count());
+    CHECK(took < 3s);
   }
-  raw.query("DROP SCHEMA " + decoy + " CASCADE");
-}
 
-TEST_CASE("a sequence that could cycle or cache is refused with schema_mismatch") {
-  postgresql_fixture db;
-  pg_session raw(db.direct_url());
-  raw.query("ALTER SEQUENCE " + raw.ident(db.schema()) + ".sqlock_token_seq CYCLE");
-  sqlock::client c(db.url(), db.options());
-  try {
-    (void)c.try_acquire("job");
-    FAIL("expected schema_mismatch");
-  } catch (const sqlock::error& e) {
-    CHECK(e.code() == errc::schema_mismatch);
-    CHECK(e.backend() == "postgresql");
+  TEST_CASE("a server with synchronous_commit=off is reported through the log hook") {
+    postgresql_fixture db;
+    log_capture logs;
+    auto o = db.options();
+    o.log = logs.hook();
+    sqlock::client c(with_params(db.url(), "options=-csynchronous_commit%3Doff"), o);
+    CHECK(c.try_acquire("job"));
+    CHECK(logs.has(sqlock::log_level::warn, "synchronous_commit"));
+    log_capture quiet;
+    auto q = db.options();
+    q.log = quiet.hook();
+    sqlock::client normal(db.url(), q);
+    CHECK(normal.try_acquire("other"));
+    CHECK_FALSE(quiet.contains("synchronous_commit"));
   }
-}
 
-TEST_CASE("passwords never appear in messages") {
-  const std::string secret = "s3cr3t-Pa55";
-  for (const std::string& url :
-       {"postgresql://someone:" + secret + "@127.0.0.1:1/db?connect_timeout=2",
-        "host=127.0.0.1 port=1 user=someone password=" + secret + " dbname=db"}) {
-    sqlock::client_options o;
-    o.operation_timeout = 2s;
-    sqlock::client c(url, o);
-    CHECK(c.get_backend()->describe().find(secret) == std::string::npos);
+  TEST_CASE("a search_path that does not name the schema changes nothing") {
+    postgresql_fixture db;
+    pg_session raw(db.direct_url());
+    // Another sqlock schema, first on the session's search_path.
+    const std::string decoy = "sqlock_decoy_" + std::to_string(::getpid());
+    raw.query("DROP SCHEMA IF EXISTS " + decoy + " CASCADE");
+    auto decoy_options = db.options();
+    decoy_options.backend.schema = decoy;
+    sqlock::client(db.url(), decoy_options).migrate();
+    std::string url = with_params(db.url(), "options=-csearch_path%3D" + decoy);
+    {
+      sqlock::client c(url, db.options());
+      auto l = c.try_acquire("job");
+      REQUIRE(l);
+      CHECK(raw.value("SELECT count(*) FROM " + raw.ident(db.schema()) + ".sqlock_locks") == "1");
+      CHECK(raw.value("SELECT count(*) FROM " + decoy + ".sqlock_locks") == "0");
+      CHECK(c.inspect("job")->token == l->token());
+      CHECK(c.list().size() == 1);
+      CHECK(c.purge(0ms) == 0);
+    }
+    raw.query("DROP SCHEMA " + decoy + " CASCADE");
+  }
+
+  TEST_CASE("a sequence that could cycle or cache is refused with schema_mismatch") {
+    postgresql_fixture db;
+    pg_session raw(db.direct_url());
+    raw.query("ALTER SEQUENCE " + raw.ident(db.schema()) + ".sqlock_token_seq CYCLE");
+    sqlock::client c(db.url(), db.options());
     try {
       (void)c.try_acquire("job");
-      FAIL("expected an error");
+      FAIL("expected schema_mismatch");
     } catch (const sqlock::error& e) {
-      CHECK(e.code() == errc::unavailable);
+      CHECK(e.code() == errc::schema_mismatch);
+      CHECK(e.backend() == "postgresql");
+    }
+  }
+
+  TEST_CASE("passwords never appear in messages") {
+    const std::string secret = "s3cr3t-Pa55";
+    for (const std::string& url :
+         {"postgresql://someone:" + secret + "@127.0.0.1:1/db?connect_timeout=2",
+          "host=127.0.0.1 port=1 user=someone password=" + secret + " dbname=db"}) {
+      sqlock::client_options o;
+      o.operation_timeout = 2s;
+      sqlock::client c(url, o);
+      CHECK(c.get_backend()->describe().find(secret) == std::string::npos);
+      try {
+        (void)c.try_acquire("job");
+        FAIL("expected an error");
+      } catch (const sqlock::error& e) {
+        CHECK(e.code() == errc::unavailable);
+        CHECK(std::string(e.what()).find(secret) == std::string::npos);
+      }
+    }
+    try {
+      (void)sqlock::open_backend("host=127.0.0.1 password=" + secret + " port='unterminated");
+      FAIL("expected invalid_argument");
+    } catch (const sqlock::error& e) {
+      CHECK(e.code() == errc::invalid_argument);
       CHECK(std::string(e.what()).find(secret) == std::string::npos);
     }
   }
-  try {
-    (void)sqlock::open_backend("host=127.0.0.1 password=" + secret + " port='unterminated");
-    FAIL("expected invalid_argument");
-  } catch (const sqlock::error& e) {
-    CHECK(e.code() == errc::invalid_argument);
-    CHECK(std::string(e.what()).find(secret) == std::string::npos);
-  }
-}
 
-TEST_CASE("serialization failures are retried inside the backend") {
-  postgresql_fixture db;
-  auto o = db.options();
-  sqlock::client c(with_params(db.url(), "options=-cdefault_transaction_isolation%3Dserializable"),
-                   o);
-  std::atomic<int> errors{0};
-  std::vector<std::thread> ts;
-  for (int t = 0; t < 4; ++t)
-    ts.emplace_back([&] {
-      for (int i = 0; i < 20; ++i) {
-        try {
-          auto l = c.try_acquire_for("hot", 10s);
-          if (l) l->release();
-        } catch (const sqlock::error&) {
-          ++errors;
+  TEST_CASE("serialization failures are retried inside the backend") {
+    postgresql_fixture db;
+    auto o = db.options();
+    sqlock::client c(
+        with_params(db.url(), "options=-cdefault_transaction_isolation%3Dserializable"), o);
+    std::atomic<int> errors{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 4; ++t)
+      ts.emplace_back([&] {
+        for (int i = 0; i < 20; ++i) {
+          try {
+            auto l = c.try_acquire_for("hot", 10s);
+            if (l) l->release();
+          } catch (const sqlock::error&) {
+            ++errors;
+          }
         }
-      }
-    });
-  for (auto& t : ts) t.join();
-  CHECK(errors == 0);
-}
+      });
+    for (auto& t : ts) t.join();
+    CHECK(errors == 0);
+  }
 
 }  // TEST_SUITE

@@ -1,13 +1,14 @@
 // PostgreSQL only: same-database fencing, sqlock_assert_held inside the user's own transaction.
 
-#include <doctest/doctest.h>
-#include <sqlock/postgresql.hpp>
-#include <sqlock/sqlock.hpp>
-
 #include <atomic>
 #include <optional>
 #include <string>
 #include <thread>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/postgresql.hpp>
+#include <sqlock/sqlock.hpp>
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
@@ -92,8 +93,7 @@ void fenced_insert(pqxx::connection& app, const std::string& schema, const char*
                    std::int64_t token) {
   pqxx::work tx(app);
   Kind::assert_held(tx, token, schema);
-  tx.exec_params("INSERT INTO " + tx.quote_name(schema) + ".ledger VALUES ($1, $2)", entry,
-                 token);
+  tx.exec_params("INSERT INTO " + tx.quote_name(schema) + ".ledger VALUES ($1, $2)", entry, token);
   tx.commit();
 }
 
@@ -178,8 +178,7 @@ void check_assert_needs_execute() {
   pqxx::connection runtime(sqlock_test::required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"));
   {
     pqxx::work tx(runtime);
-    CHECK_THROWS_AS(Kind::assert_held(tx, l->token(), db.schema()),
-                    pqxx::insufficient_privilege);
+    CHECK_THROWS_AS(Kind::assert_held(tx, l->token(), db.schema()), pqxx::insufficient_privilege);
   }
   admin.query("GRANT EXECUTE ON FUNCTION " + admin.ident(db.schema()) + Kind::assert_function +
               " TO sqlock_runtime");
@@ -192,164 +191,173 @@ void check_assert_needs_execute() {
 }  // namespace
 
 TEST_SUITE("postgresql") {
-TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
-  postgresql_fixture db;
-  sqlock::client a(db.url(), db.options());
-  sqlock::client b(db.url(), db.options());
-  pqxx::connection app(db.direct_url());
-  {
+  TEST_CASE("a fenced write with a stale token is rejected and changes nothing") {
+    postgresql_fixture db;
+    sqlock::client a(db.url(), db.options());
+    sqlock::client b(db.url(), db.options());
+    pqxx::connection app(db.direct_url());
+    {
+      pqxx::work tx(app);
+      tx.exec("CREATE TABLE " + tx.quote_name(db.schema()) + ".ledger (entry text, token bigint)");
+      tx.commit();
+    }
+    auto old = a.try_acquire("ledger", sqlock_test::ttl(200ms, false));
+    REQUIRE(old);
+    fenced_insert<lock_kind>(app, db.schema(), "first", old->token());
+    std::optional<sqlock::lease> fresh;
+    CHECK(sqlock_test::eventually([&] { return bool(fresh = b.try_acquire("ledger")); }));
+    REQUIRE(fresh);
+    CHECK(fresh->token() > old->token());
+    check_stale_write_rejected<lock_kind>(app, db.schema(), old->token());
     pqxx::work tx(app);
-    tx.exec("CREATE TABLE " + tx.quote_name(db.schema()) + ".ledger (entry text, token bigint)");
-    tx.commit();
-  }
-  auto old = a.try_acquire("ledger", sqlock_test::ttl(200ms, false));
-  REQUIRE(old);
-  fenced_insert<lock_kind>(app, db.schema(), "first", old->token());
-  std::optional<sqlock::lease> fresh;
-  CHECK(sqlock_test::eventually([&] { return bool(fresh = b.try_acquire("ledger")); }));
-  REQUIRE(fresh);
-  CHECK(fresh->token() > old->token());
-  check_stale_write_rejected<lock_kind>(app, db.schema(), old->token());
-  pqxx::work tx(app);
-  CHECK(tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".ledger")[0][0].as<int>() == 1);
-  CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "no-such-lock", 1, db.schema()), sqlock::error);
-}
-
-TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
-  check_pinned_lease_does_not_pass<lock_kind>();
-}
-
-// An attempt on a row share-locked by an open fenced transaction must not wait for that
-// transaction (the upsert of an expired row, the waiter mark of a live one): it once did, until
-// the operation timeout, and failed as unavailable. "Held" is an answer: a try answers at once,
-// a wait keeps trying until its own deadline.
-TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits for it") {
-  postgresql_fixture db;
-  sqlock::client holder(db.url(), db.options());
-  sqlock::client other(db.url(), db.options());
-  pqxx::connection app(db.direct_url());
-  using steady = std::chrono::steady_clock;
-  auto seconds_since = [](steady::time_point t) {
-    return std::chrono::duration<double>(steady::now() - t).count();
-  };
-  {
-    // A live lease, pinned: a waiting attempt would mark the row.
-    auto l = holder.try_acquire("ledger", sqlock_test::ttl(30000ms, true));
-    REQUIRE(l);
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
-    auto start = steady::now();
-    CHECK_FALSE(other.try_acquire_for("ledger", 1000ms));
-    CHECK(seconds_since(start) >= 1.0);
-    CHECK(seconds_since(start) < 5.0);  // the operation timeout is 10 s
-    // An election observer's marking read, likewise.
-    auto b = sqlock::open_backend(db.url(), db.options().backend);
-    start = steady::now();
-    auto seen = b->inspect_watched("ledger", 2000ms, steady::now() + 10s);
-    CHECK(seconds_since(start) < 3.0);
-    REQUIRE(seen);
-    CHECK(seen->token == l->token());
-    tx.commit();
-  }
-  {
-    // An expired lease, pinned (its renewals were skipped): the upsert would lock the row.
-    auto l = holder.try_acquire("lapsed", sqlock_test::ttl(300ms, false));
-    REQUIRE(l);
-    pqxx::work tx(app);
-    sqlock::postgresql::assert_held(tx, "lapsed", l->token(), db.schema());
-    REQUIRE(sqlock_test::eventually([&] { return !other.inspect("lapsed")->held; }, 5s));
-    auto start = steady::now();
-    CHECK_FALSE(other.try_acquire("lapsed"));
-    CHECK(seconds_since(start) < 3.0);
-    start = steady::now();
-    CHECK_FALSE(other.try_acquire_for("lapsed", 1000ms));
-    CHECK(seconds_since(start) >= 1.0);
-    CHECK(seconds_since(start) < 5.0);
-    tx.commit();
-    auto next = other.try_acquire_for("lapsed", 5000ms);  // the pin is gone: granted
-    REQUIRE(next);
-    CHECK(next->token() > l->token());
-  }
-}
-
-TEST_CASE("inside a fenced transaction the keepalive does not stall and a release does not deadlock") {
-  // The ttl leaves seconds between the skipped renewal (due at ttl/3) and the safety deadline
-  // (0.9 ttl), and between the last renewal and the reads below: with 900 ms this test read
-  // an already expired row on a loaded 2-core machine under ASan.
-  check_keepalive_inside_fenced_transaction<lock_kind>();
-}
-
-TEST_CASE("sqlock_assert_held needs EXECUTE (USAGE on the schema is not enough), no table rights") {
-  check_assert_needs_execute<lock_kind>();
-}
-
-TEST_CASE("a fenced write with a semaphore holder's stale token is rejected and changes nothing") {
-  postgresql_fixture db;
-  sqlock::client a(db.url(), db.options());
-  sqlock::client b(db.url(), db.options());
-  pqxx::connection app(db.direct_url());
-  const std::string ledger = pqxx::work(app).quote_name(db.schema()) + ".ledger";
-  {
-    pqxx::work tx(app);
-    tx.exec("CREATE TABLE " + ledger + " (entry text, token bigint)");
-    tx.commit();
-  }
-  auto old = a.try_acquire_semaphore("slots", units_of(1, 200ms, false));
-  REQUIRE(old);
-  fenced_insert<semaphore_kind>(app, db.schema(), "first", old->token());
-  std::optional<sqlock::lease> fresh;
-  CHECK(sqlock_test::eventually(
-      [&] { return bool(fresh = b.try_acquire_semaphore("slots", units_of(1, 30000ms, true))); }));
-  REQUIRE(fresh);
-  CHECK(fresh->token() > old->token());
-  check_stale_write_rejected<semaphore_kind>(app, db.schema(), old->token());
-  {
-    pqxx::work tx(app);
-    CHECK_NOTHROW(sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(),
-                                                            db.schema()));
-    tx.commit();
-  }
-  {
-    pqxx::work tx(app);
-    CHECK(tx.exec("SELECT count(*) FROM " + ledger)[0][0].as<int>() == 1);
-  }
-  // A lock's token is not a semaphore holder's, and an unknown semaphore holds nothing.
-  auto lock = a.try_acquire("slots");
-  REQUIRE(lock);
-  {
-    pqxx::work tx(app);
-    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "slots", lock->token(),
-                                                              db.schema()),
+    CHECK(
+        tx.exec("SELECT count(*) FROM " + tx.quote_name(db.schema()) + ".ledger")[0][0].as<int>() ==
+        1);
+    CHECK_THROWS_AS(sqlock::postgresql::assert_held(tx, "no-such-lock", 1, db.schema()),
                     sqlock::error);
   }
-  {
-    pqxx::work tx(app);
-    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "no-such", 1, db.schema()),
-                    sqlock::error);
+
+  TEST_CASE("a takeover cannot commit while a fenced transaction is open") {
+    check_pinned_lease_does_not_pass<lock_kind>();
   }
-  // A force-released holder is not held.
-  CHECK(b.force_release_semaphore("slots", fresh->token()) == 1);
-  {
-    pqxx::work tx(app);
-    CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(),
-                                                              db.schema()),
-                    sqlock::error);
+
+  // An attempt on a row share-locked by an open fenced transaction must not wait for that
+  // transaction (the upsert of an expired row, the waiter mark of a live one): it once did, until
+  // the operation timeout, and failed as unavailable. "Held" is an answer: a try answers at once,
+  // a wait keeps trying until its own deadline.
+  TEST_CASE("an attempt on a lock pinned by an open fenced transaction never waits for it") {
+    postgresql_fixture db;
+    sqlock::client holder(db.url(), db.options());
+    sqlock::client other(db.url(), db.options());
+    pqxx::connection app(db.direct_url());
+    using steady = std::chrono::steady_clock;
+    auto seconds_since = [](steady::time_point t) {
+      return std::chrono::duration<double>(steady::now() - t).count();
+    };
+    {
+      // A live lease, pinned: a waiting attempt would mark the row.
+      auto l = holder.try_acquire("ledger", sqlock_test::ttl(30000ms, true));
+      REQUIRE(l);
+      pqxx::work tx(app);
+      sqlock::postgresql::assert_held(tx, "ledger", l->token(), db.schema());
+      auto start = steady::now();
+      CHECK_FALSE(other.try_acquire_for("ledger", 1000ms));
+      CHECK(seconds_since(start) >= 1.0);
+      CHECK(seconds_since(start) < 5.0);  // the operation timeout is 10 s
+      // An election observer's marking read, likewise.
+      auto b = sqlock::open_backend(db.url(), db.options().backend);
+      start = steady::now();
+      auto seen = b->inspect_watched("ledger", 2000ms, steady::now() + 10s);
+      CHECK(seconds_since(start) < 3.0);
+      REQUIRE(seen);
+      CHECK(seen->token == l->token());
+      tx.commit();
+    }
+    {
+      // An expired lease, pinned (its renewals were skipped): the upsert would lock the row.
+      auto l = holder.try_acquire("lapsed", sqlock_test::ttl(300ms, false));
+      REQUIRE(l);
+      pqxx::work tx(app);
+      sqlock::postgresql::assert_held(tx, "lapsed", l->token(), db.schema());
+      REQUIRE(sqlock_test::eventually([&] { return !other.inspect("lapsed")->held; }, 5s));
+      auto start = steady::now();
+      CHECK_FALSE(other.try_acquire("lapsed"));
+      CHECK(seconds_since(start) < 3.0);
+      start = steady::now();
+      CHECK_FALSE(other.try_acquire_for("lapsed", 1000ms));
+      CHECK(seconds_since(start) >= 1.0);
+      CHECK(seconds_since(start) < 5.0);
+      tx.commit();
+      auto next = other.try_acquire_for("lapsed", 5000ms);  // the pin is gone: granted
+      REQUIRE(next);
+      CHECK(next->token() > l->token());
+    }
   }
-}
 
-TEST_CASE("a semaphore's units cannot pass to another while a fenced transaction is open") {
-  check_pinned_lease_does_not_pass<semaphore_kind>();
-}
+  TEST_CASE(
+      "inside a fenced transaction the keepalive does not stall and a release does not deadlock") {
+    // The ttl leaves seconds between the skipped renewal (due at ttl/3) and the safety deadline
+    // (0.9 ttl), and between the last renewal and the reads below: with 900 ms this test read
+    // an already expired row on a loaded 2-core machine under ASan.
+    check_keepalive_inside_fenced_transaction<lock_kind>();
+  }
 
-TEST_CASE("inside a fenced transaction the semaphore keepalive does not stall and a release "
-          "does not deadlock") {
-  // As in the lock's case above (this one read 0 units used under ASan with a 900 ms ttl: the
-  // holder's row had expired by the database clock before the observer's read).
-  check_keepalive_inside_fenced_transaction<semaphore_kind>();
-}
+  TEST_CASE(
+      "sqlock_assert_held needs EXECUTE (USAGE on the schema is not enough), no table rights") {
+    check_assert_needs_execute<lock_kind>();
+  }
 
-TEST_CASE("sqlock_semaphore_assert_held needs EXECUTE (USAGE on the schema is not enough), "
-          "no table rights") {
-  check_assert_needs_execute<semaphore_kind>();
-}
+  TEST_CASE(
+      "a fenced write with a semaphore holder's stale token is rejected and changes nothing") {
+    postgresql_fixture db;
+    sqlock::client a(db.url(), db.options());
+    sqlock::client b(db.url(), db.options());
+    pqxx::connection app(db.direct_url());
+    const std::string ledger = pqxx::work(app).quote_name(db.schema()) + ".ledger";
+    {
+      pqxx::work tx(app);
+      tx.exec("CREATE TABLE " + ledger + " (entry text, token bigint)");
+      tx.commit();
+    }
+    auto old = a.try_acquire_semaphore("slots", units_of(1, 200ms, false));
+    REQUIRE(old);
+    fenced_insert<semaphore_kind>(app, db.schema(), "first", old->token());
+    std::optional<sqlock::lease> fresh;
+    CHECK(sqlock_test::eventually([&] {
+      return bool(fresh = b.try_acquire_semaphore("slots", units_of(1, 30000ms, true)));
+    }));
+    REQUIRE(fresh);
+    CHECK(fresh->token() > old->token());
+    check_stale_write_rejected<semaphore_kind>(app, db.schema(), old->token());
+    {
+      pqxx::work tx(app);
+      CHECK_NOTHROW(
+          sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(), db.schema()));
+      tx.commit();
+    }
+    {
+      pqxx::work tx(app);
+      CHECK(tx.exec("SELECT count(*) FROM " + ledger)[0][0].as<int>() == 1);
+    }
+    // A lock's token is not a semaphore holder's, and an unknown semaphore holds nothing.
+    auto lock = a.try_acquire("slots");
+    REQUIRE(lock);
+    {
+      pqxx::work tx(app);
+      CHECK_THROWS_AS(
+          sqlock::postgresql::assert_semaphore_held(tx, "slots", lock->token(), db.schema()),
+          sqlock::error);
+    }
+    {
+      pqxx::work tx(app);
+      CHECK_THROWS_AS(sqlock::postgresql::assert_semaphore_held(tx, "no-such", 1, db.schema()),
+                      sqlock::error);
+    }
+    // A force-released holder is not held.
+    CHECK(b.force_release_semaphore("slots", fresh->token()) == 1);
+    {
+      pqxx::work tx(app);
+      CHECK_THROWS_AS(
+          sqlock::postgresql::assert_semaphore_held(tx, "slots", fresh->token(), db.schema()),
+          sqlock::error);
+    }
+  }
+
+  TEST_CASE("a semaphore's units cannot pass to another while a fenced transaction is open") {
+    check_pinned_lease_does_not_pass<semaphore_kind>();
+  }
+
+  TEST_CASE(
+      "inside a fenced transaction the semaphore keepalive does not stall and a release "
+      "does not deadlock") {
+    // As in the lock's case above (this one read 0 units used under ASan with a 900 ms ttl: the
+    // holder's row had expired by the database clock before the observer's read).
+    check_keepalive_inside_fenced_transaction<semaphore_kind>();
+  }
+
+  TEST_CASE(
+      "sqlock_semaphore_assert_held needs EXECUTE (USAGE on the schema is not enough), "
+      "no table rights") {
+    check_assert_needs_execute<semaphore_kind>();
+  }
 }

@@ -2,9 +2,9 @@
 // pg_stat_statements as the least-privilege runtime role), a refused attempt writes nothing and
 // draws no token, and the renew-many JSON encoder quotes every string.
 
-#include <doctest/doctest.h>
-
 #include <string>
+
+#include <doctest/doctest.h>
 
 #include "backends/postgresql/json.hpp"
 #include "support/fixtures.hpp"
@@ -59,153 +59,154 @@ struct statement_counter {
 }  // namespace
 
 TEST_SUITE("postgresql") {
+  TEST_CASE(
+      "acquire, renew, renew-many and release are one statement each; a refusal writes "
+      "nothing") {
+    postgresql_fixture db;
+    grant_runtime(db.schema());
+    auto b = sqlock::open_backend(required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"),
+                                  counting_options(db));
+    // Warm up: connections, prepared statements, the dedicated renew connection.
+    REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
+    auto w = b->try_acquire(request("warm", "w"), soon());
+    REQUIRE(w.granted);
+    b->renew({{{"warm", "w", w.granted->token}, 30s}}, soon());
+    REQUIRE(b->release({"warm", "w", w.granted->token}, soon()));
 
-TEST_CASE("acquire, renew, renew-many and release are one statement each; a refusal writes "
-          "nothing") {
-  postgresql_fixture db;
-  grant_runtime(db.schema());
-  auto b = sqlock::open_backend(required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"),
-                                counting_options(db));
-  // Warm up: connections, prepared statements, the dedicated renew connection.
-  REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
-  auto w = b->try_acquire(request("warm", "w"), soon());
-  REQUIRE(w.granted);
-  b->renew({{{"warm", "w", w.granted->token}, 30s}}, soon());
-  REQUIRE(b->release({"warm", "w", w.granted->token}, soon()));
+    statement_counter count("sqlock_runtime");
+    pg_session raw(db.direct_url());
+    auto seq_value = [&] {
+      return raw.value("SELECT last_value FROM " + raw.ident(db.schema()) + ".sqlock_token_seq");
+    };
 
-  statement_counter count("sqlock_runtime");
-  pg_session raw(db.direct_url());
-  auto seq_value = [&] {
-    return raw.value("SELECT last_value FROM " + raw.ident(db.schema()) + ".sqlock_token_seq");
-  };
+    count.reset();
+    auto a = b->try_acquire(request("a", "na"), soon());
+    REQUIRE(a.granted);
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
 
-  count.reset();
-  auto a = b->try_acquire(request("a", "na"), soon());
-  REQUIRE(a.granted);
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
+    count.reset();
+    auto r1 = b->renew({{{"a", "na", a.granted->token}, 30s}}, soon());
+    CHECK(r1.at(0).outcome == sqlock::renew_outcome::renewed);
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
 
-  count.reset();
-  auto r1 = b->renew({{{"a", "na", a.granted->token}, 30s}}, soon());
-  CHECK(r1.at(0).outcome == sqlock::renew_outcome::renewed);
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
+    auto c = b->try_acquire(request("c", "nc"), soon());
+    REQUIRE(c.granted);
+    count.reset();
+    auto r2 = b->renew({{{"a", "na", a.granted->token}, 30s}, {{"c", "nc", c.granted->token}, 30s}},
+                       soon());
+    CHECK(r2.at(0).outcome == sqlock::renew_outcome::renewed);
+    CHECK(r2.at(1).outcome == sqlock::renew_outcome::renewed);
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
 
-  auto c = b->try_acquire(request("c", "nc"), soon());
-  REQUIRE(c.granted);
-  count.reset();
-  auto r2 = b->renew({{{"a", "na", a.granted->token}, 30s}, {{"c", "nc", c.granted->token}, 30s}},
-                     soon());
-  CHECK(r2.at(0).outcome == sqlock::renew_outcome::renewed);
-  CHECK(r2.at(1).outcome == sqlock::renew_outcome::renewed);
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
+    // A refused attempt: one statement, no WAL written, no token drawn.
+    auto before = seq_value();
+    count.reset();
+    auto refused = b->try_acquire(request("a", "other"), soon());
+    CHECK_FALSE(refused.granted);
+    CHECK(refused.holder_expires_in > 25s);
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
+    CHECK(count.wal_records() == 0);
+    CHECK(seq_value() == before);
 
-  // A refused attempt: one statement, no WAL written, no token drawn.
-  auto before = seq_value();
-  count.reset();
-  auto refused = b->try_acquire(request("a", "other"), soon());
-  CHECK_FALSE(refused.granted);
-  CHECK(refused.holder_expires_in > 25s);
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
-  CHECK(count.wal_records() == 0);
-  CHECK(seq_value() == before);
+    count.reset();
+    CHECK(b->release({"a", "na", a.granted->token}, soon()));
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
 
-  count.reset();
-  CHECK(b->release({"a", "na", a.granted->token}, soon()));
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
-
-  // A grant of a released row is also one statement.
-  count.reset();
-  auto again = b->try_acquire(request("a", "na2"), soon());
-  REQUIRE(again.granted);
-  CHECK(again.granted->token > a.granted->token);
-  CHECK_MESSAGE(count.calls() == 1, count.dump());
-}
-
-TEST_CASE("a semaphore grant, a holder's renewal, a mixed renewal and a release are one "
-          "statement each; a refused attempt writes nothing") {
-  postgresql_fixture db;
-  grant_runtime(db.schema());
-  auto b = sqlock::open_backend(required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"),
-                                counting_options(db));
-  // Warm up: connections, prepared statements, the dedicated renew connection.
-  REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
-  auto w = b->try_acquire_semaphore(sem_request("warm", "w", 2), soon());
-  REQUIRE(w.granted);
-  auto wl = b->try_acquire(request("warm-lock", "wl"), soon());
-  REQUIRE(wl.granted);
-  b->renew({{holder_key("warm", "w", w.granted->token), 30s},
-            {{"warm-lock", "wl", wl.granted->token}, 30s}},
-           soon());
-  REQUIRE(b->release(holder_key("warm", "w", w.granted->token), soon()));
-
-  statement_counter count("sqlock_runtime");
-  pg_session raw(db.direct_url());
-  auto seq_value = [&] {
-    return raw.value("SELECT last_value FROM " + raw.ident(db.schema()) + ".sqlock_token_seq");
-  };
-
-  count.reset();
-  auto g1 = b->try_acquire_semaphore(sem_request("s", "n1", 2), soon());
-  REQUIRE(g1.granted);
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-  auto g2 = b->try_acquire_semaphore(sem_request("s", "n2", 2), soon());
-  REQUIRE(g2.granted);
-  CHECK(g2.granted->token > g1.granted->token);
-
-  count.reset();
-  auto r1 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s}}, soon());
-  CHECK(r1.at(0).outcome == sqlock::renew_outcome::renewed);
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-
-  auto l = b->try_acquire(request("a-lock", "nl"), soon());
-  REQUIRE(l.granted);
-  count.reset();
-  auto r2 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s},
-                      {{"a-lock", "nl", l.granted->token}, 30s},
-                      {holder_key("s", "n2", g2.granted->token), 30s}},
-                     soon());
-  REQUIRE(r2.size() == 3);
-  CHECK(r2[0].outcome == sqlock::renew_outcome::renewed);
-  CHECK(r2[1].outcome == sqlock::renew_outcome::renewed);
-  CHECK(r2[2].outcome == sqlock::renew_outcome::renewed);
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-
-  // A refused attempt (the semaphore is full): one statement, no WAL, no token drawn.
-  auto before = seq_value();
-  count.reset();
-  auto refused = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
-  CHECK_FALSE(refused.granted);
-  CHECK(refused.holder_expires_in > 25s);
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-  CHECK_MESSAGE(count.wal_records() == 0, count.dump());
-  CHECK(seq_value() == before);
-
-  count.reset();
-  CHECK(b->release(holder_key("s", "n1", g1.granted->token), soon()));
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-
-  // A grant that also deletes the ended holder row: still one statement.
-  count.reset();
-  auto g3 = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
-  REQUIRE(g3.granted);
-  CHECK(g3.granted->token > g2.granted->token);
-  CHECK_MESSAGE(count.top_calls() == 1, count.dump());
-  CHECK(raw.value("SELECT count(*) FROM " + raw.ident(db.schema()) +
-                  ".sqlock_semaphore_holders WHERE name = 's'") == "2");
-}
-
-TEST_CASE("the renew-many JSON encoder quotes and escapes every string") {
-  using sqlock::detail::pg::json_string;
-  CHECK(json_string("plain") == "\"plain\"");
-  CHECK(json_string("a\"b\\c") == "\"a\\\"b\\\\c\"");
-  CHECK(json_string("\n\t\x01\x1f\x7f") == "\"\\n\\t\\u0001\\u001f\\u007f\"");
-  CHECK(json_string("") == "\"\"");
-  // Round trip through the server's JSON parser.
-  pg_session raw(required_env("SQLOCK_TEST_POSTGRESQL_URL"));
-  for (std::string s : {std::string("caf\xc3\xa9 \xe2\x9c\x93"), std::string("\"},{\"n\":\"x"),
-                        std::string("back\\slash\\"), std::string("ctl\x01\x02\x1b\x7f"),
-                        std::string("\\u0041"), std::string(255, '"')}) {
-    CHECK(raw.value("SELECT $1::json #>> '{}'", {json_string(s)}) == s);
+    // A grant of a released row is also one statement.
+    count.reset();
+    auto again = b->try_acquire(request("a", "na2"), soon());
+    REQUIRE(again.granted);
+    CHECK(again.granted->token > a.granted->token);
+    CHECK_MESSAGE(count.calls() == 1, count.dump());
   }
-}
+
+  TEST_CASE(
+      "a semaphore grant, a holder's renewal, a mixed renewal and a release are one "
+      "statement each; a refused attempt writes nothing") {
+    postgresql_fixture db;
+    grant_runtime(db.schema());
+    auto b = sqlock::open_backend(required_env("SQLOCK_TEST_POSTGRESQL_RUNTIME_URL"),
+                                  counting_options(db));
+    // Warm up: connections, prepared statements, the dedicated renew connection.
+    REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
+    auto w = b->try_acquire_semaphore(sem_request("warm", "w", 2), soon());
+    REQUIRE(w.granted);
+    auto wl = b->try_acquire(request("warm-lock", "wl"), soon());
+    REQUIRE(wl.granted);
+    b->renew({{holder_key("warm", "w", w.granted->token), 30s},
+              {{"warm-lock", "wl", wl.granted->token}, 30s}},
+             soon());
+    REQUIRE(b->release(holder_key("warm", "w", w.granted->token), soon()));
+
+    statement_counter count("sqlock_runtime");
+    pg_session raw(db.direct_url());
+    auto seq_value = [&] {
+      return raw.value("SELECT last_value FROM " + raw.ident(db.schema()) + ".sqlock_token_seq");
+    };
+
+    count.reset();
+    auto g1 = b->try_acquire_semaphore(sem_request("s", "n1", 2), soon());
+    REQUIRE(g1.granted);
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+    auto g2 = b->try_acquire_semaphore(sem_request("s", "n2", 2), soon());
+    REQUIRE(g2.granted);
+    CHECK(g2.granted->token > g1.granted->token);
+
+    count.reset();
+    auto r1 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s}}, soon());
+    CHECK(r1.at(0).outcome == sqlock::renew_outcome::renewed);
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+    auto l = b->try_acquire(request("a-lock", "nl"), soon());
+    REQUIRE(l.granted);
+    count.reset();
+    auto r2 = b->renew({{holder_key("s", "n1", g1.granted->token), 30s},
+                        {{"a-lock", "nl", l.granted->token}, 30s},
+                        {holder_key("s", "n2", g2.granted->token), 30s}},
+                       soon());
+    REQUIRE(r2.size() == 3);
+    CHECK(r2[0].outcome == sqlock::renew_outcome::renewed);
+    CHECK(r2[1].outcome == sqlock::renew_outcome::renewed);
+    CHECK(r2[2].outcome == sqlock::renew_outcome::renewed);
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+    // A refused attempt (the semaphore is full): one statement, no WAL, no token drawn.
+    auto before = seq_value();
+    count.reset();
+    auto refused = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
+    CHECK_FALSE(refused.granted);
+    CHECK(refused.holder_expires_in > 25s);
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+    CHECK_MESSAGE(count.wal_records() == 0, count.dump());
+    CHECK(seq_value() == before);
+
+    count.reset();
+    CHECK(b->release(holder_key("s", "n1", g1.granted->token), soon()));
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+
+    // A grant that also deletes the ended holder row: still one statement.
+    count.reset();
+    auto g3 = b->try_acquire_semaphore(sem_request("s", "n3", 2), soon());
+    REQUIRE(g3.granted);
+    CHECK(g3.granted->token > g2.granted->token);
+    CHECK_MESSAGE(count.top_calls() == 1, count.dump());
+    CHECK(raw.value("SELECT count(*) FROM " + raw.ident(db.schema()) +
+                    ".sqlock_semaphore_holders WHERE name = 's'") == "2");
+  }
+
+  TEST_CASE("the renew-many JSON encoder quotes and escapes every string") {
+    using sqlock::detail::pg::json_string;
+    CHECK(json_string("plain") == "\"plain\"");
+    CHECK(json_string("a\"b\\c") == "\"a\\\"b\\\\c\"");
+    CHECK(json_string("\n\t\x01\x1f\x7f") == "\"\\n\\t\\u0001\\u001f\\u007f\"");
+    CHECK(json_string("") == "\"\"");
+    // Round trip through the server's JSON parser.
+    pg_session raw(required_env("SQLOCK_TEST_POSTGRESQL_URL"));
+    for (std::string s : {std::string("caf\xc3\xa9 \xe2\x9c\x93"), std::string("\"},{\"n\":\"x"),
+                          std::string("back\\slash\\"), std::string("ctl\x01\x02\x1b\x7f"),
+                          std::string("\\u0041"), std::string(255, '"')}) {
+      CHECK(raw.value("SELECT $1::json #>> '{}'", {json_string(s)}) == s);
+    }
+  }
 
 }  // TEST_SUITE

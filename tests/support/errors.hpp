@@ -1,11 +1,11 @@
 #pragma once
 // The error a call throws, for checks on its code and message.
 
-#include <sqlock/sqlock.hpp>
-
 #include <functional>
 
 #include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 namespace sqlock_test {
 

@@ -2,10 +2,10 @@
 // Fault injection at the backend seam: a sqlock::backend_wrapper (leveldb's EnvWrapper) that
 // forwards every call to a real backend and overrides only the calls it can fail.
 
-#include <sqlock/backend.hpp>
-
 #include <atomic>
 #include <thread>
+
+#include <sqlock/backend.hpp>
 
 namespace sqlock_test {
 
@@ -31,7 +31,8 @@ class faulty_backend : public sqlock::backend_wrapper {
     fail_if_starting_up("schema_version");
     return wrapped().schema_version(d);
   }
-  sqlock::acquire_result try_acquire(const sqlock::acquire_request& r, sqlock::deadline d) override {
+  sqlock::acquire_result try_acquire(const sqlock::acquire_request& r,
+                                     sqlock::deadline d) override {
     fail_if_starting_up("acquire");
     return in_doubt_after(wrapped().try_acquire(r, d));
   }
@@ -62,8 +63,8 @@ class faulty_backend : public sqlock::backend_wrapper {
  private:
   sqlock::acquire_result in_doubt_after(sqlock::acquire_result result) {
     if (acquire_in_doubt)
-      throw sqlock::error(sqlock::errc::in_doubt, "acquire: connection lost after sending (injected)",
-                          std::string(kind()));
+      throw sqlock::error(sqlock::errc::in_doubt,
+                          "acquire: connection lost after sending (injected)", std::string(kind()));
     return result;
   }
   void fail_if_starting_up(const char* what) {

@@ -3,8 +3,6 @@
 // (migrated unless asked not to), removed when the fixture dies. The suite is written once
 // against `F` and instantiated for every fixture in SQLOCK_TEST_FIXTURES.
 
-#include <sqlock/sqlock.hpp>
-
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -12,6 +10,8 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "errors.hpp"
 #include "temp_dir.hpp"

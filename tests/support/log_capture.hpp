@@ -1,8 +1,6 @@
 #pragma once
 // A log hook that keeps every line, for checks on what a client or backend reported.
 
-#include <sqlock/sqlock.hpp>
-
 #include <algorithm>
 #include <functional>
 #include <mutex>
@@ -10,6 +8,8 @@
 #include <string_view>
 #include <utility>
 #include <vector>
+
+#include <sqlock/sqlock.hpp>
 
 namespace sqlock_test {
 

@@ -25,7 +25,8 @@ class pg_session {
       PQfinish(conn_);
       throw std::runtime_error("test: cannot connect to PostgreSQL: " + why);
     }
-    PQsetNoticeProcessor(conn_, [](void*, const char*) {}, nullptr);
+    PQsetNoticeProcessor(
+        conn_, [](void*, const char*) {}, nullptr);
   }
   ~pg_session() { PQfinish(conn_); }
   pg_session(const pg_session&) = delete;
@@ -36,10 +37,9 @@ class pg_session {
                                               const std::vector<std::string>& params = {}) {
     std::vector<const char*> values;
     for (auto& p : params) values.push_back(p.c_str());
-    PGresult* r = params.empty()
-                      ? PQexec(conn_, sql.c_str())
-                      : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()), nullptr,
-                                     values.data(), nullptr, nullptr, 0);
+    PGresult* r = params.empty() ? PQexec(conn_, sql.c_str())
+                                 : PQexecParams(conn_, sql.c_str(), static_cast<int>(values.size()),
+                                                nullptr, values.data(), nullptr, nullptr, 0);
     auto st = PQresultStatus(r);
     if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
       std::string why = PQresultErrorMessage(r);

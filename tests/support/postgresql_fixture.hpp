@@ -7,13 +7,13 @@
 //   SQLOCK_TEST_POSTGRESQL_URL   direct server, as a role that may create schemas
 //   SQLOCK_TEST_PGBOUNCER_URL    the same role through PgBouncer in transaction pooling mode
 
-#include <sqlock/sqlock.hpp>
-
 #include <memory>
 #include <string>
 #include <vector>
 
 #include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "postgresql.hpp"
 
@@ -25,7 +25,9 @@ class postgresql_schema {
   /// PostgreSQL locks rows: an open transaction holds only the rows it locked.
   static constexpr bool single_writer = false;
   postgresql_schema(std::string url, std::string direct_url, bool pooled, bool migrate)
-      : url_(std::move(url)), direct_(std::move(direct_url)), pooled_(pooled),
+      : url_(std::move(url)),
+        direct_(std::move(direct_url)),
+        pooled_(pooled),
         schema_(unique_schema()) {
     if (migrate) sqlock::client(url_, options()).migrate();
   }

@@ -2,11 +2,11 @@
 // Builders for the requests of the sqlock::backend interface, for tests that call a backend
 // directly (below sqlock::client).
 
-#include <sqlock/sqlock.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <string>
+
+#include <sqlock/sqlock.hpp>
 
 namespace sqlock_test {
 
@@ -29,10 +29,10 @@ inline sqlock::acquire_request request(std::string name, std::string nonce,
 }
 
 /// A semaphore request of owner "test" for `count` of `limit` units.
-inline sqlock::semaphore_request sem_request(std::string name, std::string nonce,
-                                             std::int64_t limit, std::int64_t count = 1,
-                                             std::chrono::milliseconds ttl = std::chrono::seconds{30},
-                                             bool waiting = false, bool fair = false) {
+inline sqlock::semaphore_request sem_request(
+    std::string name, std::string nonce, std::int64_t limit, std::int64_t count = 1,
+    std::chrono::milliseconds ttl = std::chrono::seconds{30}, bool waiting = false,
+    bool fair = false) {
   sqlock::semaphore_request r;
   r.name = std::move(name);
   r.owner = "test";

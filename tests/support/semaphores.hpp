@@ -1,8 +1,6 @@
 #pragma once
 // Helpers of the semaphore, shared_mutex and election cases of the conformance suite.
 
-#include <sqlock/sqlock.hpp>
-
 #include <algorithm>
 #include <chrono>
 #include <map>
@@ -12,6 +10,8 @@
 #include <vector>
 
 #include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "worker.hpp"
 
@@ -24,7 +24,8 @@ namespace sqlock_test {
 constexpr std::chrono::milliseconds now_gap{500};
 
 inline sqlock::semaphore_options sem(std::int64_t limit, std::int64_t count = 1,
-                              std::chrono::milliseconds ttl = std::chrono::seconds{30}, bool fair = false) {
+                                     std::chrono::milliseconds ttl = std::chrono::seconds{30},
+                                     bool fair = false) {
   sqlock::semaphore_options o;
   o.limit = limit;
   o.count = count;
@@ -54,7 +55,7 @@ inline bool has_waiter(sqlock::client& c, std::string_view name, const std::stri
 /// held, every grant's token unique and larger than the token of every grant logged before its
 /// acquisition started. Returns the most units seen held at once.
 inline long long check_semaphore_log(const std::vector<log_line>& lines, long long limit,
-                              std::size_t expected_grants) {
+                                     std::size_t expected_grants) {
   std::vector<long long> enter_tokens, prefix_max;
   std::map<long long, long long> live;  // token -> units, by replaying enter/exit in log order
   std::set<long long> seen;
@@ -66,8 +67,8 @@ inline long long check_semaphore_log(const std::vector<log_line>& lines, long lo
       CHECK(seen.insert(token).second);  // unique
       REQUIRE(before <= static_cast<long long>(enter_tokens.size()));
       if (before > 0) {
-        INFO("grant " << enter_tokens.size() << " token " << token << " started after "
-                      << before << " grants whose largest token is " << prefix_max[before - 1]);
+        INFO("grant " << enter_tokens.size() << " token " << token << " started after " << before
+                      << " grants whose largest token is " << prefix_max[before - 1]);
         CHECK(token > prefix_max[before - 1]);
       }
       enter_tokens.push_back(token);
@@ -94,6 +95,5 @@ inline long long check_semaphore_log(const std::vector<log_line>& lines, long lo
   CHECK(most <= limit);
   return most;
 }
-
 
 }  // namespace sqlock_test

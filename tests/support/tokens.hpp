@@ -1,13 +1,13 @@
 #pragma once
 // Tokens for the checks on fencing and on the end of the token range, the same on every backend.
 
-#include <sqlock/sqlock.hpp>
-
 #include <cstdint>
 #include <limits>
 #include <string>
 
 #include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 namespace sqlock_test {
 

@@ -27,7 +27,6 @@
 //       elect: another leader recorded), 4 lease lost inside the critical section, 5 error
 
 #include <fcntl.h>
-#include <sqlock/sqlock.hpp>
 #include <sys/file.h>
 #include <unistd.h>
 
@@ -36,6 +35,8 @@
 #include <iostream>
 #include <string>
 #include <thread>
+
+#include <sqlock/sqlock.hpp>
 
 namespace {
 
@@ -152,7 +153,8 @@ int run_semaphore(sqlock::client& c, const args& a) {
     {
       file_lock fl(flock_path);
       write_number(units, read_number(units) - l.count());
-      append(log, "exit " + std::to_string(l.token()) + " " + std::to_string(l.count()) + " " + pid);
+      append(log,
+             "exit " + std::to_string(l.token()) + " " + std::to_string(l.count()) + " " + pid);
     }
     l.release();
   }
@@ -163,8 +165,7 @@ int run_elect(sqlock::client& c, const args& a) {
   sqlock::lock_options lo;
   lo.ttl = std::chrono::milliseconds{a.ttl_ms};
   sqlock::election e(c, a.name, lo);
-  const std::string flock_path = a.dir + "/flock", leader = a.dir + "/leader",
-                    log = a.dir + "/log";
+  const std::string flock_path = a.dir + "/flock", leader = a.dir + "/leader", log = a.dir + "/log";
   const long pid = static_cast<long>(::getpid());
   int status = 0;
   for (long i = 0; i < a.iterations; ++i) {
@@ -202,20 +203,34 @@ int main(int argc, char** argv) {
   args a;
   for (int i = 1; i + 1 < argc; i += 2) {
     std::string k = argv[i], v = argv[i + 1];
-    if (k == "--url") a.url = v;
-    else if (k == "--schema") a.schema = v;
-    else if (k == "--name") a.name = v;
-    else if (k == "--dir") a.dir = v;
-    else if (k == "--mode") a.mode = v;
-    else if (k == "--owner") a.owner = v;
-    else if (k == "--iterations") a.iterations = std::stol(v);
-    else if (k == "--ttl-ms") a.ttl_ms = std::stol(v);
-    else if (k == "--hold-us") a.hold_us = std::stol(v);
-    else if (k == "--limit") a.limit = std::stol(v);
-    else if (k == "--count") a.count = std::stol(v);
-    else if (k == "--fair") a.fair = v == "1";
-    else if (k == "--exclusive") a.exclusive = v == "1";
-    else return 2;
+    if (k == "--url")
+      a.url = v;
+    else if (k == "--schema")
+      a.schema = v;
+    else if (k == "--name")
+      a.name = v;
+    else if (k == "--dir")
+      a.dir = v;
+    else if (k == "--mode")
+      a.mode = v;
+    else if (k == "--owner")
+      a.owner = v;
+    else if (k == "--iterations")
+      a.iterations = std::stol(v);
+    else if (k == "--ttl-ms")
+      a.ttl_ms = std::stol(v);
+    else if (k == "--hold-us")
+      a.hold_us = std::stol(v);
+    else if (k == "--limit")
+      a.limit = std::stol(v);
+    else if (k == "--count")
+      a.count = std::stol(v);
+    else if (k == "--fair")
+      a.fair = v == "1";
+    else if (k == "--exclusive")
+      a.exclusive = v == "1";
+    else
+      return 2;
   }
   if (a.url.empty() || a.name.empty() || a.dir.empty() || a.iterations <= 0) return 2;
   try {

@@ -2,12 +2,13 @@
 // every URL form, errors from opening or connecting), operation_timeout bounds, and names
 // escaped for the terminal.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <chrono>
 #include <string>
 #include <vector>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
 
 #include "backends/common/url.hpp"
 #include "support/fixtures.hpp"
@@ -29,13 +30,13 @@ struct hostile {
 std::vector<std::string> hostile_urls() {
   std::vector<std::string> out;
   for (std::string pw : {"Kx7Qa?Vb8Wm", "Kx7Qa#Vb8Wm", "Kx7Qa@Vb8Wm", "Kx7Qa%Vb8Wm", "Kx7Qa%4",
-                         "Kx7Qa%40Vb8Wm", "Kx7Qa/Vb8Wm", "Kx7Qa'Vb8Wm", "Kx7Qa\\Vb8Wm", "Kx7Qa Vb8Wm",
-                         "Kx7Qa@Vb8Wm?Yt3Zn#Jr5Lp", "Kx7Qa:Vb8Wm", "Kx7Qa%00Vb8Wm"})
+                         "Kx7Qa%40Vb8Wm", "Kx7Qa/Vb8Wm", "Kx7Qa'Vb8Wm", "Kx7Qa\\Vb8Wm",
+                         "Kx7Qa Vb8Wm", "Kx7Qa@Vb8Wm?Yt3Zn#Jr5Lp", "Kx7Qa:Vb8Wm", "Kx7Qa%00Vb8Wm"})
     out.push_back("postgresql://app:" + pw + "@127.0.0.1:1/db");
-  for (std::string q : {"password=Kx7Qa%Vb8Wm", "sslpassword=Kx7QaVb8Wm", "passw%6Frd=Kx7QaVb8Wm",
-                        "PASSWORD=Kx7QaVb8Wm", "password=Kx7Qa&Vb8Wm&sslmode=disable",
-                        "password=Kx7Qa%zzVb8Wm", "password=Kx7Qa?Vb8Wm#Yt3Zn",
-                        "sslmode=disable&password=Kx7Qa@Vb8Wm", "passw%6=Kx7QaVb8Wm"})
+  for (std::string q :
+       {"password=Kx7Qa%Vb8Wm", "sslpassword=Kx7QaVb8Wm", "passw%6Frd=Kx7QaVb8Wm",
+        "PASSWORD=Kx7QaVb8Wm", "password=Kx7Qa&Vb8Wm&sslmode=disable", "password=Kx7Qa%zzVb8Wm",
+        "password=Kx7Qa?Vb8Wm#Yt3Zn", "sslmode=disable&password=Kx7Qa@Vb8Wm", "passw%6=Kx7QaVb8Wm"})
     out.push_back("postgres://app@127.0.0.1:1/db?" + q);
   for (std::string kv : {"host=127.0.0.1 port=1 password=Kx7Qa Vb8Wm dbname=db",
                          "host=127.0.0.1 port=1 password='Kx7Qa Vb8Wm",
@@ -67,7 +68,8 @@ TEST_CASE("secret_ranges covers every hostile password and redact_url hides it")
     check_clean(masked, url);
   }
   // Other schemes carry parameters too (SQLite ignores unknown ones).
-  for (const char* url : {"file:/tmp/x.db?password=Kx7QaVb8Wm", "sqlite:/tmp/x.db?sslpassword=Kx7Qa"})
+  for (const char* url :
+       {"file:/tmp/x.db?password=Kx7QaVb8Wm", "sqlite:/tmp/x.db?sslpassword=Kx7Qa"})
     check_clean(sqlock::detail::redact_url(url), url);
   // What is not secret stays readable.
   CHECK(sqlock::detail::redact_url("postgresql://app:pw@db:5432/app?sslmode=require") ==
@@ -123,9 +125,14 @@ TEST_CASE("operation_timeout is positive and at most a day") {
 TEST_CASE("names are escaped for the terminal: controls, C1, bidi overrides, invalid UTF-8") {
   auto quoted = [](std::string_view n) { return sqlock::detail::quoted(n); };
   using sqlock::detail::valid_utf8;
-  for (std::string raw : {std::string("a\xff" "b"), std::string("a\xc2\x9b" "31mb"),
-                          std::string("a\xe2\x80\xae" "b"), std::string("a\x1b[31mb"),
-                          std::string("\xc3"), std::string(100, '\xe9')}) {
+  for (std::string raw :
+       {std::string("a\xff"
+                    "b"),
+        std::string("a\xc2\x9b"
+                    "31mb"),
+        std::string("a\xe2\x80\xae"
+                    "b"),
+        std::string("a\x1b[31mb"), std::string("\xc3"), std::string(100, '\xe9')}) {
     std::string q = quoted(raw);
     CAPTURE(q);
     CHECK(valid_utf8(q));
@@ -133,7 +140,8 @@ TEST_CASE("names are escaped for the terminal: controls, C1, bidi overrides, inv
     CHECK(q.find("\xc2\x9b") == std::string::npos);
     CHECK(q.find("\xe2\x80\xae") == std::string::npos);
   }
-  CHECK(quoted("a\xff" "b") == "'a\\xffb'");
+  CHECK(quoted("a\xff"
+               "b") == "'a\\xffb'");
   CHECK(quoted("caf\xc3\xa9") == "'caf\xc3\xa9'");  // valid UTF-8 passes
   // The 80-byte cut never splits a character.
   std::string long_name;

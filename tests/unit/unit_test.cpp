@@ -1,9 +1,6 @@
 // Unit tests of the pieces below the conformance suite: URL parsing and redaction, input
 // validation, the prefix range, the wait backoff and the embedded migrations.
 
-#include <doctest/doctest.h>
-#include <sqlock/sqlock.hpp>
-
 #include <unistd.h>
 
 #include <algorithm>
@@ -11,12 +8,16 @@
 #include <fstream>
 #include <sstream>
 
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlock.hpp>
+
 #include "backends/common/migrations.hpp"
 #include "backends/common/url.hpp"
-#include "util/util.hpp"
-#include "util/validate.hpp"
 #include "core/wait.hpp"
 #include "support/errors.hpp"
+#include "util/util.hpp"
+#include "util/validate.hpp"
 
 using namespace std::chrono_literals;
 using sqlock::errc;
@@ -47,9 +48,9 @@ TEST_CASE("database URLs choose the backend") {
 }
 
 TEST_CASE("bad database URLs are invalid_argument and never show the password") {
-  for (const char* bad : {"", ":memory:", "sqlite::memory:", "file::memory:",
-                          "file:x.db?mode=memory", "sqlite:", "sqlite://relative/path",
-                          "mysql://u:hunter2@host/db", "redis://:hunter2@host"}) {
+  for (const char* bad :
+       {"", ":memory:", "sqlite::memory:", "file::memory:", "file:x.db?mode=memory", "sqlite:",
+        "sqlite://relative/path", "mysql://u:hunter2@host/db", "redis://:hunter2@host"}) {
     CAPTURE(bad);
     auto e = error_of([&] { (void)sqlock::open_backend(bad); });
     CHECK(e.code() == errc::invalid_argument);
@@ -58,7 +59,8 @@ TEST_CASE("bad database URLs are invalid_argument and never show the password") 
 }
 
 TEST_CASE("redaction hides passwords in URIs and key=value strings") {
-  CHECK(redact_url("postgresql://alice:s3cr%40t@db:5432/app") == "postgresql://alice:****@db:5432/app");
+  CHECK(redact_url("postgresql://alice:s3cr%40t@db:5432/app") ==
+        "postgresql://alice:****@db:5432/app");
   CHECK(redact_url("postgresql://db/app?user=a&password=s3cret&sslmode=require") ==
         "postgresql://db/app?user=a&password=****&sslmode=require");
   CHECK(redact_url("host=db password=s3cret dbname=app") == "host=db password=**** dbname=app");
@@ -135,7 +137,8 @@ TEST_CASE("the embedded migrations equal the files in migrations/") {
       CHECK(std::string(m.up).find("sqlock_schema_version") != std::string::npos);
     }
   }
-  CHECK(sqlock::detail::latest_migration("postgresql") == sqlock::detail::latest_migration("sqlite"));
+  CHECK(sqlock::detail::latest_migration("postgresql") ==
+        sqlock::detail::latest_migration("sqlite"));
 }
 
 TEST_CASE("a missing SQLite file is not created by anything but migrate") {

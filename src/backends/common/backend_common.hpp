@@ -1,11 +1,11 @@
 #pragma once
 // Rules every backend applies the same way, so that they cannot drift apart.
 
-#include <sqlock/backend.hpp>
-
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 #include "util/util.hpp"
 
@@ -51,16 +51,18 @@ class live_leases {
   /// throws when some are live and not `force`.
   std::string verdict(std::string_view backend, int version, bool force) const {
     if (live_ == 0) return {};
-    std::string text = "migrate down from schema version " + std::to_string(version) + ": " +
-                       std::to_string(live_) +
-                       (live_ == 1 ? " live lease or semaphore holder"
-                                   : " live leases or semaphore holders") +
-                       " would be dropped: " + examples_;
+    std::string text =
+        "migrate down from schema version " + std::to_string(version) + ": " +
+        std::to_string(live_) +
+        (live_ == 1 ? " live lease or semaphore holder" : " live leases or semaphore holders") +
+        " would be dropped: " + examples_;
     if (force) return std::string(backend) + ": " + text + "; dropping them (force)";
     throw error(errc::invalid_argument,
-                text + "; stop their holders (or let the leases expire) and retry, or force it "
-                       "(`sqlock migrate down --force`, migrate_options::force); the schema "
-                       "stays at version " + std::to_string(version),
+                text +
+                    "; stop their holders (or let the leases expire) and retry, or force it "
+                    "(`sqlock migrate down --force`, migrate_options::force); the schema "
+                    "stays at version " +
+                    std::to_string(version),
                 std::string(backend));
   }
 

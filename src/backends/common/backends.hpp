@@ -1,10 +1,10 @@
 #pragma once
 // Factories of the concrete backends; only url.cpp calls them.
 
-#include <sqlock/backend.hpp>
-
 #include <memory>
 #include <string>
+
+#include <sqlock/backend.hpp>
 
 namespace sqlock::detail {
 

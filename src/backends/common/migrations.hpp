@@ -3,11 +3,11 @@
 // <sqlock/migrations.hpp>), and the stepping rules every backend's migrate applies the same way:
 // one migration per transaction, the version re-read inside it.
 
-#include <sqlock/migrations.hpp>
-
 #include <optional>
 #include <string>
 #include <string_view>
+
+#include <sqlock/migrations.hpp>
 
 namespace sqlock::detail {
 

@@ -1,14 +1,14 @@
 #include "backends/common/url.hpp"
 
-#include <sqlock/config.hpp>
-#include <sqlock/backend.hpp>
-#include <sqlock/error.hpp>
-
 #include <algorithm>
 #include <cctype>
 #include <cstring>
 #include <optional>
 #include <regex>
+
+#include <sqlock/backend.hpp>
+#include <sqlock/config.hpp>
+#include <sqlock/error.hpp>
 
 #include "backends/common/backends.hpp"
 
@@ -113,8 +113,8 @@ void query_ranges(std::string_view url, std::size_t q, std::vector<range>& out) 
   // "&key=" where key is made of characters a parameter name (possibly percent-encoded) has.
   auto param_starts_at = [&](std::size_t amp) {
     std::size_t j = amp + 1;
-    while (j < n && (std::isalnum(static_cast<unsigned char>(url[j])) || url[j] == '_' ||
-                     url[j] == '%'))
+    while (j < n &&
+           (std::isalnum(static_cast<unsigned char>(url[j])) || url[j] == '_' || url[j] == '%'))
       ++j;
     return j > amp + 1 && j < n && url[j] == '=';
   };
@@ -325,20 +325,24 @@ parsed_url parse_database_url(const std::string& url) {
       // sqlite:///abs/path (empty authority) or sqlite://localhost/abs/path
       rest = rest.substr(2);
       if (starts_with(rest, "localhost/")) rest = rest.substr(9);
-      if (!starts_with(rest, "/")) bad(url, "a sqlite:// URL takes an absolute path (sqlite:///path)");
+      if (!starts_with(rest, "/"))
+        bad(url, "a sqlite:// URL takes an absolute path (sqlite:///path)");
     }
     if (rest.empty()) bad(url, "no file path");
     if (rest == ":memory:")
-      bad(url, "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
+      bad(url,
+          "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
     return {parsed_url::kind::sqlite, rest, false};
   }
   if (starts_with(url, "file:")) {
     if (url == "file::memory:" || url.find("mode=memory") != std::string::npos)
-      bad(url, "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
+      bad(url,
+          "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
     return {parsed_url::kind::sqlite, url, true};
   }
   if (url == ":memory:")
-    bad(url, "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
+    bad(url,
+        "in-memory SQLite is not supported (the keepalive needs its own connection); use a file");
   if (conninfo_shape(url)) return {parsed_url::kind::postgresql, url, false};
   static const std::regex scheme(R"(^([A-Za-z][A-Za-z0-9+.-]*):)");
   std::smatch m;
@@ -356,15 +360,17 @@ std::shared_ptr<backend> open_backend(const std::string& database_url,
 #if SQLOCK_HAVE_SQLITE
     return detail::make_sqlite_backend(parsed.location, parsed.uri, options);
 #else
-    throw error(errc::invalid_argument, "this sqlock was built without SQLite support "
-                                        "(SQLOCK_WITH_SQLITE=OFF)");
+    throw error(errc::invalid_argument,
+                "this sqlock was built without SQLite support "
+                "(SQLOCK_WITH_SQLITE=OFF)");
 #endif
   }
 #if SQLOCK_HAVE_POSTGRESQL
   return detail::make_postgresql_backend(parsed.location, options);
 #else
-  throw error(errc::invalid_argument, "this sqlock was built without PostgreSQL support "
-                                      "(SQLOCK_WITH_POSTGRESQL=OFF)");
+  throw error(errc::invalid_argument,
+              "this sqlock was built without PostgreSQL support "
+              "(SQLOCK_WITH_POSTGRESQL=OFF)");
 #endif
 }
 

@@ -2,10 +2,10 @@
 // Which backend a database URL names (public: <sqlock/url.hpp>), and how to make a driver's
 // message about a URL safe to show.
 
-#include <sqlock/url.hpp>
-
 #include <string>
 #include <string_view>
+
+#include <sqlock/url.hpp>
 
 namespace sqlock::detail {
 

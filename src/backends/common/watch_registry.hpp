@@ -7,8 +7,6 @@
 // waiters, measured); with one, a release costs one attempt per process. A waiter that leaves
 // with its wake-up unconsumed hands it to the next one (release_watch::on_drop_pending).
 
-#include <sqlock/backend.hpp>
-
 #include <cstddef>
 #include <memory>
 #include <mutex>
@@ -16,6 +14,8 @@
 #include <string_view>
 #include <unordered_map>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 namespace sqlock::detail {
 

@@ -40,8 +40,7 @@ int postgresql_backend::migrate(int target, deadline until) {
   return migrate_with(target, {}, until);
 }
 
-int postgresql_backend::migrate_with(int target, const migrate_options& options,
-                                     deadline until) {
+int postgresql_backend::migrate_with(int target, const migrate_options& options, deadline until) {
   const std::string what = "migrate";
   check_migration_target(kind_name, target);
   auto c = checkout(until, what);
@@ -67,8 +66,8 @@ int postgresql_backend::migrate_with(int target, const migrate_options& options,
     c->exec_simple(what, s.set_search_path, until);
     auto st = run(*c, what, nullptr, s.version, {options_.schema}, until);
     int v = 0;
-    if (st.boolean(0, 1)) v = static_cast<int>(run(*c, what, nullptr, s.read_version, {}, until)
-                                                   .integer(0, 0));
+    if (st.boolean(0, 1))
+      v = static_cast<int>(run(*c, what, nullptr, s.read_version, {}, until).integer(0, 0));
     if (const auto step = next_migration_step(kind_name, v, target)) {
       if (!step->up) refuse_live_leases(*c, *step, target, options, until);
       c->exec_simple(step->describe(), step->sql(), until);
@@ -175,8 +174,8 @@ std::size_t postgresql_backend::purge(milliseconds free_for, deadline until) {
   for (;;) {
     std::size_t locked = 0;
     std::size_t n = in_transaction(begin_sem, [&] {
-      auto cand = run(*c, what, nullptr, sql().sem_purge_lock,
-                      {ms, after, std::to_string(batch)}, until);
+      auto cand =
+          run(*c, what, nullptr, sql().sem_purge_lock, {ms, after, std::to_string(batch)}, until);
       locked = static_cast<std::size_t>(cand.rows());
       if (locked == 0) return std::size_t{0};
       std::string names = "[";
@@ -196,8 +195,7 @@ std::size_t postgresql_backend::purge(milliseconds free_for, deadline until) {
   // Lapsed holder and ticket rows left without their semaphore row (not counted: they are
   // not semaphores).
   for (;;) {
-    auto rs = run(*c, what, nullptr, sql().sem_purge_orphans, {ms, std::to_string(batch)},
-                  until);
+    auto rs = run(*c, what, nullptr, sql().sem_purge_orphans, {ms, std::to_string(batch)}, until);
     if (rs.integer(0, 0) < batch && rs.integer(0, 1) < batch) break;
     if (steady::now() >= until) break;
   }

@@ -1,9 +1,10 @@
 // The PostgreSQL backend object: construction and option checks, the factory, the describing
 // calls, watch() and log().
 
+#include "backends/postgresql/backend.hpp"
+
 #include "backends/common/backends.hpp"
 #include "backends/common/migrations.hpp"
-#include "backends/postgresql/backend.hpp"
 
 namespace sqlock::detail::pg {
 
@@ -16,8 +17,7 @@ postgresql_backend::postgresql_backend(const std::string& conn, backend_options 
   if (options_.schema.empty() || options_.schema.find('\0') != std::string::npos ||
       options_.schema.size() > 63)
     throw error(errc::invalid_argument,
-                "postgresql: backend_options::schema must be 1..63 bytes without NUL",
-                kind_name);
+                "postgresql: backend_options::schema must be 1..63 bytes without NUL", kind_name);
   if (options_.pool_size == 0 || options_.pool_size > 64)
     throw error(errc::invalid_argument, "postgresql: backend_options::pool_size must be 1..64",
                 kind_name);

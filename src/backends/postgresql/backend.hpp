@@ -114,8 +114,7 @@ class postgresql_backend final : public backend {
 
   // semaphores.cpp
   acquire_result try_acquire_semaphore(const semaphore_request& r, deadline until) override;
-  std::optional<semaphore_record> inspect_semaphore(std::string_view name,
-                                                    deadline until) override;
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name, deadline until) override;
   std::vector<semaphore_record> list_semaphores(const list_filter& f, deadline until) override;
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
@@ -141,8 +140,7 @@ class postgresql_backend final : public backend {
 
   // admin.cpp
   void refuse_live_leases(connection& c, const migration_step& step, int target,
-                          const migrate_options& options,
-                          deadline until);
+                          const migrate_options& options, deadline until);
 
   // pool.cpp
   const statements& sql();
@@ -151,8 +149,7 @@ class postgresql_backend final : public backend {
   // One statement; serialization failures and deadlocks are retried (the statement rolled
   // back, so retrying is safe even for a grant), never surfaced before the deadline.
   result run(connection& c, const std::string& what, const char* name, const std::string& text,
-             const std::vector<param>& params, deadline until,
-             errc after_send = errc::unavailable);
+             const std::vector<param>& params, deadline until, errc after_send = errc::unavailable);
   // Release, abandon and force release: runs `text` (rows of (ended, notified, locked)),
   // looking again for a while at a row another transaction holds locked; wakes local waiters.
   bool end_lease(const std::string& what, const char* name, std::string statements::*text,

@@ -118,8 +118,9 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
   std::unique_ptr<connection> c(new connection(raw, interrupt_fd));
   auto fail = [&](const std::string& why) {
     c->broken_ = true;
-    throw error(errc::unavailable, what + " on postgresql: cannot connect to " + info.redacted +
-                                       ": " + redact_message(trimmed(why), info.source),
+    throw error(errc::unavailable,
+                what + " on postgresql: cannot connect to " + info.redacted + ": " +
+                    redact_message(trimmed(why), info.source),
                 kind_name, "08001");
   };
   if (PQstatus(raw) == CONNECTION_BAD) fail(PQerrorMessage(raw));
@@ -133,7 +134,8 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
   }
   if (PQsetnonblocking(raw, 1) != 0) fail(PQerrorMessage(raw));
   // libpq prints server NOTICEs to stderr by default; a library must stay quiet.
-  PQsetNoticeProcessor(raw, [](void*, const char*) {}, nullptr);
+  PQsetNoticeProcessor(
+      raw, [](void*, const char*) {}, nullptr);
   return c;
 }
 
@@ -149,7 +151,8 @@ std::string connection::escape_identifier(std::string_view s) const {
   char* p = PQescapeIdentifier(conn_, s.data(), s.size());
   if (!p)
     throw error(errc::invalid_argument,
-                "postgresql: cannot quote identifier: " + trimmed(PQerrorMessage(conn_)), kind_name);
+                "postgresql: cannot quote identifier: " + trimmed(PQerrorMessage(conn_)),
+                kind_name);
   std::string out(p);
   PQfreemem(p);
   return out;
@@ -184,8 +187,7 @@ connection::ready connection::wait_for(bool want_write, deadline until) {
 void connection::abandon(const std::string& what, const std::string& why, errc code) {
   // The statement may still run (or already have committed): the caller treats the outcome
   // as unknown. The connection is never reused.
-  if (!broken_ && PQstatus(conn_) == CONNECTION_OK && PQisBusy(conn_))
-    cancel_in_background(conn_);
+  if (!broken_ && PQstatus(conn_) == CONNECTION_OK && PQisBusy(conn_)) cancel_in_background(conn_);
   broken_ = true;
   throw error(code, what + " on postgresql: " + why, kind_name,
               code == errc::unavailable || code == errc::in_doubt ? "08006" : "");
@@ -253,9 +255,8 @@ bool connection::prepare(const std::string& what, const char* name, const std::s
   return true;
 }
 
-result connection::exec(const std::string& what, const char* prepared_name,
-                        const std::string& sql, const std::vector<param>& params,
-                        deadline until, errc after_send_code) {
+result connection::exec(const std::string& what, const char* prepared_name, const std::string& sql,
+                        const std::vector<param>& params, deadline until, errc after_send_code) {
   if (broken_) abandon(what, "connection lost", errc::unavailable);
   std::vector<const char*> values;
   values.reserve(params.size());

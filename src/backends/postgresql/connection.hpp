@@ -10,8 +10,6 @@
 // PQsend*, PQconsumeInput/PQisBusy).
 
 #include <libpq-fe.h>
-#include <sqlock/backend.hpp>
-#include <sqlock/error.hpp>
 
 #include <cstdint>
 #include <memory>
@@ -20,6 +18,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sqlock/backend.hpp>
+#include <sqlock/error.hpp>
 
 namespace sqlock::detail::pg {
 
@@ -82,8 +83,7 @@ class connection {
               errc after_send_code = errc::unavailable);
   /// A simple-protocol query string (may hold several statements; no parameters). Returns
   /// every statement's result; throws on the first failure.
-  std::vector<result> exec_simple(const std::string& what, const std::string& sql,
-                                  deadline until);
+  std::vector<result> exec_simple(const std::string& what, const std::string& sql, deadline until);
 
   /// Waits until the socket is readable (or the interrupt fd, or the deadline), then reads what
   /// arrived. Returns false on timeout/interrupt. Throws errc::unavailable if the connection

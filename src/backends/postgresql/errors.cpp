@@ -24,7 +24,7 @@ errc classify(std::string_view s) noexcept {
   // input (usage) and retrying cannot help (unavailable): the database needs an operator.
   if (s == "2200H") return errc::schema_mismatch;
   if (s == "42501" || cls == "28") return errc::invalid_argument;  // privileges: fix the setup
-  if (cls == "22" || cls == "23") return errc::invalid_argument;    // data rejected by a CHECK
+  if (cls == "22" || cls == "23") return errc::invalid_argument;   // data rejected by a CHECK
   return errc::internal;
 }
 
@@ -39,9 +39,10 @@ void throw_server_error(const std::string& what, const PGresult* r) {
   errc code = classify(sqlstate);
   if (code == errc::schema_mismatch && sqlstate != "2200H") msg += " (run `sqlock migrate up`)";
   if (sqlstate == "2200H")
-    msg += " (the fencing token sequence sqlock_token_seq is exhausted: no lock or semaphore can "
-           "be granted until an operator restarts it below its maximum, above every token "
-           "already issued if any remain; it only gets there if it was set by hand)";
+    msg +=
+        " (the fencing token sequence sqlock_token_seq is exhausted: no lock or semaphore can "
+        "be granted until an operator restarts it below its maximum, above every token "
+        "already issued if any remain; it only gets there if it was set by hand)";
   if (sqlstate == "42501") msg += " (see the README for the grants sqlock's runtime role needs)";
   throw error(code, msg, kind_name, sqlstate);
 }

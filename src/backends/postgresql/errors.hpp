@@ -3,10 +3,11 @@
 // backend, and the messages built from libpq's.
 
 #include <libpq-fe.h>
-#include <sqlock/error.hpp>
 
 #include <string>
 #include <string_view>
+
+#include <sqlock/error.hpp>
 
 namespace sqlock::detail::pg {
 

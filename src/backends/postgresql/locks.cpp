@@ -21,8 +21,7 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
   const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
   auto res = run(*c, what, "sqlock_acquire", sql().acquire,
                  {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
-                  std::string(mark ? "true" : "false"),
-                  std::to_string(waiter_mark.count())},
+                  std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count())},
                  until, errc::in_doubt);
   acquire_result out;
   if (res.rows() == 0) {
@@ -59,13 +58,13 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
   for (std::size_t i = 0; i < requests.size(); ++i) {
     const auto& q = requests[i];
     if (i) json += ',';
-    json += "{\"i\":" + std::to_string(i) + ",\"k\":" +
-            (q.key.kind == lease_kind::semaphore ? "1" : "0") + ",\"n\":";
+    json += "{\"i\":" + std::to_string(i) +
+            ",\"k\":" + (q.key.kind == lease_kind::semaphore ? "1" : "0") + ",\"n\":";
     append_json_string(json, q.key.name);
     json += ",\"o\":";
     append_json_string(json, q.key.nonce);
-    json += ",\"t\":" + std::to_string(q.key.token) + ",\"ms\":" +
-            std::to_string(q.ttl.count()) + "}";
+    json +=
+        ",\"t\":" + std::to_string(q.key.token) + ",\"ms\":" + std::to_string(q.ttl.count()) + "}";
   }
   json += ']';
   const bool mixed = std::any_of(requests.begin(), requests.end(), [](const renew_request& q) {
@@ -107,8 +106,9 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
     res = run(*c, what, statement_name, sql().*statement, {json}, until);
   }
   if (res.rows() != static_cast<int>(requests.size()))
-    throw error(errc::internal, what + " on postgresql: " + std::to_string(res.rows()) +
-                                    " results for " + std::to_string(requests.size()),
+    throw error(errc::internal,
+                what + " on postgresql: " + std::to_string(res.rows()) + " results for " +
+                    std::to_string(requests.size()),
                 kind_name);
   out.resize(requests.size());
   for (int row = 0; row < res.rows(); ++row) {
@@ -132,8 +132,7 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
     } else if (res.null(row, 2)) {
       o.outcome = renew_outcome::missing;
     } else {
-      o.outcome = refused_renewal(key, res.text(row, 2), res.integer(row, 3),
-                                  res.boolean(row, 4));
+      o.outcome = refused_renewal(key, res.text(row, 2), res.integer(row, 3), res.boolean(row, 4));
     }
   }
   return out;
@@ -141,8 +140,8 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
 
 bool postgresql_backend::release(const lease_key& key, deadline until) {
   const bool sem = key.kind == lease_kind::semaphore;
-  const std::string what = std::string(sem ? "release semaphore " : "release ") +
-                           quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+  const std::string what = std::string(sem ? "release semaphore " : "release ") + quoted(key.name) +
+                           " (token " + std::to_string(key.token) + ")";
   const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
   // Wait for the row at most briefly: a lock still held after that is an open fenced
   // transaction (possibly this thread's own), which a release must never wait for. The
@@ -155,10 +154,10 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
       bool ended;
       {
         auto c = checkout(brief, what);
-        auto rs = sem ? run(*c, what, "sqlock_sem_release_waiting",
-                            sql().sem_release_waiting, params, brief)
-                      : run(*c, what, "sqlock_release_waiting", sql().release_waiting,
-                            params, brief);
+        auto rs =
+            sem ? run(*c, what, "sqlock_sem_release_waiting", sql().sem_release_waiting, params,
+                      brief)
+                : run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief);
         ended = rs.rows() > 0 && rs.boolean(0, 0);
       }
       if (ended) registry_.notify(key.name);
@@ -176,8 +175,8 @@ bool postgresql_backend::abandon(const lease_key& key, deadline until) {
   if (key.kind == lease_kind::semaphore)
     return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
                      &statements::sem_abandon, params, until);
-  return end_lease("clean up acquire " + quoted(key.name), "sqlock_abandon",
-                   &statements::abandon, params, until);
+  return end_lease("clean up acquire " + quoted(key.name), "sqlock_abandon", &statements::abandon,
+                   params, until);
 }
 
 bool postgresql_backend::force_release(std::string_view name, deadline until) {
@@ -185,8 +184,7 @@ bool postgresql_backend::force_release(std::string_view name, deadline until) {
                    {std::string(name), std::nullopt, std::nullopt, channel_}, until);
 }
 
-std::optional<lock_record> postgresql_backend::inspect(std::string_view name,
-                                                       deadline until) {
+std::optional<lock_record> postgresql_backend::inspect(std::string_view name, deadline until) {
   const std::string what = "inspect " + quoted(name);
   auto c = checkout(until, what);
   auto r = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
@@ -201,8 +199,8 @@ std::vector<lock_record> postgresql_backend::list(const list_filter& f, deadline
   param hi = f.prefix.empty() || upper.empty() ? param{} : param{upper};
   int show = f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2;
   param limit = f.limit == 0 ? param{} : param{std::to_string(f.limit)};
-  auto r = run(*c, what, "sqlock_list", sql().list, {f.prefix, hi, std::to_string(show), limit},
-               until);
+  auto r =
+      run(*c, what, "sqlock_list", sql().list, {f.prefix, hi, std::to_string(show), limit}, until);
   std::vector<lock_record> out;
   out.reserve(static_cast<std::size_t>(r.rows()));
   for (int i = 0; i < r.rows(); ++i) out.push_back(read_record(r, i));
@@ -219,9 +217,9 @@ std::optional<lock_record> postgresql_backend::inspect_watched(std::string_view 
   std::optional<lock_record> out;
   {
     auto c = checkout(until, what);
-    auto r = run(*c, what, "sqlock_inspect_watched", sql().inspect_watched,
-                 {std::string(name), std::to_string(mark_for.count()), mark ? "true" : "false"},
-                 until);
+    auto r =
+        run(*c, what, "sqlock_inspect_watched", sql().inspect_watched,
+            {std::string(name), std::to_string(mark_for.count()), mark ? "true" : "false"}, until);
     if (r.rows() == 0) return std::nullopt;
     if (!r.boolean(0, 8)) return read_record(r, 0);
     // The row changed after our snapshot (the mark's UPDATE saw a newer version): it was

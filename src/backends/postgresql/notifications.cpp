@@ -66,9 +66,8 @@ void listener::run() {
     } catch (const std::exception& e) {
       works_ = false;
       if (stopping_) break;
-      owner_.log(log_level::warn,
-                 std::string("postgresql: notification listener: ") + e.what() +
-                     "; waiters fall back to backoff until it reconnects");
+      owner_.log(log_level::warn, std::string("postgresql: notification listener: ") + e.what() +
+                                      "; waiters fall back to backoff until it reconnects");
       if (first) {
         std::lock_guard<std::mutex> lock(mu_);
         verdict_ = true;  // no need to hold up waiters: they poll with backoff meanwhile
@@ -86,7 +85,8 @@ void listener::run() {
 
 void listener::session(bool first) {
   const std::string what = "listen";
-  auto c = owner_.connect(steady::now() + milliseconds{5000}, what, &owner_.listen_info(), wake_[0]);
+  auto c =
+      owner_.connect(steady::now() + milliseconds{5000}, what, &owner_.listen_info(), wake_[0]);
   c->exec_simple(what, "LISTEN " + c->escape_identifier(owner_.channel()),
                  steady::now() + milliseconds{5000});
   static const milliseconds selftest_wait{300};

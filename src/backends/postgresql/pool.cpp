@@ -43,7 +43,8 @@ std::unique_ptr<connection> postgresql_backend::connect(deadline until, const st
     return c;
   } catch (const error& e) {
     std::lock_guard<std::mutex> lock(connect_mu_);
-    connect_backoff_ = std::min(milliseconds{1000}, std::max(milliseconds{25}, connect_backoff_ * 2));
+    connect_backoff_ =
+        std::min(milliseconds{1000}, std::max(milliseconds{25}, connect_backoff_ * 2));
     reconnect_after_ = steady::now() + jitter(connect_backoff_ / 2, connect_backoff_);
     last_connect_error_ = e.what();
     auto pos = last_connect_error_.find(" on postgresql: ");
@@ -54,7 +55,8 @@ std::unique_ptr<connection> postgresql_backend::connect(deadline until, const st
 
 const statements& postgresql_backend::sql() {
   std::lock_guard<std::mutex> lock(connect_mu_);
-  if (!sql_) throw error(errc::internal, "postgresql: statements used before connecting", kind_name);
+  if (!sql_)
+    throw error(errc::internal, "postgresql: statements used before connecting", kind_name);
   return *sql_;
 }
 
@@ -70,8 +72,10 @@ postgresql_backend::pooled postgresql_backend::checkout(deadline until, const st
     if (pool_cv_.wait_until(lock, until) == std::cv_status::timeout && idle_.empty() &&
         open_ >= options_.pool_size)
       throw error(errc::unavailable,
-                  what + " on postgresql: no free connection before the call's deadline "
-                         "(pool_size " + std::to_string(options_.pool_size) + ")",
+                  what +
+                      " on postgresql: no free connection before the call's deadline "
+                      "(pool_size " +
+                      std::to_string(options_.pool_size) + ")",
                   kind_name);
   }
   ++open_;
@@ -161,9 +165,10 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
           std::this_thread::sleep_for(pause);
           continue;
         }
-        throw row_locked(what + " on postgresql: the lease's row is locked by another open "
-                            "transaction (a fenced transaction?); not waiting for it",
-                     kind_name, std::string(sqlstate_row_locked));
+        throw row_locked(what +
+                             " on postgresql: the lease's row is locked by another open "
+                             "transaction (a fenced transaction?); not waiting for it",
+                         kind_name, std::string(sqlstate_row_locked));
       }
       break;
     }

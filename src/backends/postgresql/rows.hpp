@@ -2,11 +2,11 @@
 // Decoding the PostgreSQL backend's result rows: server times (integer epoch microseconds), lock
 // rows into lock_record, the flat semaphore rows into semaphore_record.
 
-#include <sqlock/backend.hpp>
-
 #include <chrono>
 #include <cstdint>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 #include "backends/postgresql/connection.hpp"
 

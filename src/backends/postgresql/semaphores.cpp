@@ -25,12 +25,12 @@ acquire_result postgresql_backend::try_acquire_semaphore(const semaphore_request
       fair ? (r.ticket_ttl > milliseconds::zero() ? r.ticket_ttl : fair_ticket_ttl)
            : std::max(r.ticket_ttl, waiter_mark);
   auto c = checkout(until, what);
-  auto res = run(*c, what, "sqlock_sem_acquire", sql().sem_acquire,
-                 {r.name, std::to_string(r.limit), std::to_string(r.count), r.owner, r.nonce,
-                  r.metadata, std::to_string(r.ttl.count()),
-                  std::string(mark ? "true" : "false"), std::string(fair ? "true" : "false"),
-                  std::to_string(ticket_ms.count()), channel_},
-                 until, errc::in_doubt);
+  auto res =
+      run(*c, what, "sqlock_sem_acquire", sql().sem_acquire,
+          {r.name, std::to_string(r.limit), std::to_string(r.count), r.owner, r.nonce, r.metadata,
+           std::to_string(r.ttl.count()), std::string(mark ? "true" : "false"),
+           std::string(fair ? "true" : "false"), std::to_string(ticket_ms.count()), channel_},
+          until, errc::in_doubt);
   if (res.rows() != 1)
     throw error(errc::internal,
                 what + " on postgresql: sqlock_semaphore_acquire returned " +
@@ -47,8 +47,7 @@ acquire_result postgresql_backend::try_acquire_semaphore(const semaphore_request
   // no release will wake it); 0: unknown (a lapsed holder's fenced transaction is still
   // open), the caller retries with its backoff.
   std::int64_t retry = res.integer(0, 4);
-  out.holder_expires_in =
-      retry <= 0 ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(retry));
+  out.holder_expires_in = retry <= 0 ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(retry));
   return out;
 }
 
@@ -75,8 +74,8 @@ std::vector<semaphore_record> postgresql_backend::list_semaphores(const list_fil
   return read_semaphores(r);
 }
 
-std::size_t postgresql_backend::force_release_semaphore(std::string_view name,
-                                                        std::int64_t token, deadline until) {
+std::size_t postgresql_backend::force_release_semaphore(std::string_view name, std::int64_t token,
+                                                        deadline until) {
   const std::string what = "force release semaphore " + quoted(name);
   std::size_t n;
   {

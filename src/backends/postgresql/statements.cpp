@@ -8,7 +8,6 @@
 namespace sqlock::detail::pg {
 namespace {
 
-
 // Serialises concurrent migrators of every schema of one database (transaction-scoped, so safe
 // through PgBouncer). 'sqlock' in ASCII.
 constexpr const char* migrate_lock_key = "126905076458347";
@@ -42,8 +41,8 @@ statements::statements(const connection& c, const std::string& schema) {
   semaphores = schema_ident + ".sqlock_semaphores";
   holders = schema_ident + ".sqlock_semaphore_holders";
   tickets = schema_ident + ".sqlock_semaphore_tickets";
-  const std::string seq = "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") +
-                          "::regclass)";
+  const std::string seq =
+      "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") + "::regclass)";
   // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 waiting, $7 waiter mark ms.
   //
   // `cur` reads the row with the statement's snapshot. The INSERT runs only when that row
@@ -70,32 +69,47 @@ statements::statements(const connection& c, const std::string& schema) {
   // ON CONFLICT then finds it already ours), and the mark skips a locked row too. A row so
   // skipped is refused with no known expiry: the caller backs off. (A concurrent grant that
   // holds the row is skipped the same way; it is about to win anyway.)
-  acquire =
-      "WITH cur AS (SELECT " + epoch_us("expires_at - now()") + " AS left_us, "
-      "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
-      "FROM " + locks + " WHERE name = $1::text), "
-      "free AS (SELECT 1 FROM " + locks + " WHERE name = $1::text AND expires_at <= now() "
-      "FOR UPDATE SKIP LOCKED), "
-      "granted AS (INSERT INTO " + locks + " AS l "
-      "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
-      "SELECT $1::text, $2::text, $3::text, " + seq + ", now(), "
-      "now() + $5::bigint * interval '1 millisecond', $4::text "
-      "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE left_us > 0) "
-      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
-      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
-      "token = GREATEST(" + seq + ", l.token + 1), acquired_at = excluded.acquired_at, "
-      "expires_at = excluded.expires_at, metadata = excluded.metadata "
-      "WHERE l.expires_at <= now() "
-      "RETURNING l.token, " + epoch_us("l.acquired_at") + " AS acquired_us, " +
-      epoch_us("l.expires_at") + " AS expires_us), "
-      "marked AS (UPDATE " + locks + " SET waiters_until = now() + $7::bigint * interval "
-      "'1 millisecond' WHERE name IN (SELECT name FROM " + locks + " WHERE $6::boolean "
-      "AND name = $1::text AND expires_at > now() AND waiters_until < now() + $7::bigint * "
-      "interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
-      "SELECT true, token, acquired_us, expires_us FROM granted "
-      "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
-      "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
-      "WHERE NOT EXISTS (SELECT 1 FROM granted)";
+  acquire = "WITH cur AS (SELECT " + epoch_us("expires_at - now()") +
+            " AS left_us, "
+            "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
+            "FROM " +
+            locks +
+            " WHERE name = $1::text), "
+            "free AS (SELECT 1 FROM " +
+            locks +
+            " WHERE name = $1::text AND expires_at <= now() "
+            "FOR UPDATE SKIP LOCKED), "
+            "granted AS (INSERT INTO " +
+            locks +
+            " AS l "
+            "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
+            "SELECT $1::text, $2::text, $3::text, " +
+            seq +
+            ", now(), "
+            "now() + $5::bigint * interval '1 millisecond', $4::text "
+            "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE left_us > 0) "
+            "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
+            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+            "token = GREATEST(" +
+            seq +
+            ", l.token + 1), acquired_at = excluded.acquired_at, "
+            "expires_at = excluded.expires_at, metadata = excluded.metadata "
+            "WHERE l.expires_at <= now() "
+            "RETURNING l.token, " +
+            epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+            " AS expires_us), "
+            "marked AS (UPDATE " +
+            locks +
+            " SET waiters_until = now() + $7::bigint * interval "
+            "'1 millisecond' WHERE name IN (SELECT name FROM " +
+            locks +
+            " WHERE $6::boolean "
+            "AND name = $1::text AND expires_at > now() AND waiters_until < now() + $7::bigint * "
+            "interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
+            "SELECT true, token, acquired_us, expires_us FROM granted "
+            "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
+            "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
+            "WHERE NOT EXISTS (SELECT 1 FROM granted)";
   // $1: json array of {i, k (0 lock, 1 semaphore holder), n (name), o (nonce), t (token),
   // ms (ttl)}. `renew` handles locks only (k is ignored): a batch without semaphore leases
   // touches no semaphore table (no plan over them, no grant on them needed); `renew_mixed`
@@ -119,44 +133,64 @@ statements::statements(const connection& c, const std::string& schema) {
   renew =
       "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
       "AS r(i integer, n text, o text, t bigint, ms bigint)), "
-      "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
+      "mine AS (SELECT l.name FROM " +
+      locks +
+      " l JOIN req ON l.name = req.n "
       "WHERE l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
       "FOR UPDATE OF l SKIP LOCKED), "
-      "renewed AS (UPDATE " + locks + " l SET expires_at = GREATEST(l.expires_at, now() + "
+      "renewed AS (UPDATE " +
+      locks +
+      " l SET expires_at = GREATEST(l.expires_at, now() + "
       "req.ms * interval '1 millisecond') FROM req WHERE l.name = req.n AND l.nonce = req.o "
       "AND l.token = req.t AND l.expires_at > now() AND l.name IN (SELECT name FROM mine) "
-      "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us) "
+      "RETURNING req.i, " +
+      epoch_us("l.expires_at") +
+      " AS expires_us) "
       "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now() "
       "FROM req LEFT JOIN renewed ON renewed.i = req.i "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " + locks +
-      " c WHERE c.name = req.n LIMIT 1) cur ON true ORDER BY req.i";
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " +
+      locks + " c WHERE c.name = req.n LIMIT 1) cur ON true ORDER BY req.i";
   renew_mixed =
       "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
       "AS r(i integer, k integer, n text, o text, t bigint, ms bigint)), "
-      "mine AS (SELECT l.name FROM " + locks + " l JOIN req ON l.name = req.n "
+      "mine AS (SELECT l.name FROM " +
+      locks +
+      " l JOIN req ON l.name = req.n "
       "WHERE req.k = 0 AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
       "FOR UPDATE OF l SKIP LOCKED), "
-      "renewed AS (UPDATE " + locks + " l SET expires_at = GREATEST(l.expires_at, now() + "
+      "renewed AS (UPDATE " +
+      locks +
+      " l SET expires_at = GREATEST(l.expires_at, now() + "
       "req.ms * interval '1 millisecond') FROM req WHERE req.k = 0 AND l.name = req.n "
       "AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
       "AND l.name IN (SELECT name FROM mine) "
-      "RETURNING req.i, " + epoch_us("l.expires_at") + " AS expires_us), "
-      "hmine AS (SELECT h.name, h.nonce FROM " + holders + " h JOIN req "
+      "RETURNING req.i, " +
+      epoch_us("l.expires_at") +
+      " AS expires_us), "
+      "hmine AS (SELECT h.name, h.nonce FROM " +
+      holders +
+      " h JOIN req "
       "ON h.name = req.n AND h.nonce = req.o WHERE req.k = 1 AND h.token = req.t "
       "AND h.expires_at > now() FOR UPDATE OF h SKIP LOCKED), "
-      "hrenewed AS (UPDATE " + holders + " h SET expires_at = GREATEST(h.expires_at, now() + "
+      "hrenewed AS (UPDATE " +
+      holders +
+      " h SET expires_at = GREATEST(h.expires_at, now() + "
       "req.ms * interval '1 millisecond') FROM req WHERE req.k = 1 AND h.name = req.n "
       "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() "
       "AND (h.name, h.nonce) IN (SELECT name, nonce FROM hmine) "
-      "RETURNING req.i, " + epoch_us("h.expires_at") + " AS expires_us) "
+      "RETURNING req.i, " +
+      epoch_us("h.expires_at") +
+      " AS expires_us) "
       "SELECT req.i, coalesce(renewed.expires_us, hrenewed.expires_us), "
       "coalesce(cur.nonce, hcur.nonce), coalesce(cur.token, hcur.token), "
       "coalesce(cur.expires_at, hcur.expires_at) > now(), coalesce(hcur.forced, false) "
       "FROM req LEFT JOIN renewed ON renewed.i = req.i "
       "LEFT JOIN hrenewed ON hrenewed.i = req.i "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " + locks +
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " +
+      locks +
       " c WHERE req.k = 0 AND c.name = req.n LIMIT 1) cur ON true "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.forced FROM " + holders +
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.forced FROM " +
+      holders +
       " c WHERE req.k = 1 AND c.name = req.n AND c.nonce = req.o LIMIT 1) hcur ON true "
       "ORDER BY req.i";
   // Release, abandon and force release notify ONLY when a waiter marked the row: a
@@ -175,10 +209,12 @@ statements::statements(const connection& c, const std::string& schema) {
       "FROM ended";
   release = "WITH target AS (SELECT name FROM " + locks + " WHERE " + mine +
             " FOR UPDATE SKIP LOCKED), "
-            "ended AS (UPDATE " + locks + " SET expires_at = now() "
+            "ended AS (UPDATE " +
+            locks +
+            " SET expires_at = now() "
             "WHERE name IN (SELECT name FROM target) RETURNING waiters_until > now() AS waited) " +
-            notify_select + " UNION ALL SELECT false, NULL, true FROM " + locks + " WHERE " +
-            mine + " AND NOT EXISTS (SELECT 1 FROM target)";
+            notify_select + " UNION ALL SELECT false, NULL, true FROM " + locks + " WHERE " + mine +
+            " AND NOT EXISTS (SELECT 1 FROM target)";
   abandon = release;  // called with a NULL token: any lease carrying the nonce
   // The user's release first waits for the row like any UPDATE (briefly: see release()):
   // contenders' refused upserts lock it for a moment after every grant, and skipping those
@@ -188,12 +224,13 @@ statements::statements(const connection& c, const std::string& schema) {
   // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
   // An admin's force release does wait for an open fenced transaction (bounded by its
   // deadline): that transaction is exactly what it must not break into.
-  force = "WITH ended AS (UPDATE " + locks + " SET expires_at = now(), nonce = '' "
+  force = "WITH ended AS (UPDATE " + locks +
+          " SET expires_at = now(), nonce = '' "
           "WHERE name = $1::text AND $2::text IS NULL AND $3::bigint IS NULL "
-          "AND expires_at > now() RETURNING waiters_until > now() AS waited) " + notify_select;
-  const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") +
-                              ", " + epoch_us("expires_at") + ", " +
-                              epoch_us("expires_at - now()");
+          "AND expires_at > now() RETURNING waiters_until > now() AS waited) " +
+          notify_select;
+  const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") + ", " +
+                              epoch_us("expires_at") + ", " + epoch_us("expires_at - now()");
   inspect = "SELECT " + columns + " FROM " + locks + " WHERE name = $1::text";
   // A byte-prefix range on the primary key (COLLATE "C"), not LIKE.
   list = "SELECT " + columns + " FROM " + locks +
@@ -207,11 +244,17 @@ statements::statements(const connection& c, const std::string& schema) {
   // typically), and the caller reads it again rather than sleep on a stale "held". Like the
   // acquire's mark, it skips a row locked by a fenced transaction instead of waiting for it.
   inspect_watched =
-      "WITH cur AS (SELECT " + columns + ", expires_at > now() AND waiters_until < now() + "
-      "$2::bigint * interval '500 microseconds' AS mark_due FROM " + locks +
+      "WITH cur AS (SELECT " + columns +
+      ", expires_at > now() AND waiters_until < now() + "
+      "$2::bigint * interval '500 microseconds' AS mark_due FROM " +
+      locks +
       " WHERE name = $1::text), "
-      "marked AS (UPDATE " + locks + " SET waiters_until = now() + $2::bigint * "
-      "interval '1 millisecond' WHERE name IN (SELECT name FROM " + locks + " WHERE "
+      "marked AS (UPDATE " +
+      locks +
+      " SET waiters_until = now() + $2::bigint * "
+      "interval '1 millisecond' WHERE name IN (SELECT name FROM " +
+      locks +
+      " WHERE "
       "$3::boolean AND name = $1::text AND expires_at > now() AND waiters_until < now() + "
       "$2::bigint * interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
       "SELECT cur.*, $3::boolean AND cur.mark_due AND NOT EXISTS (SELECT 1 FROM marked) "
@@ -223,10 +266,9 @@ statements::statements(const connection& c, const std::string& schema) {
   // the semaphore row before it counts the holders, in a later snapshot, which one SQL
   // statement cannot do. The function is called with parameters only, schema-qualified; it
   // runs with the search_path fixed at its creation.
-  sem_acquire =
-      "SELECT granted, token, acquired_us, expires_us, retry_us FROM " + schema_ident +
-      ".sqlock_semaphore_acquire($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
-      "$6::text, $7::bigint, $8::boolean, $9::boolean, $10::bigint, $11::text)";
+  sem_acquire = "SELECT granted, token, acquired_us, expires_us, retry_us FROM " + schema_ident +
+                ".sqlock_semaphore_acquire($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
+                "$6::text, $7::bigint, $8::boolean, $9::boolean, $10::bigint, $11::text)";
   // Releases end the holder row (expires_at = now()) and keep it: the next grant deletes
   // it, under the semaphore row's lock and skipping rows others hold.
   //
@@ -255,33 +297,38 @@ statements::statements(const connection& c, const std::string& schema) {
       "w AS (SELECT coalesce(bool_or(waited), true) AS waited FROM sem) "
       "SELECT EXISTS (SELECT 1 FROM ended), CASE WHEN w.waited THEN pg_notify($4::text, "
       "$1::text)::text END, false FROM w WHERE EXISTS (SELECT 1 FROM changed)";
-  sem_release =
-      "WITH target AS (SELECT name, nonce FROM " + holders + " WHERE " + hmine +
-      " FOR UPDATE SKIP LOCKED), "
-      "ended AS (UPDATE " + holders + " h SET expires_at = now() FROM target "
-      "WHERE h.name = target.name AND h.nonce = target.nonce RETURNING 1), "
-      "gone AS (DELETE FROM " + tickets + " k WHERE $3::bigint IS NULL AND (k.name, k.nonce) "
-      "IN (SELECT x.name, x.nonce FROM " + tickets + " x WHERE x.name = $1::text "
-      "AND x.nonce = $2::text FOR UPDATE SKIP LOCKED) RETURNING 1), "
-      "changed AS (SELECT 1 FROM ended UNION ALL SELECT 1 FROM gone), " + sem_notify +
-      " UNION ALL SELECT false, NULL, true FROM " + holders + " WHERE " + hmine +
-      " AND NOT EXISTS (SELECT 1 FROM target)";
+  sem_release = "WITH target AS (SELECT name, nonce FROM " + holders + " WHERE " + hmine +
+                " FOR UPDATE SKIP LOCKED), "
+                "ended AS (UPDATE " +
+                holders +
+                " h SET expires_at = now() FROM target "
+                "WHERE h.name = target.name AND h.nonce = target.nonce RETURNING 1), "
+                "gone AS (DELETE FROM " +
+                tickets +
+                " k WHERE $3::bigint IS NULL AND (k.name, k.nonce) "
+                "IN (SELECT x.name, x.nonce FROM " +
+                tickets +
+                " x WHERE x.name = $1::text "
+                "AND x.nonce = $2::text FOR UPDATE SKIP LOCKED) RETURNING 1), "
+                "changed AS (SELECT 1 FROM ended UNION ALL SELECT 1 FROM gone), " +
+                sem_notify + " UNION ALL SELECT false, NULL, true FROM " + holders + " WHERE " +
+                hmine + " AND NOT EXISTS (SELECT 1 FROM target)";
   sem_abandon = sem_release;  // called with a NULL token
-  sem_release_waiting =
-      "WITH ended AS (UPDATE " + holders + " SET expires_at = now() WHERE " + hmine +
-      " RETURNING 1), changed AS (SELECT 1 FROM ended), " + sem_notify;
+  sem_release_waiting = "WITH ended AS (UPDATE " + holders + " SET expires_at = now() WHERE " +
+                        hmine + " RETURNING 1), changed AS (SELECT 1 FROM ended), " + sem_notify;
   // $1 name, $2 token (0: every live holder), $3 channel. Waits for a fenced transaction,
   // like the lock's force release. `forced` tells the holder why its renewal failed. The
   // wake-up as for a release (the count, an aggregate, makes every holder row ended first).
-  sem_force =
-      "WITH ended AS (UPDATE " + holders + " SET expires_at = now(), forced = true "
-      "WHERE name = $1::text AND ($2::bigint = 0 OR token = $2::bigint) "
-      "AND expires_at > now() RETURNING 1), "
-      "n AS (SELECT count(*) AS n FROM ended), "
-      "sem AS (SELECT waiters_until > now() AS waited FROM " + semaphores +
-      " WHERE name = $1::text AND (SELECT n FROM n) > 0 FOR SHARE SKIP LOCKED) "
-      "SELECT n.n, CASE WHEN n.n > 0 AND coalesce((SELECT bool_or(waited) FROM sem), true) "
-      "THEN pg_notify($3::text, $1::text)::text END FROM n";
+  sem_force = "WITH ended AS (UPDATE " + holders +
+              " SET expires_at = now(), forced = true "
+              "WHERE name = $1::text AND ($2::bigint = 0 OR token = $2::bigint) "
+              "AND expires_at > now() RETURNING 1), "
+              "n AS (SELECT count(*) AS n FROM ended), "
+              "sem AS (SELECT waiters_until > now() AS waited FROM " +
+              semaphores +
+              " WHERE name = $1::text AND (SELECT n FROM n) > 0 FOR SHARE SKIP LOCKED) "
+              "SELECT n.n, CASE WHEN n.n > 0 AND coalesce((SELECT bool_or(waited) FROM sem), true) "
+              "THEN pg_notify($3::text, $1::text)::text END FROM n";
   // One statement (one snapshot) answers a semaphore with its live holders and tickets, as
   // flat rows ordered by name: (part 0: the semaphore, its limit and used units; part 1: a
   // holder; part 2: a waiter's ticket), then token or ticket. Times are epoch microseconds
@@ -297,8 +344,8 @@ statements::statements(const connection& c, const std::string& schema) {
            epoch_us("h.expires_at - now()") + " FROM " + holders +
            " h JOIN sel ON h.name = sel.name WHERE h.expires_at > now() "
            "UNION ALL SELECT 2, k.name, 0, k.units, k.owner, NULL, k.ticket, 0, " +
-           epoch_us("k.expires_at") + ", " + epoch_us("k.expires_at - now()") + " FROM " +
-           tickets + " k JOIN sel ON k.name = sel.name WHERE k.expires_at > now() "
+           epoch_us("k.expires_at") + ", " + epoch_us("k.expires_at - now()") + " FROM " + tickets +
+           " k JOIN sel ON k.name = sel.name WHERE k.expires_at > now() "
            "ORDER BY 2, 1, 7";
   };
   sem_inspect = sem_select("s.name = $1::text");
@@ -319,23 +366,23 @@ statements::statements(const connection& c, const std::string& schema) {
   // 10^6 rows, measured), all while holding the table lock.
   purge_begin = "BEGIN; SET LOCAL lock_timeout = '100ms'; LOCK TABLE " + locks +
                 " IN SHARE ROW EXCLUSIVE MODE";
-  purge_delete =
-      "WITH d AS (DELETE FROM " + locks + " WHERE name IN (SELECT name FROM " + locks +
-      " WHERE name > $2::text AND expires_at <= now() - $1::bigint * "
-      "interval '1 millisecond' ORDER BY name LIMIT " + std::to_string(purge_batch) +
-      " FOR UPDATE SKIP LOCKED) RETURNING name) SELECT count(*), max(name) FROM d";
+  purge_delete = "WITH d AS (DELETE FROM " + locks + " WHERE name IN (SELECT name FROM " + locks +
+                 " WHERE name > $2::text AND expires_at <= now() - $1::bigint * "
+                 "interval '1 millisecond' ORDER BY name LIMIT " +
+                 std::to_string(purge_batch) +
+                 " FOR UPDATE SKIP LOCKED) RETURNING name) SELECT count(*), max(name) FROM d";
   sem_purge_begin = "BEGIN; SET LOCAL lock_timeout = '100ms'";
   // Purge of semaphores, in a transaction per batch (see purge()). $1 free_for ms.
   // 1. Lock candidates: no holder or ticket row live within the horizon, changed_at before
   //    it. $2 the last name of the previous batch.
   const std::string horizon = "now() - $1::bigint * interval '1 millisecond'";
-  const std::string idle =
-      "s.changed_at <= " + horizon + " AND NOT EXISTS (SELECT 1 FROM " + holders +
-      " h WHERE h.name = s.name AND h.expires_at > " + horizon + ") AND NOT EXISTS "
-      "(SELECT 1 FROM " + tickets + " k WHERE k.name = s.name AND k.expires_at > " + horizon +
-      ")";
-  sem_purge_lock = "SELECT s.name FROM " + semaphores + " s WHERE s.name > $2::text AND " +
-                   idle + " ORDER BY s.name LIMIT $3::bigint FOR UPDATE OF s SKIP LOCKED";
+  const std::string idle = "s.changed_at <= " + horizon + " AND NOT EXISTS (SELECT 1 FROM " +
+                           holders + " h WHERE h.name = s.name AND h.expires_at > " + horizon +
+                           ") AND NOT EXISTS "
+                           "(SELECT 1 FROM " +
+                           tickets + " k WHERE k.name = s.name AND k.expires_at > " + horizon + ")";
+  sem_purge_lock = "SELECT s.name FROM " + semaphores + " s WHERE s.name > $2::text AND " + idle +
+                   " ORDER BY s.name LIMIT $3::bigint FOR UPDATE OF s SKIP LOCKED";
   // 2. With the candidates locked, check again in a NEW snapshot and delete. The first
   //    statement's FOR UPDATE re-checks a row changed after its snapshot against the newest
   //    row version, but its subqueries still read the old snapshot: a grant that committed
@@ -345,28 +392,45 @@ statements::statements(const connection& c, const std::string& schema) {
   //    locked names. Holder and ticket rows locked by someone else (a fenced transaction on
   //    a lapsed holder) are skipped; the orphan sweep deletes them later.
   sem_purge_delete =
-      "WITH d AS (DELETE FROM " + semaphores + " s WHERE s.name IN (SELECT "
-      "json_array_elements_text($2::json)) AND " + idle + " RETURNING s.name), "
-      "dh AS (DELETE FROM " + holders + " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
-      "x.nonce FROM " + holders + " x WHERE x.name IN (SELECT name FROM d) "
+      "WITH d AS (DELETE FROM " + semaphores +
+      " s WHERE s.name IN (SELECT "
+      "json_array_elements_text($2::json)) AND " +
+      idle +
+      " RETURNING s.name), "
+      "dh AS (DELETE FROM " +
+      holders +
+      " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
+      "x.nonce FROM " +
+      holders +
+      " x WHERE x.name IN (SELECT name FROM d) "
       "FOR UPDATE SKIP LOCKED) RETURNING 1), "
-      "dt AS (DELETE FROM " + tickets + " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
-      "x.nonce FROM " + tickets + " x WHERE x.name IN (SELECT name FROM d) "
+      "dt AS (DELETE FROM " +
+      tickets +
+      " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
+      "x.nonce FROM " +
+      tickets +
+      " x WHERE x.name IN (SELECT name FROM d) "
       "FOR UPDATE SKIP LOCKED) RETURNING 1) "
       "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM dh), (SELECT count(*) FROM dt)";
   // 3. Holder and ticket rows lapsed beyond the horizon whose semaphore row is gone (skipped
   //    above, or a ticket taken while its semaphore was purged). Harmless meanwhile: a grant
   //    re-creates the semaphore row and deletes lapsed rows itself. Autocommit.
-  sem_purge_orphans =
-      "WITH dh AS (DELETE FROM " + holders + " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
-      "x.nonce FROM " + holders + " x WHERE x.expires_at <= " + horizon +
-      " AND NOT EXISTS (SELECT 1 FROM " + semaphores + " s WHERE s.name = x.name) "
-      "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1), "
-      "dt AS (DELETE FROM " + tickets + " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
-      "x.nonce FROM " + tickets + " x WHERE x.expires_at <= " + horizon +
-      " AND NOT EXISTS (SELECT 1 FROM " + semaphores + " s WHERE s.name = x.name) "
-      "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1) "
-      "SELECT (SELECT count(*) FROM dh), (SELECT count(*) FROM dt)";
+  sem_purge_orphans = "WITH dh AS (DELETE FROM " + holders +
+                      " h WHERE (h.name, h.nonce) IN (SELECT x.name, "
+                      "x.nonce FROM " +
+                      holders + " x WHERE x.expires_at <= " + horizon +
+                      " AND NOT EXISTS (SELECT 1 FROM " + semaphores +
+                      " s WHERE s.name = x.name) "
+                      "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1), "
+                      "dt AS (DELETE FROM " +
+                      tickets +
+                      " k WHERE (k.name, k.nonce) IN (SELECT x.name, "
+                      "x.nonce FROM " +
+                      tickets + " x WHERE x.expires_at <= " + horizon +
+                      " AND NOT EXISTS (SELECT 1 FROM " + semaphores +
+                      " s WHERE s.name = x.name) "
+                      "LIMIT $2::bigint FOR UPDATE SKIP LOCKED) RETURNING 1) "
+                      "SELECT (SELECT count(*) FROM dh), (SELECT count(*) FROM dt)";
   notify = "SELECT pg_notify($1::text, $2::text)::text";
   // Catalog reads, independent of search_path and readable by any role.
   version =
@@ -378,8 +442,7 @@ statements::statements(const connection& c, const std::string& schema) {
       "s.seqcache::text FROM pg_catalog.pg_sequence s JOIN pg_catalog.pg_class c "
       "ON c.oid = s.seqrelid JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
       "WHERE n.nspname = $1::text AND c.relname = 'sqlock_token_seq')";
-  read_version =
-      "SELECT coalesce(max(version), 0) FROM " + schema_ident + ".sqlock_schema_version";
+  read_version = "SELECT coalesce(max(version), 0) FROM " + schema_ident + ".sqlock_schema_version";
 
   // ---- Migrations (migrate_with in admin.cpp), each step in one transaction ----
   migrate_begin = "BEGIN; SELECT pg_advisory_xact_lock(" + std::string(migrate_lock_key) + ")";

@@ -13,7 +13,7 @@ namespace sqlock::detail::sqlite {
 int sqlite_backend::schema_version(deadline until) {
   const std::string what = "read schema version";
   if (!uri_) {
-    struct stat st{};
+    struct stat st {};
     if (::stat(location_.c_str(), &st) != 0) return 0;  // only migrate creates the file
   }
   auto c = checkout(until, false, what);

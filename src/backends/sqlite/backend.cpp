@@ -15,10 +15,10 @@ namespace sqlite {
 sqlite_backend::sqlite_backend(std::string location, bool uri, backend_options options)
     : location_(std::move(location)), uri_(uri), options_(std::move(options)) {
   if (sqlite3_libversion_number() < 3035000)
-    throw error(errc::invalid_argument,
-                std::string("sqlock needs SQLite 3.35 or newer; this process has ") +
-                    sqlite3_libversion(),
-                kind_name);
+    throw error(
+        errc::invalid_argument,
+        std::string("sqlock needs SQLite 3.35 or newer; this process has ") + sqlite3_libversion(),
+        kind_name);
 }
 
 std::string_view sqlite_backend::kind() const noexcept { return kind_name; }

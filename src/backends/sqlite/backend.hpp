@@ -13,8 +13,6 @@
 // milliseconds and bound as a parameter to every statement of that transaction, so a
 // transaction sees one instant. All processes on one file must share that host clock.
 
-#include <sqlock/backend.hpp>
-
 #include <cstddef>
 #include <cstdint>
 #include <memory>
@@ -23,6 +21,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include <sqlock/backend.hpp>
 
 #include "backends/common/migrations.hpp"
 #include "backends/common/watch_registry.hpp"

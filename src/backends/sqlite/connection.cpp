@@ -90,8 +90,8 @@ int connection::on_busy(void* self, int count) {
   auto now = steady::now();
   if (now >= c->deadline_) return 0;
   auto cap = milliseconds{std::min(1 << std::min(count, 4), 16)};
-  auto sleep = std::min<steady::duration>(jitter(milliseconds{0}, cap) + std::chrono::microseconds{200},
-                                          c->deadline_ - now);
+  auto sleep = std::min<steady::duration>(
+      jitter(milliseconds{0}, cap) + std::chrono::microseconds{200}, c->deadline_ - now);
   std::this_thread::sleep_for(sleep);
   return 1;
 }

@@ -3,7 +3,6 @@
 // prepared statements, a statement in use, a write transaction, and the busy handler.
 
 #include <sqlite3.h>
-#include <sqlock/backend.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -11,6 +10,8 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+
+#include <sqlock/backend.hpp>
 
 #include "backends/sqlite/errors.hpp"
 
@@ -59,7 +60,8 @@ class statement {
   bool is_integer(int col) const { return sqlite3_column_type(s_, col) == SQLITE_INTEGER; }
   std::string text(int col) const {
     auto p = reinterpret_cast<const char*>(sqlite3_column_text(s_, col));
-    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col))) : std::string();
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, col)))
+             : std::string();
   }
 
  private:
@@ -72,8 +74,7 @@ class statement {
 class connection {
  public:
   /// Opens `location` (a `file:` URI when `uri`); `create`: create the file if missing.
-  connection(const std::string& location, bool uri, bool create,
-             backend_options::sqlite_sync sync);
+  connection(const std::string& location, bool uri, bool create, backend_options::sqlite_sync sync);
 
   /// WAL: readers never block the writer and a refused acquire never waits for one.
   void use_wal(const std::string& what);

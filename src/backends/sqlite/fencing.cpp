@@ -1,10 +1,10 @@
 // Same-database fencing for SQLite (include/sqlock/sqlite.hpp).
+#include <memory>
+#include <string>
+
 #include <sqlock/error.hpp>
 #include <sqlock/sqlite.hpp>
 #include <sqlock/types.hpp>
-
-#include <memory>
-#include <string>
 
 #include "backends/sqlite/statements.hpp"
 #include "util/util.hpp"
@@ -14,12 +14,13 @@ namespace sqlock::sqlite {
 using sqlock::lease_kind;
 
 namespace {
-constexpr const char* check_sql =
-    "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS " "
-    "FROM sqlock_locks WHERE name = ?1";
+constexpr const char* check_sql = "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS
+                                  " "
+                                  "FROM sqlock_locks WHERE name = ?1";
 // A semaphore has one row per holder: find the holder with the token, if any.
 constexpr const char* check_semaphore_sql =
-    "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS " "
+    "SELECT token, expires_at > " SQLOCK_SQLITE_NOW_MS
+    " "
     "FROM sqlock_semaphore_holders WHERE name = ?1 AND token = ?2";
 
 // Empty when held by `token`; otherwise why not.
@@ -31,9 +32,9 @@ std::string check(sqlite3* db, std::string_view name, std::int64_t token,
   std::unique_ptr<sqlite3_stmt, int (*)(sqlite3_stmt*)> stmt(raw, sqlite3_finalize);
   if (rc != SQLITE_OK) {
     std::string msg = sqlite3_errmsg(db);
-    throw error(msg.find("no such table") != std::string::npos ? errc::schema_mismatch
-                                                                : errc::unavailable,
-                "assert_held " + detail::quoted(name) + " on sqlite: " + msg, "sqlite");
+    throw error(
+        msg.find("no such table") != std::string::npos ? errc::schema_mismatch : errc::unavailable,
+        "assert_held " + detail::quoted(name) + " on sqlite: " + msg, "sqlite");
   }
   sqlite3_bind_text(raw, 1, name.data(), static_cast<int>(name.size()), SQLITE_TRANSIENT);
   if (sem) sqlite3_bind_int64(raw, 2, token);
@@ -42,8 +43,9 @@ std::string check(sqlite3* db, std::string_view name, std::int64_t token,
     return sem ? "token " + std::to_string(token) + " is not a holder of the semaphore"
                : std::string("no such lock");
   if (rc != SQLITE_ROW)
-    throw error(errc::unavailable, "assert_held " + detail::quoted(name) + " on sqlite: " +
-                                       sqlite3_errmsg(db), "sqlite");
+    throw error(errc::unavailable,
+                "assert_held " + detail::quoted(name) + " on sqlite: " + sqlite3_errmsg(db),
+                "sqlite");
   std::int64_t current = sqlite3_column_int64(raw, 0);
   bool live = sqlite3_column_int(raw, 1) != 0;
   // Never the current token: whoever may call this must not learn the one to forge.

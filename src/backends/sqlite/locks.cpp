@@ -75,7 +75,8 @@ std::vector<renew_result> sqlite_backend::renew(const std::vector<renew_request>
 }
 
 bool sqlite_backend::release(const lease_key& key, deadline until) {
-  const std::string what = "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+  const std::string what =
+      "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
   if (key.kind == lease_kind::semaphore)
     return end_lease(sql::holder_release, key.name, key.nonce, &key.token, until, what);
   return end_lease(sql::lock_release, key.name, key.nonce, &key.token, until, what);
@@ -117,7 +118,9 @@ std::vector<lock_record> sqlite_backend::list(const list_filter& f, deadline unt
     s.bind_null(3);
   else
     s.bind(3, upper);
-  s.bind(4, std::int64_t{f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2});
+  s.bind(4, std::int64_t{f.show == list_filter::which::all    ? 0
+                         : f.show == list_filter::which::held ? 1
+                                                              : 2});
   s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
   std::vector<lock_record> out;
   while (s.step()) out.push_back(read_record(s));
@@ -138,10 +141,11 @@ std::int64_t sqlite_backend::next_token(connection& c, std::int64_t floor,
   // maximum: the same token twice. The caller's write transaction rolls back on the throw.
   if (!next.is_integer(0))
     throw error(errc::schema_mismatch,
-                what + " on sqlite: the fencing token counter (sqlock_counters, name 'token') "
-                       "is exhausted: no lock or semaphore can be granted until an operator "
-                       "sets it below 9223372036854775807, above every token already issued "
-                       "if any remain; it only gets there if it was set by hand",
+                what +
+                    " on sqlite: the fencing token counter (sqlock_counters, name 'token') "
+                    "is exhausted: no lock or semaphore can be granted until an operator "
+                    "sets it below 9223372036854775807, above every token already issued "
+                    "if any remain; it only gets there if it was set by hand",
                 kind_name);
   return next.integer(0);
 }

@@ -43,7 +43,7 @@ std::string path_of(const std::string& location, bool uri) {
 std::shared_ptr<watch_registry> sqlite_backend::registry() {
   std::lock_guard<std::mutex> lock(registry_mu_);
   if (!registry_) {
-    struct stat st{};
+    struct stat st {};
     auto path = path_of(location_, uri_);
     if (::stat(path.c_str(), &st) == 0)
       registry_ = registry_for(std::to_string(st.st_dev) + ":" + std::to_string(st.st_ino));

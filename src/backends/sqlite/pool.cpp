@@ -39,8 +39,7 @@ void sqlite_backend::give_back(connection* raw) noexcept {
 }
 
 bool sqlite_backend::end_lease(const char* sql, std::string_view name, std::string_view nonce,
-                               const std::int64_t* token, deadline until,
-                               const std::string& what) {
+                               const std::int64_t* token, deadline until, const std::string& what) {
   bool ended;
   {
     auto c = checkout(until, false, what);

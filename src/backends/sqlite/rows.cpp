@@ -44,7 +44,8 @@ semaphore_record read_semaphore(connection& c, std::string name, std::int64_t li
   auto t = c.prepare(sql::semaphore_tickets, what);
   t.bind(1, rec.name).bind(2, now);
   while (t.step())
-    rec.waiters.push_back({t.text(0), t.integer(1), t.integer(2), milliseconds{t.integer(3) - now}});
+    rec.waiters.push_back(
+        {t.text(0), t.integer(1), t.integer(2), milliseconds{t.integer(3) - now}});
   return rec;
 }
 

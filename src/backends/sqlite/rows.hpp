@@ -1,10 +1,10 @@
 #pragma once
 // Decoding result rows into lock_record and semaphore_record (with its holders and waiters).
 
-#include <sqlock/backend.hpp>
-
 #include <cstdint>
 #include <string>
+
+#include <sqlock/backend.hpp>
 
 #include "backends/sqlite/connection.hpp"
 

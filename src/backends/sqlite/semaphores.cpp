@@ -27,7 +27,8 @@ struct semaphore_state {
     return !head || (mine && *mine < *head);  // no older live ticket
   }
   milliseconds retry_in(std::int64_t now) const {
-    return soonest == 0 ? milliseconds::zero() : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
+    return soonest == 0 ? milliseconds::zero()
+                        : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
   }
 };
 
@@ -151,7 +152,9 @@ std::vector<semaphore_record> sqlite_backend::list_semaphores(const list_filter&
     s.bind_null(2);
   else
     s.bind(2, upper);
-  s.bind(3, std::int64_t{f.show == list_filter::which::all ? 0 : f.show == list_filter::which::held ? 1 : 2});
+  s.bind(3, std::int64_t{f.show == list_filter::which::all    ? 0
+                         : f.show == list_filter::which::held ? 1
+                                                              : 2});
   s.bind(4, now);
   s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
   std::vector<std::pair<std::string, std::int64_t>> names;

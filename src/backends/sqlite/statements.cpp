@@ -31,9 +31,9 @@ const char next_token[] =
     "RETURNING value";
 
 // Locks.
-const char lock_look[] =
-    "SELECT expires_at - " SQLOCK_SQLITE_NOW_MS " "
-    "FROM sqlock_locks WHERE name = ?1";
+const char lock_look[] = "SELECT expires_at - " SQLOCK_SQLITE_NOW_MS
+                         " "
+                         "FROM sqlock_locks WHERE name = ?1";
 const char lock_current[] = "SELECT token, expires_at FROM sqlock_locks WHERE name = ?1";
 const char lock_upsert[] =
     "INSERT INTO sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, metadata) "
@@ -55,7 +55,8 @@ const char lock_force_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1";
 const char lock_inspect[] =
     "SELECT name, owner, metadata, token, acquired_at, expires_at, "
-    "expires_at - " SQLOCK_SQLITE_NOW_MS " "
+    "expires_at - " SQLOCK_SQLITE_NOW_MS
+    " "
     "FROM sqlock_locks WHERE name = ?1";
 const char lock_list[] =
     "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
