@@ -31,8 +31,7 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
     return out;
   }
   if (res.boolean(0, 0)) {
-    out.granted = grant{res.integer(0, 1), from_epoch_us(res.integer(0, 2)),
-                        from_epoch_us(res.integer(0, 3))};
+    out.granted = read_grant(res);
     return out;
   }
   // Contention: someone here may soon wait, so have the listener ready by then (started

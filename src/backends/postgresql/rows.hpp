@@ -25,6 +25,11 @@ inline milliseconds us_to_ms(std::int64_t us) {
   return milliseconds{us / 1000};
 }
 
+/// The grant of an acquire statement's row: (granted, token, acquired_at_us, expires_at_us, ...).
+inline grant read_grant(const result& r) {
+  return grant{r.integer(0, 1), from_epoch_us(r.integer(0, 2)), from_epoch_us(r.integer(0, 3))};
+}
+
 /// A row of statements::inspect / list (and the first columns of inspect_watched).
 lock_record read_record(const result& r, int row);
 

@@ -38,8 +38,7 @@ acquire_result postgresql_backend::try_acquire_semaphore(const semaphore_request
                 kind_name);
   acquire_result out;
   if (res.boolean(0, 0)) {
-    out.granted = grant{res.integer(0, 1), from_epoch_us(res.integer(0, 2)),
-                        from_epoch_us(res.integer(0, 3))};
+    out.granted = read_grant(res);
     return out;
   }
   if (options_.notifications) listener_.ensure_started(milliseconds{0});
