@@ -164,7 +164,9 @@ class SQLOCK_EXPORT backend {
                                           deadline until) = 0;
   /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
   /// wakes waiters. Returns false when it was not live. Must not wait long for a row locked by
-  /// another open transaction: throw `row_locked` instead.
+  /// another open transaction: throw `row_locked` instead. The result is advisory: when a
+  /// first, briefly bounded attempt ended the lease but its reply was lost, a retry reads the
+  /// lease as already ended (false). Either way the lease is not live once release returns.
   virtual bool release(const lease_key& key, deadline until) = 0;
   /// Ends whatever lease of `key.kind` carries `key.nonce` on `key.name`, whatever its token
   /// (cleanup of an in-doubt acquire, the client's background retries of a release), and for a

@@ -147,12 +147,15 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
   // statement that missed the short deadline is cancelled with its connection; then the
   // non-waiting form decides between "locked" (the client finishes in the background, with
   // abandon()) and a real failure.
-  const auto brief = std::min(until, steady::now() + milliseconds{100});
-  if (brief < until) {
+  if (steady::now() + milliseconds{100} < until) {
+    deadline brief{};
     try {
       bool ended;
       {
-        auto c = checkout(brief, what);
+        // The window starts once a connection is in hand: it bounds the wait for the row,
+        // not a connect (tens of ms, more on a loaded machine).
+        auto c = checkout(until, what);
+        brief = std::min(until, steady::now() + milliseconds{100});
         auto rs =
             sem ? run(*c, what, "sqlock_sem_release_waiting", sql().sem_release_waiting, params,
                       brief)
@@ -162,7 +165,7 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
       if (ended) registry_.notify(key.name);
       return ended;
     } catch (const error& e) {
-      if (e.code() != errc::unavailable || steady::now() < brief) throw;
+      if (e.code() != errc::unavailable || brief == deadline{} || steady::now() < brief) throw;
     }
   }
   return sem ? end_lease(what, "sqlock_sem_release", &statements::sem_release, params, until)
