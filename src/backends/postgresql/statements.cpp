@@ -204,7 +204,19 @@ statements::statements(const connection& c, const std::string& schema) {
   const std::string mine =
       "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
       "AND expires_at > now()";
+  //
+  // A release, abandon or semaphore release commits WITHOUT waiting for its WAL flush
+  // (synchronous_commit off for that transaction alone, set_config(..., true)): only a grant
+  // must be durable. A release lost in a crash leaves the row held until it expires, as if the
+  // holder had died: no overlap (its holder stopped using the lease before releasing), and no
+  // token goes back (the next grant is durable, and the WAL is flushed in order, so it carries
+  // every earlier release with it). That makes an uncontended cycle one durable commit, not
+  // two. An admin's force release stays durable: its caller is told the lease is over.
+  const std::string unflushed = "set_config('synchronous_commit', 'off', true)";
   const std::string notify_select =
+      "SELECT true, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false, " +
+      unflushed + " FROM ended";
+  const std::string durable_notify_select =
       "SELECT true, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false "
       "FROM ended";
   release = "WITH target AS (SELECT name FROM " + locks + " WHERE " + mine +
@@ -213,8 +225,8 @@ statements::statements(const connection& c, const std::string& schema) {
             locks +
             " SET expires_at = now() "
             "WHERE name IN (SELECT name FROM target) RETURNING waiters_until > now() AS waited) " +
-            notify_select + " UNION ALL SELECT false, NULL, true FROM " + locks + " WHERE " + mine +
-            " AND NOT EXISTS (SELECT 1 FROM target)";
+            notify_select + " UNION ALL SELECT false, NULL, true, NULL FROM " + locks + " WHERE " +
+            mine + " AND NOT EXISTS (SELECT 1 FROM target)";
   abandon = release;  // called with a NULL token: any lease carrying the nonce
   // The user's release first waits for the row like any UPDATE (briefly: see release()):
   // contenders' refused upserts lock it for a moment after every grant, and skipping those
@@ -228,7 +240,7 @@ statements::statements(const connection& c, const std::string& schema) {
           " SET expires_at = now(), nonce = '' "
           "WHERE name = $1::text AND $2::text IS NULL AND $3::bigint IS NULL "
           "AND expires_at > now() RETURNING waiters_until > now() AS waited) " +
-          notify_select;
+          durable_notify_select;
   const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") + ", " +
                               epoch_us("expires_at") + ", " + epoch_us("expires_at - now()");
   inspect = "SELECT " + columns + " FROM " + locks + " WHERE name = $1::text";
@@ -296,7 +308,8 @@ statements::statements(const connection& c, const std::string& schema) {
       " WHERE name = $1::text AND EXISTS (SELECT 1 FROM changed) FOR SHARE SKIP LOCKED), "
       "w AS (SELECT coalesce(bool_or(waited), true) AS waited FROM sem) "
       "SELECT EXISTS (SELECT 1 FROM ended), CASE WHEN w.waited THEN pg_notify($4::text, "
-      "$1::text)::text END, false FROM w WHERE EXISTS (SELECT 1 FROM changed)";
+      "$1::text)::text END, false, " +
+      unflushed + " FROM w WHERE EXISTS (SELECT 1 FROM changed)";
   sem_release = "WITH target AS (SELECT name, nonce FROM " + holders + " WHERE " + hmine +
                 " FOR UPDATE SKIP LOCKED), "
                 "ended AS (UPDATE " +
@@ -311,8 +324,8 @@ statements::statements(const connection& c, const std::string& schema) {
                 " x WHERE x.name = $1::text "
                 "AND x.nonce = $2::text FOR UPDATE SKIP LOCKED) RETURNING 1), "
                 "changed AS (SELECT 1 FROM ended UNION ALL SELECT 1 FROM gone), " +
-                sem_notify + " UNION ALL SELECT false, NULL, true FROM " + holders + " WHERE " +
-                hmine + " AND NOT EXISTS (SELECT 1 FROM target)";
+                sem_notify + " UNION ALL SELECT false, NULL, true, NULL FROM " + holders +
+                " WHERE " + hmine + " AND NOT EXISTS (SELECT 1 FROM target)";
   sem_abandon = sem_release;  // called with a NULL token
   sem_release_waiting = "WITH ended AS (UPDATE " + holders + " SET expires_at = now() WHERE " +
                         hmine + " RETURNING 1), changed AS (SELECT 1 FROM ended), " + sem_notify;
