@@ -136,6 +136,15 @@ struct client_options {
   backend_options backend;
 };
 
+/// One acquisition waiting in a lock's queue (a live ticket).
+struct lock_waiter {
+  std::string owner;
+  std::int64_t ticket = 0;  ///< its place in the queue (from the token sequence)
+  bool fair = false;
+  std::chrono::system_clock::time_point since;  ///< database clock: when it queued
+  std::chrono::milliseconds expires_in{0};      ///< until its ticket lapses unless it tries again
+};
+
 /// One lock row, as the database sees it.
 struct lock_record {
   std::string name, owner, metadata;
@@ -145,6 +154,8 @@ struct lock_record {
   /// expires_at - database now, computed by the database; <= 0 means free for -expires_in.
   std::chrono::milliseconds expires_in{0};
   bool held = false;  ///< expires_in > 0
+  /// The queue, oldest first (`client::inspect` and `sqlock show` fill it; `list` does not).
+  std::vector<lock_waiter> waiters;
 };
 
 /// One live acquisition of a semaphore.

@@ -164,10 +164,11 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(const target& wh
 }
 
 std::shared_ptr<lease_impl> client_core::adopt(const target& what, std::string nonce,
-                                               const grant& granted, steady::time_point sent) {
+                                               const grant& granted, steady::time_point sent,
+                                               std::chrono::milliseconds first) {
   auto impl =
       std::make_shared<lease_impl>(shared_from_this(), std::string(what.name), std::move(nonce),
-                                   granted, what.options, sent, what.kind(), what.units);
+                                   granted, what.options, sent, what.kind(), what.units, first);
   if (!keepalive_.track(impl)) {
     // Shut down while the grant was in flight: hand it straight back.
     impl->state = lease_state::released;
@@ -405,16 +406,18 @@ std::optional<lease> client::acquire_until(std::string_view name,
     }
     for (bool slept = false;; slept = true) {
       // A lock handed to us by a release: its clock starts when we sent the attempt whose
-      // ticket refresh the release read (see `handoff`). When that leaves less than a third
-      // of the ttl (a long wait between refreshes), the next attempt takes it instead: it
-      // finds the lock ours and extends it, with a fresh start.
+      // ticket refresh the release read (see `handoff`), and its first term is
+      // min(ttl, fair_ticket_ttl) (so a waiter that died holds the queue up no longer than
+      // its ticket would have). When that leaves less than a third of the term, or the lease
+      // is not kept alive and its first term is shorter than the ttl it asked for, the next
+      // attempt takes it instead: it finds the lock ours and extends it to the full ttl.
       if (auto h = watch ? watch->take_handoff() : std::nullopt) {
+        const auto first = detail::first_lease(options, fair_ticket_ttl);
         auto it = std::find_if(sent_at.begin(), sent_at.end(),
                                [&](const auto& p) { return p.first == h->attempt; });
-        if (it != sent_at.end() &&
-            it->second + options.ttl * 2 / 3 - detail::safety_margin(options.ttl) >
-                steady_clock::now())
-          return granted(core_->adopt(what, what.nonce, h->granted, it->second));
+        if (it != sent_at.end() && (options.keepalive || first == options.ttl) &&
+            it->second + first * 2 / 3 - detail::safety_margin(first) > steady_clock::now())
+          return granted(core_->adopt(what, what.nonce, h->granted, it->second, first));
         break;  // attempt now
       }
       if (slept) break;

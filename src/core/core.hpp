@@ -69,9 +69,10 @@ class client_core : public std::enable_shared_from_this<client_core> {
   std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, const attempt_plan& plan,
                                                      refusal& refused);
   /// A lease for a grant of `what` to `nonce`, whose local clock starts at `sent` (a moment
-  /// known to precede the grant), tracked by the keepalive.
+  /// known to precede the grant) and whose first term lasts `first` when shorter than the ttl,
+  /// tracked by the keepalive.
   std::shared_ptr<lease_impl> adopt(const target& what, std::string nonce, const grant& granted,
-                                    steady::time_point sent);
+                                    steady::time_point sent, std::chrono::milliseconds first = {});
 
   /// A release watch that shutdown() cancels.
   std::shared_ptr<release_watch> add_waiter(std::string_view name);

@@ -69,7 +69,6 @@ TEST_CASE("semaphore and elect flags that do not fit exit 64 with a clear messag
            {{"run", "p", "--count", "2", "--", "true"}, "--limit"},
            {{"run", "p", "--limit", "0", "--", "true"}, "--limit"},
            {{"run", "p", "--count", "0", "--limit", "2", "--", "true"}, "--count"},
-           {{"run", "p", "--fair", "--", "true"}, "--fair"},
            {{"release", "p", "--force", "--yes", "--token", "3"}, "--semaphore"},
            {{"elect", "e", "v", "--interval", "1s"}, "--interval"},
            {{"elect", "e", "-n"}, "campaign"},
