@@ -95,9 +95,9 @@ sqlock::lock_options fair(std::chrono::milliseconds ttl = 30s) {
 }
 
 /// A waiting, queueing attempt of `nonce`, as a waiting client makes it.
-sqlock::acquire_request queued_request(std::string name, std::string nonce, std::int64_t attempt,
-                                       bool is_fair = false,
-                                       std::chrono::milliseconds ticket_ttl = sqlock::fair_ticket_ttl) {
+sqlock::acquire_request queued_request(
+    std::string name, std::string nonce, std::int64_t attempt, bool is_fair = false,
+    std::chrono::milliseconds ticket_ttl = sqlock::fair_ticket_ttl) {
   auto r = request(std::move(name), std::move(nonce), 30s, true);
   r.fair = is_fair;
   r.queue = true;
@@ -109,6 +109,103 @@ sqlock::acquire_request queued_request(std::string name, std::string nonce, std:
 sqlock::lease_key lock_key(std::string name, std::string nonce, std::int64_t token = 0) {
   return {std::move(name), std::move(nonce), token, sqlock::lease_kind::lock};
 }
+
+// A VFS that forwards to the default one and counts the syncs (fsync, fdatasync) of the files
+// opened through it: what a commit waits for with synchronous=FULL. Open a database through it
+// with the URI parameter vfs=sqlock-test-syncs.
+namespace syncs {
+
+std::atomic<int> count{0};
+sqlite3_vfs* real = nullptr;
+sqlite3_io_methods methods{};
+
+struct file {
+  sqlite3_file base;
+  sqlite3_file* real;  // the default VFS's file, allocated right after this struct
+};
+sqlite3_file* real_of(sqlite3_file* f) { return reinterpret_cast<file*>(f)->real; }
+
+int x_close(sqlite3_file* f) { return real_of(f)->pMethods->xClose(real_of(f)); }
+int x_read(sqlite3_file* f, void* p, int n, sqlite3_int64 off) {
+  return real_of(f)->pMethods->xRead(real_of(f), p, n, off);
+}
+int x_write(sqlite3_file* f, const void* p, int n, sqlite3_int64 off) {
+  return real_of(f)->pMethods->xWrite(real_of(f), p, n, off);
+}
+int x_truncate(sqlite3_file* f, sqlite3_int64 size) {
+  return real_of(f)->pMethods->xTruncate(real_of(f), size);
+}
+int x_sync(sqlite3_file* f, int flags) {
+  ++count;
+  return real_of(f)->pMethods->xSync(real_of(f), flags);
+}
+int x_file_size(sqlite3_file* f, sqlite3_int64* size) {
+  return real_of(f)->pMethods->xFileSize(real_of(f), size);
+}
+int x_lock(sqlite3_file* f, int l) { return real_of(f)->pMethods->xLock(real_of(f), l); }
+int x_unlock(sqlite3_file* f, int l) { return real_of(f)->pMethods->xUnlock(real_of(f), l); }
+int x_check_reserved_lock(sqlite3_file* f, int* out) {
+  return real_of(f)->pMethods->xCheckReservedLock(real_of(f), out);
+}
+int x_file_control(sqlite3_file* f, int op, void* arg) {
+  return real_of(f)->pMethods->xFileControl(real_of(f), op, arg);
+}
+int x_sector_size(sqlite3_file* f) { return real_of(f)->pMethods->xSectorSize(real_of(f)); }
+int x_device_characteristics(sqlite3_file* f) {
+  return real_of(f)->pMethods->xDeviceCharacteristics(real_of(f));
+}
+int x_shm_map(sqlite3_file* f, int region, int size, int extend, void volatile** out) {
+  return real_of(f)->pMethods->xShmMap(real_of(f), region, size, extend, out);
+}
+int x_shm_lock(sqlite3_file* f, int offset, int n, int flags) {
+  return real_of(f)->pMethods->xShmLock(real_of(f), offset, n, flags);
+}
+void x_shm_barrier(sqlite3_file* f) { real_of(f)->pMethods->xShmBarrier(real_of(f)); }
+int x_shm_unmap(sqlite3_file* f, int del) {
+  return real_of(f)->pMethods->xShmUnmap(real_of(f), del);
+}
+
+int x_open(sqlite3_vfs*, const char* name, sqlite3_file* f, int flags, int* out_flags) {
+  auto* mine = reinterpret_cast<file*>(f);
+  mine->real = reinterpret_cast<sqlite3_file*>(mine + 1);
+  int rc = real->xOpen(real, name, mine->real, flags, out_flags);
+  mine->base.pMethods = rc == SQLITE_OK && mine->real->pMethods ? &methods : nullptr;
+  return rc;
+}
+
+/// Registers the VFS (once; not as the default).
+void install() {
+  static sqlite3_vfs vfs = [] {
+    real = sqlite3_vfs_find(nullptr);
+    methods.iVersion = 2;  // up to the shared-memory methods WAL needs; no memory mapping
+    methods.xClose = x_close;
+    methods.xRead = x_read;
+    methods.xWrite = x_write;
+    methods.xTruncate = x_truncate;
+    methods.xSync = x_sync;
+    methods.xFileSize = x_file_size;
+    methods.xLock = x_lock;
+    methods.xUnlock = x_unlock;
+    methods.xCheckReservedLock = x_check_reserved_lock;
+    methods.xFileControl = x_file_control;
+    methods.xSectorSize = x_sector_size;
+    methods.xDeviceCharacteristics = x_device_characteristics;
+    methods.xShmMap = x_shm_map;
+    methods.xShmLock = x_shm_lock;
+    methods.xShmBarrier = x_shm_barrier;
+    methods.xShmUnmap = x_shm_unmap;
+    sqlite3_vfs v = *real;
+    v.szOsFile = static_cast<int>(sizeof(file)) + real->szOsFile;
+    v.zName = "sqlock-test-syncs";
+    v.pNext = nullptr;
+    v.xOpen = x_open;
+    return v;
+  }();
+  static const bool registered = sqlite3_vfs_register(&vfs, 0) == SQLITE_OK;
+  REQUIRE(registered);
+}
+
+}  // namespace syncs
 
 }  // namespace
 
@@ -151,8 +248,9 @@ TEST_SUITE("sqlite") {
     CHECK_FALSE(holder.inspect("job")->held);  // nobody queued: released for good
   }
 
-  TEST_CASE("lock queue: a waiter of another process finds the lock handed to it at its next "
-            "attempt") {
+  TEST_CASE(
+      "lock queue: a waiter of another process finds the lock handed to it at its next "
+      "attempt") {
     sqlite_fixture db;
     raw_sqlite raw(db);
     auto a = sqlock::open_backend(db.url(), {});
@@ -340,11 +438,13 @@ TEST_SUITE("sqlite") {
 
     // A fair try is refused while the ticket is live, and writes nothing.
     const auto counter = raw.counter();
-    auto refused = b->try_acquire([] {
-      auto r = request("job", "try");
-      r.fair = true;
-      return r;
-    }(), soon());
+    auto refused = b->try_acquire(
+        [] {
+          auto r = request("job", "try");
+          r.fair = true;
+          return r;
+        }(),
+        soon());
     if (ms_since(queued_at) < 400) {
       CHECK_FALSE(refused.granted);
       CHECK_FALSE(refused.queued);
@@ -362,5 +462,64 @@ TEST_SUITE("sqlite") {
     CHECK(ms_since(queued_at) >= 490);  // (the database clock counts whole milliseconds)
     CHECK(ms_since(queued_at) < 5000);
     CHECK(raw.tickets("job") == 0);  // the grant dropped the lapsed one
+  }
+
+  TEST_CASE(
+      "lock queue: a release that hands nothing over does not wait for the disk; a grant "
+      "and a handoff do") {
+    sqlite_fixture db;
+    raw_sqlite raw(db);
+    syncs::install();
+    // Durable commits (synchronous=FULL, the default) sync the WAL; one connection, reused.
+    auto b = sqlock::open_backend("file:" + db.file() + "?vfs=sqlock-test-syncs", {});
+    REQUIRE(b->schema_version(soon()) == b->latest_schema_version());
+    // How many syncs `fn` made; `ended` is its result.
+    bool ended = false;
+    auto synced = [&](const std::function<bool()>& fn) {
+      syncs::count = 0;
+      ended = fn();
+      return syncs::count.load();
+    };
+    sqlock::acquire_result held;
+    auto grant = [&](const std::string& nonce) {
+      held = b->try_acquire(request("job", nonce), soon());
+      return held.granted.has_value();
+    };
+    auto release = [&](sqlock::backend& via, const std::string& nonce) {
+      return [&via, nonce, token = held.granted->token] {
+        return via.release(lock_key("job", nonce, token), soon());
+      };
+    };
+    CHECK(synced([&] { return grant("h1"); }) >= 1);
+    REQUIRE(ended);
+    CHECK(synced(release(*b, "h1")) == 0);
+    CHECK(ended);
+    // The connection is back to FULL: the next grant syncs.
+    CHECK(synced([&] { return grant("h2"); }) >= 1);
+    REQUIRE(ended);
+
+    // With a waiter queued, the release is a grant: durable.
+    REQUIRE(b->try_acquire(queued_request("job", "w", 1), soon()).queued);
+    CHECK(synced(release(*b, "h2")) >= 1);
+    CHECK(ended);
+    CHECK(raw.holder_nonce("job") == "w");
+    // The waiter leaves with it, and nobody is queued: not durable.
+    CHECK(synced([&] { return b->abandon(lock_key("job", "w"), soon()); }) == 0);
+    CHECK(ended);
+    CHECK_FALSE(b->inspect("job", soon())->held);
+    CHECK(synced([&] { return grant("h3"); }) >= 1);
+    REQUIRE(ended);
+
+    // Opened with synchronous=NORMAL, nothing syncs, a handoff neither (and still happens).
+    sqlock::backend_options normal;
+    normal.sqlite_synchronous = sqlock::backend_options::sqlite_sync::normal;
+    auto n = sqlock::open_backend("file:" + db.file() + "?vfs=sqlock-test-syncs", normal);
+    REQUIRE(n->try_acquire(queued_request("job", "w2", 1), soon()).queued);
+    CHECK(synced(release(*n, "h3")) == 0);
+    CHECK(ended);
+    CHECK(raw.holder_nonce("job") == "w2");
+    CHECK(synced([&] { return n->abandon(lock_key("job", "w2"), soon()); }) == 0);
+    CHECK(ended);
+    CHECK_FALSE(n->inspect("job", soon())->held);
   }
 }

@@ -152,13 +152,40 @@ bool sqlite_backend::abandon(const lease_key& key, deadline until) {
 // A release (`abandon`: of whatever lease carries the nonce, and of its ticket) in one write
 // transaction that also hands the lock to the oldest live ticket. Then wakes local waiters: the
 // one it was handed to (with the grant), or the next in line.
+//
+// Durability: a release that hands nothing over commits with synchronous=NORMAL (no fsync of the
+// WAL). Lost in a power failure, it leaves the row held until it expires; a process crash loses
+// nothing (WAL mode), and the next durable commit on the file (FULL: it syncs the WAL, which is
+// written in order) carries it. It draws no token, so none can go back. A handoff is a grant and
+// stays durable: SQLite refuses to change `synchronous` inside a transaction, so a release that
+// finds a ticket rolls back and runs again with FULL (its second run may find none: a durable
+// release, which is only slower). With sqlite_sync::normal, every commit is NORMAL anyway.
 bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until,
                               const std::string& what) {
   bool ended = false, ticket_dropped = false;
   std::optional<handoff> handed;
   {
     auto c = checkout(until, false, what);
-    {
+    // Declared before the transaction: restores FULL after its rollback or commit.
+    struct restore_durability {
+      connection& c;
+      const std::string& what;
+      bool lowered = false;
+      ~restore_durability() {
+        if (!lowered) return;
+        try {
+          c.set_durable(true, what);
+        } catch (const std::exception&) {
+          // Left NORMAL: give_back drops the connection.
+        }
+      }
+    } restore{*c, what};
+    if (c->durable()) {
+      c->set_durable(false, what);
+      restore.lowered = true;
+    }
+    for (bool hand_off_found = false;;) {
+      if (hand_off_found) c->set_durable(true, what);  // outside a transaction only
       write_transaction tx(*c, what);
       std::int64_t now = c->now_ms(what);
       ended = false;
@@ -195,6 +222,10 @@ bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until
           }
         }
         if (queued) {
+          if (restore.lowered && !c->durable()) {
+            hand_off_found = true;
+            continue;  // rolls back
+          }
           std::int64_t next = next_token(*c, token + 1, what);
           auto give = c->prepare(sql::lock_hand_off, what);
           give.bind(1, key.name).bind(2, owner).bind(3, nonce).bind(4, next).bind(5, now);
@@ -208,6 +239,7 @@ bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until
         }
       }
       tx.commit();
+      break;
     }
   }
   if (handed)
