@@ -78,7 +78,11 @@ acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline un
       std::int64_t ticket = next_token(*c, 1, what);
       auto add = c->prepare(sql::waiter_add, what);
       add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, r.metadata);
-      add.bind(5, static_cast<std::int64_t>(r.ttl.count())).bind(6, std::int64_t{r.fair ? 1 : 0});
+      // A handed lock's first term: at most the ticket's life, so a waiter that died after its
+      // last refresh holds the queue up no longer than its ticket would have (the waiter
+      // renews it to the full ttl; see backend::release).
+      add.bind(5, static_cast<std::int64_t>(std::min(r.ttl, ticket_ttl).count()))
+          .bind(6, std::int64_t{r.fair ? 1 : 0});
       add.bind(7, ticket).bind(8, r.attempt).bind(9, now);
       add.bind(10, static_cast<std::int64_t>(ticket_ttl.count())).step();
     }
@@ -261,7 +265,13 @@ std::optional<lock_record> sqlite_backend::inspect(std::string_view name, deadli
   auto s = c->prepare(sql::lock_inspect, what);
   s.bind(1, name);
   if (!s.step()) return std::nullopt;
-  return read_record(s);
+  auto record = read_record(s);
+  auto w = c->prepare(sql::lock_waiters, what);
+  w.bind(1, name).bind(2, c->now_ms(what));
+  while (w.step())
+    record.waiters.push_back({w.text(0), w.integer(1), w.integer(2) != 0,
+                              from_epoch_ms(w.integer(3)), milliseconds{w.integer(4)}});
+  return record;
 }
 
 std::vector<lock_record> sqlite_backend::list(const list_filter& f, deadline until) {

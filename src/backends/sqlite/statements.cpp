@@ -66,6 +66,10 @@ const char lock_inspect[] =
     "expires_at - " SQLOCK_SQLITE_NOW_MS
     " "
     "FROM sqlock_locks WHERE name = ?1";
+// A lock's queue: live tickets, oldest first. ?2: the database's now (ms).
+const char lock_waiters[] =
+    "SELECT owner, ticket, fair, since, expires_at - ?2 FROM sqlock_lock_waiters "
+    "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket";
 const char lock_list[] =
     "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
     "FROM sqlock_locks WHERE name >= ?2 AND (?3 IS NULL OR name < ?3) "

@@ -39,6 +39,7 @@ extern const char lock_release[];
 extern const char lock_abandon[];
 extern const char lock_force_release[];
 extern const char lock_inspect[];
+extern const char lock_waiters[];
 extern const char lock_list[];
 
 // The lock queue (schema 4).
