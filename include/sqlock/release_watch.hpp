@@ -54,8 +54,8 @@ class SQLOCK_EXPORT release_watch {
   release_watch& operator=(const release_watch&) = delete;
   const std::string& name() const noexcept { return name_; }
 
-  /// Makes this a queued waiter's watch: `hand_off` accepts grants for `nonce`. Call it before
-  /// the first attempt.
+  /// Makes this a queued waiter's watch: `hand_off` accepts grants for `nonce` (only: a pending
+  /// handoff to a previous nonce is dropped). Call it before the first attempt.
   void expect_handoff(std::string nonce);
   /// Delivers a lock handed to this watch's waiter, and signals it. Returns false (and does
   /// nothing) when the nonce is not this watch's or the watch is cancelled.

@@ -151,6 +151,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(const target& wh
                       std::to_string(options.ttl.count()) + " ms",
                   e.backend(), e.sqlstate());
     }
+    refused.abandoned = true;
     throw error(errc::unavailable, std::string(e.what()) + " (the attempt was cleaned up; retry)",
                 e.backend(), e.sqlstate());
   }
@@ -398,6 +399,16 @@ std::optional<lease> client::acquire_until(std::string_view name,
       // deadline (a database that stays down past it is reported as unavailable, not as
       // "timed out"). Every other error is final.
       if (e.code() != errc::unavailable) throw;
+      if (refused.abandoned && watch) {
+        // The cleanup ended whatever the nonce held, a lock handed to it included (and handed
+        // it on): a handoff to that nonce still in flight, or already here, must never be
+        // adopted. Go on under a new nonce (the old one's ticket went with the cleanup).
+        what.nonce = detail::random_hex(16);
+        watch->expect_handoff(what.nonce);
+        (void)watch->take_handoff();
+        sent_at.clear();
+        queued = false;
+      }
       if (steady_clock::now() >= until) throw;
       core_->log(
           failing ? log_level::debug : log_level::warn,

@@ -64,6 +64,9 @@ class client_core : public std::enable_shared_from_this<client_core> {
   struct refusal {
     std::chrono::milliseconds holder_left{0};
     bool queued = false;
+    /// The attempt's outcome was unknown and its nonce was abandoned (set before the error is
+    /// thrown): a grant to that nonce, handed over or not, is void from then on.
+    bool abandoned = false;
   };
   /// One grant attempt. Returns the lease, or empty with what the refusal said.
   std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, const attempt_plan& plan,

@@ -16,6 +16,7 @@ release_watch::~release_watch() {
 void release_watch::expect_handoff(std::string nonce) {
   std::lock_guard<std::mutex> lock(mutex_);
   nonce_ = std::move(nonce);
+  handoff_.reset();  // one for a previous nonce is void
 }
 
 bool release_watch::hand_off(const handoff& h) noexcept {

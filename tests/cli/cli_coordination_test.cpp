@@ -230,6 +230,28 @@ TEST_CASE_TEMPLATE(
   CHECK(run(db.cmd({"release", "nope", "--force", "--semaphore", "--yes"})).code == 1);
 }
 
+TEST_CASE_TEMPLATE("show lists a lock's queued waiter; the release hands the lock to it", DB,
+                   CLI_DATABASES) {
+  DB db;
+  holder<DB> a(db, "job", {"--ttl", "5s"});
+  const std::string marker = db.dir() + "/fair-waiter-ran";
+  process waiter(db.cmd({"run", "job", "--fair", "--metadata", "next", "--", "sh", "-c",
+                         "echo \"$SQLOCK_LOCK_TOKEN\" > \"$0\"", marker}));
+  REQUIRE(eventually_json(db, {"show", "job", "-o", "json"},
+                          [](const nlohmann::json& j) { return j["waiters"].size() == 1; }));
+  auto j = parse_json(run(db.cmd({"show", "job", "-o", "json"})).out);
+  CHECK(j["waiters"][0]["fair"] == true);
+  const std::int64_t ticket = j["waiters"][0]["ticket"];
+  const std::int64_t token_a = j["token"];
+  CHECK(ticket > token_a);
+  CHECK(contains(run(db.cmd({"show", "job"})).out, "fair"));
+  ::kill(a.child, SIGTERM);  // the holder's command ends: its run releases, handing the lock on
+  auto rw = waiter.wait(20s);
+  CHECK_MESSAGE(rw.code == 0, rw.err);
+  CHECK(std::stoll(read_file(marker)) > token_a);
+  CHECK(parse_json(run(db.cmd({"show", "job", "-o", "json"})).out)["waiters"].empty());
+}
+
 TEST_CASE_TEMPLATE("run --shared runs readers together while --exclusive waits for them", DB,
                    CLI_DATABASES) {
   DB db;

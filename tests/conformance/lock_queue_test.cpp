@@ -6,7 +6,10 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -132,8 +135,7 @@ TEST_CASE_TEMPLATE("lock queue: fair waiters are granted in arrival order", F,
   CHECK(holder->inspect("q")->waiters.empty());
 }
 
-TEST_CASE_TEMPLATE("lock queue: a waiter that gives up leaves the queue", F,
-                   SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("lock queue: a waiter that gives up leaves the queue", F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -157,8 +159,8 @@ TEST_CASE_TEMPLATE("lock queue: a dead waiter holds the queue up at most its tic
   REQUIRE(held);
   // A waiter that queued and died: its ticket is fresh, nobody will ever adopt what it is
   // handed.
-  sqlock::acquire_request dead{"q",  "dead", "dead-nonce", "", 30s, true, true, true,
-                               sqlock::fair_ticket_ttl, 1};
+  sqlock::acquire_request dead{
+      "q", "dead", "dead-nonce", "", 30s, true, true, true, sqlock::fair_ticket_ttl, 1};
   auto r = a->get_backend()->try_acquire(dead, std::chrono::steady_clock::now() + 10s);
   REQUIRE_FALSE(r.granted);
   CHECK(r.queued);
@@ -178,4 +180,55 @@ TEST_CASE_TEMPLATE("lock queue: a dead waiter holds the queue up at most its tic
   // At most the dead ticket's life (3 s) plus the live waiter's retry backoff and slack.
   CHECK(waited < sqlock::fair_ticket_ttl + 4s);
   CHECK(a->inspect("q")->owner == "w");
+}
+
+namespace {
+// The waiter's backend: its second attempt first lets the holder's release hand the lock to the
+// waiter's nonce, then reports the attempt's outcome as unknown (a reply lost on the way back).
+struct doubt_after_handoff : sqlock::backend_wrapper {
+  using backend_wrapper::backend_wrapper;
+  std::function<void(const std::string& nonce)> before;
+  std::atomic<int> calls{0};
+  sqlock::acquire_result try_acquire(const sqlock::acquire_request& r,
+                                     sqlock::deadline until) override {
+    if (++calls == 2) {
+      before(r.nonce);
+      throw sqlock::error(sqlock::errc::in_doubt, "injected: the reply was lost");
+    }
+    return backend_wrapper::try_acquire(r, until);
+  }
+};
+}  // namespace
+
+TEST_CASE_TEMPLATE("lock queue: a lock handed to a nonce that the waiter abandoned is never used",
+                   F, SQLOCK_TEST_FIXTURES) {
+  // The client cleans up an in-doubt attempt by ending whatever its nonce holds, which includes
+  // a lock a release handed to it; the handoff's notice can still arrive (or be waiting) after
+  // that. Adopting it would give the waiter a lease the database already ended and passed on
+  // (the fault suite's nemesis saw exactly that: two holders, the older token granted later).
+  F db;
+  auto a = make_client(db, "a");
+  auto wrapped =
+      std::make_shared<doubt_after_handoff>(sqlock::open_backend(db.url(), db.options().backend));
+  auto held = a->try_acquire("q", fair_lock());
+  REQUIRE(held);
+  std::int64_t handed_token = 0;
+  wrapped->before = [&](const std::string&) {
+    held->release();  // hands the lock to the waiter's ticket
+    REQUIRE(eventually([&] { return a->inspect("q")->owner == "w"; }, 10s));
+    handed_token = a->inspect("q")->token;
+    std::this_thread::sleep_for(300ms);  // let the handoff's notice reach the waiter
+  };
+  auto o = db.options();
+  o.owner = "w";
+  sqlock::client w(wrapped, o);
+  auto got = w.try_acquire_for("q", 30s, fair_lock());
+  REQUIRE(got);
+  CHECK(wrapped->calls >= 3);  // the lock came from a later attempt, not from the handoff
+  CHECK(handed_token > 0);
+  CHECK(got->token() > handed_token);
+  auto rec = a->inspect("q");
+  REQUIRE(rec);
+  CHECK(rec->held);
+  CHECK(rec->token == got->token());  // the lease the waiter holds is the database's
 }
