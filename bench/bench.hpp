@@ -18,7 +18,9 @@ struct config {
   std::string pg_log;          ///< the server's log file
   std::string pgbench;         ///< pgbench binary; empty: skip that baseline
   std::string redis_host = "127.0.0.1";
-  int redis_port = 0;  ///< 0: skip the Redis baseline
+  int redis_port = 0;         ///< 0: skip the Redis baseline
+  std::string etcd_bench;     ///< the Go client of etcd's Mutex (bench/etcd); empty: skip etcd
+  std::string etcd_endpoint;  ///< etcd's client address, host:port
   std::string sqlite_dir;
   std::string out_dir;
   std::string self_exe;

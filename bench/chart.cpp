@@ -4,6 +4,7 @@
 #include <fstream>
 
 #include "bench.hpp"
+#include "etcd_peer.hpp"
 
 namespace bench {
 
@@ -17,7 +18,8 @@ void chart(const config& cfg, const report& rep, const std::string& dir) {
                           {"bare libpq, same statements", "bare libpq"},
                           {"pgbench -M prepared, same statements", "pgbench"},
                           {"pg_try_advisory_lock + pg_advisory_unlock", "advisory"},
-                          {"Redis SET NX PX + DEL", "Redis"}};
+                          {"Redis SET NX PX + DEL", "Redis"},
+                          {etcd_cycle_variant.c_str(), "etcd Mutex"}};
   for (auto& v : s1v) {
     d1 << "\"" << v[1] << "\"";
     for (int t : cfg.thread_counts) {

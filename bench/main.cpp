@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "bench.hpp"
+#include "etcd_peer.hpp"
 #include "pg.hpp"
 #include "util.hpp"
 
@@ -29,6 +30,9 @@ void usage() {
                "  --pg-log FILE       the server's log file\n"
                "  --pgbench PATH      pgbench binary (optional)\n"
                "  --redis HOST:PORT   Redis for the baseline (optional)\n"
+               "  --etcd-bench PATH   the Go client of etcd's Mutex, bench/etcd (optional, with "
+               "--etcd)\n"
+               "  --etcd HOST:PORT    etcd for the etcd Mutex peer (optional, with --etcd-bench)\n"
                "  --sqlite-dir DIR    where the SQLite file goes (required for scenario 5)\n"
                "  --out DIR           results directory (required)\n"
                "  --smoke             tiny durations and sizes, one repeat (seconds in total)\n"
@@ -93,7 +97,11 @@ int main(int argc, char** argv) {
       auto c = hp.rfind(':');
       cfg.redis_host = hp.substr(0, c);
       cfg.redis_port = std::stoi(hp.substr(c + 1));
-    } else if (a == "--sqlite-dir")
+    } else if (a == "--etcd-bench")
+      cfg.etcd_bench = val();
+    else if (a == "--etcd")
+      cfg.etcd_endpoint = val();
+    else if (a == "--sqlite-dir")
       cfg.sqlite_dir = val();
     else if (a == "--out")
       cfg.out_dir = val();
@@ -121,6 +129,10 @@ int main(int argc, char** argv) {
     std::cerr << "sqlock_bench: --pg needs --pg-admin, --pg-capture and --pg-log\n";
     return 64;
   }
+  if (cfg.etcd_bench.empty() != cfg.etcd_endpoint.empty()) {
+    std::cerr << "sqlock_bench: --etcd-bench and --etcd go together\n";
+    return 64;
+  }
   if (cfg.smoke) {
     cfg.repeats = 1;
     cfg.run = milliseconds{250};
@@ -140,7 +152,7 @@ int main(int argc, char** argv) {
   auto started = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&started));
-  std::string pg_version = "not run", redis_version = "not run";
+  std::string pg_version = "not run", redis_version = "not run", etcd_version_line = "not run";
   try {
     if (!cfg.pg_url.empty()) {
       pg c(cfg.pg_url);
@@ -156,6 +168,12 @@ int main(int argc, char** argv) {
       redis_version = "Redis on " + cfg.redis_host + ":" + std::to_string(cfg.redis_port) +
                       " (no persistence: replies from memory)";
     }
+    if (etcd_enabled(cfg))
+      etcd_version_line =
+          "etcd " + etcd_version(cfg) + ", one node on " + cfg.etcd_endpoint +
+          ", etcd's defaults: its WAL is fsync'd on every commit (no --unsafe-no-fsync), so a "
+          "grant costs a disk flush as a PostgreSQL commit does; one Go client process per "
+          "measured run";
     if (!cfg.pg_url.empty()) run_postgresql(cfg, rep);
     if (!cfg.sqlite_dir.empty() && cfg.wants("5")) {
       std::cerr << "scenario 5: SQLite\n";
@@ -180,6 +198,7 @@ int main(int argc, char** argv) {
       << "- PostgreSQL: " << pg_version << ", on TCP loopback; every client (sqlock, libpq, "
       << "pgbench) connects the same way\n"
       << "- Redis: " << redis_version << "\n"
+      << "- etcd: " << etcd_version_line << "\n"
       << "- SQLite: " << sqlite3_libversion() << ", file on local disk\n"
       << "- Each figure: " << cfg.repeats << " repeated runs of " << cfg.run.count()
       << " ms (unless stated), variants interleaved within each repeat so that noise hits them "

@@ -8,12 +8,29 @@
 #include <iostream>
 #include <thread>
 
+#include "etcd_peer.hpp"
 #include "pg_scenarios.hpp"
 
 namespace bench {
 namespace {
 
 const char* s1 = "s1";
+
+const std::string& etcd_cycle = etcd_cycle_variant;
+const char* how_etcd_rate =
+    "etcd: completed Lock+Unlock cycles / wall time from the start barrier (every client "
+    "connected and its session's lease granted) to the last goroutine's exit, timed in the Go "
+    "client (bench/etcd, one process per run): one goroutine per thread, each its own "
+    "clientv3.Client and concurrency.Session (ttl 30 s), cycling over its own 32 keys";
+const char* how_etcd_latency =
+    "etcd: per cycle, Go's monotonic clock around Mutex.Lock+Unlock in the calling goroutine; "
+    "p50/p99 over every cycle of the run (nearest rank, computed by the Go client)";
+const char* how_etcd_cpu =
+    "etcd: getrusage(RUSAGE_SELF) user+sys of the Go client process during the run / cycles (the "
+    "client side only; etcd is another process)";
+const char* how_etcd_cs =
+    "etcd: getrusage(RUSAGE_SELF) voluntary+involuntary context switches of the Go client "
+    "process during the run / cycles";
 
 // pgbench's \gset needs every result column to have a valid variable name; sqlock's first
 // column is an unnamed `true` ("?column?"): give it one.
@@ -50,11 +67,17 @@ std::string pgbench_script(const statements& st, const std::string& dir) {
 
 void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                           server_stats& stats) {
+  const bool etcd = etcd_enabled(cfg);
   rep.section(s1, "1. Uncontended acquire+release cycles (PostgreSQL 15, keepalive off)",
-              "Each thread cycles over its own 32 lock names (no contention): acquire, then "
-              "release. sqlock, the bare libpq loop and pgbench send the same two statements "
-              "(captured from the server's statement log) on the same rows; pg_try_advisory_lock "
-              "and Redis SET NX PX/DEL are what users pick instead.");
+              std::string("Each thread cycles over its own 32 lock names (no contention): acquire, "
+                          "then release. sqlock, the bare libpq loop and pgbench send the same two "
+                          "statements (captured from the server's statement log) on the same "
+                          "rows; pg_try_advisory_lock and Redis SET NX PX/DEL are what users pick "
+                          "instead.") +
+                  (etcd ? " etcd's own lock, concurrency.Mutex (Lock: one transaction putting "
+                          "the caller's key; Unlock: one delete; each a fsync'd commit), runs at "
+                          "1 and 8 clients in a Go process of its own."
+                        : ""));
   const std::string& chan = st.channel;
   const std::string& how_tp = how_cycle_rate;
   const std::string& how_lat = how_cycle_latency;
@@ -166,6 +189,19 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                   res.ops ? calls / static_cast<double>(res.ops) : 0);
         std::cerr << "  s1 rep " << r + 1 << " " << tlabel << " " << v.name << ": "
                   << report::fmt(res.ops_per_s()) << " cycles/s\n";
+      }
+      if (etcd && (threads == 1 || threads == 8)) {
+        auto e = etcd_uncontended(cfg, threads);
+        const double cycles = static_cast<double>(e.ops);
+        rep.add(s1, "client CPU per cycle, " + tlabel, etcd_cycle, "us", how_etcd_cpu,
+                cycles > 0 ? e.cpu_s * 1e6 / cycles : 0);
+        rep.add(s1, "client context switches per cycle, " + tlabel, etcd_cycle, "", how_etcd_cs,
+                cycles > 0 ? e.ctx_switches / cycles : 0);
+        rep.add(s1, "cycles/s, " + tlabel, etcd_cycle, "cycles/s", how_etcd_rate, e.ops_per_s);
+        rep.add(s1, "cycle latency p50, " + tlabel, etcd_cycle, "ms", how_etcd_latency, e.p50_ms);
+        rep.add(s1, "cycle latency p99, " + tlabel, etcd_cycle, "ms", how_etcd_latency, e.p99_ms);
+        std::cerr << "  s1 rep " << r + 1 << " " << tlabel << " " << etcd_cycle << ": "
+                  << report::fmt(e.ops_per_s) << " cycles/s\n";
       }
     }
   }

@@ -5,6 +5,7 @@
 #include <iostream>
 #include <thread>
 
+#include "etcd_peer.hpp"
 #include "pg_scenarios.hpp"
 
 namespace bench {
@@ -26,7 +27,12 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
                   std::to_string(cfg.waiters - 1) +
                   " others are waiting. Contention: 8 threads, each its own client, loop "
                   "try_acquire_for(name) -> hold ~0.1 ms -> release on one name, against 8 "
-                  "libpq threads looping on the naive upsert (retry at once when refused).");
+                  "libpq threads looping on the naive upsert (retry at once when refused)" +
+                  (etcd_enabled(cfg)
+                       ? std::string(" and 8 clients of etcd's concurrency.Mutex (Lock -> hold "
+                                     "0 ms or 1 ms -> Unlock on one key; a waiter watches the "
+                                     "deletion of the key queued before its own).")
+                       : std::string(".")));
   const std::string how_handoff =
       "steady_clock from the holder's release() returning to the next holder's acquire() "
       "returning (same process, so one clock); every handoff of the run";
@@ -135,7 +141,19 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
   const std::string how_attempt =
       "steady_clock around each acquire statement (sqlock: timed inside a wrapping backend; "
       "naive: around PQexecPrepared), p99 over every attempt";
-  const std::string how_wait = "steady_clock from the call to the grant, p99 over every grant";
+  const std::string how_wait = "steady_clock from the call to the grant, p50/p99 over every grant";
+  const std::string how_etcd_grants =
+      "etcd: grants / wall time from the start barrier (every client connected, its session's "
+      "lease granted) to the last goroutine's exit, timed in the Go client (bench/etcd, one "
+      "process per run): 8 goroutines, each its own clientv3.Client and concurrency.Session (ttl "
+      "30 s), Mutex.Lock -> hold -> Unlock on one key";
+  const std::string how_etcd_wait =
+      "etcd: Go's monotonic clock from the Mutex.Lock call to its return, p50/p99 over every "
+      "grant (nearest rank, computed by the Go client)";
+  const std::string how_etcd_holders =
+      "etcd: each holder counts itself in (an atomic counter in the Go process) after Lock "
+      "returned and out before it calls Unlock; the most seen at once. More than 1 is a safety "
+      "violation";
   std::vector<timed_client> clients;
   for (int i = 0; i < threads; ++i) clients.push_back(make_timed(cfg, backend_opts(2, true)));
   const std::string naive_acquire =
@@ -174,6 +192,7 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
               static_cast<double>(attempts.size()) / res.seconds);
       rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
               p(attempts, 99) / 1000);
+      rep.add(s2, "contention: wait for grant p50", v, "ms", how_wait, p(res.extra_us, 50) / 1000);
       rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
     }
     {
@@ -208,7 +227,23 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
               static_cast<double>(res.third_us.size()) / res.seconds);
       rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
               p(res.third_us, 99) / 1000);
+      rep.add(s2, "contention: wait for grant p50", v, "ms", how_wait, p(res.extra_us, 50) / 1000);
       rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
+    }
+    if (etcd_enabled(cfg)) {
+      for (int hold_ms : {0, 1}) {
+        const std::string v = etcd_contention_variant(hold_ms);
+        auto e = etcd_contended(cfg, threads, hold_ms);
+        rep.add(s2, "contention: grants/s", v, "grants/s", how_etcd_grants, e.ops_per_s);
+        rep.add(s2, "contention: wait for grant p50", v, "ms", how_etcd_wait, e.p50_ms);
+        rep.add(s2, "contention: wait for grant p99", v, "ms", how_etcd_wait, e.p99_ms);
+        rep.add(s2, "contention: most holders at once", v, "", how_etcd_holders, e.max_holders);
+        if (e.overlaps > 0)
+          rep.violation("etcd concurrency.Mutex, 8 clients, hold " + std::to_string(hold_ms) +
+                        " ms, repeat " + std::to_string(r + 1) + ": " + std::to_string(e.overlaps) +
+                        " grants while another client held the lock (most holders at once: " +
+                        std::to_string(e.max_holders) + ")");
+      }
     }
     std::cerr << "  s2 contention rep " << r + 1 << " done\n";
   }

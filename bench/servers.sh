@@ -6,12 +6,14 @@
 # After bench_start_postgres:  BENCH_PG_URL, BENCH_PG_ADMIN_URL, BENCH_PG_CAPTURE_URL,
 #                              BENCH_PG_LOG, BENCH_PGBENCH, PGPASSFILE
 # After bench_start_redis:     BENCH_REDIS (host:port)
+# After bench_start_etcd:      BENCH_ETCD (host:port of the client URL)
 # bench_stop (installed as the EXIT trap by bench_servers_init) stops what was started.
 
 PGBIN=${SQLOCK_PGBIN:-/usr/lib/postgresql/15/bin}
 bench_tmp=
 bench_pg_started=0
 bench_redis_pid=
+bench_etcd_pid=
 
 bench_as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -23,6 +25,10 @@ bench_stop() {
   if [ -n "$bench_redis_pid" ]; then
     kill "$bench_redis_pid" 2>/dev/null
     wait "$bench_redis_pid" 2>/dev/null
+  fi
+  if [ -n "$bench_etcd_pid" ]; then
+    kill "$bench_etcd_pid" 2>/dev/null
+    wait "$bench_etcd_pid" 2>/dev/null
   fi
   if [ "$bench_pg_started" = 1 ]; then
     bench_as_postgres "$PGBIN/pg_ctl" -D "$bench_tmp/data" -m immediate -w stop >/dev/null 2>&1
@@ -155,4 +161,39 @@ bench_start_redis() {
     sleep 0.1
   done
   bench_fail_with_log "Redis did not start" "$bench_tmp/redis/redis.log"
+}
+
+bench_start_etcd() {
+  command -v etcd >/dev/null || { echo "bench: etcd not found (Debian: etcd-server)" >&2; exit 69; }
+  local cport pport
+  cport=$(bench_free_port)
+  pport=$(bench_free_port)
+  while [ "$pport" = "$cport" ]; do pport=$(bench_free_port); done
+  mkdir -p "$bench_tmp/etcd"
+  # One node, etcd's defaults otherwise: the WAL is fsync'd on every commit (no
+  # --unsafe-no-fsync), so a grant costs a disk flush, as a PostgreSQL commit does.
+  etcd --name sqlock-bench --data-dir "$bench_tmp/etcd/data" \
+    --listen-client-urls "http://127.0.0.1:$cport" \
+    --advertise-client-urls "http://127.0.0.1:$cport" \
+    --listen-peer-urls "http://127.0.0.1:$pport" \
+    --initial-advertise-peer-urls "http://127.0.0.1:$pport" \
+    --initial-cluster "sqlock-bench=http://127.0.0.1:$pport" \
+    --initial-cluster-state new >"$bench_tmp/etcd/etcd.log" 2>&1 &
+  bench_etcd_pid=$!
+  local reply
+  for _ in $(seq 1 150); do
+    # /health answers {"health":"true"} once the node has a leader and serves requests.
+    reply=$( (exec 3<>"/dev/tcp/127.0.0.1/$cport" &&
+              printf 'GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3 &&
+              timeout 2 cat <&3) 2>/dev/null || true)
+    if [[ $reply == *'"health":"true"'* ]]; then
+      BENCH_ETCD=127.0.0.1:$cport
+      echo "bench: etcd $(etcd --version | sed -n 's/^etcd Version: //p') on $BENCH_ETCD" \
+           "(one node, data in $bench_tmp/etcd)" >&2
+      return 0
+    fi
+    kill -0 "$bench_etcd_pid" 2>/dev/null || break
+    sleep 0.2
+  done
+  bench_fail_with_log "etcd did not become healthy" "$bench_tmp/etcd/etcd.log"
 }

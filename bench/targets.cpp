@@ -5,6 +5,7 @@
 #include <sstream>
 
 #include "bench.hpp"
+#include "etcd_peer.hpp"
 #include "util.hpp"
 
 namespace bench {
@@ -43,6 +44,16 @@ void verdicts(const config& cfg, report& rep) {
                 meas.str(), met ? 1 : 0, ""});
     rep.target({"1. (reported) sqlock / advisory locks", adv.str(), -1, "no target"});
     if (cfg.redis_port) rep.target({"1. (reported) sqlock / Redis", red.str(), -1, "no target"});
+    if (etcd_enabled(cfg)) {
+      std::ostringstream et;
+      for (int t : {1, 8}) {
+        std::string tl = threads_label(t);
+        cycles_vs(et, std::to_string(t) + (t == 1 ? " client" : " clients"),
+                  m("s1", "cycles/s, " + tl, "sqlock"),
+                  m("s1", "cycles/s, " + tl, etcd_cycle_variant));
+      }
+      rep.target({"1. (reported) sqlock / etcd Mutex, uncontended", et.str(), -1, "no target"});
+    }
     const std::string t8 = std::to_string(cfg.thread_counts.back()) + " threads";
     double n1 = m("s1", "notify cost: cycles/s, " + t8,
                   "sqlock, every release notifies (row marked by a waiter)");
@@ -71,6 +82,21 @@ void verdicts(const config& cfg, report& rep) {
                     "); acquire statement p99 " + report::fmt(a99) + " ms; wait-for-grant p99 " +
                     report::fmt(w99) + " ms",
                 ratio(g, gn) >= 2 && a99 < 3 ? 1 : 0, ""});
+    if (etcd_enabled(cfg)) {
+      const std::string e0 = etcd_contention_variant(0), e1 = etcd_contention_variant(1);
+      double g0 = m("s2", "contention: grants/s", e0), g1 = m("s2", "contention: grants/s", e1);
+      auto wait = [&](const std::string& v) {
+        return report::fmt(m("s2", "contention: wait for grant p50", v)) + " / " +
+               report::fmt(m("s2", "contention: wait for grant p99", v)) + " ms";
+      };
+      rep.target({"2. (reported) sqlock / etcd Mutex, 8 contenders on one name",
+                  "sqlock (hold ~0.1 ms) " + report::fmt(g) + " grants/s vs etcd hold 0 ms " +
+                      report::fmt(g0) + " (" + x(ratio(g, g0)) + "), hold 1 ms " + report::fmt(g1) +
+                      " (" + x(ratio(g, g1)) + "); wait for grant p50 / p99: sqlock " +
+                      wait("sqlock (8 clients)") + ", etcd hold 0 ms " + wait(e0) + ", hold 1 ms " +
+                      wait(e1),
+                  -1, "no target"});
+    }
   }
   if (cfg.wants("3") && !cfg.pg_url.empty()) {
     double s = m("s3", "renew statements per renewal interval", "sqlock");

@@ -34,12 +34,18 @@ struct acquire_request {
   /// The caller will wait if refused: the backend may mark the row so that the holder's
   /// release wakes waiters (PostgreSQL NOTIFY). A plain try_acquire never marks.
   bool waiting = false;
-};
-
-/// A lease granted by the database; times by the database clock.
-struct grant {
-  std::int64_t token = 0;
-  std::chrono::system_clock::time_point acquired_at, expires_at;
+  /// Granted only when no live ticket of another waiter is older than this nonce's (with no
+  /// ticket of its own: when no live ticket exists). See `lock_options::fair`.
+  bool fair = false;
+  /// When refused (and `waiting`): take a ticket in the name's queue, or refresh the one this
+  /// nonce has, to live `ticket_ttl` from now and remember `attempt`. A release then hands the
+  /// lock to the oldest live ticket (see `handoff`). A waiter keeps its nonce for every
+  /// attempt of one wait, numbers them from 1, and attempts again before `ticket_ttl` passes.
+  /// An attempt that finds the lock already handed to its nonce extends that lease as a
+  /// renewal would (expiry max(current, now + ttl)) and returns it as granted.
+  bool queue = false;
+  std::chrono::milliseconds ticket_ttl{0};
+  std::int64_t attempt = 0;
 };
 
 struct acquire_result {
@@ -49,6 +55,9 @@ struct acquire_result {
   /// semaphore: the time until the first holder's lease or older ticket lapses by itself
   /// (0 when unknown).
   std::chrono::milliseconds holder_expires_in{0};
+  /// When refused: this nonce has a live ticket in the queue after the attempt (the caller
+  /// must attempt again before the ticket lapses, and `abandon` it when it gives up).
+  bool queued = false;
 };
 
 /// What a backend's `release` or `abandon` throws when the lease's row is locked by another
@@ -163,15 +172,20 @@ class SQLOCK_EXPORT backend {
   virtual std::vector<renew_result> renew(const std::vector<renew_request>& requests,
                                           deadline until) = 0;
   /// Ends the lease `key` now (keeping the row, so the next grant takes a larger token) and
-  /// wakes waiters. Returns false when it was not live. Must not wait long for a row locked by
-  /// another open transaction: throw `row_locked` instead. The result is advisory: when a
-  /// first, briefly bounded attempt ended the lease but its reply was lost, a retry reads the
-  /// lease as already ended (false). Either way the lease is not live once release returns.
+  /// wakes waiters. A lock with a live ticket in its queue is handed in the same step to the
+  /// oldest one (a new token and expiry, the waiter's nonce, owner and metadata: a grant, so
+  /// it is durable), and only that waiter is woken, with the grant (`release_watch::handoff`).
+  /// A release that hands nothing over need not be durable: lost in a crash, it leaves the row
+  /// held until it expires. Returns false when it was not live. Must not wait long for a row locked
+  /// by another open transaction: throw `row_locked` instead. The result is advisory: when a first,
+  /// briefly bounded attempt ended the lease but its reply was lost, a retry reads the lease as
+  /// already ended (false). Either way the lease is not live once release returns.
   virtual bool release(const lease_key& key, deadline until) = 0;
   /// Ends whatever lease of `key.kind` carries `key.nonce` on `key.name`, whatever its token
-  /// (cleanup of an in-doubt acquire, the client's background retries of a release), and for a
-  /// semaphore drops that nonce's queue ticket (a fair waiter that gives up). Returns whether a
-  /// lease was live. Never waits for a locked row (throws as `release` does).
+  /// (cleanup of an in-doubt acquire, the client's background retries of a release), and drops
+  /// that nonce's queue ticket (a waiter that gives up), in one step: a lock handed to the
+  /// waiter while it gave up is released (and handed on) with it, never left held by nobody.
+  /// Returns whether a lease was live. Never waits for a locked row (throws as `release` does).
   virtual bool abandon(const lease_key& key, deadline until) = 0;
 
   virtual std::optional<lock_record> inspect(std::string_view name, deadline until) = 0;

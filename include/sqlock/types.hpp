@@ -63,6 +63,17 @@ struct lock_options {
   /// it is released). Exceptions are caught and logged. It must not destroy the client.
   /// Default: none.
   std::function<void(const lost_event&)> on_lost;
+  /// First come, first served. A waiting acquisition takes a ticket in the name's queue (from
+  /// the token sequence) and is granted in ticket order: a fair acquisition, waiting or not, is
+  /// never granted past a live older ticket, and a release hands the lock (or, for a semaphore,
+  /// the freed units) straight to the oldest ticket. A ticket lapses `fair_ticket_ttl` after its
+  /// waiter's last attempt, so a waiter that dies holds the queue up at most that long.
+  /// Without it (the default), waiters of a lock still queue where releases can wake them
+  /// (PostgreSQL with notifications) and a release still hands the lock to the oldest of them,
+  /// but a non-fair acquisition may take a lock it finds free (after a holder expired, or
+  /// before its own ticket was seen) ahead of older waiters. Semaphores: see
+  /// `semaphore_options`. Default: false.
+  bool fair = false;
 };
 
 /// Per-acquisition options of a semaphore: each acquisition is a lease like a lock's, with the
@@ -77,12 +88,10 @@ struct semaphore_options : lock_options {
   /// Take every unit (`count` = `limit`): with shared acquisitions of 1 unit, a readers/writer
   /// lock. Default: false.
   bool exclusive = false;
-  /// First come, first served: a waiting acquisition takes a ticket from the token sequence and
-  /// is granted in ticket order; no acquisition (fair or not) is granted past a live ticket.
-  /// A ticket expires `fair_ticket_ttl` after its waiter's last attempt, so a waiter that gives
-  /// up or dies does not block the queue. Use one mode for all users of a semaphore: a non-fair
-  /// waiter takes no ticket and waits behind every queued one. Default: false.
-  bool fair = false;
+  // `fair` (inherited from lock_options): a waiting acquisition takes a ticket from the token
+  // sequence and is granted in ticket order; no acquisition of a semaphore (fair or not) is
+  // granted past a live ticket. Use one mode for all users of a semaphore: a non-fair waiter
+  // takes no ticket and waits behind every queued one.
 };
 
 /// Options for opening a backend from a URL (`open_backend`, `client(url, ...)`).
@@ -127,6 +136,15 @@ struct client_options {
   backend_options backend;
 };
 
+/// One acquisition waiting in a lock's queue (a live ticket).
+struct lock_waiter {
+  std::string owner;
+  std::int64_t ticket = 0;  ///< its place in the queue (from the token sequence)
+  bool fair = false;
+  std::chrono::system_clock::time_point since;  ///< database clock: when it queued
+  std::chrono::milliseconds expires_in{0};      ///< until its ticket lapses unless it tries again
+};
+
 /// One lock row, as the database sees it.
 struct lock_record {
   std::string name, owner, metadata;
@@ -136,6 +154,8 @@ struct lock_record {
   /// expires_at - database now, computed by the database; <= 0 means free for -expires_in.
   std::chrono::milliseconds expires_in{0};
   bool held = false;  ///< expires_in > 0
+  /// The queue, oldest first (`client::inspect` and `sqlock show` fill it; `list` does not).
+  std::vector<lock_waiter> waiters;
 };
 
 /// One live acquisition of a semaphore.

@@ -43,12 +43,7 @@ std::optional<semaphore_options> semaphore_mode(const run_options& o) {
         fmt::format("{} is the readers/writer lock NAME (a semaphore of {} units: "
                     "shared = 1, exclusive = all); it takes no --count or --limit",
                     o.shared ? "--shared" : "--exclusive", max_semaphore_limit));
-  if (!o.shared && !o.exclusive && !counting) {
-    if (o.fair)
-      usage_error(
-          "--fair applies to semaphores: add --shared, --exclusive or --limit M [--count N]");
-    return std::nullopt;
-  }
+  if (!o.shared && !o.exclusive && !counting) return std::nullopt;
   semaphore_options so;
   so.fair = o.fair;
   if (o.shared || o.exclusive) {
@@ -107,6 +102,7 @@ int run_run(const globals& g, const run_options& o) {
   lock_options lo;
   lo.ttl = parse_duration(o.ttl, "--ttl");
   lo.metadata = o.metadata;
+  lo.fair = o.fair;
   std::optional<milliseconds> wait;
   if (!o.wait.empty()) wait = parse_duration(o.wait, "--wait");
   sqlock::validate_name(o.name);
@@ -200,7 +196,8 @@ void add_run(CLI::App& app, globals& g) {
              "Capacity of the counting semaphore NAME; every user of NAME must give the same")
           ->type_name("M");
   sub->add_flag("--fair", o->fair,
-                "Semaphores: wait in arrival order (every user of NAME should pass it)");
+                "Wait in arrival order: a queued waiter is never passed by a later one (every user "
+                "of NAME should pass it)");
   sub->footer(
       "CMD runs directly (no shell) in its own process group, with stdio inherited and\n"
       "SQLOCK_LOCK_NAME, SQLOCK_LOCK_TOKEN (the fencing token) and SQLOCK_LOCK_OWNER in its\n"

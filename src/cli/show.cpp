@@ -28,6 +28,16 @@ void print_lock(const globals& g, const lock_record& r) {
   line("acquired_at:", format_time(r.acquired_at));
   line("expires_at:", format_time(r.expires_at));
   line("metadata:", printable(r.metadata));
+  line("waiters:", std::to_string(r.waiters.size()));
+  std::fflush(stdout);
+  if (!r.waiters.empty()) {
+    std::vector<std::vector<std::string>> rows;
+    for (const auto& w : r.waiters)
+      rows.push_back({"", std::to_string(w.ticket), printable(w.owner), w.fair ? "fair" : "",
+                      format_time(w.since), "ticket expires in " + format_duration(w.expires_in)});
+    print_table(stdout, {"", "TICKET", "OWNER", "FAIR", "SINCE", "EXPIRES_IN"}, rows, {},
+                g.color_stdout());
+  }
 }
 
 void print_semaphore(const globals& g, const semaphore_record& r) {
@@ -87,6 +97,15 @@ int run_show(const globals& g, const show_options& o) {
     // semaphore's. --lock and --semaphore give one shape always.
     if (lock) {
       auto doc = to_json(*lock);
+      // The queue (show only: `list` does not read it).
+      auto waiters = nlohmann::json::array();
+      for (const auto& w : lock->waiters)
+        waiters.push_back({{"ticket", w.ticket},
+                           {"owner", w.owner},
+                           {"fair", w.fair},
+                           {"since", format_time(w.since)},
+                           {"expires_in_seconds", seconds(w.expires_in)}});
+      doc["waiters"] = waiters;
       if (semaphore) doc["semaphore"] = to_json(*semaphore);
       print_json(doc);
     } else {

@@ -1,4 +1,6 @@
 #include <algorithm>
+#include <deque>
+#include <utility>
 
 #include <sqlock/client.hpp>
 #include <sqlock/error.hpp>
@@ -107,11 +109,12 @@ void client_core::ensure_schema() {
               std::string(db_->kind()));
 }
 
-std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
-    const target& what, bool waiting, std::chrono::milliseconds& holder_left) {
+std::optional<std::shared_ptr<lease_impl>> client_core::attempt(const target& what,
+                                                                const attempt_plan& plan,
+                                                                refusal& refused) {
   const auto& options = what.options;
   const std::string name(what.name);
-  std::string nonce = what.semaphore ? what.nonce : random_hex(16);
+  std::string nonce = what.nonce.empty() ? random_hex(16) : what.nonce;
   emit({event_kind::attempt, name, 0, {}, {}});
   auto sent = steady::now();
   acquire_result result;
@@ -124,18 +127,20 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
                                 what.semaphore->limit,
                                 what.units,
                                 options.ttl,
-                                waiting,
-                                waiting && what.semaphore->fair,
+                                plan.waiting,
+                                plan.waiting && what.semaphore->fair,
                                 fair_ticket_ttl};
       result = db_->try_acquire_semaphore(request, op_deadline());
     } else {
-      acquire_request request{name, options_.owner, nonce, options.metadata, options.ttl, waiting};
+      acquire_request request{
+          name,         options_.owner, nonce,      options.metadata, options.ttl,
+          plan.waiting, options.fair,   plan.queue, fair_ticket_ttl,  plan.number};
       result = db_->try_acquire(request, op_deadline());
     }
   } catch (const error& e) {
     if (e.code() != errc::in_doubt) throw;
     // The grant may have committed before the connection dropped: end whatever lease carries
-    // this attempt's nonce, so no row is left held by a lease nobody knows about.
+    // this attempt's nonce (and its ticket), so no row is left held by a lease nobody knows.
     try {
       db_->abandon({name, nonce, 0, what.kind()}, op_deadline());
     } catch (const error& cleanup) {
@@ -146,16 +151,25 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
                       std::to_string(options.ttl.count()) + " ms",
                   e.backend(), e.sqlstate());
     }
+    refused.abandoned = true;
     throw error(errc::unavailable, std::string(e.what()) + " (the attempt was cleaned up; retry)",
                 e.backend(), e.sqlstate());
   }
   if (!result.granted) {
-    holder_left = result.holder_expires_in;
+    refused.holder_left = result.holder_expires_in;
+    refused.queued = result.queued;
     return std::nullopt;
   }
   SQLOCK_FAULT_POINT("acquire.granted");
-  auto impl = std::make_shared<lease_impl>(shared_from_this(), name, std::move(nonce),
-                                           *result.granted, options, sent, what.kind(), what.units);
+  return adopt(what, std::move(nonce), *result.granted, sent);
+}
+
+std::shared_ptr<lease_impl> client_core::adopt(const target& what, std::string nonce,
+                                               const grant& granted, steady::time_point sent,
+                                               std::chrono::milliseconds first) {
+  auto impl =
+      std::make_shared<lease_impl>(shared_from_this(), std::string(what.name), std::move(nonce),
+                                   granted, what.options, sent, what.kind(), what.units, first);
   if (!keepalive_.track(impl)) {
     // Shut down while the grant was in flight: hand it straight back.
     impl->state = lease_state::released;
@@ -163,7 +177,7 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(
       db_->release(impl->key(), op_deadline());
     } catch (const error&) {
     }
-    throw error(errc::cancelled, "acquire " + quoted(name) + ": the client was shut down");
+    throw error(errc::cancelled, "acquire " + quoted(what.name) + ": the client was shut down");
   }
   return impl;
 }
@@ -306,12 +320,22 @@ std::optional<lease> client::acquire_until(std::string_view name,
   core_->ensure_open();
   const bool waits = until > start;
   // Subscribe BEFORE the first attempt: a release between the refusal and the sleep must
-  // still wake us.
+  // still wake us. A wait keeps one nonce for all its attempts: it names its queue ticket, and
+  // a release that hands the lock over hands it to that nonce.
   std::shared_ptr<release_watch> watch;
-  if (waits) watch = core_->add_waiter(name);
-  // Leaving without a grant: drop the watch, and a fair waiter's ticket at once (rather than
-  // holding up the queue until it lapses).
-  const bool queued = waits && semaphore && semaphore->fair;
+  if (waits) {
+    if (what.nonce.empty()) what.nonce = detail::random_hex(16);
+    watch = core_->add_waiter(name);
+    watch->expect_handoff(what.nonce);
+  }
+  // A lock's waiters queue when they are fair, or when releases can wake them: a lock handed
+  // to a waiter that hears of it only at its next poll would sit idle until then. A semaphore
+  // queues its fair waiters (the backend decides from the request).
+  const bool fair = semaphore ? semaphore->fair : options.fair;
+  const bool queue = waits && (fair || (!semaphore && core_->db().wakes_other_processes()));
+  // Leaving without a grant: drop the watch, and the queue ticket at once (rather than holding
+  // up the queue until it lapses). For a lock, the same step releases (and hands on) a grant
+  // that raced with our leaving.
   struct leave_guard {
     detail::client_core& core;
     const std::shared_ptr<release_watch>& w;
@@ -322,31 +346,52 @@ std::optional<lease> client::acquire_until(std::string_view name,
       if (!drop_ticket) return;
       try {
         core.db().abandon(
-            {std::string(what.name), what.nonce, 0, lease_kind::semaphore},
+            {std::string(what.name), what.nonce, 0, what.kind()},
             steady_clock::now() + std::min(core.operation_timeout(), milliseconds{1000}));
       } catch (const std::exception& e) {
-        core.log(
-            log_level::debug,
-            std::string("leaving the queue failed (the ticket lapses by itself): ") + e.what());
+        core.log(log_level::debug,
+                 std::string("leaving the queue failed (the ticket lapses by itself, and a lock "
+                             "handed to us meanwhile expires): ") +
+                     e.what());
       }
     }
-  } guard{*core_, watch, what, queued};
+  } guard{*core_, watch, what, false};
+
+  // When each attempt of this wait was sent, from the oldest one a handoff can still name: a
+  // refusal that says "queued" for attempt k means the ticket already shows k or later.
+  std::deque<std::pair<std::int64_t, steady_clock::time_point>> sent_at;
+  std::int64_t number = 0;
+  auto granted = [&](const std::shared_ptr<detail::lease_impl>& impl) {
+    guard.drop_ticket = false;  // the grant took the ticket
+    core_->emit({event_kind::acquired,
+                 std::string(name),
+                 impl->token,
+                 duration_cast<milliseconds>(steady_clock::now() - start),
+                 {}});
+    return lease(impl);
+  };
 
   detail::backoff delay(core_->db().wakes_other_processes());
   auto since_start = [&] { return duration_cast<milliseconds>(steady_clock::now() - start); };
   bool failing = false;  // the previous attempt failed too: log at debug level only
+  bool queued = false;
   for (;;) {
-    milliseconds holder_left{0};
+    detail::client_core::refusal refused;
     try {
       // Inside the loop: the schema check is a database call like the attempt, and a wait
       // must ride out a server that is restarting ("the database system is starting up")
       // from its first call on (without this, 88 of 100 `run --wait 30s` across a restart exited 69
       // at once).
       core_->ensure_schema();
-      if (auto impl = core_->attempt(what, waits, holder_left)) {
-        guard.drop_ticket = false;  // the grant took the ticket
-        core_->emit({event_kind::acquired, std::string(name), (*impl)->token, since_start(), {}});
-        return lease(*impl);
+      ++number;
+      sent_at.emplace_back(number, steady_clock::now());
+      if (queue) guard.drop_ticket = true;  // from the first queued attempt on, a ticket may exist
+      if (auto impl = core_->attempt(what, {waits, queue, number}, refused)) return granted(*impl);
+      // (A semaphore backend does not report its fair tickets: a fair semaphore waiter is
+      // queued from its first attempt.)
+      if (refused.queued || (semaphore && queue)) {
+        queued = true;
+        while (sent_at.size() > 1 && sent_at.front().first < number) sent_at.pop_front();
       }
       failing = false;
     } catch (const error& e) {
@@ -354,28 +399,56 @@ std::optional<lease> client::acquire_until(std::string_view name,
       // deadline (a database that stays down past it is reported as unavailable, not as
       // "timed out"). Every other error is final.
       if (e.code() != errc::unavailable) throw;
+      if (refused.abandoned && watch) {
+        // The cleanup ended whatever the nonce held, a lock handed to it included (and handed
+        // it on): a handoff to that nonce still in flight, or already here, must never be
+        // adopted. Go on under a new nonce (the old one's ticket went with the cleanup).
+        what.nonce = detail::random_hex(16);
+        watch->expect_handoff(what.nonce);
+        (void)watch->take_handoff();
+        sent_at.clear();
+        queued = false;
+      }
       if (steady_clock::now() >= until) throw;
       core_->log(
           failing ? log_level::debug : log_level::warn,
           std::string("acquire: attempt failed, retrying until the wait's deadline: ") + e.what());
       failing = true;
     }
-    auto now = steady_clock::now();
-    if (now >= until) {
-      core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(),
-                   waits ? "timed out" : "held"});
-      return std::nullopt;
-    }
-    auto wake_at = now + delay.next();
-    if (holder_left > milliseconds::zero())
-      wake_at = std::min(wake_at, now + holder_left + milliseconds{1});
-    // A queued waiter must attempt again before its ticket lapses.
-    if (queued) wake_at = std::min(wake_at, now + fair_ticket_ttl / 3);
-    wake_at = std::min(wake_at, until);
-    if (watch->wait_until(wake_at) == release_watch::wake::cancelled) {
-      core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(), "cancelled"});
-      throw error(errc::cancelled,
-                  "acquire " + detail::quoted(name) + ": the client was shut down while waiting");
+    for (bool slept = false;; slept = true) {
+      // A lock handed to us by a release: its clock starts when we sent the attempt whose
+      // ticket refresh the release read (see `handoff`), and its first term is
+      // min(ttl, fair_ticket_ttl) (so a waiter that died holds the queue up no longer than
+      // its ticket would have). When that leaves less than a third of the term, or the lease
+      // is not kept alive and its first term is shorter than the ttl it asked for, the next
+      // attempt takes it instead: it finds the lock ours and extends it to the full ttl.
+      if (auto h = watch ? watch->take_handoff() : std::nullopt) {
+        const auto first = detail::first_lease(options, fair_ticket_ttl);
+        auto it = std::find_if(sent_at.begin(), sent_at.end(),
+                               [&](const auto& p) { return p.first == h->attempt; });
+        if (it != sent_at.end() && (options.keepalive || first == options.ttl) &&
+            it->second + first * 2 / 3 - detail::safety_margin(first) > steady_clock::now())
+          return granted(core_->adopt(what, what.nonce, h->granted, it->second, first));
+        break;  // attempt now
+      }
+      if (slept) break;
+      auto now = steady_clock::now();
+      if (now >= until) {
+        core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(),
+                     waits ? "timed out" : "held"});
+        return std::nullopt;
+      }
+      auto wake_at = now + delay.next();
+      if (refused.holder_left > milliseconds::zero())
+        wake_at = std::min(wake_at, now + refused.holder_left + milliseconds{1});
+      // A queued waiter must attempt again before its ticket lapses.
+      if (queued) wake_at = std::min(wake_at, now + fair_ticket_ttl / 3);
+      wake_at = std::min(wake_at, until);
+      if (watch->wait_until(wake_at) == release_watch::wake::cancelled) {
+        core_->emit({event_kind::not_acquired, std::string(name), 0, since_start(), "cancelled"});
+        throw error(errc::cancelled,
+                    "acquire " + detail::quoted(name) + ": the client was shut down while waiting");
+      }
     }
   }
 }

@@ -41,21 +41,41 @@ class client_core : public std::enable_shared_from_this<client_core> {
   void ensure_schema();
   void schema_migrated() noexcept { schema_ok_ = true; }
 
-  /// What one acquire call asks for: a lock, or `units` of a semaphore. A semaphore keeps one
-  /// nonce for all the attempts of a call (it names the call's queue ticket).
+  /// What one acquire call asks for: a lock, or `units` of a semaphore. A call that waits keeps
+  /// one nonce for all its attempts (it names the call's queue ticket); a single try draws one.
   struct target {
     std::string_view name;
     const lock_options& options;
     const semaphore_options* semaphore = nullptr;
     std::int64_t units = 1;
-    std::string nonce;  // semaphores only
+    std::string nonce;  // empty: a fresh one per attempt
     lease_kind kind() const noexcept {
       return semaphore ? lease_kind::semaphore : lease_kind::lock;
     }
   };
-  /// One grant attempt. Returns the lease, or empty with the holder's remaining time.
-  std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, bool waiting,
-                                                     std::chrono::milliseconds& holder_left);
+  /// One attempt of a call: whether it will wait if refused, whether it queues (takes or
+  /// refreshes a ticket), and its number within the call (from 1).
+  struct attempt_plan {
+    bool waiting = false;
+    bool queue = false;
+    std::int64_t number = 1;
+  };
+  /// What a refused attempt learnt.
+  struct refusal {
+    std::chrono::milliseconds holder_left{0};
+    bool queued = false;
+    /// The attempt's outcome was unknown and its nonce was abandoned (set before the error is
+    /// thrown): a grant to that nonce, handed over or not, is void from then on.
+    bool abandoned = false;
+  };
+  /// One grant attempt. Returns the lease, or empty with what the refusal said.
+  std::optional<std::shared_ptr<lease_impl>> attempt(const target& what, const attempt_plan& plan,
+                                                     refusal& refused);
+  /// A lease for a grant of `what` to `nonce`, whose local clock starts at `sent` (a moment
+  /// known to precede the grant) and whose first term lasts `first` when shorter than the ttl,
+  /// tracked by the keepalive.
+  std::shared_ptr<lease_impl> adopt(const target& what, std::string nonce, const grant& granted,
+                                    steady::time_point sent, std::chrono::milliseconds first = {});
 
   /// A release watch that shutdown() cancels.
   std::shared_ptr<release_watch> add_waiter(std::string_view name);

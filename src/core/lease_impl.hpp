@@ -1,6 +1,7 @@
 #pragma once
 // The shared state behind a sqlock::lease.
 
+#include <algorithm>
 #include <chrono>
 #include <functional>
 #include <memory>
@@ -23,10 +24,18 @@ inline std::chrono::milliseconds safety_margin(std::chrono::milliseconds ttl) {
   return std::min(ttl / 10, std::chrono::milliseconds{5000});
 }
 
+/// The length of a lease's first term: its ttl, or a shorter `first` (a lock handed over by a
+/// release lasts at most `fair_ticket_ttl` until its waiter renews it: see backend::release).
+inline std::chrono::milliseconds first_lease(const lock_options& options,
+                                             std::chrono::milliseconds first) {
+  return first > std::chrono::milliseconds::zero() ? std::min(first, options.ttl) : options.ttl;
+}
+
 struct lease_impl {
   lease_impl(std::shared_ptr<client_core> core_, std::string name_, std::string nonce_,
              const grant& g, const lock_options& options, steady::time_point sent,
-             lease_kind kind_ = lease_kind::lock, std::int64_t count_ = 1)
+             lease_kind kind_ = lease_kind::lock, std::int64_t count_ = 1,
+             std::chrono::milliseconds first = std::chrono::milliseconds::zero())
       : core(std::move(core_)),
         name(std::move(name_)),
         nonce(std::move(nonce_)),
@@ -36,8 +45,8 @@ struct lease_impl {
         keepalive(options.keepalive),
         on_lost(options.on_lost),
         ttl(options.ttl),
-        safe_until(sent + options.ttl - safety_margin(options.ttl)),
-        next_renewal(sent + options.ttl / 3),
+        safe_until(sent + first_lease(options, first) - safety_margin(first_lease(options, first))),
+        next_renewal(sent + first_lease(options, first) / 3),
         acquired_at(g.acquired_at),
         expires_at(g.expires_at),
         granted_at(sent) {}

@@ -13,6 +13,32 @@ release_watch::~release_watch() {
   }
 }
 
+void release_watch::expect_handoff(std::string nonce) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  nonce_ = std::move(nonce);
+  handoff_.reset();  // one for a previous nonce is void
+}
+
+bool release_watch::hand_off(const handoff& h) noexcept {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (cancelled_ || nonce_.empty() || h.nonce != nonce_) return false;
+    // The same handoff can arrive twice (the releasing process's own reply and its NOTIFY):
+    // keep the newest token.
+    if (!handoff_ || handoff_->granted.token < h.granted.token) handoff_ = h;
+    notified_ = true;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+std::optional<handoff> release_watch::take_handoff() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  std::optional<handoff> out;
+  out.swap(handoff_);
+  return out;
+}
+
 void release_watch::notify() noexcept {
   {
     std::lock_guard<std::mutex> lock(mutex_);
@@ -101,6 +127,27 @@ void watch_registry::state::notify_one(const std::string& name) {
 }
 
 void watch_registry::notify(std::string_view name) { state_->notify_one(std::string(name)); }
+
+bool watch_registry::hand_off(std::string_view name, const handoff& h) {
+  std::vector<std::shared_ptr<release_watch>> live;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    auto it = state_->by_name.find(std::string(name));
+    if (it == state_->by_name.end()) return false;
+    for (auto& w : it->second)
+      if (auto p = w.lock()) live.push_back(std::move(p));
+  }
+  // The waiter whose nonce it is, and every observer (a new holder is a new term); no other
+  // waiter: the lock is held again.
+  bool delivered = false;
+  for (auto& w : live) {
+    if (w->observer())
+      w->notify();
+    else if (!delivered)
+      delivered = w->hand_off(h);
+  }
+  return delivered;
+}
 
 bool watch_registry::watched(std::string_view name) {
   std::lock_guard<std::mutex> lock(state_->mutex);

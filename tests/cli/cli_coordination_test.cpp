@@ -69,7 +69,6 @@ TEST_CASE("semaphore and elect flags that do not fit exit 64 with a clear messag
            {{"run", "p", "--count", "2", "--", "true"}, "--limit"},
            {{"run", "p", "--limit", "0", "--", "true"}, "--limit"},
            {{"run", "p", "--count", "0", "--limit", "2", "--", "true"}, "--count"},
-           {{"run", "p", "--fair", "--", "true"}, "--fair"},
            {{"release", "p", "--force", "--yes", "--token", "3"}, "--semaphore"},
            {{"elect", "e", "v", "--interval", "1s"}, "--interval"},
            {{"elect", "e", "-n"}, "campaign"},
@@ -229,6 +228,28 @@ TEST_CASE_TEMPLATE(
   CHECK(none.code == 0);
   CHECK(parse_json(none.out)["released_count"] == 0);
   CHECK(run(db.cmd({"release", "nope", "--force", "--semaphore", "--yes"})).code == 1);
+}
+
+TEST_CASE_TEMPLATE("show lists a lock's queued waiter; the release hands the lock to it", DB,
+                   CLI_DATABASES) {
+  DB db;
+  holder<DB> a(db, "job", {"--ttl", "5s"});
+  const std::string marker = db.dir() + "/fair-waiter-ran";
+  process waiter(db.cmd({"run", "job", "--fair", "--metadata", "next", "--", "sh", "-c",
+                         "echo \"$SQLOCK_LOCK_TOKEN\" > \"$0\"", marker}));
+  REQUIRE(eventually_json(db, {"show", "job", "-o", "json"},
+                          [](const nlohmann::json& j) { return j["waiters"].size() == 1; }));
+  auto j = parse_json(run(db.cmd({"show", "job", "-o", "json"})).out);
+  CHECK(j["waiters"][0]["fair"] == true);
+  const std::int64_t ticket = j["waiters"][0]["ticket"];
+  const std::int64_t token_a = j["token"];
+  CHECK(ticket > token_a);
+  CHECK(contains(run(db.cmd({"show", "job"})).out, "fair"));
+  ::kill(a.child, SIGTERM);  // the holder's command ends: its run releases, handing the lock on
+  auto rw = waiter.wait(20s);
+  CHECK_MESSAGE(rw.code == 0, rw.err);
+  CHECK(std::stoll(read_file(marker)) > token_a);
+  CHECK(parse_json(run(db.cmd({"show", "job", "-o", "json"})).out)["waiters"].empty());
 }
 
 TEST_CASE_TEMPLATE("run --shared runs readers together while --exclusive waits for them", DB,

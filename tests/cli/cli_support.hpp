@@ -282,7 +282,7 @@ struct holder {
     std::vector<std::string> args = {"run", name};
     args.insert(args.end(), extra.begin(), extra.end());
     for (const char* a :
-         {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 30"})
+         {"--", "sh", "-c", "echo $$ > \"$0.tmp\" && mv \"$0.tmp\" \"$0\"; exec sleep 600"})
       args.push_back(a);
     args.push_back(pidfile);
     proc = std::make_unique<process>(db.cmd(args));
@@ -291,6 +291,13 @@ struct holder {
     REQUIRE_MESSAGE(read_pid(pidfile) > 0, "holder exited early: " << proc->err());
     child = read_pid(pidfile);
   }
+  // The command outlives any test body (a 30 s sleep ran out under a loaded sanitizer build and
+  // ended a holder the test still counted on); it goes with the holder.
+  ~holder() {
+    if (child > 0) ::kill(child, SIGKILL);
+  }
+  holder(const holder&) = delete;
+  holder& operator=(const holder&) = delete;
   std::string pidfile;
   std::unique_ptr<process> proc;
   pid_t child = 0;

@@ -33,7 +33,8 @@ class AdversarialScenarios:
         # The grants of a runtime role (the README's list): schema 3 revokes EXECUTE on sqlock's
         # functions from PUBLIC, so the grant function (it runs as its caller) needs its own.
         for g in ("GRANT USAGE ON SCHEMA %s TO sqlock_runtime" % q,
-                  "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks TO sqlock_runtime" % q,
+                  "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks, "
+                  "%s.sqlock_lock_waiters TO sqlock_runtime" % (q, q),
                   "GRANT SELECT ON %s.sqlock_schema_version TO sqlock_runtime" % q,
                   "GRANT USAGE ON SEQUENCE %s.sqlock_token_seq TO sqlock_runtime" % q,
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_semaphores, "

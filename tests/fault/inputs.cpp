@@ -200,7 +200,8 @@ int main(int argc, char** argv) {
     sql(admin, "GRANT USAGE ON SCHEMA " + q + " TO sqlock_runtime; GRANT SELECT ON " + q +
                    ".sqlock_schema_version TO sqlock_runtime; GRANT SELECT, INSERT, UPDATE, "
                    "DELETE ON " +
-                   q + ".sqlock_locks TO sqlock_runtime; GRANT USAGE ON SEQUENCE " + q +
+                   q + ".sqlock_locks, " + q +
+                   ".sqlock_lock_waiters TO sqlock_runtime; GRANT USAGE ON SEQUENCE " + q +
                    ".sqlock_token_seq TO sqlock_runtime");
     sql(admin, "REVOKE UPDATE ON " + q + ".sqlock_locks FROM sqlock_runtime");
     t.run("revoked UPDATE", errc::invalid_argument, acquire_with(runtime, o, "released"));

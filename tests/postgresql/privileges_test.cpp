@@ -189,6 +189,7 @@ TEST_SUITE("postgresql") {
     // Tables and the sequence: what the runtime role may do is exactly the README's list.
     const std::map<std::string, std::set<std::string>> runtime_may = {
         {"sqlock_locks", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
+        {"sqlock_lock_waiters", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
         {"sqlock_semaphores", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
         {"sqlock_semaphore_holders", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
         {"sqlock_semaphore_tickets", {"SELECT", "INSERT", "UPDATE", "DELETE"}},

@@ -91,7 +91,8 @@ inline void grant_runtime(const std::string& schema) {
   pg_session admin(admin_url());
   auto s = admin.ident(schema);
   admin.query("GRANT USAGE ON SCHEMA " + s + " TO sqlock_runtime");
-  admin.query("GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".sqlock_locks TO sqlock_runtime");
+  admin.query("GRANT SELECT, INSERT, UPDATE, DELETE ON " + s + ".sqlock_locks, " + s +
+              ".sqlock_lock_waiters TO sqlock_runtime");
   admin.query("GRANT SELECT ON " + s + ".sqlock_schema_version TO sqlock_runtime");
   admin.query("GRANT USAGE ON SEQUENCE " + s + ".sqlock_token_seq TO sqlock_runtime");
   // Schema 2: semaphores (sqlock_semaphore_acquire runs with the caller's rights).

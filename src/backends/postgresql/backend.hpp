@@ -67,6 +67,8 @@ class listener {
  private:
   void run();
   void session(bool first);
+  /// Hands one notification to the registry: a name to wake a waiter, or a handoff.
+  void deliver(const connection::notification& n);
   bool sleep_interruptibly(milliseconds d);
 
   postgresql_backend& owner_;
@@ -125,6 +127,7 @@ class postgresql_backend final : public backend {
 
   const conninfo& listen_info() const noexcept { return listen_info_; }
   const std::string& channel() const noexcept { return channel_; }
+  const std::string& handoff_channel() const noexcept { return handoff_channel_; }
   watch_registry& registry() noexcept { return registry_; }
 
   // pool.cpp: a new connection (`info`: another URL, the listener's, with no shared backoff).
@@ -159,6 +162,7 @@ class postgresql_backend final : public backend {
   const conninfo listen_info_;
   const backend_options options_;
   const std::string channel_;
+  const std::string handoff_channel_;
 
   std::mutex connect_mu_;
   std::shared_ptr<const statements> sql_;

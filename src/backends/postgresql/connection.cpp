@@ -332,12 +332,12 @@ bool connection::wait_readable(deadline until, const std::string& what) {
   return true;
 }
 
-std::optional<std::string> connection::next_notification() {
+std::optional<connection::notification> connection::next_notification() {
   PGnotify* n = PQnotifies(conn_);
   if (!n) return std::nullopt;
-  std::string payload = n->extra ? n->extra : "";
+  notification out{n->relname ? n->relname : "", n->extra ? n->extra : ""};
   PQfreemem(n);
-  return payload;
+  return out;
 }
 
 }  // namespace sqlock::detail::pg

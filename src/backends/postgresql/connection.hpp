@@ -47,6 +47,7 @@ class result {
   result() = default;
   explicit result(PGresult* r) : r_(r) {}
   int rows() const noexcept { return r_ ? PQntuples(r_.get()) : 0; }
+  int columns() const noexcept { return r_ ? PQnfields(r_.get()) : 0; }
   bool null(int row, int col) const noexcept { return PQgetisnull(r_.get(), row, col) != 0; }
   std::string text(int row, int col) const {
     return std::string(PQgetvalue(r_.get(), row, col),
@@ -89,8 +90,12 @@ class connection {
   /// arrived. Returns false on timeout/interrupt. Throws errc::unavailable if the connection
   /// broke.
   bool wait_readable(deadline until, const std::string& what);
-  /// Takes the next pending notification's payload (channel already filtered by LISTEN).
-  std::optional<std::string> next_notification();
+  /// A notification: its channel and payload.
+  struct notification {
+    std::string channel, payload;
+  };
+  /// Takes the next pending notification.
+  std::optional<notification> next_notification();
 
   bool broken() const noexcept { return broken_; }
   /// true while a statement of a transaction block is open (PQtransactionStatus).

@@ -19,19 +19,26 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
   // Mark the row for a wake-up only when a notification can reach us: a marked row makes
   // the release notify, and a notifying commit takes a server-wide lock.
   const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
-  auto res = run(*c, what, "sqlock_acquire", sql().acquire,
-                 {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
-                  std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count())},
-                 until, errc::in_doubt);
+  auto res = run(
+      *c, what, "sqlock_acquire", sql().acquire,
+      {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
+       std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count()),
+       std::string(r.fair ? "true" : "false"), std::string(r.waiting && r.queue ? "true" : "false"),
+       std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt)},
+      until, errc::in_doubt);
   acquire_result out;
-  if (res.rows() == 0) {
-    // Lost a race with a concurrent grant of a missing or expired row: we do not know the
-    // winner's expiry; look again shortly.
-    out.holder_expires_in = milliseconds{1};
-    return out;
-  }
+  if (res.rows() == 0)
+    throw error(errc::internal, what + " on postgresql: the statement returned no row", kind_name);
   if (res.boolean(0, 0)) {
     out.granted = read_grant(res);
+    return out;
+  }
+  out.queued = res.boolean(0, 4);
+  if (res.null(0, 1)) {
+    // No row: we lost a race with a concurrent grant of a missing row (we do not know the
+    // winner's expiry: look again shortly), or, fair, an older ticket waits for a lock that
+    // was never granted (back off: its waiter takes it at its next attempt).
+    out.holder_expires_in = r.fair ? milliseconds{0} : milliseconds{1};
     return out;
   }
   // Contention: someone here may soon wait, so have the listener ready by then (started
@@ -141,7 +148,8 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
   const bool sem = key.kind == lease_kind::semaphore;
   const std::string what = std::string(sem ? "release semaphore " : "release ") + quoted(key.name) +
                            " (token " + std::to_string(key.token) + ")";
-  const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
+  std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
+  if (!sem) params.emplace_back(handoff_channel_);
   // Wait for the row at most briefly: a lock still held after that is an open fenced
   // transaction (possibly this thread's own), which a release must never wait for. The
   // statement that missed the short deadline is cancelled with its connection; then the
@@ -151,6 +159,7 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
     deadline brief{};
     try {
       bool ended;
+      std::optional<handoff> handed;
       {
         // The window starts once a connection is in hand: it bounds the wait for the row,
         // not a connect (tens of ms, more on a loaded machine).
@@ -161,8 +170,12 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
                       brief)
                 : run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief);
         ended = rs.rows() > 0 && rs.boolean(0, 0);
+        if (ended) handed = read_handoff(rs, 0);
       }
-      if (ended) registry_.notify(key.name);
+      if (handed)
+        registry_.hand_off(key.name, *handed);
+      else if (ended)
+        registry_.notify(key.name);
       return ended;
     } catch (const error& e) {
       if (e.code() != errc::unavailable || brief == deadline{} || steady::now() < brief) throw;
@@ -173,12 +186,19 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
 }
 
 bool postgresql_backend::abandon(const lease_key& key, deadline until) {
-  const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_};
+  const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_, handoff_channel_};
   if (key.kind == lease_kind::semaphore)
     return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
-                     &statements::sem_abandon, params, until);
-  return end_lease("clean up acquire " + quoted(key.name), "sqlock_abandon", &statements::abandon,
-                   params, until);
+                     &statements::sem_abandon, {key.name, key.nonce, std::nullopt, channel_},
+                     until);
+  const std::string what = "clean up acquire " + quoted(key.name);
+  {
+    // First out of the queue, then (in a later snapshot) end whatever lease the nonce holds,
+    // handing it on: see statements::leave_queue.
+    auto c = checkout(until, what);
+    run(*c, what, "sqlock_leave_queue", sql().leave_queue, {key.name, key.nonce}, until);
+  }
+  return end_lease(what, "sqlock_abandon", &statements::abandon, params, until);
 }
 
 bool postgresql_backend::force_release(std::string_view name, deadline until) {
@@ -191,7 +211,13 @@ std::optional<lock_record> postgresql_backend::inspect(std::string_view name, de
   auto c = checkout(until, what);
   auto r = run(*c, what, "sqlock_inspect", sql().inspect, {std::string(name)}, until);
   if (r.rows() == 0) return std::nullopt;
-  return read_record(r, 0);
+  auto record = read_record(r, 0);
+  auto w =
+      run(*c, what, "sqlock_inspect_waiters", sql().inspect_waiters, {std::string(name)}, until);
+  for (int row = 0; row < w.rows(); ++row)
+    record.waiters.push_back({w.text(row, 0), w.integer(row, 1), w.boolean(row, 2),
+                              from_epoch_us(w.integer(row, 3)), us_to_ms(w.integer(row, 4))});
+  return record;
 }
 
 std::vector<lock_record> postgresql_backend::list(const list_filter& f, deadline until) {

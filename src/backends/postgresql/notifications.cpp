@@ -5,8 +5,12 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
 
 #include "backends/postgresql/backend.hpp"
+#include "backends/postgresql/rows.hpp"
 
 namespace sqlock::detail::pg {
 
@@ -14,7 +18,39 @@ namespace {
 
 constexpr const char* selftest_prefix = "\x01sqlock-selftest:";
 
+// "<nonce> <token> <attempt> <acquired_us> <expires_us> <name>" (statements::release); the
+// name comes last and may contain spaces. Empty when malformed (then nobody is woken: the
+// waiter's next attempt finds the lock its own).
+std::optional<std::pair<std::string, handoff>> parse_handoff(const std::string& payload) {
+  std::size_t pos = 0;
+  std::string field[5];
+  for (auto& f : field) {
+    auto sp = payload.find(' ', pos);
+    if (sp == std::string::npos) return std::nullopt;
+    f = payload.substr(pos, sp - pos);
+    pos = sp + 1;
+  }
+  try {
+    handoff h{field[0],
+              grant{std::stoll(field[1]), from_epoch_us(std::stoll(field[3])),
+                    from_epoch_us(std::stoll(field[4]))},
+              std::stoll(field[2])};
+    return std::make_pair(payload.substr(pos), std::move(h));
+  } catch (const std::exception&) {
+    return std::nullopt;
+  }
+}
+
 }  // namespace
+
+void listener::deliver(const connection::notification& n) {
+  if (n.channel == owner_.handoff_channel()) {
+    if (auto h = parse_handoff(n.payload)) owner_.registry().hand_off(h->first, h->second);
+    return;
+  }
+  if (n.payload.rfind(selftest_prefix, 0) == 0) return;
+  owner_.registry().notify(n.payload);
+}
 
 listener::listener(postgresql_backend& owner) : owner_(owner) {
   if (::pipe(wake_) != 0) throw error(errc::internal, "postgresql: pipe() failed", kind_name);
@@ -87,7 +123,9 @@ void listener::session(bool first) {
   const std::string what = "listen";
   auto c =
       owner_.connect(steady::now() + milliseconds{5000}, what, &owner_.listen_info(), wake_[0]);
-  c->exec_simple(what, "LISTEN " + c->escape_identifier(owner_.channel()),
+  c->exec_simple(what,
+                 "LISTEN " + c->escape_identifier(owner_.channel()) + "; LISTEN " +
+                     c->escape_identifier(owner_.handoff_channel()),
                  steady::now() + milliseconds{5000});
   static const milliseconds selftest_wait{300};
   bool verified = !first && works_.load();
@@ -109,9 +147,9 @@ void listener::session(bool first) {
     bool got = c->wait_readable(wake_at, what);
     if (stopping_) return;
     if (got) last_traffic = steady::now();
-    while (auto payload = c->next_notification()) {
-      if (payload->rfind(selftest_prefix, 0) == 0) {
-        if (!verified && *payload == expect) {
+    while (auto n = c->next_notification()) {
+      if (n->channel == owner_.channel() && n->payload.rfind(selftest_prefix, 0) == 0) {
+        if (!verified && n->payload == expect) {
           verified = true;
           works_ = true;
           deaf_ = false;
@@ -121,7 +159,7 @@ void listener::session(bool first) {
         }
         continue;
       }
-      owner_.registry().notify(*payload);
+      deliver(*n);
     }
     auto now = steady::now();
     if (!verified && now >= selftest_until) {
@@ -145,8 +183,7 @@ void listener::session(bool first) {
       // A dead or stalled connection is only noticed by talking to it.
       c->exec_simple(what, "SELECT 1", now + milliseconds{5000});
       last_traffic = steady::now();
-      while (auto payload = c->next_notification())
-        if (payload->rfind(selftest_prefix, 0) != 0) owner_.registry().notify(*payload);
+      while (auto n = c->next_notification()) deliver(*n);
     }
   }
 }

@@ -6,6 +6,7 @@
 
 #include "backends/postgresql/backend.hpp"
 #include "backends/postgresql/errors.hpp"
+#include "backends/postgresql/rows.hpp"
 
 namespace sqlock::detail::pg {
 
@@ -141,6 +142,7 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
                                    std::string statements::*text, const std::vector<param>& params,
                                    deadline until) {
   bool ended = false, changed = false;
+  std::optional<handoff> handed;
   {
     auto c = checkout(until, what);
     // A row can be locked for a moment by other statements (a contender's refused upsert
@@ -157,6 +159,7 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
         } else {
           changed = true;  // a lease ended, or (semaphore abandon) a queue ticket went
           ended = ended || rs.boolean(row, 0);
+          if (auto h = read_handoff(rs, row)) handed = std::move(h);
         }
       }
       if (locked) {
@@ -173,7 +176,12 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
       break;
     }
   }
-  if (changed) registry_.notify(params[0].value_or(std::string()));
+  // A lock handed to a queued waiter wakes that waiter alone (if it waits in this process; the
+  // handoff channel tells the others), the others still find it held.
+  if (handed)
+    registry_.hand_off(params[0].value_or(std::string()), *handed);
+  else if (changed)
+    registry_.notify(params[0].value_or(std::string()));
   return ended;
 }
 

@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include <sqlock/backend.hpp>
@@ -28,6 +29,16 @@ inline milliseconds us_to_ms(std::int64_t us) {
 /// The grant of an acquire statement's row: (granted, token, acquired_at_us, expires_at_us, ...).
 inline grant read_grant(const result& r) {
   return grant{r.integer(0, 1), from_epoch_us(r.integer(0, 2)), from_epoch_us(r.integer(0, 3))};
+}
+
+/// The handoff a lock release row reports in columns 4-8 (nonce, token, attempt, acquired_us,
+/// expires_us), or empty when it handed nothing over (or the statement has no such columns).
+inline std::optional<handoff> read_handoff(const result& r, int row) {
+  if (r.columns() < 9 || r.null(row, 4)) return std::nullopt;
+  return handoff{
+      r.text(row, 4),
+      grant{r.integer(row, 5), from_epoch_us(r.integer(row, 7)), from_epoch_us(r.integer(row, 8))},
+      r.integer(row, 6)};
 }
 
 /// A row of statements::inspect / list (and the first columns of inspect_watched).

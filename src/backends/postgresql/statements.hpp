@@ -13,6 +13,9 @@ namespace sqlock::detail::pg {
 std::string fnv_hex(std::string_view s);
 /// The NOTIFY channel of a schema: stable, short enough for an identifier (63 bytes).
 std::string channel_for(const std::string& schema);
+/// The channel of handoffs (a release that granted a queued waiter): its payload is
+/// "<nonce> <token> <attempt> <acquired_us> <expires_us> <name>".
+std::string handoff_channel_for(const std::string& schema);
 
 /// Rows a purge batch deletes at most (lock rows, semaphores, orphaned holder and ticket rows).
 inline constexpr int purge_batch = 500;
@@ -21,8 +24,8 @@ inline constexpr int purge_batch = 500;
 /// connection builds them). Their parameters are documented where they are built.
 struct statements {
   std::string schema_ident;
-  std::string acquire, renew, renew_mixed, release, release_waiting, abandon, force, inspect, list,
-      notify, version, read_version, inspect_watched;
+  std::string acquire, renew, renew_mixed, release, release_waiting, abandon, leave_queue, force,
+      inspect, inspect_waiters, list, notify, version, read_version, inspect_watched;
   // Semaphores.
   std::string sem_acquire, sem_release, sem_release_waiting, sem_abandon, sem_force, sem_inspect,
       sem_list, sem_purge_lock, sem_purge_delete, sem_purge_orphans;
@@ -30,7 +33,7 @@ struct statements {
   std::string purge_begin, purge_delete, sem_purge_begin;
   // Migrations.
   std::string migrate_begin, schema_exists, create_schema, set_search_path, delete_version;
-  std::string locks, semaphores, holders, tickets;  // qualified table names
+  std::string locks, semaphores, holders, tickets, waiters;  // qualified table names
 
   statements(const connection& c, const std::string& schema);
 };

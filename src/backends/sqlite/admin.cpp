@@ -122,6 +122,15 @@ std::size_t sqlite_backend::purge(milliseconds free_for, deadline until) {
     total += static_cast<std::size_t>(n);
     if (n < batch || steady::now() >= until) break;
   }
+  // Lock tickets lapsed that long: a grant or release of their name drops them, but a name
+  // nobody touches again keeps them. Not counted (they are no lock rows).
+  {
+    write_transaction tx(*c, what);
+    auto del = c->prepare(sql::purge_delete_waiters, what);
+    del.bind(1, c->now_ms(what) - free_for.count());
+    del.step();
+    tx.commit();
+  }
   // Semaphores idle for free_for: no holder or ticket row ended later, and none of the rows
   // already deleted (changed_at) either.
   for (;;) {

@@ -4,8 +4,9 @@
 //
 // Concurrency: every write is one short BEGIN IMMEDIATE transaction (WAL mode), so writers
 // serialise on SQLite's write lock, across threads and processes alike; readers never block.
-// A refused acquire is a plain read that takes no write lock. Connections come from a small
-// pool and are used by one thread at a time (opened NOMUTEX). Waiting for the write lock uses
+// A refused acquire is a plain read that takes no write lock, unless it queues (a waiter's
+// ticket, schema 4: see locks.cpp). Connections come from a small pool and are used by one
+// thread at a time (opened NOMUTEX). Waiting for the write lock uses
 // our own busy handler: short random sleeps bounded by the call's deadline, because SQLite's
 // stock handler starved one of two contending processes in half of the measured runs.
 //
@@ -88,6 +89,10 @@ class sqlite_backend final : public backend {
 
   // locks.cpp: the next token (or fair-waiting ticket), at least `floor`.
   static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
+  // locks.cpp: release (or abandon) a lock lease, handing the lock to the oldest ticket.
+  bool end_lock(const lease_key& key, bool abandon, deadline until, const std::string& what);
+  static void drop_taken_tickets(connection& c, std::string_view name, std::string_view nonce,
+                                 std::int64_t now, const std::string& what);
 
   // semaphores.cpp: renews one semaphore holder, inside renew()'s write transaction.
   static renew_result renew_holder(connection& c, std::int64_t now, const renew_request& r,

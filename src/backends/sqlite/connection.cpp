@@ -27,9 +27,9 @@ connection::connection(const std::string& location, bool uri, bool create,
   sqlite3_busy_handler(raw, &connection::on_busy, this);
   deadline_ = steady::now() + milliseconds{5000};
   // synchronous is per connection and writes nothing.
-  exec(sync == backend_options::sqlite_sync::full ? sql::pragma_synchronous_full
-                                                  : sql::pragma_synchronous_normal,
-       "open " + quoted(location));
+  opened_durable_ = sync == backend_options::sqlite_sync::full;
+  durable_ = !opened_durable_;
+  set_durable(opened_durable_, "open " + quoted(location));
   // journal_mode=WAL is persistent: it rewrites the file header. Only a database already
   // recognised as sqlock's gets it here (migrate sets it before creating the schema);
   // someone else's database is left exactly as it was.
@@ -80,6 +80,13 @@ std::int64_t connection::now_ms(const std::string& what) {
   auto s = prepare(sql::now, what);
   s.step();
   return s.integer(0);
+}
+
+void connection::set_durable(bool durable, const std::string& what) {
+  if (durable == durable_) return;
+  // Prepared once: a release switches it twice.
+  prepare(durable ? sql::pragma_synchronous_full : sql::pragma_synchronous_normal, what).step();
+  durable_ = durable;
 }
 
 // Our own busy wait: short random sleeps (so contending processes interleave fairly), never

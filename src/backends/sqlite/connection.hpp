@@ -92,12 +92,21 @@ class connection {
   /// The database clock: epoch milliseconds.
   std::int64_t now_ms(const std::string& what);
 
+  /// Whether commits wait for their WAL write to reach the disk (`PRAGMA synchronous=FULL`,
+  /// as opened with sqlite_sync::full). SQLite refuses to change it inside a transaction.
+  bool durable() const noexcept { return durable_; }
+  /// Sets it for the next transactions; outside a transaction only. A connection left with
+  /// another setting than it was opened with is not pooled.
+  void set_durable(bool durable, const std::string& what);
+  bool durability_changed() const noexcept { return durable_ != opened_durable_; }
+
  private:
   static int on_busy(void* self, int count);
 
   std::unique_ptr<sqlite3, db_closer> db_;
   std::unordered_map<const char*, std::unique_ptr<sqlite3_stmt, stmt_finalizer>> cache_;
   deadline deadline_;
+  bool durable_ = true, opened_durable_ = true;
 };
 
 // BEGIN IMMEDIATE ... COMMIT; rolls back unless committed.

@@ -1,5 +1,10 @@
-// The SQLite backend's lock operations: acquire, renew (locks and semaphore holders alike),
-// release, abandon, force release, inspect, list; and the token counter grants draw from.
+// The SQLite backend's lock operations: acquire (with the queue of waiting tickets), renew (locks
+// and semaphore holders alike), release and abandon (which hand the lock to the oldest ticket),
+// force release, inspect, list; and the token counter grants and tickets draw from.
+
+#include <sqlite3.h>
+
+#include <algorithm>
 
 #include "backends/common/backend_common.hpp"
 #include "backends/sqlite/backend.hpp"
@@ -11,24 +16,79 @@ namespace sqlock::detail::sqlite {
 
 acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline until) {
   const std::string what = "acquire " + quoted(r.name);
+  const bool queue = r.waiting && r.queue;
   auto c = checkout(until, false, what);
-  // Look first, without the write lock: under contention most attempts stop here, and a
-  // refused attempt never writes.
-  {
+  // Look first, without the write lock: under contention most attempts that do not queue stop
+  // here, and a refused attempt that does not queue never writes. A queueing one writes its
+  // ticket; a lock handed to this nonce is taken in the write transaction.
+  if (!queue) {
     auto look = c->prepare(sql::lock_look, what);
     look.bind(1, r.name);
-    if (look.step() && look.integer(0) > 0) return {std::nullopt, milliseconds{look.integer(0)}};
+    if (look.step() && look.integer(0) > 0 && look.text(1) != r.nonce)
+      return {std::nullopt, milliseconds{look.integer(0)}};
   }
   write_transaction tx(*c, what);
   std::int64_t now = c->now_ms(what);
   std::int64_t floor = 1;
+  std::int64_t refused_for = 0;  // > 0: refused, for the time until the obstacle lapses (ms)
+  bool handed = false;           // the row holds a lease of this nonce: a release handed it over
   {
     auto cur = c->prepare(sql::lock_current, what);
     cur.bind(1, r.name);
     if (cur.step()) {
-      if (cur.integer(1) > now) return {std::nullopt, milliseconds{cur.integer(1) - now}};
+      if (cur.integer(1) > now) {
+        handed = !r.nonce.empty() && cur.text(2) == r.nonce;
+        refused_for = cur.integer(1) - now;
+      }
       floor = cur.integer(0) + 1;
     }
+  }
+  if (handed) {
+    // Taken as a renewal would be: its token, and an expiry no earlier than it had.
+    grant g;
+    {
+      auto ext = c->prepare(sql::lock_extend, what);
+      ext.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.name);
+      ext.bind(4, r.nonce);
+      if (!ext.step())
+        throw error(errc::internal, what + " on sqlite: the lock handed to this nonce is gone",
+                    kind_name);
+      g = {ext.integer(0), from_epoch_ms(ext.integer(1)), from_epoch_ms(ext.integer(2))};
+    }
+    drop_taken_tickets(*c, r.name, r.nonce, now, what);
+    tx.commit();
+    return {g, milliseconds::zero()};
+  }
+  if (refused_for == 0 && r.fair) {
+    // Free, but a fair attempt does not pass an older live ticket.
+    auto ahead = c->prepare(sql::waiters_ahead, what);
+    ahead.bind(1, r.name).bind(2, now).bind(3, r.nonce);
+    if (ahead.step() && ahead.integer(0) > 0)
+      refused_for = std::max<std::int64_t>(ahead.integer(1) - now, 1);
+  }
+  if (refused_for > 0) {
+    acquire_result out{std::nullopt, milliseconds{refused_for}};
+    if (!queue) return out;  // rolls back: nothing written, no token drawn
+    const auto ticket_ttl = r.ticket_ttl > milliseconds::zero() ? r.ticket_ttl : fair_ticket_ttl;
+    auto keep = c->prepare(sql::waiter_refresh, what);
+    keep.bind(1, now).bind(2, static_cast<std::int64_t>(ticket_ttl.count())).bind(3, r.attempt);
+    keep.bind(4, r.name).bind(5, r.nonce).step();
+    if (sqlite3_changes(c->get()) == 0) {
+      // First refusal of this wait: a place at the end of the queue.
+      std::int64_t ticket = next_token(*c, 1, what);
+      auto add = c->prepare(sql::waiter_add, what);
+      add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, r.metadata);
+      // A handed lock's first term: at most the ticket's life, so a waiter that died after its
+      // last refresh holds the queue up no longer than its ticket would have (the waiter
+      // renews it to the full ttl; see backend::release).
+      add.bind(5, static_cast<std::int64_t>(std::min(r.ttl, ticket_ttl).count()))
+          .bind(6, std::int64_t{r.fair ? 1 : 0});
+      add.bind(7, ticket).bind(8, r.attempt).bind(9, now);
+      add.bind(10, static_cast<std::int64_t>(ticket_ttl.count())).step();
+    }
+    tx.commit();
+    out.queued = true;
+    return out;
   }
   std::int64_t token = next_token(*c, floor, what);
   std::int64_t expires = now + r.ttl.count();
@@ -38,6 +98,7 @@ acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline un
     up.bind(6, expires).bind(7, r.metadata);
     up.step();
   }
+  drop_taken_tickets(*c, r.name, r.nonce, now, what);
   tx.commit();
   return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
 }
@@ -79,7 +140,7 @@ bool sqlite_backend::release(const lease_key& key, deadline until) {
       "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
   if (key.kind == lease_kind::semaphore)
     return end_lease(sql::holder_release, key.name, key.nonce, &key.token, until, what);
-  return end_lease(sql::lock_release, key.name, key.nonce, &key.token, until, what);
+  return end_lock(key, false, until, what);
 }
 
 bool sqlite_backend::abandon(const lease_key& key, deadline until) {
@@ -89,7 +150,107 @@ bool sqlite_backend::abandon(const lease_key& key, deadline until) {
     end_lease(sql::ticket_abandon, key.name, key.nonce, nullptr, until, what);
     return end_lease(sql::holder_abandon, key.name, key.nonce, nullptr, until, what);
   }
-  return end_lease(sql::lock_abandon, key.name, key.nonce, nullptr, until, what);
+  return end_lock(key, true, until, what);
+}
+
+// A release (`abandon`: of whatever lease carries the nonce, and of its ticket) in one write
+// transaction that also hands the lock to the oldest live ticket. Then wakes local waiters: the
+// one it was handed to (with the grant), or the next in line.
+//
+// Durability: a release that hands nothing over commits with synchronous=NORMAL (no fsync of the
+// WAL). Lost in a power failure, it leaves the row held until it expires; a process crash loses
+// nothing (WAL mode), and the next durable commit on the file (FULL: it syncs the WAL, which is
+// written in order) carries it. It draws no token, so none can go back. A handoff is a grant and
+// stays durable: SQLite refuses to change `synchronous` inside a transaction, so a release that
+// finds a ticket rolls back and runs again with FULL (its second run may find none: a durable
+// release, which is only slower). With sqlite_sync::normal, every commit is NORMAL anyway.
+bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until,
+                              const std::string& what) {
+  bool ended = false, ticket_dropped = false;
+  std::optional<handoff> handed;
+  {
+    auto c = checkout(until, false, what);
+    // Declared before the transaction: restores FULL after its rollback or commit.
+    struct restore_durability {
+      connection& c;
+      const std::string& what;
+      bool lowered = false;
+      ~restore_durability() {
+        if (!lowered) return;
+        try {
+          c.set_durable(true, what);
+        } catch (const std::exception&) {
+          // Left NORMAL: give_back drops the connection.
+        }
+      }
+    } restore{*c, what};
+    if (c->durable()) {
+      c->set_durable(false, what);
+      restore.lowered = true;
+    }
+    for (bool hand_off_found = false;;) {
+      if (hand_off_found) c->set_durable(true, what);  // outside a transaction only
+      write_transaction tx(*c, what);
+      std::int64_t now = c->now_ms(what);
+      ended = false;
+      std::int64_t token = 0;
+      {
+        auto s = c->prepare(abandon ? sql::lock_abandon : sql::lock_release, what);
+        s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
+        if (!abandon) s.bind(4, key.token);
+        if (s.step()) {
+          ended = true;
+          token = s.integer(0);
+        }
+      }
+      if (abandon) {
+        auto drop = c->prepare(sql::waiter_drop, what);
+        drop.bind(1, key.name).bind(2, key.nonce).step();
+        ticket_dropped = sqlite3_changes(c->get()) > 0;
+      }
+      handed.reset();
+      if (ended) {
+        bool queued = false;
+        std::string nonce, owner, metadata;
+        std::int64_t ttl = 0, attempt = 0;
+        {
+          auto head = c->prepare(sql::waiter_head, what);
+          head.bind(1, key.name).bind(2, now);
+          if (head.step()) {
+            queued = true;
+            nonce = head.text(0);
+            owner = head.text(1);
+            metadata = head.text(2);
+            ttl = head.integer(3);
+            attempt = head.integer(4);
+          }
+        }
+        if (queued) {
+          if (restore.lowered && !c->durable()) {
+            hand_off_found = true;
+            continue;  // rolls back
+          }
+          std::int64_t next = next_token(*c, token + 1, what);
+          auto give = c->prepare(sql::lock_hand_off, what);
+          give.bind(1, key.name).bind(2, owner).bind(3, nonce).bind(4, next).bind(5, now);
+          give.bind(6, now + ttl).bind(7, metadata).step();
+          handed =
+              handoff{nonce, grant{next, from_epoch_ms(now), from_epoch_ms(now + ttl)}, attempt};
+          drop_taken_tickets(*c, key.name, nonce, now, what);
+        } else {
+          auto lapsed = c->prepare(sql::waiters_drop_lapsed, what);
+          lapsed.bind(1, key.name).bind(2, now).step();
+        }
+      }
+      tx.commit();
+      break;
+    }
+  }
+  if (handed)
+    registry()->hand_off(key.name, *handed);
+  else if (ended || ticket_dropped)
+    registry()->notify(key.name);
+  return ended;
 }
 
 bool sqlite_backend::force_release(std::string_view name, deadline until) {
@@ -104,7 +265,13 @@ std::optional<lock_record> sqlite_backend::inspect(std::string_view name, deadli
   auto s = c->prepare(sql::lock_inspect, what);
   s.bind(1, name);
   if (!s.step()) return std::nullopt;
-  return read_record(s);
+  auto record = read_record(s);
+  auto w = c->prepare(sql::lock_waiters, what);
+  w.bind(1, name).bind(2, c->now_ms(what));
+  while (w.step())
+    record.waiters.push_back({w.text(0), w.integer(1), w.integer(2) != 0,
+                              from_epoch_ms(w.integer(3)), milliseconds{w.integer(4)}});
+  return record;
 }
 
 std::vector<lock_record> sqlite_backend::list(const list_filter& f, deadline until) {
@@ -125,6 +292,15 @@ std::vector<lock_record> sqlite_backend::list(const list_filter& f, deadline unt
   std::vector<lock_record> out;
   while (s.step()) out.push_back(read_record(s));
   return out;
+}
+
+// After a grant (or handoff) to `nonce`: its ticket is used up, and lapsed ones of the name
+// are dropped while the write lock is held anyway.
+void sqlite_backend::drop_taken_tickets(connection& c, std::string_view name,
+                                        std::string_view nonce, std::int64_t now,
+                                        const std::string& what) {
+  auto drop = c.prepare(sql::waiters_drop_taken, what);
+  drop.bind(1, name).bind(2, nonce).bind(3, now).step();
 }
 
 // Drawn inside the write transaction that grants: no other grant can interleave, and

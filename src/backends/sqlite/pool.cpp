@@ -31,6 +31,7 @@ sqlite_backend::pooled sqlite_backend::checkout(deadline until, bool create,
 void sqlite_backend::give_back(connection* raw) noexcept {
   std::unique_ptr<connection> c(raw);
   if (sqlite3_get_autocommit(c->get()) == 0) return;  // left mid-transaction: drop it
+  if (c->durability_changed()) return;                // a release could not restore it: drop it
   try {
     std::lock_guard<std::mutex> lock(pool_mu_);
     if (idle_.size() < 8) idle_.push_back(std::move(c));

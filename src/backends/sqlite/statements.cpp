@@ -32,24 +32,32 @@ const char next_token[] =
 
 // Locks.
 const char lock_look[] = "SELECT expires_at - " SQLOCK_SQLITE_NOW_MS
-                         " "
+                         ", nonce "
                          "FROM sqlock_locks WHERE name = ?1";
-const char lock_current[] = "SELECT token, expires_at FROM sqlock_locks WHERE name = ?1";
+const char lock_current[] = "SELECT token, expires_at, nonce FROM sqlock_locks WHERE name = ?1";
 const char lock_upsert[] =
     "INSERT INTO sqlock_locks (name, owner, nonce, token, acquired_at, expires_at, metadata) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) "
     "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
     "token = excluded.token, acquired_at = excluded.acquired_at, "
     "expires_at = excluded.expires_at, metadata = excluded.metadata";
+// A lock a release handed to this attempt's nonce: extended as a renewal would be.
+const char lock_extend[] =
+    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1 RETURNING token, acquired_at, expires_at";
+const char lock_hand_off[] =
+    "UPDATE sqlock_locks SET owner = ?2, nonce = ?3, token = ?4, acquired_at = ?5, "
+    "expires_at = ?6, metadata = ?7 WHERE name = ?1";
 const char lock_renew[] =
     "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
     "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
 const char lock_nonce_token[] = "SELECT nonce, token FROM sqlock_locks WHERE name = ?1";
 const char lock_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1 "
-    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1";
+    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1 RETURNING token";
 const char lock_abandon[] =
-    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1";
+    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1 "
+    "RETURNING token";
 // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
 const char lock_force_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1";
@@ -58,11 +66,39 @@ const char lock_inspect[] =
     "expires_at - " SQLOCK_SQLITE_NOW_MS
     " "
     "FROM sqlock_locks WHERE name = ?1";
+// A lock's queue: live tickets, oldest first. ?2: the database's now (ms).
+const char lock_waiters[] =
+    "SELECT owner, ticket, fair, since, expires_at - ?2 FROM sqlock_lock_waiters "
+    "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket";
 const char lock_list[] =
     "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
     "FROM sqlock_locks WHERE name >= ?2 AND (?3 IS NULL OR name < ?3) "
     "AND (?4 = 0 OR (?4 = 1 AND expires_at > ?1) OR (?4 = 2 AND expires_at <= ?1)) "
     "ORDER BY name LIMIT ?5";
+
+// The lock queue. A fair attempt is refused while a live ticket of another nonce is older than
+// its own live ticket (than any, when it has none); the count and the first lapse of those.
+const char waiters_ahead[] =
+    "SELECT count(*), min(expires_at) FROM sqlock_lock_waiters "
+    "WHERE name = ?1 AND expires_at > ?2 AND nonce <> ?3 AND coalesce(ticket < (SELECT ticket "
+    "FROM sqlock_lock_waiters WHERE name = ?1 AND nonce = ?3 AND expires_at > ?2), 1)";
+// Keeps the ticket's number and `since`, even when it had lapsed (and was not deleted yet).
+const char waiter_refresh[] =
+    "UPDATE sqlock_lock_waiters SET expires_at = ?1 + ?2, attempt = ?3 WHERE name = ?4 AND nonce = "
+    "?5";
+const char waiter_add[] =
+    "INSERT INTO sqlock_lock_waiters "
+    "(name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 + ?10)";
+const char waiter_head[] =
+    "SELECT nonce, owner, metadata, ttl_ms, attempt FROM sqlock_lock_waiters "
+    "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket LIMIT 1";
+const char waiter_drop[] = "DELETE FROM sqlock_lock_waiters WHERE name = ?1 AND nonce = ?2";
+// After a grant or a handoff to ?2: its ticket, and the lapsed ones of the name.
+const char waiters_drop_taken[] =
+    "DELETE FROM sqlock_lock_waiters WHERE name = ?1 AND (nonce = ?2 OR expires_at <= ?3)";
+const char waiters_drop_lapsed[] =
+    "DELETE FROM sqlock_lock_waiters WHERE name = ?1 AND expires_at <= ?2";
 
 // Semaphores.
 const char holder_release[] =
@@ -132,6 +168,8 @@ const char purge_pick_locks[] =
     "WHERE name > ?1 AND expires_at <= ?2 ORDER BY name LIMIT ?3)";
 const char purge_delete_locks[] =
     "DELETE FROM sqlock_locks WHERE name >= ?1 AND name <= ?2 AND expires_at <= ?3";
+// Tickets lapsed for `free_for` (of names no grant or release has touched since).
+const char purge_delete_waiters[] = "DELETE FROM sqlock_lock_waiters WHERE expires_at <= ?1";
 const char purge_pick_semaphores[] =
     "SELECT s.name FROM sqlock_semaphores s WHERE s.changed_at <= ?1 "
     "AND NOT EXISTS (SELECT 1 FROM sqlock_semaphore_holders h WHERE h.name = s.name "

@@ -31,13 +31,25 @@ extern const char next_token[];
 extern const char lock_look[];
 extern const char lock_current[];
 extern const char lock_upsert[];
+extern const char lock_extend[];
+extern const char lock_hand_off[];
 extern const char lock_renew[];
 extern const char lock_nonce_token[];
 extern const char lock_release[];
 extern const char lock_abandon[];
 extern const char lock_force_release[];
 extern const char lock_inspect[];
+extern const char lock_waiters[];
 extern const char lock_list[];
+
+// The lock queue (schema 4).
+extern const char waiters_ahead[];
+extern const char waiter_refresh[];
+extern const char waiter_add[];
+extern const char waiter_head[];
+extern const char waiter_drop[];
+extern const char waiters_drop_taken[];
+extern const char waiters_drop_lapsed[];
 
 // Semaphores.
 extern const char holder_release[];
@@ -65,6 +77,7 @@ extern const char semaphore_tickets[];
 // Purge.
 extern const char purge_pick_locks[];
 extern const char purge_delete_locks[];
+extern const char purge_delete_waiters[];
 extern const char purge_pick_semaphores[];
 extern const char purge_delete_holders[];
 extern const char purge_delete_tickets[];
