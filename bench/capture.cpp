@@ -33,7 +33,8 @@ bool is_nonce(const std::string& v) {
 // Runs one acquire/renew/release through a client whose role logs every statement
 // (log_statement = all), then reads them back from the server log: the baselines send exactly
 // what the server received from sqlock. The release's parameters give the notification channel
-// ($1 name, $2 nonce, $3 token, $4 channel: the order the bare loops bind them in).
+// ($1 name, $2 nonce, $3 token, $4 channel, $5 handoff channel: the order the bare loops bind
+// them in).
 statements capture(const config& cfg) {
   auto offset = log_end(cfg.pg_log);
   const std::string name = "bench-capture-" + random_hex(4);
@@ -80,11 +81,14 @@ statements capture(const config& cfg) {
       continue;
     }
     auto v = parse_log_params(release_params);
-    if (v.size() != 4 || !v[0] || *v[0] != name || !v[2] || *v[2] != token || !v[3] ||
-        v[3]->empty())
-      throw failure("capture: the release's parameters are not (name, nonce, token, channel): " +
-                    release_params);
+    if (v.size() != 5 || !v[0] || *v[0] != name || !v[2] || *v[2] != token || !v[3] ||
+        v[3]->empty() || !v[4] || v[4]->empty())
+      throw failure(
+          "capture: the release's parameters are not (name, nonce, token, channel, handoff "
+          "channel): " +
+          release_params);
     s.channel = *v[3];
+    s.handoff_channel = *v[4];
     return s;
   }
   throw failure("capture: sqlock's statements not found in " + cfg.pg_log +

@@ -19,6 +19,8 @@ struct statements {
   /// The NOTIFY channel sqlock's release passes as its parameter $4 (per schema; the capture
   /// runs on the schema the scenarios use, `public`).
   std::string channel;
+  /// The handoff channel, the release's parameter $5 (schema 4).
+  std::string handoff_channel;
 };
 
 /// Runs one acquire/renew/release through `cfg.pg_capture_url` and reads them back.

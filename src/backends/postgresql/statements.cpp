@@ -87,94 +87,94 @@ statements::statements(const connection& c, const std::string& schema) {
   // that a release consumed after our snapshot is then never re-created (the UPDATE finds it
   // gone and reports "not queued"; the next attempt sees the lock as ours). `marked` never
   // marks a row held by our own nonce (the same row would be updated twice).
-  acquire = "WITH cur AS (SELECT nonce, expires_at > now() AS live, " +
-            epoch_us("expires_at - now()") +
-            " AS left_us, "
-            "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
-            "FROM " +
-            locks +
-            " WHERE name = $1::text), "
-            "me AS (SELECT ticket FROM " +
-            waiters +
-            " WHERE $11::bigint > 1 AND name = $1::text AND nonce = $3::text), "
-            "handed AS (UPDATE " +
-            locks +
-            " l SET expires_at = GREATEST(l.expires_at, now() + $5::bigint * "
-            "interval '1 millisecond') WHERE l.name IN (SELECT x.name FROM " +
-            locks +
-            " x WHERE $11::bigint > 1 AND x.name = $1::text AND x.nonce = $3::text "
-            "AND x.expires_at > now() FOR UPDATE SKIP LOCKED) "
-            "RETURNING l.token, " +
-            epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
-            " AS expires_us), "
-            "eligible AS (SELECT NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM " +
-            waiters +
-            " w WHERE w.name = $1::text AND w.nonce <> $3::text AND w.expires_at > now() "
-            "AND w.ticket < coalesce((SELECT ticket FROM me), 9223372036854775807)) AS ok), "
-            "free AS (SELECT 1 FROM " +
-            locks +
-            " WHERE name = $1::text AND expires_at <= now() AND (SELECT ok FROM eligible) "
-            "FOR UPDATE SKIP LOCKED), "
-            "granted AS (INSERT INTO " +
-            locks +
-            " AS l "
-            "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
-            "SELECT $1::text, $2::text, $3::text, " +
-            seq +
-            ", now(), "
-            "now() + $5::bigint * interval '1 millisecond', $4::text "
-            "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (SELECT ok FROM eligible) "
-            "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
-            "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
-            "token = GREATEST(" +
-            seq +
-            ", l.token + 1), acquired_at = excluded.acquired_at, "
-            "expires_at = excluded.expires_at, metadata = excluded.metadata "
-            "WHERE l.expires_at <= now() "
-            "RETURNING l.token, " +
-            epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
-            " AS expires_us), "
-            "mine AS (SELECT token, acquired_us, expires_us FROM granted UNION ALL "
-            "SELECT token, acquired_us, expires_us FROM handed), "
-            "dropped AS (DELETE FROM " +
-            waiters +
-            " WHERE EXISTS (SELECT 1 FROM mine) AND name = $1::text AND nonce = $3::text "
-            "RETURNING 1), "
-            "refreshed AS (UPDATE " +
-            waiters +
-            " SET expires_at = now() + $10::bigint * interval '1 millisecond', "
-            "attempt = $11::bigint WHERE $9::boolean AND EXISTS (SELECT 1 FROM me) "
-            "AND NOT EXISTS (SELECT 1 FROM mine) "
-            "AND NOT EXISTS (SELECT 1 FROM cur WHERE live AND nonce = $3::text) "
-            "AND name = $1::text AND nonce = $3::text RETURNING 1), "
-            "queued AS (INSERT INTO " +
-            waiters +
-            " (name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at) "
-            "SELECT $1::text, $3::text, $2::text, $4::text, least($5::bigint, $10::bigint), "
-            "$8::boolean, " +
-            seq +
-            ", $11::bigint, now(), now() + $10::bigint * interval '1 millisecond' "
-            "WHERE $9::boolean AND NOT EXISTS (SELECT 1 FROM me) "
-            "AND NOT EXISTS (SELECT 1 FROM mine) "
-            "AND NOT EXISTS (SELECT 1 FROM cur WHERE live AND nonce = $3::text) "
-            "ON CONFLICT (name, nonce) DO NOTHING RETURNING 1), "
-            "marked AS (UPDATE " +
-            locks +
-            " SET waiters_until = now() + $7::bigint * interval "
-            "'1 millisecond' WHERE name IN (SELECT name FROM " +
-            locks +
-            " WHERE $6::boolean "
-            "AND name = $1::text AND nonce <> $3::text AND expires_at > now() "
-            "AND waiters_until < now() + $7::bigint * interval '500 microseconds' "
-            "FOR UPDATE SKIP LOCKED) RETURNING 1) "
-            "SELECT true, token, acquired_us, expires_us, false, NULL FROM mine "
-            "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
-            "CASE WHEN cur.mark_due THEN 1 ELSE 0 END, "
-            "EXISTS (SELECT 1 FROM refreshed) OR EXISTS (SELECT 1 FROM queued), "
-            "CASE WHEN $6::boolean OR $9::boolean THEN " +
-            unflushed +
-            " END "
-            "FROM (SELECT 1) one LEFT JOIN cur ON true WHERE NOT EXISTS (SELECT 1 FROM mine)";
+  acquire =
+      "WITH cur AS (SELECT nonce, expires_at > now() AS live, " + epoch_us("expires_at - now()") +
+      " AS left_us, "
+      "waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
+      "FROM " +
+      locks +
+      " WHERE name = $1::text), "
+      "me AS (SELECT ticket FROM " +
+      waiters +
+      " WHERE $11::bigint > 1 AND name = $1::text AND nonce = $3::text), "
+      "handed AS (UPDATE " +
+      locks +
+      " l SET expires_at = GREATEST(l.expires_at, now() + $5::bigint * "
+      "interval '1 millisecond') WHERE l.name IN (SELECT x.name FROM " +
+      locks +
+      " x WHERE $11::bigint > 1 AND x.name = $1::text AND x.nonce = $3::text "
+      "AND x.expires_at > now() FOR UPDATE SKIP LOCKED) "
+      "RETURNING l.token, " +
+      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+      " AS expires_us), "
+      "eligible AS (SELECT NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM " +
+      waiters +
+      " w WHERE w.name = $1::text AND w.nonce <> $3::text AND w.expires_at > now() "
+      "AND w.ticket < coalesce((SELECT ticket FROM me), 9223372036854775807)) AS ok), "
+      "free AS (SELECT 1 FROM " +
+      locks +
+      " WHERE name = $1::text AND expires_at <= now() AND (SELECT ok FROM eligible) "
+      "FOR UPDATE SKIP LOCKED), "
+      "granted AS (INSERT INTO " +
+      locks +
+      " AS l "
+      "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
+      "SELECT $1::text, $2::text, $3::text, " +
+      seq +
+      ", now(), "
+      "now() + $5::bigint * interval '1 millisecond', $4::text "
+      "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (SELECT ok FROM eligible) "
+      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
+      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+      "token = GREATEST(" +
+      seq +
+      ", l.token + 1), acquired_at = excluded.acquired_at, "
+      "expires_at = excluded.expires_at, metadata = excluded.metadata "
+      "WHERE l.expires_at <= now() "
+      "RETURNING l.token, " +
+      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+      " AS expires_us), "
+      "mine AS (SELECT token, acquired_us, expires_us FROM granted UNION ALL "
+      "SELECT token, acquired_us, expires_us FROM handed), "
+      "dropped AS (DELETE FROM " +
+      waiters +
+      " WHERE EXISTS (SELECT 1 FROM mine) AND name = $1::text AND nonce = $3::text "
+      "RETURNING 1), "
+      "refreshed AS (UPDATE " +
+      waiters +
+      " SET expires_at = now() + $10::bigint * interval '1 millisecond', "
+      "attempt = $11::bigint WHERE $9::boolean AND EXISTS (SELECT 1 FROM me) "
+      "AND NOT EXISTS (SELECT 1 FROM mine) "
+      "AND NOT EXISTS (SELECT 1 FROM cur WHERE live AND nonce = $3::text) "
+      "AND name = $1::text AND nonce = $3::text RETURNING 1), "
+      "queued AS (INSERT INTO " +
+      waiters +
+      " (name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at) "
+      "SELECT $1::text, $3::text, $2::text, $4::text, least($5::bigint, $10::bigint), "
+      "$8::boolean, " +
+      seq +
+      ", $11::bigint, now(), now() + $10::bigint * interval '1 millisecond' "
+      "WHERE $9::boolean AND NOT EXISTS (SELECT 1 FROM me) "
+      "AND NOT EXISTS (SELECT 1 FROM mine) "
+      "AND NOT EXISTS (SELECT 1 FROM cur WHERE live AND nonce = $3::text) "
+      "ON CONFLICT (name, nonce) DO NOTHING RETURNING 1), "
+      "marked AS (UPDATE " +
+      locks +
+      " SET waiters_until = now() + $7::bigint * interval "
+      "'1 millisecond' WHERE name IN (SELECT name FROM " +
+      locks +
+      " WHERE $6::boolean "
+      "AND name = $1::text AND nonce <> $3::text AND expires_at > now() "
+      "AND waiters_until < now() + $7::bigint * interval '500 microseconds' "
+      "FOR UPDATE SKIP LOCKED) RETURNING 1) "
+      "SELECT true, token, acquired_us, expires_us, false AS queued, NULL AS unflushed FROM mine "
+      "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
+      "CASE WHEN cur.mark_due THEN 1 ELSE 0 END, "
+      "EXISTS (SELECT 1 FROM refreshed) OR EXISTS (SELECT 1 FROM queued), "
+      "CASE WHEN $6::boolean OR $9::boolean THEN " +
+      unflushed +
+      " END "
+      "FROM (SELECT 1) one LEFT JOIN cur ON true WHERE NOT EXISTS (SELECT 1 FROM mine)";
   // $1: json array of {i, k (0 lock, 1 semaphore holder), n (name), o (nonce), t (token),
   // ms (ttl)}. `renew` handles locks only (k is ignored): a batch without semaphore leases
   // touches no semaphore table (no plan over them, no grant on them needed); `renew_mixed`
