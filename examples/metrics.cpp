@@ -50,6 +50,14 @@ class lock_metrics {
         sums_["sqlock_hold_seconds_sum"] += seconds(e.elapsed);
         --held_;
         break;
+      case sqlock::event_kind::waiting:
+        if (e.reason == "started") {
+          ++counters_["sqlock_waits_total"];
+          ++waiters_;
+        } else {
+          --waiters_;
+        }
+        break;
     }
   }
   std::string exposition() {
@@ -58,6 +66,7 @@ class lock_metrics {
     for (auto& [k, v] : counters_) out += k + " " + std::to_string(v) + "\n";
     for (auto& [k, v] : sums_) out += k + " " + std::to_string(v) + "\n";
     out += "sqlock_leases_held " + std::to_string(held_) + "\n";
+    out += "sqlock_waiters " + std::to_string(waiters_) + "\n";
     return out;
   }
   long count(const std::string& key) {
@@ -71,6 +80,7 @@ class lock_metrics {
   std::map<std::string, long> counters_;
   std::map<std::string, double> sums_;
   long held_ = 0;
+  long waiters_ = 0;  // calls waiting now: a gauge
 };
 
 }  // namespace
@@ -92,8 +102,9 @@ int main(int argc, char** argv) {
     short_lease.ttl = 300ms;  // renewed every 100 ms
     {
       auto a = c.try_acquire("jobs/a", short_lease);
-      auto again = c.try_acquire("jobs/a");  // refused: "held"
-      std::this_thread::sleep_for(450ms);    // a few renewals
+      auto again = c.try_acquire("jobs/a");           // refused: "held"
+      auto late = c.try_acquire_for("jobs/a", 50ms);  // waits: waiting started, timed out, ended
+      std::this_thread::sleep_for(450ms);             // a few renewals
       auto b = c.try_acquire_for("jobs/b", 100ms);
     }  // both released
     auto doomed = c.try_acquire("jobs/c", short_lease);
@@ -106,7 +117,10 @@ int main(int argc, char** argv) {
               metrics->count("sqlock_released_total") == 2 &&
               metrics->count("sqlock_renewals_total") >= 2 &&
               metrics->count("sqlock_lost_total{reason=\"force released\"}") == 1 &&
-              metrics->count("sqlock_not_acquired_total{reason=\"held\"}") == 1;
+              metrics->count("sqlock_not_acquired_total{reason=\"held\"}") == 1 &&
+              metrics->count("sqlock_not_acquired_total{reason=\"timed out\"}") == 1 &&
+              metrics->count("sqlock_waits_total") == 1 &&
+              metrics->exposition().find("sqlock_waiters 0\n") != std::string::npos;
     return ok ? 0 : 1;
   } catch (const sqlock::error& e) {
     std::fprintf(stderr, "metrics: %s\n", e.what());

@@ -5,6 +5,7 @@
 /// is SQL-free. Implementations: sqlite (src/backends/sqlite/) and postgresql
 /// (src/backends/postgresql/).
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -46,6 +47,19 @@ struct acquire_request {
   bool queue = false;
   std::chrono::milliseconds ticket_ttl{0};
   std::int64_t attempt = 0;
+  /// The first term of a lock a release hands to this waiter (0: min(ttl, ticket_ttl)). A
+  /// waiter whose lease is kept alive asks for at most the ticket's life, so one that died
+  /// after its last refresh holds the lock up no longer than its ticket would have; one that
+  /// is not kept alive asks for its whole ttl, the term it would have had from its own attempt.
+  std::chrono::milliseconds handoff_ttl{0};
+
+  /// The term a backend writes into this waiter's ticket: `handoff_ttl` (or its default),
+  /// never longer than `ttl`.
+  std::chrono::milliseconds handoff_term() const {
+    const auto ticket =
+        ticket_ttl > std::chrono::milliseconds::zero() ? ticket_ttl : fair_ticket_ttl;
+    return std::min(ttl, handoff_ttl > std::chrono::milliseconds::zero() ? handoff_ttl : ticket);
+  }
 };
 
 struct acquire_result {

@@ -14,12 +14,19 @@ namespace sqlock {
 
 enum class event_kind {
   attempt,       ///< one grant attempt sent to the database
-  acquired,      ///< granted; `elapsed` = time from the call to the grant (the wait)
+  acquired,      ///< granted; `elapsed` = time from the call to the grant (the wait);
+                 ///< `reason` = "handed over" when a release handed the lock to this waiter
   not_acquired,  ///< the call returned without a lease; `reason` = "held", "timed out", "cancelled"
   renewed,       ///< a renewal succeeded; `elapsed` = its round trip
   renew_failed,  ///< a renewal failed transiently (the lease is at risk); `reason` = the error
   lost,          ///< the lease was lost; `reason` as in lost_event
   released,      ///< released by its holder; `elapsed` = how long it was held
+  /// A call that waits was refused and goes on waiting (`reason` = "started"), or that wait
+  /// ended, however it ended (`reason` = "ended", `elapsed` = the time spent waiting after
+  /// the first refusal; it follows the call's `acquired` or `not_acquired`, and is also sent
+  /// when the call throws). Every "started" has exactly one "ended": started - ended is the
+  /// number of this client's calls waiting now.
+  waiting,
 };
 
 SQLOCK_EXPORT const char* to_string(event_kind kind) noexcept;

@@ -132,9 +132,17 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(const target& wh
                                 fair_ticket_ttl};
       result = db_->try_acquire_semaphore(request, op_deadline());
     } else {
-      acquire_request request{
-          name,         options_.owner, nonce,      options.metadata, options.ttl,
-          plan.waiting, options.fair,   plan.queue, fair_ticket_ttl,  plan.number};
+      acquire_request request{name,
+                              options_.owner,
+                              nonce,
+                              options.metadata,
+                              options.ttl,
+                              plan.waiting,
+                              options.fair,
+                              plan.queue,
+                              fair_ticket_ttl,
+                              plan.number,
+                              handoff_term(options)};
       result = db_->try_acquire(request, op_deadline());
     }
   } catch (const error& e) {
@@ -336,12 +344,17 @@ std::optional<lease> client::acquire_until(std::string_view name,
   // Leaving without a grant: drop the watch, and the queue ticket at once (rather than holding
   // up the queue until it lapses). For a lock, the same step releases (and hands on) a grant
   // that raced with our leaving.
+  // It also closes the `waiting` event pair on every way out (grant, timeout, error).
   struct leave_guard {
     detail::client_core& core;
     const std::shared_ptr<release_watch>& w;
     const detail::client_core::target& what;
     bool drop_ticket;
+    std::optional<steady_clock::time_point> waiting_since;
     ~leave_guard() {
+      if (waiting_since)
+        core.emit({event_kind::waiting, std::string(what.name), 0,
+                   duration_cast<milliseconds>(steady_clock::now() - *waiting_since), "ended"});
       if (w) core.remove_waiter(w);
       if (!drop_ticket) return;
       try {
@@ -355,19 +368,16 @@ std::optional<lease> client::acquire_until(std::string_view name,
                      e.what());
       }
     }
-  } guard{*core_, watch, what, false};
+  } guard{*core_, watch, what, false, std::nullopt};
 
   // When each attempt of this wait was sent, from the oldest one a handoff can still name: a
   // refusal that says "queued" for attempt k means the ticket already shows k or later.
   std::deque<std::pair<std::int64_t, steady_clock::time_point>> sent_at;
   std::int64_t number = 0;
-  auto granted = [&](const std::shared_ptr<detail::lease_impl>& impl) {
+  auto granted = [&](const std::shared_ptr<detail::lease_impl>& impl, const char* how = "") {
     guard.drop_ticket = false;  // the grant took the ticket
-    core_->emit({event_kind::acquired,
-                 std::string(name),
-                 impl->token,
-                 duration_cast<milliseconds>(steady_clock::now() - start),
-                 {}});
+    core_->emit({event_kind::acquired, std::string(name), impl->token,
+                 duration_cast<milliseconds>(steady_clock::now() - start), how});
     return lease(impl);
   };
 
@@ -394,6 +404,10 @@ std::optional<lease> client::acquire_until(std::string_view name,
         while (sent_at.size() > 1 && sent_at.front().first < number) sent_at.pop_front();
       }
       failing = false;
+      if (waits && !guard.waiting_since) {
+        guard.waiting_since = steady_clock::now();
+        core_->emit({event_kind::waiting, std::string(name), 0, {}, "started"});
+      }
     } catch (const error& e) {
       // While waiting, an unreachable or restarting database is retried until the caller's
       // deadline (a database that stays down past it is reported as unavailable, not as
@@ -417,18 +431,18 @@ std::optional<lease> client::acquire_until(std::string_view name,
     }
     for (bool slept = false;; slept = true) {
       // A lock handed to us by a release: its clock starts when we sent the attempt whose
-      // ticket refresh the release read (see `handoff`), and its first term is
-      // min(ttl, fair_ticket_ttl) (so a waiter that died holds the queue up no longer than
-      // its ticket would have). When that leaves less than a third of the term, or the lease
-      // is not kept alive and its first term is shorter than the ttl it asked for, the next
-      // attempt takes it instead: it finds the lock ours and extends it to the full ttl.
+      // ticket refresh the release read (see `handoff`), and its first term is the one our
+      // tickets asked for (detail::handoff_term). When that leaves less than a third of the
+      // term, the next attempt takes it instead: it finds the lock ours and extends it to the
+      // full ttl.
       if (auto h = watch ? watch->take_handoff() : std::nullopt) {
-        const auto first = detail::first_lease(options, fair_ticket_ttl);
+        const auto first = detail::handoff_term(options);
         auto it = std::find_if(sent_at.begin(), sent_at.end(),
                                [&](const auto& p) { return p.first == h->attempt; });
-        if (it != sent_at.end() && (options.keepalive || first == options.ttl) &&
+        if (it != sent_at.end() &&
             it->second + first * 2 / 3 - detail::safety_margin(first) > steady_clock::now())
-          return granted(core_->adopt(what, what.nonce, h->granted, it->second, first));
+          return granted(core_->adopt(what, what.nonce, h->granted, it->second, first),
+                         "handed over");
         break;  // attempt now
       }
       if (slept) break;
@@ -438,7 +452,11 @@ std::optional<lease> client::acquire_until(std::string_view name,
                      waits ? "timed out" : "held"});
         return std::nullopt;
       }
-      auto wake_at = now + delay.next();
+      // A queued waiter that releases can wake is handed the lock by the release itself: it
+      // polls only to refresh its ticket and when the holder's lease runs out (a holder that
+      // died releases nothing). Polling sooner would only send attempts that are refused.
+      auto wake_at = queued && core_->db().wakes_other_processes() ? now + fair_ticket_ttl / 3
+                                                                   : now + delay.next();
       if (refused.holder_left > milliseconds::zero())
         wake_at = std::min(wake_at, now + refused.holder_left + milliseconds{1});
       // A queued waiter must attempt again before its ticket lapses.

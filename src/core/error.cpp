@@ -76,6 +76,8 @@ const char* to_string(event_kind kind) noexcept {
       return "lost";
     case event_kind::released:
       return "released";
+    case event_kind::waiting:
+      return "waiting";
   }
   return "unknown";
 }

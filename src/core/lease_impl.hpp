@@ -31,6 +31,15 @@ inline std::chrono::milliseconds first_lease(const lock_options& options,
   return first > std::chrono::milliseconds::zero() ? std::min(first, options.ttl) : options.ttl;
 }
 
+/// The first term this waiter asks of a lock a release hands it (acquire_request::handoff_ttl):
+/// a kept-alive lease renews it at once, so at most the ticket's life (a waiter that died holds
+/// the lock up no longer than its ticket would have); a lease that is not kept alive cannot
+/// renew, so its whole ttl (a waiter that died after its last ticket refresh then holds the lock
+/// up for that ttl, as it would had it died just after its own grant).
+inline std::chrono::milliseconds handoff_term(const lock_options& options) {
+  return options.keepalive ? std::min(options.ttl, fair_ticket_ttl) : options.ttl;
+}
+
 struct lease_impl {
   lease_impl(std::shared_ptr<client_core> core_, std::string name_, std::string nonce_,
              const grant& g, const lock_options& options, steady::time_point sent,

@@ -78,6 +78,74 @@ TEST_CASE_TEMPLATE("lock queue: a release hands the lock to the queued waiter", 
   CHECK_FALSE(a->try_acquire("q"));
 }
 
+TEST_CASE_TEMPLATE("lock queue: a waiter that is not kept alive takes a handed lock for its ttl", F,
+                   SQLOCK_TEST_FIXTURES) {
+  // Such a lease cannot renew a short first term: its tickets ask for its whole ttl, the
+  // database writes that term, and the waiter adopts the handoff without another attempt.
+  F db;
+  auto a = make_client(db, "a");
+  std::mutex mu;
+  int attempts = 0;
+  std::string how;  // the reason of b's last `acquired`
+  auto opts = db.options();
+  opts.owner = "b";
+  opts.listeners.push_back([&](const sqlock::lock_event& e) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (e.kind == sqlock::event_kind::attempt) ++attempts;
+    if (e.kind == sqlock::event_kind::acquired) how = e.reason;
+  });
+  sqlock::client b(db.url(), opts);
+  auto o = fair_lock(20s);
+  o.keepalive = false;
+  auto count = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return attempts;
+  };
+  // A round is inconclusive when one of the waiter's polls was in flight as the release ran
+  // (that attempt then finds the lock handed to it and takes it: correct, but not what this
+  // case is about). Without the handoff term, every round takes that path.
+  std::optional<sqlock::lease> got;
+  for (int round = 0; round < 5; ++round) {
+    auto held = a->try_acquire("q", fair_lock());
+    REQUIRE(held);
+    got.reset();
+    std::thread t([&] { got = b.try_acquire_for("q", 60s, o); });
+    scope_guard join{[&] {
+      if (t.joinable()) t.join();
+    }};
+    REQUIRE(eventually([&] { return queued(*a, "q") == 1; }, 20s));
+    // Past the first quick polls (SQLite's waiters poll every 125-250 ms from then on).
+    std::this_thread::sleep_for(300ms);
+    const int before = count();
+    held->release();
+    t.join();
+    REQUIRE(got);
+    std::string got_how;
+    {
+      std::lock_guard<std::mutex> lock(mu);  // (not while releasing: that emits an event)
+      got_how = how;
+    }
+    if (got_how == "handed over") {
+      CHECK(count() == before);
+      break;
+    }
+    CHECK(count() > before);
+    MESSAGE("round " << round << ": a poll took the handed lock");
+    got.reset();
+  }
+  REQUIRE(got);
+  CHECK(got->remaining() > 15s);
+  // The database wrote the whole ttl too (not the ticket's life): past a ticket's life, the
+  // lease that nobody renews is still the row's.
+  std::this_thread::sleep_for(sqlock::fair_ticket_ttl + 500ms);
+  auto rec = a->inspect("q");
+  REQUIRE(rec);
+  CHECK(rec->held);
+  CHECK(rec->token == got->token());
+  CHECK(rec->expires_in > 10s);
+  CHECK_FALSE(a->try_acquire("q"));
+}
+
 TEST_CASE_TEMPLATE("lock queue: fair waiters are granted in arrival order", F,
                    SQLOCK_TEST_FIXTURES) {
   F db;

@@ -149,9 +149,22 @@ TEST_CASE_TEMPLATE("listeners hear attempts, grants, refusals, renewals, losses 
   REQUIRE(held);
   CHECK_FALSE(c.try_acquire("busy"));
   CHECK(last(sqlock::event_kind::not_acquired).reason == "held");
+  CHECK(count(sqlock::event_kind::waiting) == 0);  // a plain try never waits
   CHECK_FALSE(c.try_acquire_for("busy", 100ms));
   CHECK(last(sqlock::event_kind::not_acquired).reason == "timed out");
   CHECK(last(sqlock::event_kind::not_acquired).elapsed >= 100ms);
+  // A wait is a pair of `waiting` events, the second after the call's outcome.
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    std::vector<std::string> tail;
+    for (auto& e : seen)
+      if (e.kind == sqlock::event_kind::waiting || e.kind == sqlock::event_kind::not_acquired)
+        tail.push_back(sqlock::to_string(e.kind) + std::string(":") + e.reason);
+    CHECK(tail == std::vector<std::string>{"not_acquired:held", "waiting:started",
+                                           "not_acquired:timed out", "waiting:ended"});
+  }
+  CHECK(last(sqlock::event_kind::waiting).elapsed <=
+        last(sqlock::event_kind::not_acquired).elapsed);
 
   std::this_thread::sleep_for(120ms);
   l->release();

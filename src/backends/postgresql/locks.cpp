@@ -24,7 +24,8 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
       {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
        std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count()),
        std::string(r.fair ? "true" : "false"), std::string(r.waiting && r.queue ? "true" : "false"),
-       std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt)},
+       std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt),
+       std::to_string(r.handoff_term().count())},
       until, errc::in_doubt);
   acquire_result out;
   if (res.rows() == 0)

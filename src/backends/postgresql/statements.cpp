@@ -49,7 +49,8 @@ statements::statements(const connection& c, const std::string& schema) {
   const std::string seq =
       "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") + "::regclass)";
   // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 waiting (mark), $7 waiter mark ms,
-  // $8 fair, $9 queue, $10 ticket ms, $11 attempt number.
+  // $8 fair, $9 queue, $10 ticket ms, $11 attempt number, $12 the first term of a lock handed
+  // to this waiter (ms).
   //
   // `cur` reads the row with the statement's snapshot. The INSERT runs only when that row
   // is missing or expired: a refused attempt therefore never reaches ON CONFLICT (which
@@ -150,7 +151,7 @@ statements::statements(const connection& c, const std::string& schema) {
       "queued AS (INSERT INTO " +
       waiters +
       " (name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at) "
-      "SELECT $1::text, $3::text, $2::text, $4::text, least($5::bigint, $10::bigint), "
+      "SELECT $1::text, $3::text, $2::text, $4::text, $12::bigint, "
       "$8::boolean, " +
       seq +
       ", $11::bigint, now(), now() + $10::bigint * interval '1 millisecond' "

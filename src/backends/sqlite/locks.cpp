@@ -78,10 +78,8 @@ acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline un
       std::int64_t ticket = next_token(*c, 1, what);
       auto add = c->prepare(sql::waiter_add, what);
       add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, r.metadata);
-      // A handed lock's first term: at most the ticket's life, so a waiter that died after its
-      // last refresh holds the queue up no longer than its ticket would have (the waiter
-      // renews it to the full ttl; see backend::release).
-      add.bind(5, static_cast<std::int64_t>(std::min(r.ttl, ticket_ttl).count()))
+      // A handed lock's first term (see acquire_request::handoff_ttl).
+      add.bind(5, static_cast<std::int64_t>(r.handoff_term().count()))
           .bind(6, std::int64_t{r.fair ? 1 : 0});
       add.bind(7, ticket).bind(8, r.attempt).bind(9, now);
       add.bind(10, static_cast<std::int64_t>(ticket_ttl.count())).step();
