@@ -17,6 +17,13 @@ std::string channel_for(const std::string& schema);
 /// "<nonce> <token> <attempt> <acquired_us> <expires_us> <name>".
 std::string handoff_channel_for(const std::string& schema);
 
+/// The epoch-microsecond integer of a timestamptz expression, computed by the server.
+std::string epoch_us(const std::string& x);
+
+/// Makes the current transaction commit without waiting for its WAL flush (soft state only:
+/// releases, a waiter's ticket and mark; see the lock releases in statements_locks.cpp).
+inline constexpr const char* unflushed_commit = "set_config('synchronous_commit', 'off', true)";
+
 /// Rows a purge batch deletes at most (lock rows, semaphores, orphaned holder and ticket rows).
 inline constexpr int purge_batch = 500;
 
@@ -34,8 +41,16 @@ struct statements {
   // Migrations.
   std::string migrate_begin, schema_exists, create_schema, set_search_path, delete_version;
   std::string locks, semaphores, holders, tickets, waiters;  // qualified table names
+  std::string next_token;  // nextval() of the schema's token sequence
 
   statements(const connection& c, const std::string& schema);
+
+ private:
+  // The constructor's parts, by concern (statements_locks.cpp, statements_semaphores.cpp,
+  // statements_admin.cpp).
+  void lock_statements();
+  void semaphore_statements();
+  void admin_statements();
 };
 
 /// Inside a down step's transaction: locks the tables whose live rows are counted.
