@@ -17,27 +17,31 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adversarial import AdversarialScenarios  # noqa: E402
+from crash import CrashScenarios  # noqa: E402
 from harness import Harness  # noqa: E402
 from late import LateScenarios  # noqa: E402
 from locks import LockScenarios  # noqa: E402
 from semaphores import SemaphoreScenarios  # noqa: E402
 
 
-class Suite(Harness, LockScenarios, AdversarialScenarios, SemaphoreScenarios, LateScenarios):
+class Suite(Harness, LockScenarios, AdversarialScenarios, SemaphoreScenarios, LateScenarios,
+            CrashScenarios):
     pass
 
 
 SCENARIOS = [("soak", "s1_soak"), ("herd", "s2_herd"), ("kill", "s3_kill"), ("stop", "s4_stop"),
              ("proxy", "s6_proxy"), ("pgbouncer", "s7_pgbouncer"), ("sqlite", "s8_sqlite"),
              ("skew", "s9_skew"), ("inputs", "s10_inputs"), ("security", "s11_security"),
-             ("restart", "s5_restart"), ("sem_soak", "s13_sem_soak"),
+             ("restart", "s5_restart"), ("crash_release", "s21_crash_release"),
+             ("sem_soak", "s13_sem_soak"),
              ("sem_kill", "s14_sem_kill"), ("sem_stop", "s15_sem_stop"),
              ("sem_restart", "s16_sem_restart"), ("sem_proxy", "s17_sem_proxy"),
              ("sem_sqlite", "s18_sem_sqlite"), ("late_renewal", "s19_late_renewal"),
              ("nemesis", "s20_nemesis"), ("sanitizers", "s12_sanitizers"),
              ("broken", "broken_build_check")]
 QUICK = ["soak", "herd", "kill", "stop", "proxy", "pgbouncer", "sqlite", "skew", "inputs",
-         "security", "restart", "sem_soak", "sem_kill", "sem_sqlite", "late_renewal", "nemesis"]
+         "security", "restart", "crash_release", "sem_soak", "sem_kill", "sem_sqlite",
+         "late_renewal", "nemesis"]
 
 
 def main():

@@ -10,6 +10,8 @@
 //          [--duration-ms D] [--ttl-ms T] [--hold-min-ms A] [--hold-max-ms B]
 //          [--near-ttl-pct P] [--wait-ms W] [--write-every-ms E] [--fence-port P]
 //          [--zombie-writes Z] [--rounds R] [--barrier-dir DIR] [--op-timeout-ms O] [--seed S]
+//          [--pause-max-ms P (soak: sleep a random 0..P ms after each release)]
+//          [--stop-file F (soak: start no acquisition once F exists)]
 //          [--metadata M] [--purge-ms F (purge rows free for F ms at the end)]
 //          semaphore mode (the soak loop on semaphores instead of locks):
 //          [--limit N] [--count C (units per acquisition; 0: random 1..count-max)]
@@ -23,9 +25,10 @@
 //   start pid | attempt name [units fair] | grant name token lease [units] | refused name |
 //   valid name token lease safe_until_ns | write name token lease ok|stale|err [zombie] |
 //   noticed_lost name token lease | lost name token reason... | renewed name token | at_risk
-//   name token | release_begin name token lease | released name token lease | release_err name
-//   token lease code | error name code | leak name lease | ready | herd_done round | done |
-//   renew_warm|renew_short|renew_again name ok|false|err code (late_renewal mode)
+//   name token | handed name token (a release handed this waiter the lock) | release_begin name
+//   token lease | released name token lease | release_err name token lease code | error name code |
+//   leak name lease | ready | herd_done round | done | renew_warm|renew_short|renew_again name
+//   ok|false|err code (late_renewal mode)
 // (the [bracketed] fields only in semaphore mode)
 // exit: 0 ok, 2 usage, 5 setup error
 
@@ -125,13 +128,14 @@ class fence_client {
 };
 
 struct config {
-  std::string mode, id, url, schema, listen_url, barrier_dir;
+  std::string mode, id, url, schema, listen_url, barrier_dir, stop_file;
   std::vector<std::string> names, fair_names;
   bool pgbouncer = false;
   long limit = 0, count = 1, count_max = 1;  ///< semaphore mode: limit > 0
   long threads = 1, iterations = 0, duration_ms = 0, ttl_ms = 2000, hold_min_ms = 0,
        hold_max_ms = 20, near_ttl_pct = 0, wait_ms = 5000, write_every_ms = 20, fence_port = 0,
-       zombie_writes = 0, rounds = 0, op_timeout_ms = 10000, seed = 0, purge_ms = 0;
+       zombie_writes = 0, rounds = 0, op_timeout_ms = 10000, seed = 0, purge_ms = 0,
+       pause_max_ms = 0;
   std::string metadata;
 };
 
@@ -153,6 +157,8 @@ sqlock::client_options client_options(const config& cfg, fault::history& h) {
   o.listeners.push_back([&h, id](const sqlock::lock_event& e) {
     if (e.kind == sqlock::event_kind::renewed)
       h.line("%s renewed %s %lld", id.c_str(), e.name.c_str(), static_cast<long long>(e.token));
+    else if (e.kind == sqlock::event_kind::acquired && e.reason == "handed over")
+      h.line("%s handed %s %lld", id.c_str(), e.name.c_str(), static_cast<long long>(e.token));
     else if (e.kind == sqlock::event_kind::renew_failed)
       h.line("%s at_risk %s %lld %s", id.c_str(), e.name.c_str(), static_cast<long long>(e.token),
              word(e.reason).c_str());
@@ -213,6 +219,7 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
   long seq = 0;
   for (long i = 0; cfg.iterations == 0 || i < cfg.iterations; ++i) {
     if (end_ns && fault::mono_ns() >= end_ns) break;
+    if (!cfg.stop_file.empty() && ::access(cfg.stop_file.c_str(), F_OK) == 0) break;
     const std::string& name = cfg.names[rng() % cfg.names.size()];
     long hold;
     if (cfg.near_ttl_pct > 0 && static_cast<long>(rng() % 100) < cfg.near_ttl_pct)
@@ -281,6 +288,9 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
       }
     }
     release(h, *l, wid, name, token, lease_id);
+    if (cfg.pause_max_ms > 0)
+      std::this_thread::sleep_for(
+          ms{static_cast<long>(rng() % static_cast<std::uint64_t>(cfg.pause_max_ms + 1))});
   }
 }
 
@@ -470,6 +480,7 @@ int main(int argc, char** argv) {
     cfg.pgbouncer = a.flag("pgbouncer");
     cfg.names = fault::split(a.str("names", "a,b,c"), ',');
     cfg.barrier_dir = a.str("barrier-dir");
+    cfg.stop_file = a.str("stop-file");
     cfg.threads = a.num("threads", 1);
     cfg.iterations = a.num("iterations", 0);
     cfg.duration_ms = a.num("duration-ms", 0);
@@ -485,6 +496,7 @@ int main(int argc, char** argv) {
     cfg.op_timeout_ms = a.num("op-timeout-ms", 10000);
     cfg.seed = a.num("seed", 1);
     cfg.purge_ms = a.num("purge-ms", 0);
+    cfg.pause_max_ms = a.num("pause-max-ms", 0);
     cfg.metadata = a.str("metadata");
     cfg.limit = a.num("limit", 0);
     cfg.count = a.num("count", 1);
