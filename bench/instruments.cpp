@@ -30,9 +30,10 @@ double server_stats::server_cpu() {
   return sum;
 }
 
-notification_counter::notification_counter(const std::string& url, const std::string& channel)
+notification_counter::notification_counter(const std::string& url,
+                                           const std::vector<std::string>& channels)
     : conn_(url) {
-  conn_.exec("LISTEN " + channel);
+  for (const auto& channel : channels) conn_.exec("LISTEN " + channel);
   thread_ = std::thread([this] {
     while (!stop_) {
       int fd = PQsocket(conn_.get());

@@ -44,6 +44,22 @@ class timing_backend final : public sqlock::backend_wrapper {
     return timed([&] { return wrapped().try_acquire_semaphore(r, u); });
   }
 
+  /// The releases' durations (us) since the last call.
+  std::vector<double> take_releases() {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::vector<double> out;
+    out.swap(release_us_);
+    return out;
+  }
+  bool release(const sqlock::lease_key& key, sqlock::deadline u) override {
+    auto t0 = clk::now();
+    bool ended = wrapped().release(key, u);
+    auto us = us_between(t0, clk::now());
+    std::lock_guard<std::mutex> lock(mu_);
+    release_us_.push_back(us);
+    return ended;
+  }
+
  private:
   template <class F>
   sqlock::acquire_result timed(F attempt) {
@@ -55,7 +71,7 @@ class timing_backend final : public sqlock::backend_wrapper {
     return res;
   }
   std::mutex mu_;
-  std::vector<double> attempt_us_;
+  std::vector<double> attempt_us_, release_us_;
 };
 
 /// Server-side counters, read through a superuser connection.
@@ -74,7 +90,8 @@ struct server_stats {
 /// our own (standing in for waiting clients).
 class notification_counter {
  public:
-  notification_counter(const std::string& url, const std::string& channel);
+  /// Listens on every channel of `channels` and counts what arrives on any of them.
+  notification_counter(const std::string& url, const std::vector<std::string>& channels);
   ~notification_counter();
   std::uint64_t heard() const { return heard_.load(); }
 

@@ -49,18 +49,47 @@ run_result sqlock_lock_cycles(const config& cfg, sqlock::client& c, int threads)
 run_result bare_lock_cycles(const config& cfg, const statements& st, int threads) {
   return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
     auto c = std::make_shared<pg>(cfg.pg_url);
-    c->prepare("acq", st.acquire, 12);
+    c->prepare("acq", st.acquire, 13);
     c->prepare("rel", st.release, 5);
     return [c, &st, i = 0](worker_ctx& w) mutable {
       auto name = name_for(base_plain, w.index, i++ % names_per_thread);
       auto nonce = random_hex(16);
-      auto r = c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false",
-                              "10000", "false", "false", "3000", "1", "3000"});
+      auto r =
+          c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false", "10000",
+                         "false", "false", "3000", "1", "3000", st.handoff_channel.c_str()});
       if (PQntuples(r.get()) != 1 || PQgetvalue(r.get(), 0, 0)[0] != 't')
         throw failure("bare: uncontended acquire refused");
       std::string token = PQgetvalue(r.get(), 0, 1);
       c->run("rel", {name.c_str(), nonce.c_str(), token.c_str(), st.channel.c_str(),
                      st.handoff_channel.c_str()});
+    };
+  });
+}
+
+const std::string naive_acquire =
+    "INSERT INTO public.sqlock_locks AS l (name, owner, nonce, token, acquired_at, expires_at) "
+    "VALUES ($1::text, $2::text, $3::text, nextval('public.sqlock_token_seq'), now(), "
+    "now() + $4::bigint * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET "
+    "owner = excluded.owner, nonce = excluded.nonce, "
+    "token = GREATEST(nextval('public.sqlock_token_seq'), l.token + 1), "
+    "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
+    "WHERE l.expires_at <= now() RETURNING l.token";
+const std::string naive_release =
+    "UPDATE public.sqlock_locks SET expires_at = now() WHERE name = $1::text "
+    "AND nonce = $2::text AND token = $3::bigint AND expires_at > now()";
+
+run_result two_durable_cycles(const config& cfg, int threads) {
+  return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+    auto c = std::make_shared<pg>(cfg.pg_url);
+    c->prepare("acq", naive_acquire, 4);
+    c->prepare("rel", naive_release, 3);
+    return [c, i = 0](worker_ctx& w) mutable {
+      auto name = name_for(base_plain, w.index, i++ % names_per_thread);
+      auto nonce = random_hex(16);
+      auto r = c->run("acq", {name.c_str(), "bench-durable", nonce.c_str(), "30000"});
+      if (PQntuples(r.get()) != 1) throw failure("two durable statements: acquire refused");
+      std::string token = PQgetvalue(r.get(), 0, 0);
+      c->run("rel", {name.c_str(), nonce.c_str(), token.c_str()});
     };
   });
 }

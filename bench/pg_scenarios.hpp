@@ -82,6 +82,30 @@ run_result sqlock_lock_cycles(const config& cfg, sqlock::client& c, int threads)
 /// thread).
 run_result bare_lock_cycles(const config& cfg, const statements& st, int threads);
 
+/// The least a lease in a row can be: an upsert that takes a missing or expired row with a
+/// token from the sequence, and an UPDATE that ends it. Both commit durably (the server's
+/// synchronous_commit). Scenario 1 loops them uncontended (the cycle sqlock's schema 3 paid:
+/// two flushed commits); scenario 2 is the naive retry loop on them. $1 name, $2 owner, $3
+/// nonce, $4 ttl ms / $1 name, $2 nonce, $3 token.
+extern const std::string naive_acquire, naive_release;
+inline const std::string two_durable_variant =
+    "bare libpq, two durable statements (minimal upsert + UPDATE)";
+/// Scenario 2's anatomy of a handoff release: durable or not; mode 0 no other listener, 1 eight
+/// on the channel the handoff notifies, 2 eight on channels of their own.
+inline std::string anatomy_variant(bool durable, int mode) {
+  return std::string(durable ? "durable commit" : "synchronous_commit off") +
+         (mode == 0   ? ", no other listener"
+          : mode == 1 ? ", 8 listeners on its channel"
+                      : ", 8 listeners on other channels");
+}
+/// Scenario 2's contention variants: who ("sqlock, fair", "sqlock, non-fair", "naive") and the
+/// hold.
+inline std::string contention_variant(const std::string& who, int hold_ms) {
+  return who + " (8 clients, hold " + std::to_string(hold_ms) + " ms)";
+}
+/// Scenario 1's cycle through naive_acquire and naive_release (one libpq connection per thread).
+run_result two_durable_cycles(const config& cfg, int threads);
+
 // The scenarios (sections s1, s2, s3 and s6, s4, s7 of the report).
 void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                           server_stats& stats);

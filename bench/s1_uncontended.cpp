@@ -57,8 +57,8 @@ std::string pgbench_script(const statements& st, const std::string& dir) {
   f << "\\set p1 " << base_plain << " + :client_id * 100 + random(0, " << (names_per_thread - 1)
     << ")\n"
     << "\\set p3 random(1, 999999999999)\n"
-    << name_first_column(subst(
-           st.acquire, {"p1", "p2", "p3", "", "p5", "p6", "p7", "p8", "p9", "p10", "p11", "p12"}))
+    << name_first_column(subst(st.acquire, {"p1", "p2", "p3", "", "p5", "p6", "p7", "p8", "p9",
+                                            "p10", "p11", "p12", "hchan"}))
     << "\n\\gset a_\n"
     << subst(st.release, {"p1", "p3", "a_token", "chan", "hchan"}) << ";\n";
   return path;
@@ -74,7 +74,9 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                           "then release. sqlock, the bare libpq loop and pgbench send the same two "
                           "statements (captured from the server's statement log) on the same "
                           "rows; pg_try_advisory_lock and Redis SET NX PX/DEL are what users pick "
-                          "instead.") +
+                          "instead. The two durable statements (the least upsert that grants a "
+                          "row with a token, and the UPDATE that ends it, each a flushed commit) "
+                          "are the cycle before issue 14 made the release unflushed.") +
                   (etcd ? " etcd's own lock, concurrency.Mutex (Lock: one transaction putting "
                           "the caller's key; Unlock: one delete; each a fsync'd commit), runs at "
                           "1 and 8 clients in a Go process of its own."
@@ -92,6 +94,8 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                       }});
   variants.push_back({"bare libpq, same statements",
                       [&](int threads) { return bare_lock_cycles(cfg, st, threads); }});
+  variants.push_back(
+      {two_durable_variant, [&](int threads) { return two_durable_cycles(cfg, threads); }});
   if (!script.empty())
     variants.push_back({"pgbench -M prepared, same statements", [&](int threads) {
                           std::vector<std::string> argv = {
@@ -227,7 +231,7 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
       "'bench', '', nextval('public.sqlock_token_seq'), now(), now(), 'infinity' "
       "FROM generate_series(0, 63) t, generate_series(0, 31) i "
       "ON CONFLICT (name) DO UPDATE SET waiters_until = 'infinity'");
-  notification_counter listener(cfg.pg_url, chan);
+  notification_counter listener(cfg.pg_url, {chan});
   auto& c = sqlock_client(threads);
   auto opts = no_keepalive();
   const std::string how_rel =

@@ -3,6 +3,7 @@
 
 #include <atomic>
 #include <iostream>
+#include <memory>
 #include <thread>
 
 #include "etcd_peer.hpp"
@@ -15,6 +16,66 @@ using std::chrono::microseconds;
 
 const char* s2 = "s2";
 
+// Where a handoff release's time goes: sqlock's own release statement (as captured) hands one
+// lock back and forth between two nonces on ONE connection, nothing else running: each round
+// queues the other nonce's ticket (unflushed), then times the release that grants it. With no
+// other LISTEN connection, with 8 idle ones on the channel the handoff notifies (schema 4: one
+// channel per schema, so every waiting client heard every handoff), and with 8 on channels of
+// their own (schema 5: a channel per client; PostgreSQL still signals every listening backend
+// of the database, but no other client is sent anything); durable (as sqlock runs it) or with
+// synchronous_commit off for the session (what the flush costs).
+void handoff_anatomy(const config& cfg, report& rep, const statements& st, int r) {
+  const std::string how =
+      "1 libpq connection, nothing else running: per round, queue the other nonce's ticket "
+      "(unflushed), then steady_clock around sqlock's release statement (captured text), which "
+      "hands the lock to it; p50 over every round";
+  for (int mode : {0, 1, 2}) {
+    std::vector<std::unique_ptr<notification_counter>> idle;
+    for (int i = 0; mode > 0 && i < 8; ++i)
+      idle.push_back(std::make_unique<notification_counter>(
+          cfg.pg_url,
+          std::vector{mode == 1 ? st.handoff_channel : st.handoff_channel + std::to_string(i)}));
+    for (bool durable : {true, false}) {
+      auto res = run_workers(1, cfg.run / 2, [&](worker_ctx&) -> op_fn {
+        auto c = std::make_shared<pg>(cfg.pg_url);
+        c->exec(
+            "DELETE FROM public.sqlock_lock_waiters WHERE name = 'anatomy'; "
+            "DELETE FROM public.sqlock_locks WHERE name = 'anatomy'; "
+            "INSERT INTO public.sqlock_locks (name, owner, nonce, token, acquired_at, expires_at) "
+            "VALUES ('anatomy', 'bench', 'a', nextval('public.sqlock_token_seq'), now(), "
+            "now() + interval '1 hour')");
+        if (!durable) c->exec("SET synchronous_commit = off");
+        c->prepare("queue",
+                   "INSERT INTO public.sqlock_lock_waiters (name, nonce, owner, ttl_ms, ticket, "
+                   "attempt, expires_at) SELECT 'anatomy', $1::text, 'bench', 30000, "
+                   "nextval('public.sqlock_token_seq'), 1, now() + interval '1 hour' FROM (SELECT "
+                   "set_config('synchronous_commit', 'off', true)) s",
+                   1);
+        c->prepare("rel", st.release, 5);
+        auto token = std::make_shared<std::string>(
+            c->scalar("SELECT token::text FROM public.sqlock_locks WHERE name = 'anatomy'"));
+        return [c, token, &st, holder = std::string("a")](worker_ctx& w) mutable {
+          const std::string next = holder == "a" ? "b" : "a";
+          c->run("queue", {next.c_str()});
+          auto t0 = clk::now();
+          auto res = c->run("rel", {"anatomy", holder.c_str(), token->c_str(), st.channel.c_str(),
+                                    st.handoff_channel.c_str()});
+          w.extra_us.push_back(us_between(t0, clk::now()));
+          if (PQntuples(res.get()) != 1 || PQgetisnull(res.get(), 0, 5))
+            throw failure("handoff anatomy: the release handed nothing over");
+          *token = PQgetvalue(res.get(), 0, 5);
+          holder = next;
+        };
+      });
+      const std::string v = anatomy_variant(durable, mode);
+      rep.add(s2, "anatomy: handoff release statement p50", v, "ms", how,
+              p(res.extra_us, 50) / 1000);
+      std::cerr << "  s2 anatomy rep " << r + 1 << " " << v << ": "
+                << report::fmt(p(res.extra_us, 50) / 1000) << " ms\n";
+    }
+  }
+}
+
 }  // namespace
 
 void scenario_handoff(const config& cfg, report& rep, const statements& st) {
@@ -26,8 +87,9 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
                   "lock before it queues again, so at every release the " +
                   std::to_string(cfg.waiters - 1) +
                   " others are waiting. Contention: 8 threads, each its own client, loop "
-                  "try_acquire_for(name) -> hold ~0.1 ms -> release on one name, against 8 "
-                  "libpq threads looping on the naive upsert (retry at once when refused)" +
+                  "try_acquire_for(name) -> hold 0 or 1 ms -> release on one name, non-fair and "
+                  "fair, against 8 libpq threads looping on the naive upsert (retry at once when "
+                  "refused, the same holds)" +
                   (etcd_enabled(cfg)
                        ? std::string(" and 8 clients of etcd's concurrency.Mutex (Lock -> hold "
                                      "0 ms or 1 ms -> Unlock on one key; a waiter watches the "
@@ -65,21 +127,32 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
     });
     rep.add(s2, "baseline: SELECT 1 (round trip, no commit) p50", "libpq", "ms",
             "1 libpq thread, prepared SELECT 1, steady_clock per call", p(sel.lat_us, 50) / 1000);
+    handoff_anatomy(cfg, rep, st, r);
   }
 
   for (int notify = 1; notify >= 0; --notify) {
+    // Handoffs go to the waiting client's own channel (schema 5), so no extra connection can
+    // hear them all: the clients count the grants a release handed them ("handed over").
+    auto handed = std::make_shared<std::atomic<std::uint64_t>>(0);
+    sqlock::client_options co;
+    co.listeners.push_back([handed](const sqlock::lock_event& e) {
+      if (e.kind == sqlock::event_kind::acquired && e.reason == "handed over") ++*handed;
+    });
     std::vector<timed_client> clients;
     for (int i = 0; i < cfg.waiters; ++i)
-      clients.push_back(make_timed(cfg, backend_opts(2, notify)));
+      clients.push_back(make_timed(cfg, backend_opts(2, notify), co));
     const std::string v =
         notify ? "sqlock, LISTEN/NOTIFY" : "sqlock, polling fallback (notifications=false)";
     const std::string name = notify ? "handoff-notify" : "handoff-poll";
-    notification_counter listener(cfg.pg_url, st.channel);
+    notification_counter listener(cfg.pg_url, {st.channel});
     for (int r = 0; r < cfg.repeats; ++r) {
       std::atomic<std::uint64_t> grants{0}, releases{0};
       std::atomic<std::int64_t> rel_start{0}, rel_done{0};
-      for (auto& c : clients) c.backend->take_attempts();
-      auto heard0 = listener.heard();
+      for (auto& c : clients) {
+        c.backend->take_attempts();
+        c.backend->take_releases();
+      }
+      auto heard0 = listener.heard() + handed->load();
       auto res = run_workers(
           cfg.waiters, cfg.run,
           [&](worker_ctx&) -> op_fn {
@@ -113,17 +186,26 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
           },
           true);
       std::uint64_t attempts = 0;
-      for (auto& c : clients) attempts += c.backend->take_attempts().size();
+      std::vector<double> rel_us;
+      for (auto& c : clients) {
+        attempts += c.backend->take_attempts().size();
+        auto rl = c.backend->take_releases();
+        rel_us.insert(rel_us.end(), rl.begin(), rl.end());
+      }
       rep.add(s2, "handoff p50", v, "ms", how_handoff, p(res.lat_us, 50) / 1000);
       rep.add(s2, "handoff p99", v, "ms", how_handoff, p(res.lat_us, 99) / 1000);
       rep.add(s2, "handoff p50, from the release call", v, "ms", how_handoff_call,
               p(res.extra_us, 50) / 1000);
       rep.add(s2, "grants/s (1 ms holds)", v, "grants/s", "grants / wall time", res.ops_per_s());
+      rep.add(s2, "release statement p50", v, "ms",
+              "steady_clock around the backend's release (timed by a wrapping backend): the "
+              "statement that hands the lock over, with its durable commit",
+              p(rel_us, 50) / 1000);
       std::this_thread::sleep_for(milliseconds{100});
       rep.add(s2, "notifications sent per release", v, "",
-              "notifications heard by an extra LISTEN connection on sqlock's channel / "
-              "releases (a release notifies when a waiter marked the row)",
-              releases ? static_cast<double>(listener.heard() - heard0) /
+              "(wake-ups heard by an extra LISTEN connection on sqlock's channel + grants the "
+              "clients were handed by a release, each one handoff notification) / releases",
+              releases ? static_cast<double>(listener.heard() + handed->load() - heard0) /
                              static_cast<double>(releases.load())
                        : 0);
       rep.add(s2, "acquire statements per grant", v, "",
@@ -134,10 +216,9 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
     }
   }
 
-  // 8 threads hammering one name.
+  // 8 clients hammering one name, holding 0 or 1 ms.
   const int threads = 8;
-  const auto hold = microseconds{100};
-  const std::string how_grants = "grants / wall time (8 threads, hold ~0.1 ms)";
+  const std::string how_grants = "grants / wall time (8 threads, each its own client)";
   const std::string how_attempt =
       "steady_clock around each acquire statement (sqlock: timed inside a wrapping backend; "
       "naive: around PQexecPrepared), p99 over every attempt";
@@ -154,84 +235,99 @@ void scenario_handoff(const config& cfg, report& rep, const statements& st) {
       "etcd: each holder counts itself in (an atomic counter in the Go process) after Lock "
       "returned and out before it calls Unlock; the most seen at once. More than 1 is a safety "
       "violation";
+  const std::string how_holders =
+      "each holder counts itself in (an atomic counter) after the grant returned and out before "
+      "it releases; the most seen at once. More than 1 is a safety violation";
   std::vector<timed_client> clients;
   for (int i = 0; i < threads; ++i) clients.push_back(make_timed(cfg, backend_opts(2, true)));
-  const std::string naive_acquire =
-      "INSERT INTO public.sqlock_locks AS l (name, owner, nonce, token, acquired_at, expires_at) "
-      "VALUES ($1::text, $2::text, $3::text, nextval('public.sqlock_token_seq'), now(), "
-      "now() + $4::bigint * interval '1 millisecond') ON CONFLICT (name) DO UPDATE SET "
-      "owner = excluded.owner, nonce = excluded.nonce, "
-      "token = GREATEST(nextval('public.sqlock_token_seq'), l.token + 1), "
-      "acquired_at = excluded.acquired_at, expires_at = excluded.expires_at "
-      "WHERE l.expires_at <= now() RETURNING l.token";
-  const std::string naive_release =
-      "UPDATE public.sqlock_locks SET expires_at = now() WHERE name = $1::text "
-      "AND nonce = $2::text AND token = $3::bigint AND expires_at > now()";
+  auto add = [&](const std::string& v, const run_result& res, std::size_t attempts,
+                 double attempt_p99, int most) {
+    rep.add(s2, "contention: grants/s", v, "grants/s", how_grants,
+            static_cast<double>(res.extra_us.size()) / res.seconds);
+    rep.add(s2, "contention: attempts/s", v, "attempts/s", "acquire statements / wall time",
+            static_cast<double>(attempts) / res.seconds);
+    rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt, attempt_p99 / 1000);
+    rep.add(s2, "contention: wait for grant p50", v, "ms", how_wait, p(res.extra_us, 50) / 1000);
+    rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
+    rep.add(s2, "contention: most holders at once", v, "", how_holders, most);
+    if (most > 1) rep.violation(v + ": " + std::to_string(most) + " holders at once");
+  };
   for (int r = 0; r < cfg.repeats; ++r) {
-    {
-      const std::string v = "sqlock (8 clients)";
-      for (auto& c : clients) c.backend->take_attempts();
-      auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
-        return [&](worker_ctx& w) {
-          auto& c = *clients[static_cast<std::size_t>(w.index)].client;
-          auto t0 = clk::now();
-          auto l = c.try_acquire_for("hot", milliseconds{5000}, no_keepalive());
-          if (!l) return;
-          w.extra_us.push_back(us_between(t0, clk::now()));
-          std::this_thread::sleep_for(hold);
-          l->release();
-        };
-      });
-      std::vector<double> attempts;
-      for (auto& c : clients) {
-        auto a = c.backend->take_attempts();
-        attempts.insert(attempts.end(), a.begin(), a.end());
+    for (int hold_ms : {0, 1}) {
+      const milliseconds hold{hold_ms};
+      for (bool fair : {false, true}) {
+        const std::string v =
+            contention_variant(fair ? "sqlock, fair" : "sqlock, non-fair", hold_ms);
+        for (auto& c : clients) {
+          c.backend->take_attempts();
+          c.backend->take_releases();
+        }
+        unit_meter holders(1);
+        auto opts = no_keepalive();
+        opts.fair = fair;
+        auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+          return [&](worker_ctx& w) {
+            auto& c = *clients[static_cast<std::size_t>(w.index)].client;
+            auto t0 = clk::now();
+            auto l = c.try_acquire_for("hot", milliseconds{5000}, opts);
+            if (!l) return;
+            w.extra_us.push_back(us_between(t0, clk::now()));
+            holders.enter();
+            if (hold_ms > 0) std::this_thread::sleep_for(hold);
+            holders.leave();
+            l->release();
+          };
+        });
+        std::vector<double> attempts, rel_us;
+        for (auto& c : clients) {
+          auto a = c.backend->take_attempts();
+          attempts.insert(attempts.end(), a.begin(), a.end());
+          auto rl = c.backend->take_releases();
+          rel_us.insert(rel_us.end(), rl.begin(), rl.end());
+        }
+        rep.add(s2, "contention: release statement p50", v, "ms",
+                "steady_clock around the backend's release (a wrapping backend), p50 over every "
+                "release",
+                p(rel_us, 50) / 1000);
+        add(v, res, attempts.size(), p(attempts, 99), holders.peak.load());
+        std::cerr << "  s2 contention rep " << r + 1 << " " << v << ": "
+                  << report::fmt(static_cast<double>(res.extra_us.size()) / res.seconds)
+                  << " grants/s\n";
       }
-      rep.add(s2, "contention: grants/s", v, "grants/s", how_grants, res.ops_per_s());
-      rep.add(s2, "contention: attempts/s", v, "attempts/s", "acquire statements / wall time",
-              static_cast<double>(attempts.size()) / res.seconds);
-      rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
-              p(attempts, 99) / 1000);
-      rep.add(s2, "contention: wait for grant p50", v, "ms", how_wait, p(res.extra_us, 50) / 1000);
-      rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
-    }
-    {
-      const std::string v = "naive upsert loop (8 libpq threads)";
-      auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
-        auto c = std::make_shared<pg>(cfg.pg_url);
-        c->prepare("acq", naive_acquire, 4);
-        c->prepare("rel", naive_release, 3);
-        return [c, hold](worker_ctx& w) {
-          auto t0 = clk::now();
-          auto nonce = random_hex(16);
-          std::string token;
-          while (!w.stopped()) {
-            auto a0 = clk::now();
-            auto res = c->run("acq", {"hot-naive", "bench-naive", nonce.c_str(), "30000"});
-            w.third_us.push_back(us_between(a0, clk::now()));
-            if (PQntuples(res.get()) == 1) {
-              token = PQgetvalue(res.get(), 0, 0);
-              break;
+      {
+        const std::string v = contention_variant("naive upsert loop", hold_ms);
+        unit_meter holders(1);
+        auto res = run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+          auto c = std::make_shared<pg>(cfg.pg_url);
+          c->prepare("acq", naive_acquire, 4);
+          c->prepare("rel", naive_release, 3);
+          return [c, hold, hold_ms, &holders](worker_ctx& w) {
+            auto t0 = clk::now();
+            auto nonce = random_hex(16);
+            std::string token;
+            while (!w.stopped()) {
+              auto a0 = clk::now();
+              auto res = c->run("acq", {"hot-naive", "bench-naive", nonce.c_str(), "30000"});
+              w.third_us.push_back(us_between(a0, clk::now()));
+              if (PQntuples(res.get()) == 1) {
+                token = PQgetvalue(res.get(), 0, 0);
+                break;
+              }
             }
-          }
-          if (token.empty()) return;
-          w.extra_us.push_back(us_between(t0, clk::now()));
-          std::this_thread::sleep_for(hold);
-          c->run("rel", {"hot-naive", nonce.c_str(), token.c_str()});
-        };
-      });
-      std::uint64_t grants = res.extra_us.size();
-      rep.add(s2, "contention: grants/s", v, "grants/s", how_grants,
-              static_cast<double>(grants) / res.seconds);
-      rep.add(s2, "contention: attempts/s", v, "attempts/s", "acquire statements / wall time",
-              static_cast<double>(res.third_us.size()) / res.seconds);
-      rep.add(s2, "contention: acquire statement p99", v, "ms", how_attempt,
-              p(res.third_us, 99) / 1000);
-      rep.add(s2, "contention: wait for grant p50", v, "ms", how_wait, p(res.extra_us, 50) / 1000);
-      rep.add(s2, "contention: wait for grant p99", v, "ms", how_wait, p(res.extra_us, 99) / 1000);
-    }
-    if (etcd_enabled(cfg)) {
-      for (int hold_ms : {0, 1}) {
+            if (token.empty()) return;
+            w.extra_us.push_back(us_between(t0, clk::now()));
+            holders.enter();
+            if (hold_ms > 0) std::this_thread::sleep_for(hold);
+            holders.leave();
+            c->run("rel", {"hot-naive", nonce.c_str(), token.c_str()});
+          };
+        });
+        add(v, res, res.third_us.size(), p(res.third_us, 99), holders.peak.load());
+        std::cerr << "  s2 contention rep " << r + 1 << " " << v << ": "
+                  << report::fmt(static_cast<double>(res.extra_us.size()) / res.seconds)
+                  << " grants/s\n";
+      }
+      if (etcd_enabled(cfg)) {
         const std::string v = etcd_contention_variant(hold_ms);
         auto e = etcd_contended(cfg, threads, hold_ms);
         rep.add(s2, "contention: grants/s", v, "grants/s", how_etcd_grants, e.ops_per_s);

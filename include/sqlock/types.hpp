@@ -156,6 +156,8 @@ struct lock_record {
   bool held = false;  ///< expires_in > 0
   /// The queue, oldest first (`client::inspect` and `sqlock show` fill it; `list` does not).
   std::vector<lock_waiter> waiters;
+  /// How many waiters are queued (live tickets): `list` counts them, `inspect` too.
+  std::size_t queued = 0;
 };
 
 /// One live acquisition of a semaphore.

@@ -238,6 +238,7 @@ nlohmann::json to_json(const lock_record& r) {
                         {"expires_at", format_time(r.expires_at)},
                         {"expires_in_seconds", seconds(r.expires_in)},
                         {"held", r.held},
+                        {"queued", r.queued},
                         {"metadata", r.metadata}};
 }
 

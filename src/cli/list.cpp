@@ -12,11 +12,13 @@ void print_lock_table(const globals& g, const std::vector<lock_record>& locks) {
   for (const auto& r : locks) {
     rows.push_back({printable(r.name), printable(r.owner), std::to_string(r.token),
                     format_time(r.acquired_at), describe_expiry(r), r.held ? "held" : "free",
-                    printable(r.metadata)});
+                    std::to_string(r.queued), printable(r.metadata)});
     const char* state = r.held ? green : dim;
-    styles.push_back({bold, nullptr, nullptr, nullptr, nullptr, state, dim});
+    styles.push_back(
+        {bold, nullptr, nullptr, nullptr, nullptr, state, r.queued ? yellow : nullptr, dim});
   }
-  print_table(stdout, {"NAME", "OWNER", "TOKEN", "ACQUIRED", "EXPIRES_IN", "STATE", "METADATA"},
+  print_table(stdout,
+              {"NAME", "OWNER", "TOKEN", "ACQUIRED", "EXPIRES_IN", "STATE", "QUEUED", "METADATA"},
               rows, styles, g.color_stdout());
 }
 

@@ -315,7 +315,8 @@ TEST_CASE_TEMPLATE("list and show report rows as tables and JSON", DB, CLI_DATAB
 
   auto table = run(db.cmd({"list"}));
   CHECK(table.code == 0);
-  for (const char* col : {"NAME", "OWNER", "TOKEN", "ACQUIRED", "EXPIRES_IN", "STATE", "METADATA"})
+  for (const char* col :
+       {"NAME", "OWNER", "TOKEN", "ACQUIRED", "EXPIRES_IN", "STATE", "QUEUED", "METADATA"})
     CHECK(contains(table.out, col));
   CHECK(contains(table.out, "expires in "));
   CHECK(contains(table.out, "free for "));

@@ -1,7 +1,8 @@
 // PostgreSQL only: wake-ups through LISTEN/NOTIFY. A watched inspection marks a held row, a
 // release wakes a waiter in another client within milliseconds (locks and semaphores, with
-// latencies printed), a waiter's mark and a release in flight never miss each other, and the
-// listener notices when it hears nothing (through PgBouncer) or is turned off.
+// latencies printed), a waiter's mark and a release in flight never miss each other, the
+// listener notices when it hears nothing (through PgBouncer) or is turned off, and a handoff
+// notifies only the waiting client's channel.
 
 #include <algorithm>
 #include <atomic>
@@ -9,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <doctest/doctest.h>
@@ -62,6 +64,24 @@ std::vector<double> handoff_ms(int rounds, TryAcquire try_acquire, Acquire acqui
                      .count());
   }
   return ms;
+}
+
+// The notifications `raw` has received so far, as (channel, payload), after waiting up to
+// `wait` for the first one when none is there yet.
+std::vector<std::pair<std::string, std::string>> notifications(pg_session& raw,
+                                                               std::chrono::milliseconds wait) {
+  std::vector<std::pair<std::string, std::string>> out;
+  auto until = steady::now() + wait;
+  do {
+    PQconsumeInput(raw.get());
+    while (PGnotify* n = PQnotifies(raw.get())) {
+      out.emplace_back(n->relname, n->extra);
+      PQfreemem(n);
+    }
+    if (!out.empty()) break;
+    std::this_thread::sleep_for(5ms);
+  } while (steady::now() < until);
+  return out;
 }
 
 }  // namespace
@@ -245,6 +265,56 @@ TEST_SUITE("postgresql") {
     (void)c.get_backend()->watch("x");
     CHECK_FALSE(c.get_backend()->wakes_other_processes());
     CHECK(logs.has(sqlock::log_level::warn, "notifications"));
+  }
+
+  TEST_CASE(
+      "a handoff notifies only the waiting client's own channel (schema 5), so no other client "
+      "wakes") {
+    postgresql_fixture db;
+    sqlock::client holder(db.url(), db.options());
+    sqlock::client w1(db.url(), db.options()), w2(db.url(), db.options());
+    for (auto* c : {&w1, &w2}) {
+      (void)c->get_backend()->watch("warm-up");
+      REQUIRE(eventually([&] { return c->get_backend()->wakes_other_processes(); }, 5s));
+    }
+    pg_session raw(db.direct_url());
+    const auto waiters = raw.ident(db.schema()) + ".sqlock_lock_waiters";
+    auto h = holder.try_acquire("q");
+    REQUIRE(h);
+    std::optional<sqlock::lease> l1, l2;
+    std::thread t1([&] { l1 = w1.acquire("q"); });
+    REQUIRE(eventually([&] { return raw.query("SELECT 1 FROM " + waiters).size() == 1; }, 20s));
+    std::thread t2([&] { l2 = w2.acquire("q"); });
+    REQUIRE(eventually([&] { return raw.query("SELECT 1 FROM " + waiters).size() == 2; }, 20s));
+    // Each ticket names its client's own channel.
+    auto tickets = raw.query("SELECT nonce, channel FROM " + waiters + " ORDER BY ticket");
+    REQUIRE(tickets.size() == 2);
+    const std::string n1 = tickets[0][0], c1 = tickets[0][1], n2 = tickets[1][0],
+                      c2 = tickets[1][1];
+    CHECK(c1.rfind("sqlock_h_", 0) == 0);
+    CHECK(c2.rfind("sqlock_h_", 0) == 0);
+    CHECK(c1 != c2);
+    raw.query("LISTEN " + raw.ident(c1) + "; LISTEN " + raw.ident(c2));
+    // The release hands the lock to the older ticket: one notification, on its channel only.
+    h->release();
+    t1.join();
+    REQUIRE(l1);
+    auto heard = notifications(raw, 5s);
+    std::this_thread::sleep_for(100ms);  // anything else sent with it has arrived by now
+    auto more = notifications(raw, 0ms);
+    heard.insert(heard.end(), more.begin(), more.end());
+    REQUIRE(heard.size() == 1);
+    CHECK(heard[0].first == c1);
+    CHECK(heard[0].second.rfind(n1 + " " + std::to_string(l1->token()) + " ", 0) == 0);
+    // And on to the next one, on its own channel.
+    l1->release();
+    t2.join();
+    REQUIRE(l2);
+    heard = notifications(raw, 5s);
+    REQUIRE(heard.size() == 1);
+    CHECK(heard[0].first == c2);
+    CHECK(heard[0].second.rfind(n2 + " ", 0) == 0);
+    l2->release();
   }
 
 }  // TEST_SUITE

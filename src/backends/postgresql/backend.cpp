@@ -13,7 +13,7 @@ postgresql_backend::postgresql_backend(const std::string& conn, backend_options 
       listen_info_(options.listen_url.empty() ? info_ : parse_conninfo(options.listen_url)),
       options_(std::move(options)),
       channel_(channel_for(options_.schema)),
-      handoff_channel_(handoff_channel_for(options_.schema)),
+      handoff_channel_(handoff_channel_for(options_.schema) + "_" + random_hex(4)),
       listener_(*this) {
   if (options_.schema.empty() || options_.schema.find('\0') != std::string::npos ||
       options_.schema.size() > 63)

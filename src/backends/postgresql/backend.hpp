@@ -162,7 +162,7 @@ class postgresql_backend final : public backend {
   const conninfo listen_info_;
   const backend_options options_;
   const std::string channel_;
-  const std::string handoff_channel_;
+  const std::string handoff_channel_;  // this instance's own (schema 5): see handoff_channel_for
 
   std::mutex connect_mu_;
   std::shared_ptr<const statements> sql_;

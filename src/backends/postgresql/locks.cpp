@@ -25,7 +25,7 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
        std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count()),
        std::string(r.fair ? "true" : "false"), std::string(r.waiting && r.queue ? "true" : "false"),
        std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt),
-       std::to_string(r.handoff_term().count())},
+       std::to_string(r.handoff_term().count()), handoff_channel_},
       until, errc::in_doubt);
   acquire_result out;
   if (res.rows() == 0)
@@ -218,6 +218,7 @@ std::optional<lock_record> postgresql_backend::inspect(std::string_view name, de
   for (int row = 0; row < w.rows(); ++row)
     record.waiters.push_back({w.text(row, 0), w.integer(row, 1), w.boolean(row, 2),
                               from_epoch_us(w.integer(row, 3)), us_to_ms(w.integer(row, 4))});
+  record.queued = record.waiters.size();
   return record;
 }
 
@@ -232,7 +233,10 @@ std::vector<lock_record> postgresql_backend::list(const list_filter& f, deadline
       run(*c, what, "sqlock_list", sql().list, {f.prefix, hi, std::to_string(show), limit}, until);
   std::vector<lock_record> out;
   out.reserve(static_cast<std::size_t>(r.rows()));
-  for (int i = 0; i < r.rows(); ++i) out.push_back(read_record(r, i));
+  for (int i = 0; i < r.rows(); ++i) {
+    out.push_back(read_record(r, i));
+    out.back().queued = static_cast<std::size_t>(r.integer(i, 7));
+  }
   return out;
 }
 

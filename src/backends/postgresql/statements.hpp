@@ -13,7 +13,9 @@ namespace sqlock::detail::pg {
 std::string fnv_hex(std::string_view s);
 /// The NOTIFY channel of a schema: stable, short enough for an identifier (63 bytes).
 std::string channel_for(const std::string& schema);
-/// The channel of handoffs (a release that granted a queued waiter): its payload is
+/// The prefix of the handoff channels (a release that granted a queued waiter notifies the
+/// channel its ticket names): each backend instance LISTENs on its own, this prefix + "_" + 8
+/// random hex digits (34 bytes). The payload is
 /// "<nonce> <token> <attempt> <acquired_us> <expires_us> <name>".
 std::string handoff_channel_for(const std::string& schema);
 

@@ -12,7 +12,8 @@ void statements::lock_statements() {
   const std::string unflushed = unflushed_commit;
   // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 waiting (mark), $7 waiter mark ms,
   // $8 fair, $9 queue, $10 ticket ms, $11 attempt number, $12 the first term of a lock handed
-  // to this waiter (ms).
+  // to this waiter (ms), $13 the channel a handoff to this waiter notifies (schema 5: this
+  // client's own, so a handoff wakes no other client).
   //
   // `cur` reads the row with the statement's snapshot. The INSERT runs only when that row
   // is missing or expired: a refused attempt therefore never reaches ON CONFLICT (which
@@ -112,11 +113,11 @@ void statements::lock_statements() {
       "AND name = $1::text AND nonce = $3::text RETURNING 1), "
       "queued AS (INSERT INTO " +
       waiters +
-      " (name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at) "
-      "SELECT $1::text, $3::text, $2::text, $4::text, $12::bigint, "
+      " (name, nonce, owner, metadata, ttl_ms, fair, ticket, attempt, since, expires_at, "
+      "channel) SELECT $1::text, $3::text, $2::text, $4::text, $12::bigint, "
       "$8::boolean, " +
       seq +
-      ", $11::bigint, now(), now() + $10::bigint * interval '1 millisecond' "
+      ", $11::bigint, now(), now() + $10::bigint * interval '1 millisecond', $13::text "
       "WHERE $9::boolean AND NOT EXISTS (SELECT 1 FROM me) "
       "AND NOT EXISTS (SELECT 1 FROM mine) "
       "AND NOT EXISTS (SELECT 1 FROM cur WHERE live AND nonce = $3::text) "
@@ -245,9 +246,11 @@ void statements::lock_statements() {
       "FROM ended";
   // The handoff (schema 4): when the lease ends and a live ticket waits, the same UPDATE grants
   // the row to the oldest one (`head`): a new token, the ticket's nonce, owner and metadata,
-  // and an expiry of clock_timestamp() + its ttl. The ticket is deleted, and the handoff channel
-  // carries the grant to the waiter ("<nonce> <token> <attempt> <acquired_us> <expires_us>
-  // <name>"), so no other waiter wakes and the waiter needs no further round trip. Such a
+  // and an expiry of clock_timestamp() + its ttl. The ticket is deleted, and a notification on
+  // the channel the ticket names (schema 5: the waiting client's own; $5, the releasing
+  // client's, for a ticket without one) carries the grant to the waiter ("<nonce> <token>
+  // <attempt> <acquired_us> <expires_us> <name>"), so no other client wakes and the waiter
+  // needs no further round trip. Such a
   // release IS a grant: it stays durable. Why the waiter's local clock may start at the sending
   // of the attempt the ticket shows (`attempt`): `head` locks the ticket FOR UPDATE, which
   // waits for a refresh in flight and then reads the newest committed version, so that
@@ -260,13 +263,13 @@ void statements::lock_statements() {
   //
   // Columns: ended, the name notification, locked, the unflushed setting, then the handoff's
   // nonce, token, attempt, acquired_us, expires_us (NULLs when nothing was handed over). $5 is
-  // the handoff channel.
+  // the releasing client's handoff channel (the fallback above).
   auto lock_release = [&](const std::string& lock_clause, bool report_locked) {
     std::string q =
         "WITH target AS (SELECT name, waiters_until > now() AS waited FROM " + locks + " WHERE " +
         mine + " FOR UPDATE" + lock_clause +
         "), "
-        "head AS (SELECT w.nonce, w.owner, w.metadata, w.ttl_ms, w.attempt FROM " +
+        "head AS (SELECT w.nonce, w.owner, w.metadata, w.ttl_ms, w.attempt, w.channel FROM " +
         waiters +
         " w WHERE EXISTS (SELECT 1 FROM target) AND w.name = $1::text "
         "AND w.nonce <> $2::text AND w.expires_at > now() ORDER BY w.ticket LIMIT 1 FOR UPDATE), "
@@ -281,7 +284,7 @@ void statements::lock_statements() {
         "expires_at = CASE WHEN h.nonce IS NULL THEN now() "
         "ELSE clock_timestamp() + h.ttl_ms * interval '1 millisecond' END "
         "FROM target LEFT JOIN head h ON true WHERE l.name = target.name "
-        "RETURNING target.waited, h.nonce AS next, h.attempt, l.token, " +
+        "RETURNING target.waited, h.nonce AS next, h.attempt, h.channel, l.token, " +
         epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
         " AS expires_us), "
         "taken AS (DELETE FROM " +
@@ -289,7 +292,8 @@ void statements::lock_statements() {
         " WHERE name = $1::text AND nonce IN (SELECT next FROM ended WHERE next IS NOT NULL) "
         "RETURNING 1) "
         "SELECT true, CASE WHEN next IS NULL AND waited THEN pg_notify($4::text, $1::text)::text "
-        "WHEN next IS NOT NULL THEN pg_notify($5::text, next || ' ' || token || ' ' || attempt "
+        "WHEN next IS NOT NULL THEN pg_notify(coalesce(nullif(channel, ''), $5::text), "
+        "next || ' ' || token || ' ' || attempt "
         "|| ' ' || acquired_us || ' ' || expires_us || ' ' || $1::text)::text END, false, "
         "CASE WHEN next IS NULL THEN " +
         unflushed + " END, next, token, attempt, acquired_us, expires_us FROM ended";
@@ -326,7 +330,9 @@ void statements::lock_statements() {
                     epoch_us("expires_at - now()") + " FROM " + waiters +
                     " WHERE name = $1::text AND expires_at > now() ORDER BY ticket";
   // A byte-prefix range on the primary key (COLLATE "C"), not LIKE.
-  list = "SELECT " + columns + " FROM " + locks +
+  // The last column counts the live tickets of the lock's queue.
+  list = "SELECT " + columns + ", (SELECT count(*) FROM " + waiters + " w WHERE w.name = " + locks +
+         ".name AND w.expires_at > now()) FROM " + locks +
          " WHERE name >= $1::text AND ($2::text IS NULL OR name < $2::text) "
          "AND ($3::integer = 0 OR ($3::integer = 1 AND expires_at > now()) "
          "OR ($3::integer = 2 AND expires_at <= now())) ORDER BY name LIMIT $4::bigint";
@@ -352,7 +358,6 @@ void statements::lock_statements() {
       "$2::bigint * interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
       "SELECT cur.*, $3::boolean AND cur.mark_due AND NOT EXISTS (SELECT 1 FROM marked) "
       "FROM cur";
-
 }
 
 }  // namespace sqlock::detail::pg

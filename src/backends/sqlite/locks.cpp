@@ -269,6 +269,7 @@ std::optional<lock_record> sqlite_backend::inspect(std::string_view name, deadli
   while (w.step())
     record.waiters.push_back({w.text(0), w.integer(1), w.integer(2) != 0,
                               from_epoch_ms(w.integer(3)), milliseconds{w.integer(4)}});
+  record.queued = record.waiters.size();
   return record;
 }
 
@@ -288,7 +289,10 @@ std::vector<lock_record> sqlite_backend::list(const list_filter& f, deadline unt
                                                               : 2});
   s.bind(5, f.limit == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(f.limit));
   std::vector<lock_record> out;
-  while (s.step()) out.push_back(read_record(s));
+  while (s.step()) {
+    out.push_back(read_record(s));
+    out.back().queued = static_cast<std::size_t>(s.integer(7));
+  }
   return out;
 }
 

@@ -70,8 +70,11 @@ const char lock_inspect[] =
 const char lock_waiters[] =
     "SELECT owner, ticket, fair, since, expires_at - ?2 FROM sqlock_lock_waiters "
     "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket";
+// The last column counts the live tickets of the lock's queue.
 const char lock_list[] =
-    "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1 "
+    "SELECT name, owner, metadata, token, acquired_at, expires_at, expires_at - ?1, "
+    "(SELECT count(*) FROM sqlock_lock_waiters w WHERE w.name = sqlock_locks.name "
+    "AND w.expires_at > ?1) "
     "FROM sqlock_locks WHERE name >= ?2 AND (?3 IS NULL OR name < ?3) "
     "AND (?4 = 0 OR (?4 = 1 AND expires_at > ?1) OR (?4 = 2 AND expires_at <= ?1)) "
     "ORDER BY name LIMIT ?5";

@@ -1,0 +1,35 @@
+-- Reverts schema 5: the queue tickets lose the waiter's channel (handoffs notify the releasing
+-- client's channel, as under schema 4).
+
+-- search_path is pinned as in 001_locks.up.sql (see there why): the target schema, then pg_temp.
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF target IS NULL OR target = 'pg_catalog'
+     OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+    RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = pg_catalog.format(
+      'sqlock: no usable target schema (current_schema() is %s): set search_path to the '
+      'schema for sqlock''s objects', coalesce(target, 'NULL'));
+  END IF;
+  PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp', true);
+END
+$pin$;
+DO $pin$
+DECLARE
+  target text := pg_catalog.current_schema();
+BEGIN
+  IF pg_catalog.current_setting('search_path') <> pg_catalog.quote_ident(target) || ', pg_temp'
+  THEN
+    IF target IS NULL OR target = 'pg_catalog'
+       OR pg_catalog.quote_ident(target)::regnamespace = pg_catalog.pg_my_temp_schema() THEN
+      RAISE EXCEPTION USING ERRCODE = '3F000', MESSAGE = 'sqlock: no usable target schema';
+    END IF;
+    PERFORM pg_catalog.set_config('search_path', pg_catalog.quote_ident(target) || ', pg_temp',
+                                  false);
+  END IF;
+END
+$pin$;
+
+ALTER TABLE sqlock_lock_waiters DROP COLUMN channel;
+DELETE FROM sqlock_schema_version WHERE version = 5;
