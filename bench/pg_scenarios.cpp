@@ -94,6 +94,67 @@ run_result two_durable_cycles(const config& cfg, int threads) {
   });
 }
 
+namespace {
+const std::string seq = "nextval('public.sqlock_token_seq'::regclass)";
+std::string epoch_us(const std::string& x) {
+  return "(extract(epoch from " + x + ") * 1000000)::bigint";
+}
+}  // namespace
+
+const std::string schema3_acquire =
+    "WITH cur AS (SELECT " + epoch_us("expires_at - now()") +
+    " AS left_us, waiters_until < now() + $7::bigint * interval '500 microseconds' AS mark_due "
+    "FROM public.sqlock_locks WHERE name = $1::text), "
+    "free AS (SELECT 1 FROM public.sqlock_locks WHERE name = $1::text AND expires_at <= now() "
+    "FOR UPDATE SKIP LOCKED), "
+    "granted AS (INSERT INTO public.sqlock_locks AS l "
+    "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
+    "SELECT $1::text, $2::text, $3::text, " +
+    seq +
+    ", now(), now() + $5::bigint * interval '1 millisecond', $4::text "
+    "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE left_us > 0) "
+    "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
+    "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+    "token = GREATEST(" +
+    seq +
+    ", l.token + 1), acquired_at = excluded.acquired_at, "
+    "expires_at = excluded.expires_at, metadata = excluded.metadata "
+    "WHERE l.expires_at <= now() RETURNING l.token, " +
+    epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+    " AS expires_us), "
+    "marked AS (UPDATE public.sqlock_locks SET waiters_until = now() + $7::bigint * interval "
+    "'1 millisecond' WHERE name IN (SELECT name FROM public.sqlock_locks WHERE $6::boolean "
+    "AND name = $1::text AND expires_at > now() AND waiters_until < now() + $7::bigint * "
+    "interval '500 microseconds' FOR UPDATE SKIP LOCKED) RETURNING 1) "
+    "SELECT true, token, acquired_us, expires_us FROM granted "
+    "UNION ALL SELECT false, cur.left_us, (SELECT count(*) FROM marked), "
+    "CASE WHEN cur.mark_due THEN 1 ELSE 0 END FROM cur "
+    "WHERE NOT EXISTS (SELECT 1 FROM granted)";
+const std::string schema3_release =
+    "WITH ended AS (UPDATE public.sqlock_locks SET expires_at = now() WHERE name = $1::text "
+    "AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
+    "AND expires_at > now() RETURNING waiters_until > now() AS waited) "
+    "SELECT true, CASE WHEN waited THEN pg_notify($4::text, $1::text)::text END, false "
+    "FROM ended";
+
+run_result schema3_cycles(const config& cfg, const std::string& channel, int threads) {
+  return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
+    auto c = std::make_shared<pg>(cfg.pg_url);
+    c->prepare("acq", schema3_acquire, 7);
+    c->prepare("rel", schema3_release, 4);
+    return [c, &channel, i = 0](worker_ctx& w) mutable {
+      auto name = name_for(base_plain, w.index, i++ % names_per_thread);
+      auto nonce = random_hex(16);
+      auto r = c->run(
+          "acq", {name.c_str(), "bench-schema3", nonce.c_str(), "", "30000", "false", "10000"});
+      if (PQntuples(r.get()) != 1 || PQgetvalue(r.get(), 0, 0)[0] != 't')
+        throw failure("schema 3 statements: uncontended acquire refused");
+      std::string token = PQgetvalue(r.get(), 0, 1);
+      c->run("rel", {name.c_str(), nonce.c_str(), token.c_str(), channel.c_str()});
+    };
+  });
+}
+
 void run_postgresql(const config& cfg, report& rep) {
   pg admin(cfg.pg_admin_url);
   std::string role;

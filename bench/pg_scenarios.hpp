@@ -90,6 +90,8 @@ run_result bare_lock_cycles(const config& cfg, const statements& st, int threads
 extern const std::string naive_acquire, naive_release;
 inline const std::string two_durable_variant =
     "bare libpq, two durable statements (minimal upsert + UPDATE)";
+inline const std::string schema3_variant =
+    "bare libpq, schema 3's statements (both durable, before issue 14)";
 /// Scenario 2's anatomy of a handoff release: durable or not; mode 0 no other listener, 1 eight
 /// on the channel the handoff notifies, 2 eight on channels of their own.
 inline std::string anatomy_variant(bool durable, int mode) {
@@ -105,6 +107,13 @@ inline std::string contention_variant(const std::string& who, int hold_ms) {
 }
 /// Scenario 1's cycle through naive_acquire and naive_release (one libpq connection per thread).
 run_result two_durable_cycles(const config& cfg, int threads);
+/// sqlock's acquire and release as schema 3 sent them (git 79bef18, before issue 14: no queue,
+/// and the release's commit waited for its flush like the grant's), for public. $1 name, $2
+/// owner, $3 nonce, $4 metadata, $5 ttl ms, $6 mark, $7 mark ms / $1 name, $2 nonce, $3 token,
+/// $4 channel.
+extern const std::string schema3_acquire, schema3_release;
+/// Scenario 1's cycle through schema3_acquire and schema3_release.
+run_result schema3_cycles(const config& cfg, const std::string& channel, int threads);
 
 // The scenarios (sections s1, s2, s3 and s6, s4, s7 of the report).
 void scenario_uncontended(const config& cfg, report& rep, const statements& st,

@@ -74,9 +74,11 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                           "then release. sqlock, the bare libpq loop and pgbench send the same two "
                           "statements (captured from the server's statement log) on the same "
                           "rows; pg_try_advisory_lock and Redis SET NX PX/DEL are what users pick "
-                          "instead. The two durable statements (the least upsert that grants a "
-                          "row with a token, and the UPDATE that ends it, each a flushed commit) "
-                          "are the cycle before issue 14 made the release unflushed.") +
+                          "instead. Schema 3's statements are sqlock's cycle before issue 14 "
+                          "(no queue; the release's commit waited for its flush, as the grant's "
+                          "does): issue 14's baseline. The two durable statements (the least "
+                          "upsert that grants a row with a token, and the UPDATE that ends it, "
+                          "each a flushed commit) are the floor of a row lease with two flushes.") +
                   (etcd ? " etcd's own lock, concurrency.Mutex (Lock: one transaction putting "
                           "the caller's key; Unlock: one delete; each a fsync'd commit), runs at "
                           "1 and 8 clients in a Go process of its own."
@@ -94,6 +96,8 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                       }});
   variants.push_back({"bare libpq, same statements",
                       [&](int threads) { return bare_lock_cycles(cfg, st, threads); }});
+  variants.push_back(
+      {schema3_variant, [&](int threads) { return schema3_cycles(cfg, st.channel, threads); }});
   variants.push_back(
       {two_durable_variant, [&](int threads) { return two_durable_cycles(cfg, threads); }});
   if (!script.empty())

@@ -56,20 +56,22 @@ void verdicts(const config& cfg, report& rep) {
       rep.target({"1. (reported) sqlock / etcd Mutex, uncontended", et.str(), -1, "no target"});
     }
     {
-      std::ostringstream meas;
+      std::ostringstream meas, floor;
       bool met = true;
       for (int t : cfg.thread_counts) {
         if (t != 1 && t != 8) continue;
         std::string tl = threads_label(t);
         double s = m("s1", "cycles/s, " + tl, "sqlock");
-        double d = m("s1", "cycles/s, " + tl, two_durable_variant);
+        double d = m("s1", "cycles/s, " + tl, schema3_variant);
         met = met && ratio(s, d) >= (t == 1 ? 1.4 : 1.0);
         cycles_vs(meas, tl, s, d);
+        cycles_vs(floor, tl + " (reported) against the minimal two durable statements", s,
+                  m("s1", "cycles/s, " + tl, two_durable_variant));
       }
       rep.target(
-          {"14. uncontended: sqlock >= 1.4x the bare loop of two durable statements at 1 "
-           "thread, >= 1.0x at 8",
-           meas.str(), met ? 1 : 0, ""});
+          {"14. uncontended: sqlock >= 1.4x the bare libpq loop of schema 3's two durable "
+           "statements at 1 thread, >= 1.0x at 8",
+           meas.str() + floor.str(), met ? 1 : 0, ""});
     }
     const std::string t8 = std::to_string(cfg.thread_counts.back()) + " threads";
     double n1 = m("s1", "notify cost: cycles/s, " + t8,
