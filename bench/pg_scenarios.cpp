@@ -49,14 +49,12 @@ run_result sqlock_lock_cycles(const config& cfg, sqlock::client& c, int threads)
 run_result bare_lock_cycles(const config& cfg, const statements& st, int threads) {
   return run_workers(threads, cfg.run, [&](worker_ctx&) -> op_fn {
     auto c = std::make_shared<pg>(cfg.pg_url);
-    c->prepare("acq", st.acquire, 13);
+    c->prepare("acq", st.acquire, 6);
     c->prepare("rel", st.release, 5);
     return [c, &st, i = 0](worker_ctx& w) mutable {
       auto name = name_for(base_plain, w.index, i++ % names_per_thread);
       auto nonce = random_hex(16);
-      auto r =
-          c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false", "10000",
-                         "false", "false", "3000", "1", "3000", st.handoff_channel.c_str()});
+      auto r = c->run("acq", {name.c_str(), "bench-bare", nonce.c_str(), "", "30000", "false"});
       if (PQntuples(r.get()) != 1 || PQgetvalue(r.get(), 0, 0)[0] != 't')
         throw failure("bare: uncontended acquire refused");
       std::string token = PQgetvalue(r.get(), 0, 1);

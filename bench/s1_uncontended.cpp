@@ -57,9 +57,7 @@ std::string pgbench_script(const statements& st, const std::string& dir) {
   f << "\\set p1 " << base_plain << " + :client_id * 100 + random(0, " << (names_per_thread - 1)
     << ")\n"
     << "\\set p3 random(1, 999999999999)\n"
-    << name_first_column(subst(st.acquire, {"p1", "p2", "p3", "", "p5", "p6", "p7", "p8", "p9",
-                                            "p10", "p11", "p12", "hchan"}))
-    << "\n\\gset a_\n"
+    << name_first_column(subst(st.acquire, {"p1", "p2", "p3", "", "p5", "p6"})) << "\n\\gset a_\n"
     << subst(st.release, {"p1", "p3", "a_token", "chan", "hchan"}) << ";\n";
   return path;
 }
@@ -111,12 +109,6 @@ void scenario_uncontended(const config& cfg, report& rep, const statements& st,
                               "-D",        "p2=bench-pgbench",
                               "-D",        "p5=30000",
                               "-D",        "p6=false",
-                              "-D",        "p7=10000",
-                              "-D",        "p8=false",
-                              "-D",        "p9=false",
-                              "-D",        "p10=3000",
-                              "-D",        "p11=1",
-                              "-D",        "p12=3000",
                               "-D",        "chan=" + chan,
                               "-D",        "hchan=" + st.handoff_channel};
                           if (cfg.smoke) {

@@ -549,3 +549,29 @@ TEST_CASE_TEMPLATE("lock queue: a queued waiter does not poll on the backoff", F
   CHECK(a->inspect("q")->owner == "w");
   CHECK(a->inspect("q")->waiters.empty());
 }
+
+TEST_CASE_TEMPLATE("lock queue: a fair try never passes a live ticket, even on a free lock", F,
+                   SQLOCK_TEST_FIXTURES) {
+  // A plain try (no wait) is sent without the queue's parts (PostgreSQL: acquire_try); the
+  // fair check must be in it all the same.
+  F db;
+  auto a = make_client(db, "a");
+  auto b = make_client(db, "b");
+  {
+    // A lease that runs out without a release, so nothing is handed over: the row ends free.
+    auto o = fair_lock(1s);
+    o.keepalive = false;
+    auto held = a->try_acquire("q", o);
+    REQUIRE(held);
+    // A waiter queued behind it (then gone quiet): its ticket lives 10 s.
+    sqlock::acquire_request waiter{"q", "w", "w-nonce", "", 30s, true, true, true, 10s, 1};
+    auto r = a->get_backend()->try_acquire(waiter, std::chrono::steady_clock::now() + 10s);
+    REQUIRE_FALSE(r.granted);
+    REQUIRE(r.queued);
+    REQUIRE(eventually([&] { return !a->inspect("q")->held; }, 20s));
+  }
+  REQUIRE(a->inspect("q")->queued == 1);
+  CHECK_FALSE(b->try_acquire("q", fair_lock()));  // fair: the ticket is older
+  auto barge = b->try_acquire("q", ttl(30s));     // non-fair may take a free lock
+  CHECK(barge);
+}

@@ -19,14 +19,21 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
   // Mark the row for a wake-up only when a notification can reach us: a marked row makes
   // the release notify, and a notifying commit takes a server-wide lock.
   const bool mark = r.waiting && options_.notifications && !listener_.known_deaf();
-  auto res = run(
-      *c, what, "sqlock_acquire", sql().acquire,
-      {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
-       std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count()),
-       std::string(r.fair ? "true" : "false"), std::string(r.waiting && r.queue ? "true" : "false"),
-       std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt),
-       std::to_string(r.handoff_term().count()), handoff_channel_},
-      until, errc::in_doubt);
+  // An attempt that will not wait and follows no earlier one sends the statement without the
+  // queue (statements::acquire_try).
+  const bool plain = !r.waiting && r.attempt <= 1;
+  auto res = plain ? run(*c, what, "sqlock_acquire_try", sql().acquire_try,
+                         {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
+                          std::string(r.fair ? "true" : "false")},
+                         until, errc::in_doubt)
+                   : run(*c, what, "sqlock_acquire", sql().acquire,
+                         {r.name, r.owner, r.nonce, r.metadata, std::to_string(r.ttl.count()),
+                          std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count()),
+                          std::string(r.fair ? "true" : "false"),
+                          std::string(r.waiting && r.queue ? "true" : "false"),
+                          std::to_string(r.ticket_ttl.count()), std::to_string(r.attempt),
+                          std::to_string(r.handoff_term().count()), handoff_channel_},
+                         until, errc::in_doubt);
   acquire_result out;
   if (res.rows() == 0)
     throw error(errc::internal, what + " on postgresql: the statement returned no row", kind_name);

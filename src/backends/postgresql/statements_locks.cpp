@@ -51,6 +51,31 @@ void statements::lock_statements() {
   // that a release consumed after our snapshot is then never re-created (the UPDATE finds it
   // gone and reports "not queued"; the next attempt sees the lock as ours). `marked` never
   // marks a row held by our own nonce (the same row would be updated twice).
+  // `free` and `granted`, shared by both acquire statements: $1 name, $2 owner, $3 nonce, $4
+  // metadata, $5 ttl ms; they read `cur` (live) and `eligible` (ok).
+  const std::string grant_if_free =
+      "free AS (SELECT 1 FROM " + locks +
+      " WHERE name = $1::text AND expires_at <= now() AND (SELECT ok FROM eligible) "
+      "FOR UPDATE SKIP LOCKED), "
+      "granted AS (INSERT INTO " +
+      locks +
+      " AS l "
+      "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
+      "SELECT $1::text, $2::text, $3::text, " +
+      seq +
+      ", now(), "
+      "now() + $5::bigint * interval '1 millisecond', $4::text "
+      "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (SELECT ok FROM eligible) "
+      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
+      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+      "token = GREATEST(" +
+      seq +
+      ", l.token + 1), acquired_at = excluded.acquired_at, "
+      "expires_at = excluded.expires_at, metadata = excluded.metadata "
+      "WHERE l.expires_at <= now() "
+      "RETURNING l.token, " +
+      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+      " AS expires_us), ";
   acquire =
       "WITH cur AS (SELECT nonce, expires_at > now() AS live, " + epoch_us("expires_at - now()") +
       " AS left_us, "
@@ -74,30 +99,8 @@ void statements::lock_statements() {
       "eligible AS (SELECT NOT $8::boolean OR NOT EXISTS (SELECT 1 FROM " +
       waiters +
       " w WHERE w.name = $1::text AND w.nonce <> $3::text AND w.expires_at > now() "
-      "AND w.ticket < coalesce((SELECT ticket FROM me), 9223372036854775807)) AS ok), "
-      "free AS (SELECT 1 FROM " +
-      locks +
-      " WHERE name = $1::text AND expires_at <= now() AND (SELECT ok FROM eligible) "
-      "FOR UPDATE SKIP LOCKED), "
-      "granted AS (INSERT INTO " +
-      locks +
-      " AS l "
-      "(name, owner, nonce, token, acquired_at, expires_at, metadata) "
-      "SELECT $1::text, $2::text, $3::text, " +
-      seq +
-      ", now(), "
-      "now() + $5::bigint * interval '1 millisecond', $4::text "
-      "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (SELECT ok FROM eligible) "
-      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
-      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
-      "token = GREATEST(" +
-      seq +
-      ", l.token + 1), acquired_at = excluded.acquired_at, "
-      "expires_at = excluded.expires_at, metadata = excluded.metadata "
-      "WHERE l.expires_at <= now() "
-      "RETURNING l.token, " +
-      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
-      " AS expires_us), "
+      "AND w.ticket < coalesce((SELECT ticket FROM me), 9223372036854775807)) AS ok), " +
+      grant_if_free +
       "mine AS (SELECT token, acquired_us, expires_us FROM granted UNION ALL "
       "SELECT token, acquired_us, expires_us FROM handed), "
       "dropped AS (DELETE FROM " +
@@ -139,6 +142,25 @@ void statements::lock_statements() {
       unflushed +
       " END "
       "FROM (SELECT 1) one LEFT JOIN cur ON true WHERE NOT EXISTS (SELECT 1 FROM mine)";
+  // An attempt that will not wait (a plain try, the first attempt of no wait): `acquire`
+  // without the queue, whose parts are all inert for it (no mark, no ticket to take or
+  // refresh, no earlier attempt a release could have handed the lock to). It still keeps
+  // fairness (no grant past a live ticket of another nonce) and drops a ticket of its nonce
+  // when granted. Result rows as `acquire`'s. An uncontended cycle's cost: bench/notes.md.
+  // $1 name, $2 owner, $3 nonce, $4 metadata, $5 ttl ms, $6 fair.
+  acquire_try =
+      "WITH cur AS (SELECT expires_at > now() AS live, " + epoch_us("expires_at - now()") +
+      " AS left_us FROM " + locks +
+      " WHERE name = $1::text), "
+      "eligible AS (SELECT NOT $6::boolean OR NOT EXISTS (SELECT 1 FROM " +
+      waiters +
+      " w WHERE w.name = $1::text AND w.nonce <> $3::text AND w.expires_at > now()) AS ok), " +
+      grant_if_free + "dropped AS (DELETE FROM " + waiters +
+      " WHERE EXISTS (SELECT 1 FROM granted) AND name = $1::text AND nonce = $3::text "
+      "RETURNING 1) "
+      "SELECT true, token, acquired_us, expires_us, false AS queued, NULL AS unflushed "
+      "FROM granted UNION ALL SELECT false, cur.left_us, 0, 0, false, NULL "
+      "FROM (SELECT 1) one LEFT JOIN cur ON true WHERE NOT EXISTS (SELECT 1 FROM granted)";
   // $1: json array of {i, k (0 lock, 1 semaphore holder), n (name), o (nonce), t (token),
   // ms (ttl)}. `renew` handles locks only (k is ignored): a batch without semaphore leases
   // touches no semaphore table (no plan over them, no grant on them needed); `renew_mixed`
