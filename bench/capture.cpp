@@ -163,11 +163,11 @@ sem_statements capture_semaphore(const config& cfg, const std::string& chan, std
       std::string stmt_name = line.substr(e + 9, colon - e - 9);
       std::string text = line.substr(colon + 2);
       pending = nullptr;
-      if (text.find("sqlock_semaphore_acquire(") != std::string::npos) {
+      if (text.find("sqlock_semaphore_attempt(") != std::string::npos) {
         s.acquire.sql = text;
         pending = &s.acquire;
       } else if (stmt_name.find("release") != std::string::npos &&
-                 text.find("sqlock_semaphore_holders") != std::string::npos) {
+                 text.find("sqlock_semaphore_release(") != std::string::npos) {
         s.release.sql = text;
         pending = &s.release;
       }

@@ -25,6 +25,15 @@
 
 namespace sqlock {
 
+/// The first term of a lease a release hands to a queued waiter: `handoff_ttl`, or (0) the
+/// ticket's life (`ticket_ttl`, or fair_ticket_ttl when 0), never longer than `ttl`.
+inline std::chrono::milliseconds first_handoff_term(std::chrono::milliseconds ttl,
+                                                    std::chrono::milliseconds ticket_ttl,
+                                                    std::chrono::milliseconds handoff_ttl) {
+  const auto ticket = ticket_ttl > std::chrono::milliseconds::zero() ? ticket_ttl : fair_ticket_ttl;
+  return std::min(ttl, handoff_ttl > std::chrono::milliseconds::zero() ? handoff_ttl : ticket);
+}
+
 /// One grant attempt. `nonce` is fresh per attempt and is the lease's identity from then on.
 struct acquire_request {
   std::string name;
@@ -56,9 +65,7 @@ struct acquire_request {
   /// The term a backend writes into this waiter's ticket: `handoff_ttl` (or its default),
   /// never longer than `ttl`.
   std::chrono::milliseconds handoff_term() const {
-    const auto ticket =
-        ticket_ttl > std::chrono::milliseconds::zero() ? ticket_ttl : fair_ticket_ttl;
-    return std::min(ttl, handoff_ttl > std::chrono::milliseconds::zero() ? handoff_ttl : ticket);
+    return first_handoff_term(ttl, ticket_ttl, handoff_ttl);
   }
 };
 
@@ -115,6 +122,16 @@ struct semaphore_request {
   /// and extend it to `ticket_ttl` from now. Granted only when no live ticket is older.
   bool fair = false;
   std::chrono::milliseconds ticket_ttl{0};
+  /// As in acquire_request: the number of this attempt within its wait (from 1), and the
+  /// first term of units a release hands to this waiter's ticket (schema 6: a release hands
+  /// the room it makes to the oldest tickets that fit; a later attempt that finds its nonce
+  /// holding returns that grant).
+  std::int64_t attempt = 0;
+  std::chrono::milliseconds handoff_ttl{0};
+
+  std::chrono::milliseconds handoff_term() const {
+    return first_handoff_term(ttl, ticket_ttl, handoff_ttl);
+  }
 };
 
 /// Options of `backend::migrate_with`.

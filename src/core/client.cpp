@@ -129,7 +129,9 @@ std::optional<std::shared_ptr<lease_impl>> client_core::attempt(const target& wh
                                 options.ttl,
                                 plan.waiting,
                                 plan.waiting && what.semaphore->fair,
-                                fair_ticket_ttl};
+                                fair_ticket_ttl,
+                                plan.number,
+                                handoff_term(options)};
       result = db_->try_acquire_semaphore(request, op_deadline());
     } else {
       acquire_request request{name,

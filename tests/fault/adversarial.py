@@ -43,7 +43,11 @@ class AdversarialScenarios:
                   "GRANT EXECUTE ON FUNCTION %s.sqlock_assert_held(text, bigint), "
                   "%s.sqlock_semaphore_assert_held(text, bigint), "
                   "%s.sqlock_semaphore_acquire(text, bigint, bigint, text, text, text, bigint, "
-                  "boolean, boolean, bigint, text) TO sqlock_runtime" % (q, q, q)):
+                  "boolean, boolean, bigint, text), "
+                  "%s.sqlock_semaphore_attempt(text, bigint, bigint, text, text, text, bigint, "
+                  "boolean, boolean, bigint, text, bigint, bigint, text), "
+                  "%s.sqlock_semaphore_release(text, text, bigint, text, text, boolean) "
+                  "TO sqlock_runtime" % (q, q, q, q, q)):
             self.psql(self.admin, g)
         # The runtime role's password, put into the URL on purpose: it must never show.
         password = None
@@ -103,7 +107,7 @@ class AdversarialScenarios:
                   "1337", "987654", password]
         inlined = [s for s in statements if any(v and v in s for v in values)]
         out = self.core(fig)
-        sem_statements = sum(1 for x in statements if "sqlock_semaphore_acquire(" in x)
+        sem_statements = sum(1 for x in statements if "sqlock_semaphore_attempt(" in x)
         out.update(sem_grants=sem_grants, role="sqlock_runtime", search_path="nowhere_at_all",
                    statements_logged=len(statements), semaphore_grant_calls=sem_statements,
                    values_inlined=len(inlined), password_in_messages=pw_in_messages,

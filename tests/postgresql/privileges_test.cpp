@@ -169,6 +169,9 @@ TEST_SUITE("postgresql") {
     CHECK(names.count("sqlock_semaphore_assert_held(text,bigint)") == 1);
     CHECK(names.count("sqlock_semaphore_acquire(text,bigint,bigint,text,text,text,bigint,boolean,"
                       "boolean,bigint,text)") == 1);
+    CHECK(names.count("sqlock_semaphore_attempt(text,bigint,bigint,text,text,text,bigint,boolean,"
+                      "boolean,bigint,text,bigint,bigint,text)") == 1);
+    CHECK(names.count("sqlock_semaphore_release(text,text,bigint,text,text,boolean)") == 1);
 
     // Functions: the owner and the runtime role may call every one (with NULL arguments each
     // fails, but past the privilege check); a role with USAGE only, or nothing, may call none.

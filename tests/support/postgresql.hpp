@@ -103,6 +103,13 @@ inline void grant_runtime(const std::string& schema) {
               ".sqlock_semaphore_assert_held(text, bigint), " + s +
               ".sqlock_semaphore_acquire(text, bigint, bigint, text, text, text, bigint, "
               "boolean, boolean, bigint, text) TO sqlock_runtime");
+  // Schema 6: the semaphore grant and release functions.
+  admin.query("GRANT EXECUTE ON FUNCTION " + s +
+              ".sqlock_semaphore_attempt(text, bigint, bigint, text, text, text, bigint, "
+              "boolean, boolean, bigint, text, bigint, bigint, text), " +
+              s +
+              ".sqlock_semaphore_release(text, text, bigint, text, text, boolean) "
+              "TO sqlock_runtime");
 }
 
 }  // namespace sqlock_test

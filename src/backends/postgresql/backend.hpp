@@ -45,6 +45,7 @@ using steady = std::chrono::steady_clock;
 inline constexpr milliseconds waiter_mark{10000};
 
 class postgresql_backend;
+struct ended_rows;
 
 // The LISTEN connection: one per backend, started at the first watch(). It dispatches
 // notifications (payload = lock name) to the backend's watch registry, checks itself at start
@@ -156,7 +157,12 @@ class postgresql_backend final : public backend {
   // Release, abandon and force release: runs `text` (rows of (ended, notified, locked)),
   // looking again for a while at a row another transaction holds locked; wakes local waiters.
   bool end_lease(const std::string& what, const char* name, std::string statements::*text,
-                 const std::vector<param>& params, deadline until);
+                 const std::vector<param>& params, deadline until,
+                 lease_kind kind = lease_kind::lock);
+  // Delivers what a release reported: each handoff to its waiter (if it waits in this
+  // process), and a wake-up to the name's local waiters when a lease or ticket ended without
+  // a handoff (or, for a semaphore, may have left room).
+  void wake(const std::string& name, const ended_rows& r, lease_kind kind);
 
   const conninfo info_;
   const conninfo listen_info_;

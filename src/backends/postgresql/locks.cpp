@@ -156,8 +156,8 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
   const bool sem = key.kind == lease_kind::semaphore;
   const std::string what = std::string(sem ? "release semaphore " : "release ") + quoted(key.name) +
                            " (token " + std::to_string(key.token) + ")";
-  std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_};
-  if (!sem) params.emplace_back(handoff_channel_);
+  const std::vector<param> params{key.name, key.nonce, std::to_string(key.token), channel_,
+                                  handoff_channel_};
   // Wait for the row at most briefly: a lock still held after that is an open fenced
   // transaction (possibly this thread's own), which a release must never wait for. The
   // statement that missed the short deadline is cancelled with its connection; then the
@@ -166,39 +166,35 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
   if (steady::now() + milliseconds{100} < until) {
     deadline brief{};
     try {
-      bool ended;
-      std::optional<handoff> handed;
+      ended_rows out;
       {
         // The window starts once a connection is in hand: it bounds the wait for the row,
         // not a connect (tens of ms, more on a loaded machine).
         auto c = checkout(until, what);
         brief = std::min(until, steady::now() + milliseconds{100});
-        auto rs =
+        out = read_ended(
             sem ? run(*c, what, "sqlock_sem_release_waiting", sql().sem_release_waiting, params,
                       brief)
-                : run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief);
-        ended = rs.rows() > 0 && rs.boolean(0, 0);
-        if (ended) handed = read_handoff(rs, 0);
+                : run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief));
       }
-      if (handed)
-        registry_.hand_off(key.name, *handed);
-      else if (ended)
-        registry_.notify(key.name);
-      return ended;
+      wake(key.name, out, key.kind);
+      return out.ended;
     } catch (const error& e) {
       if (e.code() != errc::unavailable || brief == deadline{} || steady::now() < brief) throw;
     }
   }
-  return sem ? end_lease(what, "sqlock_sem_release", &statements::sem_release, params, until)
+  return sem ? end_lease(what, "sqlock_sem_release", &statements::sem_release, params, until,
+                         key.kind)
              : end_lease(what, "sqlock_release", &statements::release, params, until);
 }
 
 bool postgresql_backend::abandon(const lease_key& key, deadline until) {
   const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_, handoff_channel_};
+  // A semaphore's function leaves the queue first, then ends what the nonce holds in a later
+  // snapshot (006_semaphore_handoff.up.sql), as the two statements below do for a lock.
   if (key.kind == lease_kind::semaphore)
     return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
-                     &statements::sem_abandon, {key.name, key.nonce, std::nullopt, channel_},
-                     until);
+                     &statements::sem_abandon, params, until, key.kind);
   const std::string what = "clean up acquire " + quoted(key.name);
   {
     // First out of the queue, then (in a later snapshot) end whatever lease the nonce holds,

@@ -140,9 +140,8 @@ result postgresql_backend::run(connection& c, const std::string& what, const cha
 
 bool postgresql_backend::end_lease(const std::string& what, const char* name,
                                    std::string statements::*text, const std::vector<param>& params,
-                                   deadline until) {
-  bool ended = false, changed = false;
-  std::optional<handoff> handed;
+                                   deadline until, lease_kind kind) {
+  ended_rows out;
   {
     auto c = checkout(until, what);
     // A row can be locked for a moment by other statements (a contender's refused upsert
@@ -150,19 +149,8 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
     // concluding that an open fenced transaction holds it. Reporting at once deferred
     // releases under contention by 20-100 ms each (grants/s fell 6x, measured).
     for (int attempt = 0;; ++attempt) {
-      auto rs = run(*c, what, name, sql().*text, params, until);
-      bool locked = false;
-      ended = changed = false;
-      for (int row = 0; row < rs.rows(); ++row) {
-        if (rs.boolean(row, 2)) {
-          locked = true;
-        } else {
-          changed = true;  // a lease ended, or (semaphore abandon) a queue ticket went
-          ended = ended || rs.boolean(row, 0);
-          if (auto h = read_handoff(rs, row)) handed = std::move(h);
-        }
-      }
-      if (locked) {
+      out = read_ended(run(*c, what, name, sql().*text, params, until));
+      if (out.locked) {
         auto pause = jitter(milliseconds{1}, milliseconds{1 << std::min(attempt, 3)});
         if (attempt < 6 && steady::now() + pause < until) {
           std::this_thread::sleep_for(pause);
@@ -176,13 +164,16 @@ bool postgresql_backend::end_lease(const std::string& what, const char* name,
       break;
     }
   }
-  // A lock handed to a queued waiter wakes that waiter alone (if it waits in this process; the
-  // handoff channel tells the others), the others still find it held.
-  if (handed)
-    registry_.hand_off(params[0].value_or(std::string()), *handed);
-  else if (changed)
-    registry_.notify(params[0].value_or(std::string()));
-  return ended;
+  wake(params[0].value_or(std::string()), out, kind);
+  return out.ended;
+}
+
+// A lease handed to a queued waiter wakes that waiter alone (if it waits in this process; its
+// client's handoff channel tells the others); the others still find it held. Room left after
+// a semaphore's handoffs, or a release that handed nothing, wakes the name's local waiters.
+void postgresql_backend::wake(const std::string& name, const ended_rows& r, lease_kind kind) {
+  for (const auto& h : r.handed) registry_.hand_off(name, h);
+  if (r.changed && (r.handed.empty() || kind == lease_kind::semaphore)) registry_.notify(name);
 }
 
 }  // namespace sqlock::detail::pg

@@ -41,6 +41,29 @@ inline std::optional<handoff> read_handoff(const result& r, int row) {
       r.integer(row, 6)};
 }
 
+/// What the rows of a release, abandon or force statement report (see statements::release):
+/// a live lease ended, anything changed (a lease, or a semaphore waiter's ticket), the row is
+/// locked by another open transaction, and the waiters handed a grant (one for a lock, any
+/// number for a semaphore).
+struct ended_rows {
+  bool ended = false, changed = false, locked = false;
+  std::vector<handoff> handed;
+};
+
+inline ended_rows read_ended(const result& r) {
+  ended_rows out;
+  for (int row = 0; row < r.rows(); ++row) {
+    if (r.boolean(row, 2)) {
+      out.locked = true;
+      continue;
+    }
+    out.changed = true;
+    out.ended = out.ended || r.boolean(row, 0);
+    if (auto h = read_handoff(r, row)) out.handed.push_back(std::move(*h));
+  }
+  return out;
+}
+
 /// A row of statements::inspect / list (and the first columns of inspect_watched).
 lock_record read_record(const result& r, int row);
 

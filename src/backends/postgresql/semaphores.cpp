@@ -29,11 +29,12 @@ acquire_result postgresql_backend::try_acquire_semaphore(const semaphore_request
       run(*c, what, "sqlock_sem_acquire", sql().sem_acquire,
           {r.name, std::to_string(r.limit), std::to_string(r.count), r.owner, r.nonce, r.metadata,
            std::to_string(r.ttl.count()), std::string(mark ? "true" : "false"),
-           std::string(fair ? "true" : "false"), std::to_string(ticket_ms.count()), channel_},
+           std::string(fair ? "true" : "false"), std::to_string(ticket_ms.count()), channel_,
+           std::to_string(r.attempt), std::to_string(r.handoff_term().count()), handoff_channel_},
           until, errc::in_doubt);
   if (res.rows() != 1)
     throw error(errc::internal,
-                what + " on postgresql: sqlock_semaphore_acquire returned " +
+                what + " on postgresql: sqlock_semaphore_attempt returned " +
                     std::to_string(res.rows()) + " rows",
                 kind_name);
   acquire_result out;

@@ -6,62 +6,32 @@
 namespace sqlock::detail::pg {
 
 void statements::semaphore_statements() {
-  const std::string unflushed = unflushed_commit;
-  // A grant is one call of sqlock_semaphore_acquire (002_semaphores.up.sql): it must lock
-  // the semaphore row before it counts the holders, in a later snapshot, which one SQL
+  // A grant is one call of sqlock_semaphore_attempt (006_semaphore_handoff.up.sql): it must
+  // lock the semaphore row before it counts the holders, in a later snapshot, which one SQL
   // statement cannot do. The function is called with parameters only, schema-qualified; it
   // runs with the search_path fixed at its creation.
   sem_acquire = "SELECT granted, token, acquired_us, expires_us, retry_us FROM " + schema_ident +
-                ".sqlock_semaphore_acquire($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
-                "$6::text, $7::bigint, $8::boolean, $9::boolean, $10::bigint, $11::text)";
-  // Releases end the holder row (expires_at = now()) and keep it: the next grant deletes
-  // it, under the semaphore row's lock and skipping rows others hold.
-  //
-  // The wake-up reads the semaphore's mark under a share lock, taken with SKIP LOCKED. A
-  // plain read would race with a waiter that marks the semaphore (another row than the one
-  // released) after its own look: each statement would miss the other's uncommitted write,
-  // and the waiter would sleep through the release. With the share lock: when the release
-  // gets it, a later mark waits for the release's commit and the waiter's second look (in
-  // sqlock_semaphore_acquire) then sees the room; when the row is locked (a waiter marking,
-  // a grant or a purge batch in progress) the release does not wait but notifies anyway, as
-  // it does for a vanished row. Waiting instead queued every release behind contenders'
-  // grant attempts on the semaphore row, while they were refused for want of that very
-  // release (8 clients, limit 1: 92 -> 118 grants/s, 155 -> 155 at limit 2; with the
-  // function's unflushed refusals 147 -> 164 and 220 -> 247; A/B measured, interleaved).
-  // Nothing here waits for the semaphore row, so there is no lock-order question with
-  // grants (which hold it and only ever skip locked holder rows).
-  //
-  // $1 name, $2 nonce, $3 token (NULL: abandon, whatever the token; it also drops the
-  // nonce's queue ticket), $4 channel. Rows as for locks: (ended, notified, locked).
-  const std::string hmine =
-      "name = $1::text AND nonce = $2::text AND ($3::bigint IS NULL OR token = $3::bigint) "
-      "AND expires_at > now()";
-  const std::string sem_notify =
-      "sem AS (SELECT waiters_until > now() AS waited FROM " + semaphores +
-      " WHERE name = $1::text AND EXISTS (SELECT 1 FROM changed) FOR SHARE SKIP LOCKED), "
-      "w AS (SELECT coalesce(bool_or(waited), true) AS waited FROM sem) "
-      "SELECT EXISTS (SELECT 1 FROM ended), CASE WHEN w.waited THEN pg_notify($4::text, "
-      "$1::text)::text END, false, " +
-      unflushed + " FROM w WHERE EXISTS (SELECT 1 FROM changed)";
-  sem_release = "WITH target AS (SELECT name, nonce FROM " + holders + " WHERE " + hmine +
-                " FOR UPDATE SKIP LOCKED), "
-                "ended AS (UPDATE " +
-                holders +
-                " h SET expires_at = now() FROM target "
-                "WHERE h.name = target.name AND h.nonce = target.nonce RETURNING 1), "
-                "gone AS (DELETE FROM " +
-                tickets +
-                " k WHERE $3::bigint IS NULL AND (k.name, k.nonce) "
-                "IN (SELECT x.name, x.nonce FROM " +
-                tickets +
-                " x WHERE x.name = $1::text "
-                "AND x.nonce = $2::text FOR UPDATE SKIP LOCKED) RETURNING 1), "
-                "changed AS (SELECT 1 FROM ended UNION ALL SELECT 1 FROM gone), " +
-                sem_notify + " UNION ALL SELECT false, NULL, true, NULL FROM " + holders +
-                " WHERE " + hmine + " AND NOT EXISTS (SELECT 1 FROM target)";
+                ".sqlock_semaphore_attempt($1::text, $2::bigint, $3::bigint, $4::text, $5::text, "
+                "$6::text, $7::bigint, $8::boolean, $9::boolean, $10::bigint, $11::text, "
+                "$12::bigint, $13::bigint, $14::text)";
+  // Releases and abandons are one call of sqlock_semaphore_release (006): it ends the holder
+  // row (expires_at = now(), kept: the next grant deletes it) and hands the room to the oldest
+  // queued tickets that fit, or wakes waiters as schema 2's release statement did. $1 name, $2
+  // nonce, $3 token (NULL: abandon, whatever the token; it also drops the nonce's ticket, first),
+  // $4 channel, $5 the handoff channel for a ticket without one. Rows as a lock release's:
+  // (ended, notified, locked, unflushed, next, token, attempt, acquired_us, expires_us), one
+  // per waiter handed units. The user's release waits for the holder row (briefly: see
+  // release()); the others skip it when locked and report it.
+  auto sem_end = [&](const char* wait) {
+    return "SELECT ended, notified, locked, unflushed, next, token, attempt, acquired_us, "
+           "expires_us FROM " +
+           schema_ident +
+           ".sqlock_semaphore_release($1::text, $2::text, $3::bigint, $4::text, $5::text, " + wait +
+           ")";
+  };
+  sem_release = sem_end("false");
   sem_abandon = sem_release;  // called with a NULL token
-  sem_release_waiting = "WITH ended AS (UPDATE " + holders + " SET expires_at = now() WHERE " +
-                        hmine + " RETURNING 1), changed AS (SELECT 1 FROM ended), " + sem_notify;
+  sem_release_waiting = sem_end("true");
   // $1 name, $2 token (0: every live holder), $3 channel. Waits for a fenced transaction,
   // like the lock's force release. `forced` tells the holder why its renewal failed. The
   // wake-up as for a release (the count, an aggregate, makes every holder row ended first).

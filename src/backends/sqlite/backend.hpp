@@ -91,6 +91,8 @@ class sqlite_backend final : public backend {
   static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
   // locks.cpp: release (or abandon) a lock lease, handing the lock to the oldest ticket.
   bool end_lock(const lease_key& key, bool abandon, deadline until, const std::string& what);
+  // A semaphore holder's release or abandon, handing the room to the queue (semaphores.cpp).
+  bool end_holder(const lease_key& key, bool abandon, deadline until, const std::string& what);
   static void drop_taken_tickets(connection& c, std::string_view name, std::string_view nonce,
                                  std::int64_t now, const std::string& what);
 

@@ -136,18 +136,13 @@ std::vector<renew_result> sqlite_backend::renew(const std::vector<renew_request>
 bool sqlite_backend::release(const lease_key& key, deadline until) {
   const std::string what =
       "release " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
-  if (key.kind == lease_kind::semaphore)
-    return end_lease(sql::holder_release, key.name, key.nonce, &key.token, until, what);
+  if (key.kind == lease_kind::semaphore) return end_holder(key, false, until, what);
   return end_lock(key, false, until, what);
 }
 
 bool sqlite_backend::abandon(const lease_key& key, deadline until) {
   const std::string what = "clean up acquire " + quoted(key.name);
-  if (key.kind == lease_kind::semaphore) {
-    // A fair waiter that leaves gives up its ticket: the next one may be first now.
-    end_lease(sql::ticket_abandon, key.name, key.nonce, nullptr, until, what);
-    return end_lease(sql::holder_abandon, key.name, key.nonce, nullptr, until, what);
-  }
+  if (key.kind == lease_kind::semaphore) return end_holder(key, true, until, what);
   return end_lock(key, true, until, what);
 }
 

@@ -70,6 +70,26 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
   }
   write_transaction tx(*c, what);
   std::int64_t now = c->now_ms(what);
+  if (r.attempt > 1) {
+    // A later attempt of a wait: a release may have handed units to this nonce (the waiter
+    // in another process, or its wake-up missed). Taken as a renewal would, so its local
+    // clock can start at this attempt.
+    std::optional<grant> g;
+    {
+      auto handed = c->prepare(sql::holder_handed, what);
+      handed.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count()));
+      handed.bind(3, r.name).bind(4, r.nonce);
+      if (handed.step())
+        g = grant{handed.integer(0), from_epoch_ms(handed.integer(1)),
+                  from_epoch_ms(handed.integer(2))};
+    }
+    if (g) {
+      auto drop = c->prepare(sql::ticket_drop, what);
+      drop.bind(1, r.name).bind(2, r.nonce).step();
+      tx.commit();
+      return {g, milliseconds::zero()};
+    }
+  }
   auto v = semaphore_view(*c, r.name, r.nonce, now, what);
   if (v.exists && v.used > 0 && v.limit != r.limit)
     throw error(errc::invalid_argument,
@@ -81,7 +101,7 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
     if (r.waiting && r.fair) {
       auto keep = c->prepare(sql::ticket_keep, what);
       keep.bind(1, now).bind(2, static_cast<std::int64_t>(r.ticket_ttl.count()));
-      keep.bind(3, r.name).bind(4, r.nonce).step();
+      keep.bind(3, r.name).bind(4, r.nonce).bind(5, r.attempt).step();
       if (sqlite3_changes(c->get()) == 0) {
         // First refusal, or our ticket lapsed: a new place at the end of the queue.
         auto drop = c->prepare(sql::ticket_drop, what);
@@ -89,7 +109,8 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
         std::int64_t ticket = next_token(*c, 1, what);
         auto add = c->prepare(sql::ticket_add, what);
         add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, ticket).bind(5, r.count);
-        add.bind(6, now + r.ticket_ttl.count()).step();
+        add.bind(6, now + r.ticket_ttl.count()).bind(7, r.metadata);
+        add.bind(8, static_cast<std::int64_t>(r.handoff_term().count())).bind(9, r.attempt).step();
       }
       tx.commit();
     }
@@ -120,6 +141,78 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
   // Room left and others queued: the next waiter in this process may fit too.
   if (v.others_queued && v.used + r.count < r.limit) registry()->notify(r.name);
   return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
+}
+
+// A semaphore holder's release (`abandon`: the nonce's ticket first, then whatever it holds) in
+// one write transaction that hands the room to the queue: the oldest live tickets, in order, as
+// many as fit (a head that does not fit blocks those behind it; a ticket whose nonce already
+// holds is stale and dropped). Each gets a holder row with a new token and its first term from
+// now, as a lock's handoff does (end_lock); the waiter in this process is handed its grant,
+// one in another process takes it at its next attempt. Then wakes the local waiters.
+bool sqlite_backend::end_holder(const lease_key& key, bool abandon, deadline until,
+                                const std::string& what) {
+  bool ended = false, ticket_dropped = false;
+  std::vector<handoff> handed;
+  {
+    auto c = checkout(until, false, what);
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    if (abandon) {
+      auto drop = c->prepare(sql::ticket_drop, what);
+      drop.bind(1, key.name).bind(2, key.nonce).step();
+      ticket_dropped = sqlite3_changes(c->get()) > 0;
+    }
+    {
+      auto s = c->prepare(abandon ? sql::holder_abandon : sql::holder_release, what);
+      s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
+      if (!abandon) s.bind(4, key.token);
+      s.step();
+      ended = sqlite3_changes(c->get()) > 0;
+    }
+    if (ended || ticket_dropped) {
+      auto v = semaphore_view(*c, key.name, key.nonce, now, what);
+      struct waiter {
+        std::string nonce, owner, metadata;
+        std::int64_t units, ttl, attempt;
+      };
+      std::vector<waiter> queue;
+      if (v.exists && v.others_queued) {
+        auto q = c->prepare(sql::tickets_to_hand, what);
+        q.bind(1, key.name).bind(2, now);
+        while (q.step())
+          queue.push_back(
+              {q.text(0), q.text(1), q.text(3), q.integer(2), q.integer(4), q.integer(5)});
+      }
+      std::int64_t token = v.token;
+      for (const auto& w : queue) {
+        bool stale;
+        {
+          auto holds = c->prepare(sql::holder_exists, what);
+          holds.bind(1, key.name).bind(2, w.nonce);
+          stale = holds.step();
+        }
+        if (!stale && v.used + w.units > v.limit) break;
+        auto drop = c->prepare(sql::ticket_drop, what);
+        drop.bind(1, key.name).bind(2, w.nonce).step();
+        if (stale) continue;
+        token = next_token(*c, token + 1, what);
+        auto add = c->prepare(sql::holder_add, what);
+        add.bind(1, key.name).bind(2, w.nonce).bind(3, w.owner).bind(4, token).bind(5, w.units);
+        add.bind(6, now).bind(7, now + w.ttl).bind(8, w.metadata).step();
+        v.used += w.units;
+        handed.push_back(
+            {w.nonce, grant{token, from_epoch_ms(now), from_epoch_ms(now + w.ttl)}, w.attempt});
+      }
+      if (!handed.empty()) {
+        auto up = c->prepare(sql::semaphore_token, what);
+        up.bind(1, key.name).bind(2, token).step();
+      }
+    }
+    tx.commit();
+  }
+  for (const auto& h : handed) registry()->hand_off(key.name, h);
+  if (ended || ticket_dropped) registry()->notify(key.name);
+  return ended;
 }
 
 std::optional<semaphore_record> sqlite_backend::inspect_semaphore(std::string_view name,

@@ -110,21 +110,31 @@ const char holder_release[] =
 const char holder_abandon[] =
     "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
     "WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1";
-// ?1 = ?1: end_lease binds the clock as ?1, which a ticket's deletion does not need.
-const char ticket_abandon[] =
-    "DELETE FROM sqlock_semaphore_tickets WHERE ?1 = ?1 AND name = ?2 AND nonce = ?3";
 const char holder_renew[] =
     "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
     "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
 const char holder_forced[] =
     "SELECT forced FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2 AND token = ?3";
 const char ticket_keep[] =
-    "UPDATE sqlock_semaphore_tickets SET expires_at = ?1 + ?2 "
+    "UPDATE sqlock_semaphore_tickets SET expires_at = ?1 + ?2, attempt = ?5 "
     "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1";
 const char ticket_drop[] = "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1 AND nonce = ?2";
 const char ticket_add[] =
-    "INSERT INTO sqlock_semaphore_tickets (name, nonce, owner, ticket, units, expires_at) "
-    "VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+    "INSERT INTO sqlock_semaphore_tickets "
+    "(name, nonce, owner, ticket, units, expires_at, metadata, ttl_ms, attempt) "
+    "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+// Schema 6: a later attempt of a wait finds units a release handed to its nonce, and takes them
+// as a renewal would (never shortening the lease).
+const char holder_handed[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1 RETURNING token, acquired_at, expires_at";
+// The queue a release hands room to, oldest first (ttl_ms 0: a ticket from before schema 6).
+const char tickets_to_hand[] =
+    "SELECT nonce, owner, units, metadata, ttl_ms, attempt FROM sqlock_semaphore_tickets "
+    "WHERE name = ?1 AND expires_at > ?2 AND ttl_ms > 0 ORDER BY ticket";
+const char holder_exists[] =
+    "SELECT 1 FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2";
+const char semaphore_token[] = "UPDATE sqlock_semaphores SET token = ?2 WHERE name = ?1";
 const char semaphore_ended_upto[] =
     "SELECT max(e) FROM (SELECT max(expires_at) AS e FROM sqlock_semaphore_holders "
     "WHERE name = ?1 AND expires_at <= ?2 UNION ALL SELECT min(max(expires_at), ?2) "

@@ -54,12 +54,15 @@ extern const char waiters_drop_lapsed[];
 // Semaphores.
 extern const char holder_release[];
 extern const char holder_abandon[];
-extern const char ticket_abandon[];
 extern const char holder_renew[];
 extern const char holder_forced[];
 extern const char ticket_keep[];
 extern const char ticket_drop[];
 extern const char ticket_add[];
+extern const char holder_handed[];
+extern const char tickets_to_hand[];
+extern const char holder_exists[];
+extern const char semaphore_token[];
 extern const char semaphore_ended_upto[];
 extern const char holders_delete_ended[];
 extern const char tickets_delete_ended[];
