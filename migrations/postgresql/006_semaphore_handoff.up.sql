@@ -182,7 +182,7 @@ BEGIN
       ), noted AS (
         UPDATE sqlock_semaphores s SET token = (SELECT a.token FROM added a), sem_limit = p_limit,
           changed_at = greatest(s.changed_at, coalesce((SELECT max(e.expires_at) FROM (
-            SELECT g.expires_at FROM gone g UNION ALL SELECT t.expires_at FROM gone_tickets t) e),
+            SELECT g.expires_at FROM gone g UNION ALL SELECT gt.expires_at FROM gone_tickets gt) e),
             s.changed_at))
         WHERE s.name = p_name RETURNING s.token
       )
@@ -277,6 +277,8 @@ LANGUAGE plpgsql SET search_path FROM CURRENT AS $fn$
 DECLARE
   was_live   boolean := false;
   left_queue boolean := false;
+  queued     boolean;
+  busy       boolean;
   sem_limit  bigint;
   sem_token  bigint;
   waited     boolean;
@@ -291,32 +293,61 @@ BEGIN
     DELETE FROM sqlock_semaphore_tickets k WHERE k.name = p_name AND k.nonce = p_nonce;
     left_queue := FOUND;
   END IF;
+  -- One statement ends the holder, looks for a queue and, when there is none, reads the
+  -- wake-up mark (see below): a release with no queue runs it and its result row only.
   IF p_wait THEN
-    UPDATE sqlock_semaphore_holders h SET expires_at = now()
-    WHERE h.name = p_name AND h.nonce = p_nonce AND (p_token IS NULL OR h.token = p_token)
-      AND h.expires_at > now();
-    was_live := FOUND;
+    WITH e AS (
+      UPDATE sqlock_semaphore_holders h SET expires_at = now()
+      WHERE h.name = p_name AND h.nonce = p_nonce AND (p_token IS NULL OR h.token = p_token)
+        AND h.expires_at > now()
+      RETURNING 1
+    ), q AS (
+      SELECT EXISTS (SELECT 1 FROM sqlock_semaphore_tickets k
+                     WHERE k.name = p_name AND k.expires_at > now()) AS queued
+    )
+    SELECT EXISTS (SELECT 1 FROM e), q.queued,
+           (SELECT coalesce(bool_or(m.waited), true) FROM (
+              SELECT s.waiters_until > now() AS waited FROM sqlock_semaphores s
+              WHERE s.name = p_name AND NOT q.queued
+                AND (EXISTS (SELECT 1 FROM e) OR left_queue)
+              FOR SHARE SKIP LOCKED) m)
+      INTO was_live, queued, waited
+    FROM q;
   ELSE
-    UPDATE sqlock_semaphore_holders h SET expires_at = now()
-    WHERE (h.name, h.nonce) IN (
+    WITH target AS (
       SELECT x.name, x.nonce FROM sqlock_semaphore_holders x
       WHERE x.name = p_name AND x.nonce = p_nonce AND (p_token IS NULL OR x.token = p_token)
-        AND x.expires_at > now() FOR UPDATE SKIP LOCKED);
-    was_live := FOUND;
-    IF NOT was_live AND EXISTS (
-        SELECT 1 FROM sqlock_semaphore_holders h
-        WHERE h.name = p_name AND h.nonce = p_nonce AND (p_token IS NULL OR h.token = p_token)
-          AND h.expires_at > now()) THEN
-      RETURN QUERY SELECT false, NULL::text, true, NULL::text, NULL::text, NULL::bigint,
-        NULL::bigint, NULL::bigint, NULL::bigint;
+        AND x.expires_at > now() FOR UPDATE SKIP LOCKED
+    ), e AS (
+      UPDATE sqlock_semaphore_holders h SET expires_at = now()
+      FROM target tg WHERE h.name = tg.name AND h.nonce = tg.nonce
+      RETURNING 1
+    ), q AS (
+      SELECT EXISTS (SELECT 1 FROM sqlock_semaphore_tickets k
+                     WHERE k.name = p_name AND k.expires_at > now()) AS queued
+    )
+    SELECT EXISTS (SELECT 1 FROM e), q.queued,
+           (SELECT coalesce(bool_or(m.waited), true) FROM (
+              SELECT s.waiters_until > now() AS waited FROM sqlock_semaphores s
+              WHERE s.name = p_name AND NOT q.queued
+                AND (EXISTS (SELECT 1 FROM e) OR left_queue)
+              FOR SHARE SKIP LOCKED) m),
+           NOT EXISTS (SELECT 1 FROM e) AND EXISTS (
+             SELECT 1 FROM sqlock_semaphore_holders h
+             WHERE h.name = p_name AND h.nonce = p_nonce
+               AND (p_token IS NULL OR h.token = p_token) AND h.expires_at > now())
+      INTO was_live, queued, waited, busy
+    FROM q;
+    IF busy THEN
+      RETURN QUERY SELECT false, NULL::text, true, NULL::text, NULL::text,
+        NULL::bigint, NULL::bigint, NULL::bigint, NULL::bigint;
       RETURN;
     END IF;
   END IF;
   IF NOT was_live AND NOT left_queue THEN
     RETURN;
   END IF;
-  IF EXISTS (SELECT 1 FROM sqlock_semaphore_tickets k
-             WHERE k.name = p_name AND k.expires_at > now()) THEN
+  IF queued THEN
     SELECT s.sem_limit, s.token, s.waiters_until > now() INTO sem_limit, sem_token, waited
     FROM sqlock_semaphores s WHERE s.name = p_name FOR UPDATE;
     IF FOUND THEN
@@ -369,21 +400,18 @@ BEGIN
       RETURN;
     END IF;
   END IF;
-  -- No queue: the wake-up of schema 2's release statement. The mark is read under a share
-  -- lock, SKIP LOCKED. A plain read could race with a waiter that marks the semaphore after its
-  -- own look: each would miss the other's uncommitted write, and the waiter would sleep through
-  -- this release. With the share lock, either a later mark waits for this commit (and the
-  -- waiter's second look sees the room), or the row is locked (a waiter marking it, a grant, a
-  -- purge) and this release notifies anyway. Waiting for the row instead queued releases
-  -- behind refused attempts (8 clients, limit 1: 92 vs 118 grants/s, measured for schema 2).
-  SELECT coalesce(bool_or(m.waited), true) INTO waited
-  FROM (SELECT s.waiters_until > now() AS waited FROM sqlock_semaphores s
-        WHERE s.name = p_name FOR SHARE SKIP LOCKED) m;
-  IF waited THEN
-    note := pg_notify(p_channel, p_name)::text;
-  END IF;
-  PERFORM set_config('synchronous_commit', 'off', true);
-  RETURN QUERY SELECT was_live, note, false, 'off'::text, NULL::text, NULL::bigint, NULL::bigint,
+  -- No queue: the wake-up of schema 2's release statement. The mark was read above under a
+  -- share lock, SKIP LOCKED. A plain read could race with a waiter that marks the semaphore
+  -- after its own look: each would miss the other's uncommitted write, and the waiter would
+  -- sleep through this release. With the share lock, either a later mark waits for this commit
+  -- (and the waiter's second look sees the room), or the row is locked (a waiter marking it, a
+  -- grant, a purge) and this release notifies anyway. Waiting for the row instead queued
+  -- releases behind refused attempts (8 clients, limit 1: 92 vs 118 grants/s, measured for
+  -- schema 2). A release with a queue takes the row FOR UPDATE instead, never both (two
+  -- releases holding share locks that both wanted the row for update would deadlock).
+  RETURN QUERY SELECT was_live,
+    CASE WHEN waited THEN pg_notify(p_channel, p_name)::text END, false,
+    set_config('synchronous_commit', 'off', true), NULL::text, NULL::bigint, NULL::bigint,
     NULL::bigint, NULL::bigint;
 END
 $fn$;
