@@ -295,6 +295,11 @@ DECLARE
   note       text;
 BEGIN
   IF p_token IS NULL THEN
+    -- An abandon takes the semaphore row before its ticket: a release handing units over holds
+    -- the row while it locks the tickets in order, so a ticket deleted (locked) first would let
+    -- the two wait for each other. Holding the row, no handoff is in flight either: the next
+    -- statement sees every one that consumed this ticket.
+    PERFORM 1 FROM sqlock_semaphores s WHERE s.name = p_name FOR UPDATE;
     DELETE FROM sqlock_semaphore_tickets k WHERE k.name = p_name AND k.nonce = p_nonce;
     left_queue := FOUND;
   END IF;
