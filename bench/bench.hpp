@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The benchmark's configuration, its two halves: PostgreSQL (with the Redis baseline) and
 // SQLite, and what main makes of their figures: the targets and the chart.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Reading sqlock's statements back from the PostgreSQL server log (see capture.hpp).
 
 #include "capture.hpp"

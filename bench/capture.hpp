@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // sqlock's statements as the PostgreSQL server received them: a client whose role logs every
 // statement (log_statement = all) runs one cycle, and its statements and their parameters are

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The chart of the results (performance.png): gnuplot data files and the script that draws them.
 
 #include <cmath>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // etcd's own lock recipe as a peer: the Go program bench/etcd/main.go (built by bench/run,
 // not by CMake) measures clientv3/concurrency.Mutex against a one-node etcd; sqlock_bench

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Server counters and the notification counter (see instruments.hpp).
 
 #include "instruments.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The meters the PostgreSQL scenarios read besides their own clocks: a backend wrapper timing
 // every grant attempt, the server's statement and CPU counters, a LISTEN connection counting

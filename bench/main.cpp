@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_bench: sqlock against the bare statements it sends and against what users pick
 // instead (advisory locks, Redis), side by side in one run. Started by bench/run (full) and
 // bench/smoke (seconds), which start the servers; see bench/README.md.

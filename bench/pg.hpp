@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Thin RAII wrappers over libpq and a minimal Redis client, for the baselines: they talk to the
 // servers with nothing in between (blocking calls, one connection per thread).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL half of the benchmark: captures sqlock's statements, then runs scenarios 1-4,
 // 6 and 7 (one file each), each beside its baselines, in one run; and the helpers they share.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the PostgreSQL scenarios share: how they open sqlock clients, name their rows, and run
 // the lock cycle that scenarios 1 and 7 both measure; and the scenarios themselves, one file

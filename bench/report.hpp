@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The results of one run: every figure with its repeated values (min/median/max), the way it
 // was measured, the targets with verdicts, written as markdown, raw CSV and chart data.

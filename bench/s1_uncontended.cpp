@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario 1: uncontended acquire+release cycles on PostgreSQL, sqlock beside the bare libpq
 // loop and pgbench sending the same statements, advisory locks and Redis; then the cost of a
 // release that notifies a waiter.

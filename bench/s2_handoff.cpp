@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario 2 on PostgreSQL: handoff (how soon a waiter gets a released lock, with LISTEN/NOTIFY
 // and with polling) and contention (8 clients on one name against the naive upsert loop).
 

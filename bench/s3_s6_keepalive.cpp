@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenarios 3 and 6 on PostgreSQL: what keeping leases alive costs the server and the client
 // (one client holding many leases that renew), and the client's footprint (memory per held
 // lease, CPU and statements of an idle client).

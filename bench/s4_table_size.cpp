@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario 4 on PostgreSQL: acquire latency against the table's size, and purging a large
 // table's free rows while another client acquires.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenarios 5 and 8: SQLite, sqlock against the same statements through the bare sqlite3 API,
 // locks (5) and semaphores beside the lock cycle (8), in one process and in two processes on
 // one file. Each process is a worker (sqlite_worker.cpp) started at one instant.

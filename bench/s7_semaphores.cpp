@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Scenario 7 on PostgreSQL: semaphores. The uncontended cycle beside the lock cycle of scenario
 // 1 (sqlock and the bare libpq loop of each), a contended semaphore of limit 2 against a bare
 // loop of its grant function, and a readers/writer shared_mutex; holders count themselves in

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Sourced by bench/run and bench/smoke: starts a throwaway PostgreSQL 15 (and optionally a
 # Redis) on free loopback ports, the way scripts/with-postgres does, but with settings for a
 # benchmark and a known server log (the benchmark reads sqlock's statements from it).

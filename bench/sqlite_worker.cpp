@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The worker process of the SQLite scenarios (5 and 8, s5_s8_sqlite.cpp): this program
 // re-executed as `sqlock_bench sqlite-worker IMPL FILE INDEX START_NS MS` (posix_spawn, never a
 // fork of a threaded process), which cycles acquire+release through sqlock or through the bare

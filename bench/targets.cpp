@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The targets table: each target of the benchmark with the figures of this run that decide it
 // (met, missed, or not measured when its scenario did not run).
 

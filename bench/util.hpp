@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Design: every scenario is a set of worker threads started together behind a barrier, each
 // timing its own calls with steady_clock into a private vector (no shared state on the hot

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # cmake -DSOURCE_DIR=... -DOUT=... -P embed_migrations.cmake
 # Writes a C++ file defining sqlock::embedded_migrations(backend) (<sqlock/migrations.hpp>) from
 # migrations/<backend>/NNN_name.{up,down}.sql.

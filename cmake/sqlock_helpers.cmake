@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Warnings and sanitizers, added per target (never through CMAKE_CXX_FLAGS).
 function(sqlock_target_defaults target)
   # -Wundef: an `#if SQLOCK_HAVE_POSTGRESQL` without <sqlock/config.hpp> must not read as 0.

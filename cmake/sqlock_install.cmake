@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 include(CMakePackageConfigHelpers)
 
 install(TARGETS sqlock EXPORT sqlockTargets
@@ -12,6 +13,7 @@ install(FILES ${PROJECT_BINARY_DIR}/include/sqlock/version.hpp
               ${PROJECT_BINARY_DIR}/include/sqlock/export.hpp
         DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/sqlock)
 install(DIRECTORY migrations/ DESTINATION ${CMAKE_INSTALL_DATADIR}/sqlock/migrations)
+install(FILES LICENSE DESTINATION ${CMAKE_INSTALL_DOCDIR})
 
 set(config_dir ${CMAKE_INSTALL_LIBDIR}/cmake/sqlock)
 install(EXPORT sqlockTargets NAMESPACE sqlock:: DESTINATION ${config_dir})
@@ -22,15 +24,30 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
 install(FILES ${PROJECT_BINARY_DIR}/sqlockConfig.cmake ${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
         DESTINATION ${config_dir})
 
-# pkg-config: the private dependencies matter for the static library. libpqxx is not one: the
-# backend speaks libpq; only <sqlock/postgresql.hpp>, an optional header, uses libpqxx, and
-# its users link libpqxx themselves.
+# pkg-config. libpqxx is not a dependency: the backend speaks libpq; only
+# <sqlock/postgresql.hpp>, an optional header, uses libpqxx, and its users link it themselves.
+# The shared library names its dependencies as private (pkg-config --static adds them). The
+# static library (the default) cannot work without them, so they go into Libs, by name: as
+# Requires, `pkg-config --static` would also pull in libpq's own private libraries
+# (-lpgcommon -lpgport), which Debian does not ship.
 set(SQLOCK_PC_REQUIRES_PRIVATE "")
-if(SQLOCK_WITH_SQLITE)
-  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " sqlite3")
+set(SQLOCK_PC_LIBS "")
+if(BUILD_SHARED_LIBS)
+  if(SQLOCK_WITH_SQLITE)
+    string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " sqlite3")
+  endif()
+  if(SQLOCK_WITH_POSTGRESQL)
+    string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpq")
+  endif()
+else()
+  if(SQLOCK_WITH_POSTGRESQL)
+    string(APPEND SQLOCK_PC_LIBS " -lpq")
+  endif()
+  if(SQLOCK_WITH_SQLITE)
+    string(APPEND SQLOCK_PC_LIBS " -lsqlite3")
+  endif()
 endif()
-if(SQLOCK_WITH_POSTGRESQL)
-  string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpq")
-endif()
+# The prefix, seen from <libdir>/pkgconfig (e.g. ../../.. for lib/x86_64-linux-gnu).
+file(RELATIVE_PATH SQLOCK_PC_PREFIX_FROM_PCDIR "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
 configure_file(cmake/sqlock.pc.in ${PROJECT_BINARY_DIR}/sqlock.pc @ONLY)
 install(FILES ${PROJECT_BINARY_DIR}/sqlock.pc DESTINATION ${CMAKE_INSTALL_LIBDIR}/pkgconfig)

@@ -1,4 +1,6 @@
-// The BeeORM A/B scenario (../shared/seeds): two workers want the same lock.
+// SPDX-License-Identifier: Apache-2.0
+// The BeeORM A/B scenario (BeeORM's Redis lock documentation, the A/B example): two workers want
+// the same lock.
 //  1. without a wait: A gets it, B is refused at once;
 //  2. with a wait: B gets it right after A releases;
 //  3. the lease's remaining time, and a refresh that sets it to a new ttl.

@@ -1,6 +1,7 @@
-// etcd's children at the computer (../shared/seeds): patient children wait for the seat with
-// lock(), impatient ones leave if try_lock() fails. sqlock::mutex is TimedLockable, so the
-// standard lock adapters work.
+// SPDX-License-Identifier: Apache-2.0
+// etcd's children at the computer (the children-at-the-computer example of etcd's lock
+// documentation): patient children wait for the seat with lock(), impatient ones leave if
+// try_lock() fails. sqlock::mutex is TimedLockable, so the standard lock adapters work.
 //
 // usage: children DATABASE_URL
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A readers/writer lock: many readers of a shared configuration may work at once, a writer
 // excludes them all. sqlock::shared_mutex is SharedTimedLockable, so std::shared_lock and
 // std::unique_lock work with it; underneath it is the semaphore "config" with limit

@@ -1,9 +1,11 @@
+// SPDX-License-Identifier: Apache-2.0
 // One of several processes contending for one lock, for scripts/demo: each round it waits for
 // the lock, "works" while holding it, and releases it. Run two side by side and watch them take
 // turns, each grant with a larger fencing token.
 //
 // usage: contend DATABASE_URL TAG [ROUNDS]
 
+#include <chrono>
 #include <cstdio>
 #include <string>
 #include <thread>
@@ -37,12 +39,18 @@ int main(int argc, char** argv) {
         continue;
       }
       auto holder = c.inspect("nightly-report");
-      std::printf("[%s] busy: held by %s for %lld ms more; waiting\n", tag.c_str(),
-                  holder ? holder->owner.c_str() : "?",
+      // expires_in is the holder's lease (renewed while it works), not how long it will work:
+      // its release hands the lock over sooner.
+      std::printf("[%s] busy: held by %s (lease good for %lld ms unless released); waiting\n",
+                  tag.c_str(), holder ? holder->owner.c_str() : "?",
                   holder ? static_cast<long long>(holder->expires_in.count()) : 0LL);
       std::fflush(stdout);
+      const auto asked = std::chrono::steady_clock::now();
       sqlock::lease l = c.acquire("nightly-report", opts);
-      std::printf("[%s] got the lock after waiting token %lld\n", tag.c_str(),
+      std::printf("[%s] got the lock after waiting %lld ms, token %lld\n", tag.c_str(),
+                  static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                             std::chrono::steady_clock::now() - asked)
+                                             .count()),
                   static_cast<long long>(l.token()));
       std::fflush(stdout);
       std::this_thread::sleep_for(300ms);  // the work, protected by token l.token()

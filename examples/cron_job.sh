@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: Apache-2.0
 # A cron job guarded by `sqlock run`: however many hosts fire it at once, one runs the job;
 # the others find the lock busy and exit 1 at once (-n). The job gets its fencing token in
 # SQLOCK_LOCK_TOKEN and passes it to whatever it writes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A counting semaphore: six workers (each its own client, as six app instances would be) share
 // an upstream API that allows three concurrent exports. Each export holds one unit of the
 // semaphore "upstream-api" (limit 3) as a lease with its own fencing token; one big export

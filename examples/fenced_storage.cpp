@@ -1,7 +1,9 @@
-// Kleppmann's fenced storage service (../shared/seeds): client 1 takes the lease, then pauses
-// (a long GC pause stops every thread, the keepalive too) past its lease. Client 2 takes the
-// lease with a larger token and writes. Client 1 wakes up, still believes it holds the lock and
-// writes with its old token: the storage rejects it, because it remembers the highest token.
+// SPDX-License-Identifier: Apache-2.0
+// Kleppmann's fenced storage service (Martin Kleppmann, "How to do distributed locking", 2016):
+// client 1 takes the lease, then pauses (a long GC pause stops every thread, the keepalive too)
+// past its lease. Client 2 takes the lease with a larger token and writes. Client 1 wakes up, still
+// believes it holds the lock and writes with its old token: the storage rejects it, because it
+// remembers the highest token.
 //
 // usage: fenced_storage DATABASE_URL
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Same-database fencing on PostgreSQL: the protected table lives in the same database as the
 // lock rows, and the application's own transaction calls sqlock_assert_held(name, token) first.
 // It fails unless the token is the live lease, and it share-locks the lock row until the

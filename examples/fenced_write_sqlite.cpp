@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Same-database fencing on SQLite: the protected table lives in the same file as the lock rows,
 // and the application's own write transaction checks the lease with sqlock::sqlite::assert_held.
 // While that BEGIN IMMEDIATE transaction is open no takeover can commit, so "the lease is live"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Leader election (etcd's concurrency.Election, on a lease): three candidates campaign for
 // "scheduler", publishing their address. The leader's term is its lease's fencing token, so the
 // work it does can be fenced with it. An observer prints every change of leader; each leader

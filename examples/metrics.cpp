@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Observability: an event listener that keeps Prometheus-style counters and prints them in the
 // text exposition format (what a /metrics endpoint would serve). The README maps each event to
 // its metric name.

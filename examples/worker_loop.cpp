@@ -1,5 +1,7 @@
-// The YDB worker loop (../shared/seeds): acquire the lock, process while the lease holds, stop
-// processing the moment it is lost, acquire it again. Here an operator breaks the lock once
+// SPDX-License-Identifier: Apache-2.0
+// The YDB worker loop (the worker loop of YDB's coordination-service documentation): acquire the
+// lock, process while the lease holds, stop processing the moment it is lost, acquire it again.
+// Here an operator breaks the lock once
 // (`force_release`, what `sqlock release NAME --force` does) to show the loop recovering with
 // a new, larger fencing token.
 //

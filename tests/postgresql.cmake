@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # PostgreSQL tests (included by tests/CMakeLists.txt when SQLOCK_WITH_POSTGRESQL). They need the
 # servers of scripts/with-postgres; without its environment they FAIL, never skip.
 target_sources(sqlock_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/connection_test.cpp

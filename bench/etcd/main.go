@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_etcd_bench: etcd's own lock recipe (clientv3/concurrency.Mutex) measured the way
 // sqlock_bench measures sqlock, so that bench/run can show it as a peer in the same run.
 // sqlock_bench starts it once per measured run and reads the one JSON line it prints.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// The seam between the lease logic and a database. A backend knows SQL and connections; it

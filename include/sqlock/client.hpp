@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// sqlock::client, the entry point: acquires leases and administers lock rows.

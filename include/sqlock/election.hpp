@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// sqlock::election: leader election on a lease, in the spirit of etcd's concurrency.Election.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// The one exception type of sqlock and the codes that say what the caller should do next.

@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
-/// Observability: what a client reports to its event listeners (see the README for the
+/// Observability: what a client reports to its event listeners (see docs/guide.md for the
 /// Prometheus metric each maps to).
 
 #include <chrono>

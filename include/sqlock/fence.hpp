@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// sqlock::fence: the resource side of fencing tokens (Kleppmann's storage service).

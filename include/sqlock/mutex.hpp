@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// sqlock::mutex: a distributed lock with the std::mutex vocabulary.

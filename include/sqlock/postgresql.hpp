@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// Optional helpers for applications that use libpqxx on the lock database: same-database
@@ -24,10 +25,10 @@ inline constexpr const char* sqlstate_lease_lost = "SQ001";
 /// A release of this lease while `tx` is open waits at most 100 ms, then completes in the
 /// background when `tx` ends.
 /// The role of `tx` needs EXECUTE on `sqlock_assert_held` (schema 3 revokes it from PUBLIC;
-/// see the README's runtime-role grants), no rights on the tables. The message names the
-/// lock and the caller's token, never the lock's current token.
-/// Throws: `errc::lease_lost` (the transaction is then aborted: roll it back);
-/// pqxx exceptions for other database errors (`pqxx::insufficient_privilege` without EXECUTE).
+/// see the runtime-role grants in docs/postgresql.md), no rights on the tables. The message names
+/// the lock and the caller's token, never the lock's current token. Throws: `errc::lease_lost` (the
+/// transaction is then aborted: roll it back); pqxx exceptions for other database errors
+/// (`pqxx::insufficient_privilege` without EXECUTE).
 inline void assert_held(pqxx::transaction_base& tx, std::string_view name, std::int64_t token,
                         const std::string& schema = "public") {
   try {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// A waiter's wake-up channel, the one piece of the backend seam that waiting code holds on

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// sqlock::shared_mutex: a distributed readers/writer lock with the std::shared_mutex vocabulary.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// Optional helpers for applications that hold their own `sqlite3*` on the lock database:

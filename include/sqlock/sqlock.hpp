@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// Umbrella header: distributed locks as rows in the SQL database you already run.

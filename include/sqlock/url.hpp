@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// Database URLs: which backend a URL names, and how to show one without its secrets. The

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 /// \file
 /// The checks sqlock applies to what callers pass in, and the escaping its messages apply to

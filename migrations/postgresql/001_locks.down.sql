@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Reverts sqlock schema 1 for PostgreSQL. Every lock row and the token sequence are lost:
 -- tokens restart at 1, so only run it when no protected resource still remembers old tokens.
 

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 1 for PostgreSQL: lock rows, the fencing token sequence, the schema version.
 -- No schema qualification: the objects go to the schema first in search_path (current_schema(),
 -- default public), which `sqlock migrate` sets; the file pins search_path itself below.

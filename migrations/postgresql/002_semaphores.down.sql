@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Reverts sqlock schema 2 for PostgreSQL: every semaphore, holder and ticket is lost. Lock rows
 -- and the token sequence stay.
 

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 2 for PostgreSQL: counting semaphores, their holders and fair-waiting tickets.
 -- Adds tables and functions only: lock rows and the token sequence are untouched.
 -- No schema qualification: the objects go to the schema first in search_path (current_schema(),

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Reverts sqlock schema 3 for PostgreSQL: EXECUTE on sqlock's functions is PUBLIC's again, as
 -- an older sqlock (schema 2) expects: its runtime role was told it needs no EXECUTE grant, and
 -- it calls sqlock_semaphore_acquire. The hardened function bodies and their spelled-out

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 3 for PostgreSQL: hardening only, no new objects (the SQLite schema 3 records
 -- the version alone, so both backends keep the same numbers).
 -- 1. EXECUTE on every sqlock function is no longer PUBLIC's: a role that may merely look into

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Undoes schema 4: the lock queue. Waiters lose their places (they go on waiting by polling);
 -- no lease is dropped.
 

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 4 for PostgreSQL: a queue for every lock.
 -- A waiting acquisition (fair, or one that can hear notifications) keeps a ticket here while it
 -- waits: its place (a number from the token sequence), what a grant to it must carry (owner,

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Reverts schema 5: the queue tickets lose the waiter's channel (handoffs notify the releasing
 -- client's channel, as under schema 4).
 

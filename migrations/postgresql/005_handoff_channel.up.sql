@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 5 for PostgreSQL: a handoff wakes only the waiter's own client.
 -- Each queue ticket names the NOTIFY channel of the client that waits (one per backend
 -- instance, which only that instance LISTENs on), and a release that hands the lock over

@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- Reverts schema 6 for PostgreSQL: the two functions and the ticket columns go
 -- (sqlock_semaphore_acquire, which 006 left in place, is schema 5's grant function again).
 

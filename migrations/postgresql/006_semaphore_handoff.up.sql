@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 6 for PostgreSQL: semaphores hand released units straight to the queue, and a
 -- grant costs 4 statements inside the function instead of 13.
 -- 1. A fair waiter's ticket carries what a grant to it must carry (metadata, the first term
@@ -84,8 +85,9 @@ BEGIN
   END IF;
   -- 0. A later attempt of a wait: a release may have handed units to this nonce (its
   --    notification lost or not yet read). The holder row is extended as a renewal would (never
-  --    shortened) and returned, so the waiter's clock can start at this attempt.
-  IF p_attempt > 1 THEN
+  --    shortened) and returned, so the waiter's clock can start at this attempt. Only fair
+  --    waiters queue with tickets, so only they can have been handed units.
+  IF p_attempt > 1 AND p_fair THEN
     UPDATE sqlock_semaphore_holders h
     SET expires_at = greatest(h.expires_at, now() + p_ttl_ms * interval '1 millisecond')
     WHERE (h.name, h.nonce) IN (

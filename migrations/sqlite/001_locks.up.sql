@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 1 for SQLite: lock rows, the fencing token counter, the schema version.
 -- Times are integer epoch milliseconds read from SQLite's clock (the host's wall clock):
 --   CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER)

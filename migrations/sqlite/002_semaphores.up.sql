@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 2 for SQLite: counting semaphores, their holders and fair-waiting tickets.
 -- Adds tables only: lock rows and the token counter are untouched. Times are epoch ms.
 

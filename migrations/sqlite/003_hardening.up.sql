@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 3 for SQLite: nothing changes. PostgreSQL's schema 3 hardens privileges and
 -- search_path, which SQLite does not have; the version is recorded so that both backends keep
 -- the same numbers.

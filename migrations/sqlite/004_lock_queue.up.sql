@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 4 for SQLite: the waiting queue of locks. Adds a table only: lock rows, the
 -- token counter and the semaphore tables are untouched. Times are epoch ms, database clock.
 

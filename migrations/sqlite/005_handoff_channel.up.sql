@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 5 for SQLite: no change. Schema 5 lets a PostgreSQL handoff notify only the
 -- waiting client (a channel per queue ticket); SQLite wakes waiters in its own process directly
 -- and other processes poll, so it needs no channel. The version follows PostgreSQL's, so one

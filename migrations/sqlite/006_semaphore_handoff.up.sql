@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: Apache-2.0
 -- sqlock schema 6 for SQLite: a semaphore's release hands the room it makes to the oldest fair
 -- waiters that fit, in its own write transaction (as a lock's release does, schema 4). A ticket
 -- now carries what such a grant needs: the waiter's metadata, the first term `ttl_ms` (0: a

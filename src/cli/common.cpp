@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "common.hpp"
 
 #include <sys/stat.h>
@@ -106,9 +107,21 @@ client_options make_client_options(const globals& g) {
   return options;
 }
 
-std::unique_ptr<client> open_client(const globals& g) {
+bool sqlite_file_missing(const std::string& url) {
+  auto parsed = sqlock::parse_database_url(url);
+  struct stat st {};
+  return parsed.backend == sqlock::parsed_url::kind::sqlite && !parsed.uri &&
+         ::stat(parsed.location.c_str(), &st) != 0 && errno == ENOENT;
+}
+
+std::unique_ptr<client> open_client(const globals& g, bool may_create) {
   std::string url = resolve_database_url(g);
   try {
+    if (!may_create && sqlite_file_missing(url))
+      throw exit_error(exit_code::config,
+                       "no SQLite database at " +
+                           printable(sqlock::parse_database_url(url).location) +
+                           ": `sqlock migrate up` creates it (no other command does)");
     return std::make_unique<client>(url, make_client_options(g));
   } catch (const error& e) {
     // Opening only parses the URL and picks the backend: any failure is configuration.
@@ -305,10 +318,13 @@ void print_table(std::FILE* out, const std::vector<std::string>& header,
   auto emit = [&](const std::vector<std::string>& cells, const std::vector<const char*>* sgr,
                   bool is_header) {
     fmt::memory_buffer line;
-    for (std::size_t c = 0; c < cells.size(); ++c) {
+    // Up to the last non-empty cell: a line never ends in blanks.
+    std::size_t n = cells.size();
+    while (n > 0 && cells[n - 1].empty()) --n;
+    for (std::size_t c = 0; c < n; ++c) {
       // Padded by display width (width(), not fmt's: cells hold UTF-8 text), to the column's
-      // width plus two spaces; no trailing padding on the last column.
-      const std::size_t pad = c + 1 < cells.size() ? widths[c] - width(cells[c]) + 2 : 0;
+      // width plus two spaces; no padding after the last cell printed.
+      const std::size_t pad = c + 1 < n ? widths[c] - width(cells[c]) + 2 : 0;
       const char* s = is_header ? bold : (sgr && c < sgr->size() ? (*sgr)[c] : nullptr);
       fmt::format_to(std::back_inserter(line), "{}",
                      style(color, s, fmt::format("{}{:{}}", cells[c], "", pad)));

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What the subcommands of the `sqlock` tool share: global options, the database URL, durations,
 // output formatting, colour and the mapping from errors to exit codes.
@@ -90,8 +91,13 @@ std::string resolve_database_url(const globals& g);
 /// exit_error(config) for a bad URL.
 std::string url_backend_kind(const std::string& url);
 
-/// A client for the resolved URL. Throws exit_error(config) for a bad URL.
-std::unique_ptr<client> open_client(const globals& g);
+/// Whether `url` names a SQLite file (a path, not a file: URI) that does not exist.
+bool sqlite_file_missing(const std::string& url);
+
+/// A client for the resolved URL. Throws exit_error(config) for a bad URL, and (unless
+/// `may_create`: `migrate`) for a SQLite file that does not exist, which no other command
+/// creates.
+std::unique_ptr<client> open_client(const globals& g, bool may_create = false);
 /// Client options (owner default, log hook for -v, schema) for the resolved URL.
 client_options make_client_options(const globals& g);
 

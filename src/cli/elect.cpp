@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock elect NAME VALUE [-- CMD...]`: campaign, stay leader until interrupted (or while CMD
 // runs), resign; `sqlock elect NAME` / `elect -l NAME`: print the leader and each change.
 // In the spirit of `etcdctl elect`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock list`: the lock rows and the semaphores, by the database clock.
 
 #include "common.hpp"

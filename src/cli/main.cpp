@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The `sqlock` command-line tool: inspect, break, purge and migrate lock and semaphore rows, run
 // a command under a lock or semaphore, and elect a leader. See docs/cli.md.
 

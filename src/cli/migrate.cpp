@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock migrate up|down|status|print`: sqlock's schema in the database.
 
 #include <sys/stat.h>
@@ -21,7 +22,7 @@ std::chrono::steady_clock::time_point op_deadline() {
 }
 
 int run_up(const globals& g) {
-  auto c = open_client(g);
+  auto c = open_client(g, true);
   int before = c->schema_version();
   int after = c->migrate();
   if (g.format() == output_format::json) {
@@ -81,14 +82,11 @@ int run_down(const globals& g, const down_options& o) {
 
 int run_status(const globals& g, bool exit_code_flag) {
   std::string url = resolve_database_url(g);
-  auto c = open_client(g);
+  auto c = open_client(g, true);
   auto& db = c->get_backend();
   int current = 0;
   // Only `migrate up` creates a missing SQLite file: before that it is simply not migrated.
-  auto parsed = sqlock::parse_database_url(url);
-  struct stat st {};
-  bool missing_file = parsed.backend == sqlock::parsed_url::kind::sqlite && !parsed.uri &&
-                      ::stat(parsed.location.c_str(), &st) != 0 && errno == ENOENT;
+  const bool missing_file = sqlite_file_missing(url);
   if (!missing_file) current = db->schema_version(op_deadline());
   int latest = db->latest_schema_version();
   std::string kind(db->kind());

@@ -1,4 +1,5 @@
-// `sqlock purge`: deletes lock rows that have been free for a while.
+// SPDX-License-Identifier: Apache-2.0
+// `sqlock purge`: deletes lock rows and semaphores that have been free for a while.
 
 #include <fmt/core.h>
 
@@ -25,7 +26,8 @@ int run_purge(const globals& g, const std::string& free_for_text) {
 
 void add_purge(CLI::App& app, globals& g) {
   auto free_for = std::make_shared<std::string>("24h");
-  auto* sub = app.add_subcommand("purge", "Delete lock rows free for at least a duration");
+  auto* sub =
+      app.add_subcommand("purge", "Delete lock rows and semaphores free for at least a duration");
   sub->add_option("--free-for", *free_for, "Minimum time free, by the database clock (default 24h)")
       ->type_name("DURATION");
   sub->footer(

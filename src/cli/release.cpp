@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock release NAME --force`: ends whoever's lease it is (an administrator breaking a stuck
 // lock); with --semaphore, the holders of the semaphore NAME (or the one with --token T). The
 // holders learn at their next renewal, at most ttl/3 later.
@@ -26,7 +27,9 @@ void confirm_or_throw(const release_options& o, const std::string& question,
   if (o.yes) return;
   auto answer = confirm(question + " Its holder keeps running until its next renewal.");
   if (!answer)
-    usage_error("not a terminal: pass --yes to force-release " + what + " without asking");
+    usage_error("not a terminal: pass --yes to force-release " + what +
+                " without asking (its holder keeps running until its next renewal, at most "
+                "ttl/3 later)");
   if (!*answer) throw exit_error(exit_code::busy, "not released: " + what + " is unchanged");
 }
 
@@ -59,8 +62,10 @@ int release_lock(const globals& g, client& c, const release_options& o) {
                 {"token", r->token}});
   } else if (released) {
     if (!g.quiet)
-      print(stdout, "released {} (was held by {}, token {})\n", quoted, printable(r->owner),
-            r->token);
+      print(stdout,
+            "released {} (was held by {}, token {}; it learns at its next renewal, at most "
+            "ttl/3 later)\n",
+            quoted, printable(r->owner), r->token);
   } else {
     info(g, quoted + " is not held; nothing to release");
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock run NAME -- CMD...`: flock(1) across machines. Holds the lock NAME (or units of the
 // semaphore NAME: --shared, --exclusive, --count/--limit) while CMD runs, keeps the lease
 // alive, and stops CMD before the lease can pass to anyone else. The machinery (signals, the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock show NAME`: the lock NAME and/or the semaphore NAME (separate namespaces), with a
 // semaphore's holders and queued waiters.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // See supervise.hpp.
 
 #include "supervise.hpp"
@@ -101,7 +102,20 @@ void signal_loop(supervisor& sv) {
 // process must not). Returns the path, or empty with `err` set to ENOENT or EACCES.
 std::string find_executable(const std::string& file, int& err) {
   err = 0;
-  if (file.find('/') != std::string::npos) return file;
+  if (file.find('/') != std::string::npos) {
+    // A path is checked too, before any lease is taken: `run r -- /nonexistent` must exit 127
+    // without acquiring (and burning a token).
+    struct stat st {};
+    if (::stat(file.c_str(), &st) != 0) {
+      err = errno == ENOENT || errno == ENOTDIR ? ENOENT : EACCES;
+      return {};
+    }
+    if (!S_ISREG(st.st_mode) || ::access(file.c_str(), X_OK) != 0) {
+      err = EACCES;
+      return {};
+    }
+    return file;
+  }
   const char* path_env = std::getenv("PATH");
   std::string path = path_env != nullptr ? path_env : "/usr/local/bin:/usr/bin:/bin";
   bool denied = false;
@@ -418,8 +432,9 @@ int lease_session::run_command(lease& held, const std::string& path,
       sv.sleep(milliseconds{10});
   }
   if (terminating || held.lost()) {
-    if (!terminating) why = "lease lost";
-    throw exit_error(exit_code::lease_lost, what + ": " + why + "; the command was stopped");
+    // Reported once: the warning that started the stop sequence said why.
+    if (terminating) throw exit_error(exit_code::lease_lost, "");
+    throw exit_error(exit_code::lease_lost, what + ": lease lost; the command was stopped");
   }
   try {
     held.release();

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // What `run` and `elect` share: a client whose threads all start with the handled signals
 // blocked, one signal thread, and running a command under a lease so that the command is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock version`.
 
 #include <fmt/core.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // `sqlock watch`: `list`, refreshed until interrupted.
 
 #include <signal.h>
@@ -63,8 +64,9 @@ int run_watch(const globals& g, const watch_options& o) {
       localtime_r(&now, &tm);
       print(stdout, "{}\n",
             style(g.color_stdout(), dim,
-                  fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}, Ctrl-C to stop)",
-                              format_duration(interval), printable(where), tm)));
+                  fmt::format("Every {}: sqlock list on {}  ({:%H:%M:%S}{})",
+                              format_duration(interval), printable(where), tm,
+                              tty ? ", Ctrl-C to stop" : "")));
       if (failure.empty()) print_listing(g, kinds, locks, semaphores);
       print(stdout, "{}", tty ? "" : "\n");
     } else if (failure.empty()) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The shared core of a client: kept alive by the client object and by every lease it granted.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Leader election on a lease: the leader holds the lock `name`, its value is the row's metadata
 // and its term the lease's fencing token. Observers read the row and sleep on an observer watch
 // (woken by every release of the name: NOTIFY on PostgreSQL, the in-process registry on

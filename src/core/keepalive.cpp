@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "core/keepalive.hpp"
 
 #include <algorithm>
@@ -142,8 +143,11 @@ bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason
     keep = std::move(it->second);
     leases_.erase(it);
   }
-  log(log_level::warn, "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
-                           ") lost: " + reason);
+  // A loss the application handles (on_lost) is its to report: logged at info level then, so
+  // one event does not print twice (`sqlock run` reports it once, as it stops the command).
+  log(lease.on_lost ? log_level::info : log_level::warn,
+      "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
+          ") lost: " + reason);
   pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
   timer_cv_.notify_one();
   return true;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Design: two threads per client, started with its first lease.
 //  - The renewer renews every lease due (ttl/3 after its last successful renewal, etcd's

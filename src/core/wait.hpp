@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Design: a waiter sleeps until the earliest of (the holder's expiry as the database computed
 // it, a release wake-up, this backoff, the caller's deadline), then tries again. The backoff is

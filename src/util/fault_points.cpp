@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #include "util/fault_points.hpp"
 
 #ifdef SQLOCK_FAULT_INJECTION

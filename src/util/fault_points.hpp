@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Test-only fault points, compiled in only when the library is built with
 // -DSQLOCK_FAULT_INJECTION=ON (the fault suite's build); otherwise they compile to nothing.

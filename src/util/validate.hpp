@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Input checks done before any I/O. Each throws errc::invalid_argument naming the problem.
 

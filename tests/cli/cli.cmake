@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Tests of the real `sqlock` binary (included by tests/CMakeLists.txt when SQLOCK_BUILD_CLI).
 # cli.sqlite runs every case that needs no server; cli.postgresql runs the database cases against
 # the server of scripts/with-postgres and FAILS (never skips) without SQLOCK_TEST_POSTGRESQL_URL.

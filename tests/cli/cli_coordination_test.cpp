@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the real `sqlock` binary for semaphores (list, show, release, run --shared/--exclusive/
 // --count/--limit) and leader election (elect), against every backend.
 

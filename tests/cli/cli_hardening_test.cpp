@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hardening through the real binary: hostile passwords never reach
 // /proc/PID/cmdline or stderr, someone else's SQLite file is left untouched, and directories,
 // read-only databases and invalid UTF-8 names are reported without harm.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the real `sqlock` binary for child processes and down migrations: `run` (and
 // `elect -- CMD`) release only once CMD's whole process group is gone, and `migrate down`
 // refuses to drop live leases unless --force. Every case runs against every backend.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Running the real `sqlock` binary from tests: posix_spawn with stdout/stderr captured in files,
 // stdin from /dev/null (never a terminal), and a hermetic environment.

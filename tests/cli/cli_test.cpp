@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 // Tests of the real `sqlock` binary. Cases templated over the database run once per backend
 // (ctest cli.sqlite and cli.postgresql); the others need no database or use SQLite.
 
 #include <sqlite3.h>
+#include <sys/stat.h>
 
 #include <algorithm>
 #include <chrono>
@@ -209,6 +211,31 @@ TEST_CASE("colour only when asked for, or on a terminal without NO_COLOR") {
   CHECK_FALSE(contains(run(db.cmd({"list", "--color", "auto"}), {{"NO_COLOR", "1"}}).out, "\x1b["));
 }
 
+TEST_CASE("a missing sqlite file is named, and only migrate up creates it") {
+  temp_dir dir;
+  const std::string path = dir.path() + "/never-created.db";
+  for (std::vector<std::string> cmd : {std::vector<std::string>{"list"},
+                                       {"show", "x"},
+                                       {"watch", "--count", "1"},
+                                       {"purge", "--free-for", "1h"},
+                                       {"migrate", "down", "--yes"}}) {
+    std::vector<std::string> args{"-d", "sqlite:" + path};
+    args.insert(args.end(), cmd.begin(), cmd.end());
+    auto r = run(sqlock(args));
+    CAPTURE(cmd.front());
+    CHECK(r.code == 78);
+    CHECK(contains(r.err, "no SQLite database at"));
+    CHECK(contains(r.err, "migrate up"));
+    struct stat st {};
+    CHECK(::stat(path.c_str(), &st) != 0);  // not created
+  }
+  auto status = run(sqlock({"-d", "sqlite:" + path, "migrate", "status"}));
+  CHECK(status.code == 0);
+  CHECK(contains(status.out, "does not exist yet"));
+  CHECK(run(sqlock({"-d", "sqlite:" + path, "migrate", "up"})).code == 0);
+  CHECK(run(sqlock({"-d", "sqlite:" + path, "list"})).code == 0);
+}
+
 TEST_CASE("a sqlite database in a missing directory is a clear error") {
   auto r = run(sqlock({"-d", "sqlite:/nonexistent-dir/x/locks.db", "list"}));
   // The library reports the missing tables (78); `migrate up` then reports the open failure.
@@ -320,6 +347,11 @@ TEST_CASE_TEMPLATE("list and show report rows as tables and JSON", DB, CLI_DATAB
     CHECK(contains(table.out, col));
   CHECK(contains(table.out, "expires in "));
   CHECK(contains(table.out, "free for "));
+  // No line ends in blanks, not even a row whose last cells are empty.
+  REQUIRE(run(db.cmd({"run", "job-c", "--", "true"})).code == 0);  // no metadata
+  auto bare = run(db.cmd({"list"}));
+  CAPTURE(bare.out);
+  CHECK_FALSE(contains(bare.out, " \n"));
 
   auto show = run(db.cmd({"show", "job-b", "-o", "json"}));
   REQUIRE(show.code == 0);
@@ -372,6 +404,16 @@ TEST_CASE_TEMPLATE("run reports a command that is missing (127) or not executabl
   CHECK(run(db.cmd({"run", "x", "--", script})).code == 126);
   // Nothing is left holding the lock.
   CHECK(run(db.cmd({"run", "x", "-n", "--", "true"})).code == 0);
+  // And nothing was acquired: the command is looked up first (a path too), so no token is drawn
+  // and no row is created.
+  auto before = parse_json(run(db.cmd({"show", "x", "-o", "json"})).out);
+  auto missing = run(db.cmd({"run", "x", "--", db.dir() + "/no-such-file"}));
+  CHECK(missing.code == 127);
+  CHECK(missing.err.find("command not found") != std::string::npos);
+  CHECK(run(db.cmd({"run", "x", "--", script})).code == 126);
+  CHECK(parse_json(run(db.cmd({"show", "x", "-o", "json"})).out)["token"] == before["token"]);
+  CHECK(run(db.cmd({"run", "never-taken", "--", db.dir() + "/no-such-file"})).code == 127);
+  CHECK(run(db.cmd({"show", "never-taken"})).code == 1);
 }
 
 TEST_CASE_TEMPLATE("run on a busy lock exits 1, or --conflict-exit-code, and forwards signals", DB,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, the backend contract: the sqlock::backend interface called directly
 // (below sqlock::client), on every backend fixture. Where the backends legitimately differ, each
 // keeps its own assertions: PostgreSQL locks rows, so a row held by an open (fenced) transaction

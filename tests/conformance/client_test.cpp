@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, the client around the locks: bad input, shutdown, leases that outlive
 // their client, inspection and listing by the database clock, purge. The behaviours of
 // docs/design.md sections 1-4 and 6, run against every backend fixture.

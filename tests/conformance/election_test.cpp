@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, sqlock::election: one leader at a time with increasing terms, leader(),
 // resign, observation, and processes campaigning in turn. Run against every backend fixture.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, faults injected at the backend seam (tests/support/faulty_backend.hpp;
 // the fault suite of tests/fault/ injects them on the wire instead), on every backend: in-doubt
 // acquires are cleaned up by nonce, a stuck renewal cannot delay the loss past the safety deadline,

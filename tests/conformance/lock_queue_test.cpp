@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, the lock queue (schema 4): a waiting acquisition queues with a ticket,
 // a release hands the lock straight to the oldest live ticket, fair waiters are granted in
 // arrival order, and a waiter that leaves or dies stops holding up the queue. Run against every

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, locks: exclusion, release, renewal, expiry and takeover, tokens,
 // keepalive and the safety deadline, force release and on_lost, threads contending. The
 // behaviours of docs/design.md sections 1-4, written once and run against every backend fixture

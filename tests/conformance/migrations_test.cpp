@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, migrations: an unmigrated database is refused, migrations go down and
 // up, concurrent migrators serialise, and a down migration never drops live lock leases or
 // semaphore holders (which would let the next grant after `migrate up` reuse small tokens while

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, processes: several PROCESSES contending for one lock on the same
 // database never overlap. Run against every backend fixture.
 

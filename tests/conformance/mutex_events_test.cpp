@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, sqlock::mutex with the standard lock adapters, and the event
 // listeners: run against every backend fixture.
 

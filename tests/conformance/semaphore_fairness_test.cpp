@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, fair semaphores: waiters are granted in arrival order, nothing passes a
 // queued fair waiter, and a waiter that times out or is killed leaves the queue. Run against
 // every backend fixture.

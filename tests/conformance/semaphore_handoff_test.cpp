@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, semaphore handoff (schema 6): a holder's release hands the units it
 // frees to the oldest queued fair waiters that fit, in the release's own transaction; a head that
 // does not fit blocks those behind it; a waiter that gives up never leaves units handed to

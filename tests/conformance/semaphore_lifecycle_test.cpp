@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, a semaphore holder's life: force release and on_lost, keepalive and
 // renewal, release and wake-up, shutdown, inspection and listing, purge. Run against every
 // backend fixture.

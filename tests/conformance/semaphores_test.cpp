@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, counting semaphores: the limit under contention (processes, threads,
 // clients), shared and exclusive holders, counts and bad limits, and each grant's token. Written
 // once and run against every backend fixture (SQLite; PostgreSQL direct and through PgBouncer).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The conformance suite, sqlock::shared_mutex: readers share, a writer excludes them, and a fair
 // writer is not overtaken. Run against every backend fixture.
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenarios 10-12 and the broken-build check: bad input, hostile roles, the sanitizer builds,
 and a deliberately broken copy that the checker must catch."""
 import os
@@ -30,7 +31,7 @@ class AdversarialScenarios:
         schema = self.schema("sec")
         self.migrate(schema)
         q = '"%s"' % schema
-        # The grants of a runtime role (the README's list): schema 3 revokes EXECUTE on sqlock's
+        # The grants of a runtime role (docs/postgresql.md's list): schema 3 revokes EXECUTE on sqlock's
         # functions from PUBLIC, so the grant function (it runs as its caller) needs its own.
         for g in ("GRANT USAGE ON SCHEMA %s TO sqlock_runtime" % q,
                   "GRANT SELECT, INSERT, UPDATE, DELETE ON %s.sqlock_locks, "

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The fault suite's checker: reads worker histories (and the fenced resource's log) and
 reports every violation of sqlock's guarantees.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Shared helpers of the fault suite's programs: one monotonic timeline, crash-safe history
 // lines, loopback TCP plumbing and a tiny argument parser.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Scenario 21: PostgreSQL crashed hard (SIGKILL of every server process) right after lock
 releases. Since schema 4 a release that hands nothing over commits unflushed
 (synchronous_commit off for that transaction alone: only grants are durable), so a crash right

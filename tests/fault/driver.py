@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """The fault suite's scenario driver. Run it through scripts/fault (which builds the fault
 build and starts the servers); it needs the environment scripts/with-postgres exports.
 

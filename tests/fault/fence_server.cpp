@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_fault_fence: the fenced resource, a separate process so that crashed or paused
 // clients cannot affect it. It accepts a write only with a token at least the highest it has
 // seen for that resource (sqlock::fence) and logs every request with its verdict.

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The fault suite's harness: the servers' URLs, worker processes, the proxy and fence
 server, files and lines the workers write, the common soak workload and the report lines.
 The scenarios (locks.py, adversarial.py, semaphores.py, late.py) are mixed into it by driver.py.

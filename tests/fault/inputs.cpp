@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_fault_inputs: scenario 10, bad inputs. Each case must end in a typed sqlock::error
 // (the expected errc when one is documented, anything but errc::internal otherwise), change no
 // lock row, and leak nothing (file descriptors and threads are back to their count once the

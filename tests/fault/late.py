@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """Late statements, scenarios 19-20: a renewal delivered after its client gave up, and the
 nemesis proxy that holds, delays and cuts at random."""
 import json

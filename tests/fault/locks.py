@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The lock scenarios 1-9: soak, thundering herd, kill, stop, restart, proxy stall,
 PgBouncer, SQLite and clock skew."""
 import json

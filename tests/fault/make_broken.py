@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: Apache-2.0
 """Makes a deliberately broken copy of sqlock, to show that the checker catches a real
 violation. The copy is made OUTSIDE the repository; the repository is never touched.
 

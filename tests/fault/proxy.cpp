@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_fault_proxy: a loopback TCP proxy between clients and PostgreSQL that can pass,
 // delay, stall (keep every socket open, forward nothing: like a hung middlebox, the kernel
 // still acknowledges bytes so TCP keepalives never fire) and drop connections, hold a

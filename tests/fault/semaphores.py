@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 """The semaphore scenarios 13-18: units of a semaphore of limit N instead of a lock, under
 the same faults as the lock scenarios."""
 import time

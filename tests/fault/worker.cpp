@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // sqlock_fault_worker: one process of a fault scenario. It uses the library (or, in advisory
 // mode, raw session advisory locks for comparison) and appends every step to a history file,
 // one line per event, stamped with CLOCK_MONOTONIC (see common.hpp). The checker reads the

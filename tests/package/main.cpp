@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Written only against docs/design.md section 6: the public API as a user sees it.
 #include <cstdio>
 #include <iostream>

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: Apache-2.0
 # Installs the build tree into a fresh prefix, builds tests/package against it with
 # find_package(sqlock), and runs the consumer.
 file(REMOVE_RECURSE ${WORK_DIR})
@@ -34,3 +35,29 @@ foreach(f IN LISTS package_files)
     message(FATAL_ERROR "${f} demands libpqxx")
   endif()
 endforeach()
+# pkg-config, the way many C++ users link: one compiler line, against the installed tree under
+# this (non-default) prefix.
+find_program(PKG_CONFIG pkg-config REQUIRED)
+get_filename_component(pc_dir ${pc_file} DIRECTORY)
+set(ENV{PKG_CONFIG_PATH} ${pc_dir})
+execute_process(COMMAND ${PKG_CONFIG} --cflags --libs sqlock RESULT_VARIABLE rc
+                OUTPUT_VARIABLE pc_flags ERROR_VARIABLE pc_err OUTPUT_STRIP_TRAILING_WHITESPACE)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config --cflags --libs sqlock failed: ${pc_err}")
+endif()
+if(NOT pc_flags MATCHES "${WORK_DIR}/prefix")
+  message(FATAL_ERROR "sqlock.pc does not point into the install prefix: ${pc_flags}")
+endif()
+separate_arguments(pc_args UNIX_COMMAND "${pc_flags}")
+set(san_args "")
+if(SANITIZE)
+  set(san_args -fsanitize=${SANITIZE})
+endif()
+run(c++ -std=c++17 ${san_args} ${SOURCE_DIR}/tests/package/main.cpp -o ${WORK_DIR}/pc_consumer
+    ${pc_args})
+run(${WORK_DIR}/pc_consumer ${WORK_DIR}/pc_consumer.db)
+execute_process(COMMAND ${PKG_CONFIG} --static --libs sqlock RESULT_VARIABLE rc
+                OUTPUT_VARIABLE out ERROR_VARIABLE out)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "pkg-config --static --libs sqlock failed: ${out}")
+endif()

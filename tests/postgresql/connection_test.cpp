@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only: the connection and the server around it. A stalled connection loses the
 // lease on time and never hangs the client's destructor; server settings (synchronous_commit,
 // search_path, default isolation, a sequence that could cycle) are reported, ignored or

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only: same-database fencing, sqlock_assert_held inside the user's own transaction.
 
 #include <atomic>

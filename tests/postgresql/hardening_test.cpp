@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only, hardening: an exhausted token sequence is schema_mismatch with a way out, and
 // the largest operation_timeout still lets calls succeed.
 

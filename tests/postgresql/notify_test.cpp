@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only: wake-ups through LISTEN/NOTIFY. A watched inspection marks a held row, a
 // release wakes a waiter in another client within milliseconds (locks and semaphores, with
 // latencies printed), a waiter's mark and a release in flight never miss each other, the

@@ -1,7 +1,9 @@
+// SPDX-License-Identifier: Apache-2.0
 // Who may do what with sqlock's schema on PostgreSQL (schema 3): the privilege matrix of the
-// roles the README describes, the row pinning a mere USAGE grant used to allow, error messages
-// that must not reveal the current token, migration files that pin their own search_path, and
-// the least-privilege runtime role (the README's grants) doing every runtime operation.
+// roles docs/postgresql.md describes, the row pinning a mere USAGE grant used to allow, error
+// messages that must not reveal the current token, migration files that pin their own search_path,
+// and the least-privilege runtime role (the grants of docs/postgresql.md) doing every runtime
+// operation.
 //
 // Roles are made per test (unique names, NOLOGIN) by the superuser of
 // SQLOCK_TEST_POSTGRESQL_ADMIN_URL, which acts as them with SET ROLE: no passwords needed.
@@ -36,11 +38,11 @@ using namespace sqlock_test;
 
 namespace {
 
-// The README's runtime-role GRANT block, verbatim: the test grants exactly what users are told
-// to grant, so a function added without updating the README fails the matrix below.
+// docs/postgresql.md's runtime-role GRANT block, verbatim: the test grants exactly what users are
+// told to grant, so a function added without updating docs/postgresql.md fails the matrix below.
 std::vector<std::string> readme_runtime_grants(const std::string& schema_ident,
                                                const std::string& role_ident) {
-  std::ifstream in(std::filesystem::path(SQLOCK_SOURCE_DIR) / "README.md");
+  std::ifstream in(std::filesystem::path(SQLOCK_SOURCE_DIR) / "docs" / "postgresql.md");
   std::stringstream ss;
   ss << in.rdbuf();
   const std::string text = ss.str();
@@ -52,7 +54,8 @@ std::vector<std::string> readme_runtime_grants(const std::string& schema_ident,
   auto end = text.find("```", begin);
   REQUIRE(end != std::string::npos);
   std::string block = text.substr(begin, end - begin);
-  // sqlock_schema is the README's placeholder (not the prefix of sqlock_schema_version).
+  // sqlock_schema is the placeholder of docs/postgresql.md (not the prefix of
+  // sqlock_schema_version).
   block = std::regex_replace(block, std::regex(R"(\bsqlock_schema\b(?!_))"), schema_ident);
   block = std::regex_replace(block, std::regex(R"(\bTO app;)"), "TO " + role_ident + ";");
   std::vector<std::string> out;
@@ -70,7 +73,7 @@ std::string unique_role(const std::string& what) {
   return "sqlock_priv_" + std::to_string(::getpid()) + "_" + std::to_string(++n) + "_" + what;
 }
 
-// The four roles of the README, on one migrated schema. The owner is the migrating role
+// The four roles of docs/postgresql.md, on one migrated schema. The owner is the migrating role
 // (the fixture's); the others are made here and dropped at the end.
 struct roles {
   postgresql_fixture& db;
@@ -156,7 +159,9 @@ void push_sequence(pg_session& admin, const std::string& schema) {
 }  // namespace
 
 TEST_SUITE("postgresql") {
-  TEST_CASE("privilege matrix: owner, runtime role (the README's grants), USAGE only, none") {
+  TEST_CASE(
+      "privilege matrix: owner, runtime role (the grants of docs/postgresql.md), USAGE only, "
+      "none") {
     postgresql_fixture db;
     roles r(db);
     auto& admin = r.admin;
@@ -189,7 +194,7 @@ TEST_SUITE("postgresql") {
       }
     }
 
-    // Tables and the sequence: what the runtime role may do is exactly the README's list.
+    // Tables and the sequence: what the runtime role may do is exactly docs/postgresql.md's list.
     const std::map<std::string, std::set<std::string>> runtime_may = {
         {"sqlock_locks", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
         {"sqlock_lock_waiters", {"SELECT", "INSERT", "UPDATE", "DELETE"}},
@@ -242,7 +247,7 @@ TEST_SUITE("postgresql") {
   }
 
   TEST_CASE(
-      "the runtime role with the README's grants can use every lock and semaphore "
+      "the runtime role with the grants of docs/postgresql.md can use every lock and semaphore "
       "operation and fence with both assert functions") {
     postgresql_fixture db;
     roles r(db);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only: the SQL's concurrency semantics, shown with raw connections that hold row
 // locks as a fenced transaction would: renewals skip share-locked semaphore holders, a grant
 // never waits for a lapsed holder's open transaction, purge skips locked rows, and a token

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL only: the statements sqlock sends. Each operation is one statement (counted with
 // pg_stat_statements as the least-privilege runtime role), a refused attempt writes nothing and
 // draws no token, and the renew-many JSON encoder quotes every string.

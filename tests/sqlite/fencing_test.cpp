@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SQLite only: same-database fencing inside the user's own transaction.
 
 #include <atomic>

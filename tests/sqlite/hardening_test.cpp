@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SQLite only, hardening: someone else's SQLite database is never written to, a directory or a
 // read-only file is a configuration error, an exhausted token counter refuses grants, and
 // assert_held never names the current token.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SQLite only: the waiting queue of locks (schema 4). A release hands the lock to the oldest
 // live ticket, in its own transaction: a waiter of this process receives the grant through its
 // release watch, one of another process (a backend whose watches the releasing backend cannot

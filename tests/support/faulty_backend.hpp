@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Fault injection at the backend seam: a sqlock::backend_wrapper (leveldb's EnvWrapper) that
 // forwards every call to a real backend and overrides only the calls it can fail.

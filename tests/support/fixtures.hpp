@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Backend fixtures for the conformance suite. Each instance is a fresh, isolated database
 // (migrated unless asked not to), removed when the fixture dies. The suite is written once

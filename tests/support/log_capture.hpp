@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A log hook that keeps every line, for checks on what a client or backend reported.
 

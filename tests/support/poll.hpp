@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Tests that wait poll a condition with a deadline; never a bare sleep as synchronisation.
 #include <chrono>

@@ -1,7 +1,8 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Raw PostgreSQL access for tests (libpq only, no sqlock): a session for set-up and raw SQL,
 // unique schema names, the server's URLs from the environment of scripts/with-postgres, and
-// the README's grants for the runtime role. Shared by sqlock_tests and the CLI tests.
+// the runtime role's grants of docs/postgresql.md. Shared by sqlock_tests and the CLI tests.
 
 #include <libpq-fe.h>
 #include <unistd.h>
@@ -86,7 +87,7 @@ inline std::string unique_schema(const std::string& prefix = "Sqlock T") {
 inline std::string admin_url() { return required_env("SQLOCK_TEST_POSTGRESQL_ADMIN_URL"); }
 
 /// Grants the least-privilege runtime role (sqlock_runtime) what sqlock needs at run time on
-/// `schema`: exactly the grants the README documents.
+/// `schema`: exactly the grants docs/postgresql.md documents.
 inline void grant_runtime(const std::string& schema) {
   pg_session admin(admin_url());
   auto s = admin.ident(schema);

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // PostgreSQL fixtures for the conformance suite: each instance is a fresh schema (named with a
 // capital letter, a space and a double quote, so every statement's quoting is exercised) in the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Builders for the requests of the sqlock::backend interface, for tests that call a backend
 // directly (below sqlock::client).

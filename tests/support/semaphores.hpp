@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Helpers of the semaphore, shared_mutex and election cases of the conformance suite.
 

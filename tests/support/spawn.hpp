@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Starting helper processes with posix_spawn (exec, not a bare fork of a threaded process).
 #include <spawn.h>

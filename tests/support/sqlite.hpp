@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // A plain SQLite connection for test set-up and raw SQL (the application's own connection in
 // the fencing tests).

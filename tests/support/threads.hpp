@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Threads in tests: clean-up that runs when a REQUIRE throws, joining, elapsed time.
 

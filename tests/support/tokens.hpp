@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Tokens for the checks on fencing and on the end of the token range, the same on every backend.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The database lock is a synchronisation ThreadSanitizer cannot see (it happens inside SQLite
 // or on the server). Tests that protect plain memory with a sqlock lease tell TSan about it.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // A separate process for the multi-process tests (started with posix_spawn, never by forking a
 // threaded test process). Three modes:
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Driving tests/support/worker.cpp (the helper process, built as sqlock_test_worker): starting
 // it against a fixture's database, reading the log it writes.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Hardening, no database: secrets never leave the library (redaction of hostile passwords in
 // every URL form, errors from opening or connecting), operation_timeout bounds, and names
 // escaped for the terminal.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Unit tests of the pieces below the conformance suite: URL parsing and redaction, input
 // validation, the prefix range, the wait backoff and the embedded migrations.
 

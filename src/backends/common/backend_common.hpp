@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Rules every backend applies the same way, so that they cannot drift apart.
 

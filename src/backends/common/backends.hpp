@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Factories of the concrete backends; only url.cpp calls them.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The SQL migrations, embedded at build time from migrations/<backend>/*.sql (public:
 // <sqlock/migrations.hpp>), and the stepping rules every backend's migrate applies the same way:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Which backend a database URL names (public: <sqlock/url.hpp>), and how to make a driver's
 // message about a URL safe to show.

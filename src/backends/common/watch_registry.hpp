@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Design: a backend keeps the watches of its waiters here, by lock name, in arrival order, as
 // weak pointers (a waiter that gives up simply drops its watch; dead entries are pruned as names

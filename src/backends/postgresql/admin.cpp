@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Administration in the PostgreSQL backend: schema_version, migrate (one transaction per
 // migration, serialised by an advisory lock), the live-lease check of a down step, and purge.
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL backend object: construction and option checks, the factory, the describing
 // calls, watch() and log().
 

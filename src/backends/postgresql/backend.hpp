@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The PostgreSQL backend: the class postgresql_backend (its operations are defined in the .cpp
 // files of this directory, by concern), its LISTEN thread `listener`, and what they share.

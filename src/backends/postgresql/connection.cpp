@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One PostgreSQL connection through libpq's asynchronous API (see connection.hpp), the parsing
 // of connection strings, and the text-format result accessors.
 

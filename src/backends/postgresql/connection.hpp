@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Design: one PostgreSQL connection driven through libpq's asynchronous API, so that no call
 // blocks a sqlock thread past its deadline, even on a stalled socket (a proxy that accepts

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // PostgreSQL errors as sqlock errors: the SQLSTATE classes mapped to errc, the SQLSTATEs the
 // backend retries, and the message of a failed statement.
 
@@ -43,7 +44,8 @@ void throw_server_error(const std::string& what, const PGresult* r) {
         " (the fencing token sequence sqlock_token_seq is exhausted: no lock or semaphore can "
         "be granted until an operator restarts it below its maximum, above every token "
         "already issued if any remain; it only gets there if it was set by hand)";
-  if (sqlstate == "42501") msg += " (see the README for the grants sqlock's runtime role needs)";
+  if (sqlstate == "42501")
+    msg += " (see docs/postgresql.md for the grants sqlock's runtime role needs)";
   throw error(code, msg, kind_name, sqlstate);
 }
 

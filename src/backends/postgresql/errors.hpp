@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // PostgreSQL errors as sqlock errors: SQLSTATE -> errc, the SQLSTATEs retried inside the
 // backend, and the messages built from libpq's.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The one JSON encoder of the PostgreSQL backend. Renew-many sends its leases as ONE json
 // parameter (json_to_recordset on the server), and purge its batch of semaphore names (one

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Lock operations of the PostgreSQL backend: try_acquire, renew (of locks and semaphore holders
 // alike), release, abandon, force_release, inspect, list and inspect_watched.
 

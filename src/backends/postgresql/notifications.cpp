@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How releases wake waiters with PostgreSQL: the LISTEN thread (`listener`, one per backend)
 // that hands notified lock names to the watch registry, and the self-test it sends.
 

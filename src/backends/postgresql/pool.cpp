@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL backend's connections: connect with reconnect backoff, the pool (checkout and
 // give_back), the run-with-retries helper every statement goes through, and end_lease.
 

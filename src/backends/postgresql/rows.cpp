@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Decoding result rows of the PostgreSQL backend: a lock row into lock_record, the flat rows of
 // a semaphore query into semaphore_record with its holders and waiters.
 

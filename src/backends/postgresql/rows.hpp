@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Decoding the PostgreSQL backend's result rows: server times (integer epoch microseconds), lock
 // rows into lock_record, the flat semaphore rows into semaphore_record.

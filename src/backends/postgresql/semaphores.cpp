@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Semaphore operations of the PostgreSQL backend: try_acquire_semaphore, inspect_semaphore,
 // list_semaphores and force_release_semaphore. (Renewing, releasing and abandoning a holder
 // share the lock operations' code in locks.cpp.)

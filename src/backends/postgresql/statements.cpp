@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQL text of the PostgreSQL backend's statements, built once per backend (the first
 // connection quotes the schema name) in the constructor of `statements`: the names and helpers
 // here, the statements themselves by concern in statements_locks.cpp, statements_semaphores.cpp

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The SQL text of the PostgreSQL backend's statements (struct statements, built once per
 // backend), and the names derived from text: statement-name hashes and the NOTIFY channel.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL backend's administrative statements: purge, catalog reads and migrations. A
 // part of the constructor of `statements` (statements.cpp).
 

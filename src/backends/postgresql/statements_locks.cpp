@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL backend's lock statements: acquire (with the queue), renew, release (with the
 // handoff), force, inspect and list. A part of the constructor of `statements` (statements.cpp).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The PostgreSQL backend's semaphore statements: acquire, release, force, inspect and list. A
 // part of the constructor of `statements` (statements.cpp).
 

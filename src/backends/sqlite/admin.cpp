@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite backend's schema administration (schema_version, migrate, with the check that a
 // down step drops no live lease) and purge.
 

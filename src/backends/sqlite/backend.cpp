@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite backend's construction (the SQLite version check), its factory, and what it says
 // about itself.
 

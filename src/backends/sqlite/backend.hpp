@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The SQLite backend: the class, its members (the connection pool, the watch registry) and the
 // helpers its operations share. Its member functions are defined in the .cpp files beside it.

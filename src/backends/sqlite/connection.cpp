@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // One SQLite connection: opening it (synchronous, WAL), preparing and running statements,
 // write transactions, and the busy handler that bounds every wait for the write lock.
 

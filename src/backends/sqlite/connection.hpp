@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // One SQLite connection (opened NOMUTEX, used by one thread at a time) with its cache of
 // prepared statements, a statement in use, a write transaction, and the busy handler.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // SQLite result codes -> sqlock::errc (fail()), and the result code names the errors carry.
 
 #include "backends/sqlite/errors.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // SQLite result codes -> sqlock::errc, and the message of every error a failed SQLite call
 // throws.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Same-database fencing for SQLite (include/sqlock/sqlite.hpp).
 #include <memory>
 #include <string>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite backend's lock operations: acquire (with the queue of waiting tickets), renew (locks
 // and semaphore holders alike), release and abandon (which hand the lock to the oldest ticket),
 // force release, inspect, list; and the token counter grants and tickets draw from.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // How releases wake waiters in the SQLite backend: a process-global watch registry per
 // database file. Waiters in other processes are not woken (wakes_other_processes() is false):
 // they retry on a shorter backoff.

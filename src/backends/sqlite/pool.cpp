@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite backend's connection pool (checkout, give-back) and end_lease, the one-UPDATE
 // write transaction that ends a lease and wakes local waiters.
 

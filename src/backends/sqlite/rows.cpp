@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // Decoding result rows into lock_record and semaphore_record.
 
 #include "backends/sqlite/rows.hpp"

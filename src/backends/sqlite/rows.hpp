@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // Decoding result rows into lock_record and semaphore_record (with its holders and waiters).
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQLite backend's semaphore operations: acquire (with the fair queue of tickets),
 // inspect, list, force release, and the renewal of one holder.
 
@@ -70,10 +71,10 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
   }
   write_transaction tx(*c, what);
   std::int64_t now = c->now_ms(what);
-  if (r.attempt > 1) {
-    // A later attempt of a wait: a release may have handed units to this nonce (the waiter
-    // in another process, or its wake-up missed). Taken as a renewal would, so its local
-    // clock can start at this attempt.
+  if (r.attempt > 1 && r.waiting && r.fair) {
+    // A later attempt of a fair wait: a release may have handed units to this nonce (the
+    // waiter in another process, or its wake-up missed). Taken as a renewal would, so its
+    // local clock can start at this attempt.
     std::optional<grant> g;
     {
       auto handed = c->prepare(sql::holder_handed, what);

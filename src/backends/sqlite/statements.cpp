@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 // The SQL text of the SQLite backend's statements (declared in statements.hpp). Every
 // statement that reads the clock takes it from SQLOCK_SQLITE_NOW_MS.
 

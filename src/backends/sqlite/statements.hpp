@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: Apache-2.0
 #pragma once
 // The SQL text of every statement the SQLite backend runs (the migrations aside), in one place;
 // defined once in statements.cpp, so each has one address (the connection's statement cache is
