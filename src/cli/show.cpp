@@ -16,7 +16,13 @@ struct show_options {
   bool semaphore_only = false;
 };
 
-void line(const char* key, const std::string& value) { print(stdout, "{:<12} {}\n", key, value); }
+// "key:        value"; an empty value leaves no trailing blanks.
+void line(const char* key, const std::string& value) {
+  if (value.empty())
+    print(stdout, "{}\n", key);
+  else
+    print(stdout, "{:<12} {}\n", key, value);
+}
 
 void print_lock(const globals& g, const lock_record& r) {
   const bool color = g.color_stdout();

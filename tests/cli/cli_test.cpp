@@ -352,6 +352,10 @@ TEST_CASE_TEMPLATE("list and show report rows as tables and JSON", DB, CLI_DATAB
   auto bare = run(db.cmd({"list"}));
   CAPTURE(bare.out);
   CHECK_FALSE(contains(bare.out, " \n"));
+  auto bare_show = run(db.cmd({"show", "job-c"}));
+  CAPTURE(bare_show.out);
+  CHECK(contains(bare_show.out, "metadata:"));
+  CHECK_FALSE(contains(bare_show.out, " \n"));
 
   auto show = run(db.cmd({"show", "job-b", "-o", "json"}));
   REQUIRE(show.code == 0);
