@@ -15,7 +15,9 @@ target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::n
 # The tests run the binary; from the library they take only <sqlock/config.hpp> (which backends exist).
 target_include_directories(sqlock_cli_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}
                                                     $<TARGET_PROPERTY:sqlock,INTERFACE_INCLUDE_DIRECTORIES>)
-target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_FILE:sqlock_cli>")
+target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_FILE:sqlock_cli>"
+  SQLOCK_CLI_MANPAGE="$<TARGET_FILE_DIR:sqlock_cli>/sqlock.1"
+  SQLOCK_CLI_COMPLETION="${PROJECT_SOURCE_DIR}/src/cli/share/sqlock.bash")
 if(SQLOCK_WITH_POSTGRESQL)
   target_link_libraries(sqlock_cli_tests PRIVATE PostgreSQL::PostgreSQL)
 endif()

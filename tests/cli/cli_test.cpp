@@ -211,6 +211,42 @@ TEST_CASE("colour only when asked for, or on a terminal without NO_COLOR") {
   CHECK_FALSE(contains(run(db.cmd({"list", "--color", "auto"}), {{"NO_COLOR", "1"}}).out, "\x1b["));
 }
 
+TEST_CASE("the man page and the bash completion cover every subcommand, from the tool's help") {
+  const std::vector<std::string> commands{"list",    "show", "watch", "release", "purge",
+                                          "migrate", "run",  "elect", "version"};
+  auto help = run(sqlock({"--help"}));
+  for (const auto& c : commands) CHECK(contains(help.out, "  " + c + " "));
+  // sqlock.1 is written at build time from `sqlock --help` and every `sqlock CMD --help`.
+  const std::string page = read_file(SQLOCK_CLI_MANPAGE);
+  CHECK(contains(page, ".TH SQLOCK 1"));
+  for (const auto& c : commands) {
+    std::string upper = c;
+    std::transform(upper.begin(), upper.end(), upper.begin(), ::toupper);
+    CHECK_MESSAGE(contains(page, ".SH \"SQLOCK " + upper + "\""), c);
+  }
+  CHECK(contains(page, ".SS \"sqlock migrate down\""));
+  CHECK(contains(page, "--kill-grace"));
+  // The completion reads the help at Tab time: subcommands, a subcommand's options, and
+  // `migrate`'s own subcommands, for the binary named in the command line.
+  auto complete = [&](const std::string& words) {
+    const std::string script = std::string("source '") + SQLOCK_CLI_COMPLETION + "'; COMP_WORDS=(" +
+                               words +
+                               "); "
+                               "COMP_CWORD=$((${#COMP_WORDS[@]} - 1)); _sqlock; "
+                               "printf '%s\\n' \"${COMPREPLY[@]}\"";
+    return run({"bash", "-c", script}).out;
+  };
+  const std::string bin = "'" + binary + "'";
+  CHECK(complete(bin + " mi") == "migrate\n");
+  auto all = complete(bin + " ''");
+  for (const auto& c : commands) CHECK(contains(all, c + "\n"));
+  CHECK(contains(all, "--database-url\n"));
+  CHECK(complete(bin + " run --t") == "--ttl\n");
+  CHECK(contains(complete(bin + " migrate ''"), "down\n"));
+  CHECK(contains(complete(bin + " migrate down --"), "--to\n"));
+  CHECK(complete(bin + " -o ''") == "table\njson\n");
+}
+
 TEST_CASE("a missing sqlite file is named, and only migrate up creates it") {
   temp_dir dir;
   const std::string path = dir.path() + "/never-created.db";
