@@ -1,7 +1,13 @@
 # SPDX-License-Identifier: Apache-2.0
 include(CMakePackageConfigHelpers)
 
-install(TARGETS sqlock EXPORT sqlockTargets
+# sqlock::sqlock is what BUILD_SHARED_LIBS built; a shared build installs sqlock::sqlock_static
+# (libsqlock.a) beside it.
+set(installed_libraries sqlock)
+if(TARGET sqlock_static)
+  list(APPEND installed_libraries sqlock_static)
+endif()
+install(TARGETS ${installed_libraries} EXPORT sqlockTargets
         ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
         LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR}
         RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR}
@@ -26,26 +32,23 @@ install(FILES ${PROJECT_BINARY_DIR}/sqlockConfig.cmake ${PROJECT_BINARY_DIR}/sql
 
 # pkg-config. libpqxx is not a dependency: the backend speaks libpq; only
 # <sqlock/postgresql.hpp>, an optional header, uses libpqxx, and its users link it themselves.
-# The shared library names its dependencies as private (pkg-config --static adds them). The
-# static library (the default) cannot work without them, so they go into Libs, by name: as
-# Requires, `pkg-config --static` would also pull in libpq's own private libraries
-# (-lpgcommon -lpgport), which Debian does not ship.
-set(SQLOCK_PC_REQUIRES_PRIVATE "")
-set(SQLOCK_PC_LIBS "")
+# The static library needs libpq and SQLite, named in Libs (a static-only install) or
+# Libs.private (beside the shared library: `pkg-config --static`). By name, not as Requires:
+# `pkg-config --static` would then also pull in libpq's own private libraries (-lpgcommon
+# -lpgport), which Debian does not ship.
+set(backend_libs "")
+if(SQLOCK_WITH_POSTGRESQL)
+  string(APPEND backend_libs " -lpq")
+endif()
+if(SQLOCK_WITH_SQLITE)
+  string(APPEND backend_libs " -lsqlite3")
+endif()
 if(BUILD_SHARED_LIBS)
-  if(SQLOCK_WITH_SQLITE)
-    string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " sqlite3")
-  endif()
-  if(SQLOCK_WITH_POSTGRESQL)
-    string(APPEND SQLOCK_PC_REQUIRES_PRIVATE " libpq")
-  endif()
+  set(SQLOCK_PC_LIBS "")
+  set(SQLOCK_PC_LIBS_PRIVATE "${backend_libs}")
 else()
-  if(SQLOCK_WITH_POSTGRESQL)
-    string(APPEND SQLOCK_PC_LIBS " -lpq")
-  endif()
-  if(SQLOCK_WITH_SQLITE)
-    string(APPEND SQLOCK_PC_LIBS " -lsqlite3")
-  endif()
+  set(SQLOCK_PC_LIBS "${backend_libs}")
+  set(SQLOCK_PC_LIBS_PRIVATE "")
 endif()
 # The prefix, seen from <libdir>/pkgconfig (e.g. ../../.. for lib/x86_64-linux-gnu).
 file(RELATIVE_PATH SQLOCK_PC_PREFIX_FROM_PCDIR "/p/${CMAKE_INSTALL_LIBDIR}/pkgconfig" "/p")
