@@ -6,6 +6,7 @@ target_sources(sqlock_tests PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/conne
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/hardening_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/notify_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/privileges_test.cpp
+                                   ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/sql_api_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/row_locks_test.cpp
                                    ${CMAKE_CURRENT_SOURCE_DIR}/postgresql/statements_test.cpp)
 target_link_libraries(sqlock_tests PRIVATE PostgreSQL::PostgreSQL PkgConfig::PQXX)

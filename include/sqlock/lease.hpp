@@ -66,6 +66,15 @@ class SQLOCK_EXPORT lease {
   /// lost lease. Throws: `errc::unavailable` if the database cannot be reached (the lease ends
   /// locally either way; the row expires by itself).
   void release();
+  /// For a release made by SQL inside the caller's own transaction
+  /// (`sqlock::postgresql::release`, which calls this first): the lease keeps renewing, and
+  /// the open transaction, which holds the lock row, makes the renewals wait (`at_risk`). If
+  /// the lease then ends before its safety deadline, the transaction committed: the lease is
+  /// `released` (event `released`), not lost. If a renewal succeeds, the transaction rolled
+  /// back (or never reached the server): the lease is held as before. `renew()` after the
+  /// transaction ended settles it at once. Leases of locks only.
+  /// Throws: `errc::invalid_argument` for a semaphore lease.
+  void expect_release_in_transaction();
 
  private:
   friend class client;

@@ -2,7 +2,8 @@
 #pragma once
 /// \file
 /// Optional helpers for applications that use libpqxx on the lock database: same-database
-/// fencing inside their own transaction. Unlike the core headers, this one includes pqxx.
+/// fencing, and releasing a lease, inside their own transaction. Unlike the core headers, this
+/// one includes pqxx.
 
 #include <cstdint>
 #include <string>
@@ -11,6 +12,7 @@
 #include <pqxx/pqxx>
 
 #include <sqlock/error.hpp>
+#include <sqlock/lease.hpp>
 
 namespace sqlock::postgresql {
 
@@ -59,6 +61,27 @@ inline void assert_semaphore_held(pqxx::transaction_base& tx, std::string_view n
       throw error(errc::lease_lost, e.what(), "postgresql", e.sqlstate());
     throw;
   }
+}
+
+/// Effects: releases the lock lease `l` as part of the caller's transaction `tx` (schema 7's
+/// `sqlock_release`), so the work and the release commit together or not at all: "mark the job
+/// done and release the lock" in one transaction. Until `tx` ends it holds the lock row: the
+/// lease's renewals wait (it is `at_risk`), other clients see it held. If `tx` commits, the
+/// lease is `released` (at its next renewal, or at once by `l.renew()`, which then returns
+/// false); if `tx` rolls back, or the outcome is unknown and the commit never happened, the
+/// next renewal succeeds and the lease is held as before. So end `tx` well before the lease's
+/// deadline (`l.remaining()`): past it, the lease is lost whatever `tx` does.
+/// `lease::expect_release_in_transaction` says how the lease tells the two apart. The role of
+/// `tx` needs EXECUTE on `sqlock_release` (docs/postgresql.md).
+/// Returns: false when the lease had already ended in the database (nothing to release; `tx` is
+/// unaffected). Throws: `errc::invalid_argument` for a semaphore lease; pqxx exceptions for
+/// database errors (roll `tx` back: the lease stays held).
+inline bool release(pqxx::transaction_base& tx, lease& l, const std::string& schema = "public") {
+  l.expect_release_in_transaction();
+  return tx
+      .exec_params1("SELECT " + tx.quote_name(schema) + ".sqlock_release($1, $2)", l.name(),
+                    l.token())[0]
+      .as<bool>();
 }
 
 }  // namespace sqlock::postgresql

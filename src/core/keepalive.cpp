@@ -172,6 +172,13 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
     case renew_outcome::renewed: {
       std::lock_guard<std::mutex> lock(lease.mu);
       if (!lease.active_locked()) break;  // declared lost meanwhile: it stays lost
+      if (lease.release_in_transaction) {
+        // The release made in the caller's transaction did not commit: the lease goes on.
+        lease.release_in_transaction = false;
+        log(log_level::info, "lease " + quoted(lease.name) + " (token " +
+                                 std::to_string(lease.token) +
+                                 "): its release in a transaction did not commit; still held");
+      }
       lease.state = lease_state::held;
       lease.ttl = ttl;
       lease.safe_until = sent + ttl - safety_margin(ttl);
@@ -188,11 +195,33 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       break;
     }
     default:
-      declare_lost(lease, loss_reason(result.outcome));
+      if (!settle_release_in_transaction(lease, result.outcome))
+        declare_lost(lease, loss_reason(result.outcome));
       break;
   }
   poke(lease);  // a busy row moved the next attempt earlier
   return result.outcome;
+}
+
+bool keepalive::settle_release_in_transaction(lease_impl& lease, renew_outcome outcome) {
+  // Our row ended (or passed to another holder) before our safety deadline, which lies before
+  // its expiry by the database clock: only a release can have ended it that early, and an
+  // admin's force release reports itself (force_released). So the caller's transaction that
+  // released it committed.
+  if (outcome != renew_outcome::expired && outcome != renew_outcome::taken_over) return false;
+  {
+    std::lock_guard<std::mutex> lock(lease.mu);
+    if (!lease.release_in_transaction || !lease.active_locked() ||
+        steady::now() >= lease.safe_until)
+      return false;
+    lease.state = lease_state::released;
+  }
+  untrack(&lease);
+  if (emit_)
+    emit_({event_kind::released, lease.name, lease.token,
+           std::chrono::duration_cast<milliseconds>(steady::now() - lease.granted_at),
+           "released by the caller's transaction"});
+  return true;
 }
 
 void keepalive::deliver(std::vector<pending_callback>& callbacks) noexcept {
@@ -317,10 +346,18 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
         log(log_level::debug, std::string("keepalive: releasing a lost lease failed: ") + e.what());
       }
     }
-    if (outcome == renew_outcome::busy)
-      log(log_level::warn, "keepalive: lease " + quoted(batch[i]->name) + " (token " +
-                               std::to_string(batch[i]->token) +
-                               ") is locked by an open fenced transaction; retrying");
+    if (outcome == renew_outcome::busy) {
+      // Expected while a release in the caller's transaction is pending.
+      bool expected;
+      {
+        std::lock_guard<std::mutex> l(batch[i]->mu);
+        expected = batch[i]->release_in_transaction;
+      }
+      log(expected ? log_level::debug : log_level::warn,
+          "keepalive: lease " + quoted(batch[i]->name) + " (token " +
+              std::to_string(batch[i]->token) +
+              ") is locked by an open transaction (fenced, or releasing it); retrying");
+    }
   }
   ios.clear();
   if (emit_)

@@ -182,4 +182,15 @@ void lease::release() {
   if (failure) std::rethrow_exception(failure);
 }
 
+void lease::expect_release_in_transaction() {
+  if (!impl_) return;
+  if (impl_->kind != lease_kind::lock)
+    throw error(errc::invalid_argument,
+                "release " + detail::quoted(impl_->name) +
+                    " in a transaction: only a lock's lease can be (not a semaphore's)",
+                std::string(impl_->core->db().kind()));
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  impl_->release_in_transaction = true;
+}
+
 }  // namespace sqlock

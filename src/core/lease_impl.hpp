@@ -82,6 +82,8 @@ struct lease_impl {
   std::chrono::system_clock::time_point acquired_at, expires_at;  // database clock
   lease_state state = lease_state::held;
   steady::time_point granted_at;  // for the hold time reported when released
+  // expect_release_in_transaction(): a release by SQL in the caller's transaction is pending.
+  bool release_in_transaction = false;
 
   lease_key key() const { return {name, nonce, token, kind}; }
   /// The state with the safety deadline applied (mu held by the caller).

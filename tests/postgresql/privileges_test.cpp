@@ -12,12 +12,8 @@
 
 #include <atomic>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <map>
-#include <regex>
 #include <set>
-#include <sstream>
 #include <thread>
 
 #include <doctest/doctest.h>
@@ -26,6 +22,7 @@
 #include <sqlock/sqlock.hpp>
 
 #include "backends/common/migrations.hpp"
+#include "support/docs_grants.hpp"
 #include "support/fixtures.hpp"
 #include "support/log_capture.hpp"
 #include "support/poll.hpp"
@@ -38,32 +35,10 @@ using namespace sqlock_test;
 
 namespace {
 
-// docs/postgresql.md's runtime-role GRANT block, verbatim: the test grants exactly what users are
-// told to grant, so a function added without updating docs/postgresql.md fails the matrix below.
+// docs/postgresql.md's runtime-role GRANT block (support/docs_grants.hpp).
 std::vector<std::string> readme_runtime_grants(const std::string& schema_ident,
                                                const std::string& role_ident) {
-  std::ifstream in(std::filesystem::path(SQLOCK_SOURCE_DIR) / "docs" / "postgresql.md");
-  std::stringstream ss;
-  ss << in.rdbuf();
-  const std::string text = ss.str();
-  auto at = text.find("The runtime role needs only:");
-  REQUIRE(at != std::string::npos);
-  auto begin = text.find("```sql\n", at);
-  REQUIRE(begin != std::string::npos);
-  begin += 7;
-  auto end = text.find("```", begin);
-  REQUIRE(end != std::string::npos);
-  std::string block = text.substr(begin, end - begin);
-  // sqlock_schema is the placeholder of docs/postgresql.md (not the prefix of
-  // sqlock_schema_version).
-  block = std::regex_replace(block, std::regex(R"(\bsqlock_schema\b(?!_))"), schema_ident);
-  block = std::regex_replace(block, std::regex(R"(\bTO app;)"), "TO " + role_ident + ";");
-  std::vector<std::string> out;
-  std::string::size_type from = 0, semi;
-  while ((semi = block.find(';', from)) != std::string::npos) {
-    out.push_back(block.substr(from, semi - from));
-    from = semi + 1;
-  }
+  auto out = docs_grants("The runtime role needs only:", "app", schema_ident, role_ident);
   REQUIRE(out.size() >= 5);
   return out;
 }

@@ -1,0 +1,433 @@
+// SPDX-License-Identifier: Apache-2.0
+// PostgreSQL only: the lock protocol as SQL functions (schema 7, migrations/postgresql/
+// 007_sql_api.up.sql): sqlock_try_acquire, sqlock_renew, sqlock_release. The same rows and token
+// sequence as the C++ client, so each excludes the other; inside the caller's transaction they
+// commit or roll back with it.
+
+#include <signal.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/postgresql.hpp>
+#include <sqlock/sqlock.hpp>
+
+#include "backends/postgresql/statements.hpp"
+#include "support/docs_grants.hpp"
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+#include "support/spawn.hpp"
+
+using namespace std::chrono_literals;
+using sqlock_test::pg_session;
+using sqlock_test::postgresql_fixture;
+
+namespace {
+
+// A session of the fixture's role with the schema's functions at hand: f("try_acquire") is the
+// schema-qualified name.
+struct sql_caller {
+  postgresql_fixture& db;
+  pg_session s{db.url()};
+  explicit sql_caller(postgresql_fixture& d) : db(d) {}
+  std::string f(const std::string& fn) { return s.ident(db.schema()) + ".sqlock_" + fn; }
+  std::string try_acquire(const std::string& name, const std::string& ttl = "10 seconds") {
+    return s.value("SELECT " + f("try_acquire") + "($1, $2::interval)", {name, ttl});
+  }
+  std::string renew(const std::string& name, const std::string& token,
+                    const std::string& ttl = "10 seconds") {
+    return s.value("SELECT " + f("renew") + "($1, $2::bigint, $3::interval)", {name, token, ttl});
+  }
+  std::string release(const std::string& name, const std::string& token) {
+    return s.value("SELECT " + f("release") + "($1, $2::bigint)", {name, token});
+  }
+  std::string table(const std::string& t) { return s.ident(db.schema()) + "." + t; }
+  // The SQLSTATE of `sql`, "" when it succeeded.
+  std::string sqlstate(const std::string& sql, const std::vector<std::string>& params = {}) {
+    try {
+      s.query(sql, params);
+    } catch (const std::runtime_error&) {
+      return s.last_sqlstate();
+    }
+    return "";
+  }
+};
+
+std::int64_t num(const std::string& s) { return std::stoll(s); }
+
+}  // namespace
+
+TEST_SUITE("postgresql") {
+  TEST_CASE("SQL API: SQL and C++ callers exclude each other and share one token sequence") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+
+    // SQL holds: C++ is refused, and sees the holder SQL named by default.
+    const std::string t1 = sql.try_acquire("job");
+    REQUIRE(!t1.empty());
+    CHECK_FALSE(c.try_acquire("job"));
+    auto rec = c.inspect("job");
+    REQUIRE(rec);
+    CHECK(rec->held);
+    CHECK(rec->token == num(t1));
+    CHECK(rec->owner.find("(backend ") != std::string::npos);
+    // A second SQL caller is refused too, with NULL, not an error.
+    CHECK(sql.try_acquire("job") == "");
+    CHECK(sql.renew("job", t1) == "t");
+    CHECK(sql.renew("job", std::to_string(num(t1) + 1)) == "f");  // not this lease's token
+    CHECK(sql.release("job", t1) == "t");
+    CHECK(sql.release("job", t1) == "f");  // already over
+    CHECK(sql.renew("job", t1) == "f");
+
+    // C++ holds: SQL gets NULL; tokens keep increasing across both.
+    auto lease = c.try_acquire("job");
+    REQUIRE(lease);
+    CHECK(lease->token() > num(t1));
+    CHECK(sql.try_acquire("job") == "");
+    lease->release();
+    const std::string t2 = sql.try_acquire("job");
+    REQUIRE(!t2.empty());
+    CHECK(num(t2) > lease->token());
+    CHECK(sql.release("job", t2) == "t");
+
+    // Named arguments and the caller's own owner and metadata.
+    const std::string t3 =
+        sql.s.value("SELECT " + sql.f("try_acquire") +
+                    "(name => 'named', ttl => '5 s', owner => 'py-worker 7', metadata => 'batch 42')");
+    REQUIRE(!t3.empty());
+    rec = c.inspect("named");
+    REQUIRE(rec);
+    CHECK(rec->owner == "py-worker 7");
+    CHECK(rec->metadata == "batch 42");
+    CHECK(rec->token == num(t3));
+  }
+
+  TEST_CASE("SQL API: a refusal writes nothing, draws no token and waits for no row lock") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+    auto lease = c.try_acquire("held", sqlock_test::ttl(5000ms, false));
+    REQUIRE(lease);
+    const std::string seq = "SELECT last_value FROM " + sql.table("sqlock_token_seq");
+    const std::string before = sql.s.value(seq);
+    const std::string row = "SELECT xmin::text, expires_at::text FROM " +
+                            sql.table("sqlock_locks") + " WHERE name = 'held'";
+    auto row_before = sql.s.query(row);
+    for (int i = 0; i < 5; ++i) CHECK(sql.try_acquire("held") == "");
+    CHECK(sql.s.value(seq) == before);
+    CHECK(sql.s.query(row) == row_before);
+
+    // An expired row share-locked by an open fenced transaction is refused at once, not waited
+    // for (a statement_timeout turns a wait into an error this test would see).
+    auto expired = c.try_acquire("fenced", sqlock_test::ttl(300ms, false));
+    REQUIRE(expired);
+    pg_session fence(db.url());
+    fence.query("BEGIN");
+    fence.query("SELECT " + sql.f("assert_held") + "('fenced', $1::bigint)",
+                {std::to_string(expired->token())});
+    REQUIRE(sqlock_test::eventually([&] { return !c.inspect("fenced")->held; }, 5000ms));
+    sql.s.query("SET statement_timeout = '3s'");
+    CHECK(sql.try_acquire("fenced") == "");
+    fence.query("ROLLBACK");
+    CHECK(num(sql.try_acquire("fenced")) > expired->token());
+  }
+
+  TEST_CASE("SQL API: inside the caller's transaction a grant or a release commits or rolls back "
+            "with it") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+
+    // An acquire rolled back leaves nothing: no row for a first grant, the old one otherwise.
+    sql.s.query("BEGIN");
+    REQUIRE(!sql.try_acquire("tx").empty());
+    CHECK_FALSE(c.inspect("tx"));  // not visible before the commit
+    sql.s.query("ROLLBACK");
+    CHECK_FALSE(c.inspect("tx"));
+    CHECK(c.try_acquire("tx", sqlock_test::ttl(200ms, false)));
+    REQUIRE(sqlock_test::eventually([&] { return !c.inspect("tx")->held; }, 5000ms));
+    const auto expired_token = c.inspect("tx")->token;
+    sql.s.query("BEGIN");
+    const std::string rolled = sql.try_acquire("tx");
+    REQUIRE(!rolled.empty());
+    CHECK_FALSE(c.try_acquire("tx"));  // the open transaction holds the row: refused, at once
+    sql.s.query("ROLLBACK");
+    CHECK(c.inspect("tx")->token == expired_token);
+    CHECK_FALSE(c.inspect("tx")->held);
+
+    // Committed, it holds; its expiry counts from the statement's clock, not the transaction's
+    // start: a grant made 400 ms into a transaction with a 30 s ttl expires 30 s after it.
+    sql.s.query("BEGIN");
+    sql.s.query("SELECT pg_sleep(0.4)");
+    const std::string t = sql.try_acquire("tx", "30 seconds");
+    REQUIRE(!t.empty());
+    const std::string ahead = sql.s.value(
+        "SELECT extract(epoch FROM expires_at - now()) * 1000 FROM " + sql.table("sqlock_locks") +
+        " WHERE name = 'tx'");
+    CHECK(std::stod(ahead) >= 30390.0);
+    sql.s.query("COMMIT");
+    CHECK(c.inspect("tx")->held);
+    CHECK(c.inspect("tx")->token == num(t));
+
+    // A release rolled back leaves the lease held (and renewable); committed, it ends it.
+    sql.s.query("BEGIN");
+    CHECK(sql.release("tx", t) == "t");
+    sql.s.query("ROLLBACK");
+    CHECK(c.inspect("tx")->held);
+    CHECK(sql.renew("tx", t) == "t");
+    sql.s.query("BEGIN");
+    CHECK(sql.release("tx", t) == "t");
+    CHECK(c.inspect("tx")->held);  // others see it held until the commit
+    sql.s.query("COMMIT");
+    CHECK_FALSE(c.inspect("tx")->held);
+  }
+
+  TEST_CASE("SQL API: a client killed (SIGKILL) inside a work + release transaction leaves the "
+            "lease held and the work undone") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+    sql.s.query("CREATE TABLE " + sql.table("jobs_done") + " (job text PRIMARY KEY)");
+    const std::string t = sql.try_acquire("worker", "30 seconds");
+    REQUIRE(!t.empty());
+
+    // psql, as the worker: marks the job done, releases, and is killed before its COMMIT. The
+    // server notices the lost client while the last statement runs
+    // (client_connection_check_interval) and rolls everything back.
+    const std::string marker = "sqlock-sql-api-kill-" + std::to_string(::getpid());
+    // One -c per statement: each is sent on its own, so the sleep shows in pg_stat_activity
+    // only once the release before it has run.
+    pid_t worker = sqlock_test::spawn(
+        {"/usr/bin/psql", db.url(), "-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-c",
+         "SET client_connection_check_interval = '100ms'", "-c",
+         "SET application_name = '" + marker + "'", "-c", "BEGIN", "-c",
+         "INSERT INTO " + sql.table("jobs_done") + " VALUES ('job 1')", "-c",
+         "SELECT " + sql.f("release") + "('worker', " + t + ")", "-c", "SELECT pg_sleep(600)",
+         "-c", "COMMIT"});
+    const std::string in_sleep =
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
+        "AND query = 'SELECT pg_sleep(600)' AND state = 'active' AND backend_xid IS NOT NULL";
+    REQUIRE(sqlock_test::eventually([&] { return sql.s.value(in_sleep, {marker}) == "1"; }, 20s));
+    ::kill(worker, SIGKILL);
+    CHECK(sqlock_test::wait_exit(worker) == 128 + SIGKILL);
+    REQUIRE(sqlock_test::eventually(
+        [&] {
+          return sql.s.value("SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+                             {marker}) == "0";
+        },
+        20s));
+
+    CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("jobs_done")) == "0");
+    auto rec = c.inspect("worker");
+    REQUIRE(rec);
+    CHECK(rec->held);
+    CHECK(rec->token == num(t));
+    CHECK(sql.renew("worker", t) == "t");  // the holder can go on
+  }
+
+  TEST_CASE("SQL API: a release wakes the C++ clients' waiters on the schema's channel") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    pg_session listener(db.url());
+    const std::string channel = sqlock::detail::pg::channel_for(db.schema());
+    listener.query("LISTEN " + listener.ident(channel));
+    const std::string t = sql.try_acquire("wake");
+    REQUIRE(!t.empty());
+    // No waiter marked the row: no notification (a notifying commit costs every client).
+    // (Notifications of one session arrive in commit order: had this release sent one, it would
+    // be read before the next one's, below.)
+    CHECK(sql.release("wake", t) == "t");
+    const std::string t2 = sql.try_acquire("wake");
+    sql.s.query("UPDATE " + sql.table("sqlock_locks") +
+                " SET waiters_until = now() + interval '1 minute' WHERE name = 'wake'");
+    CHECK(sql.release("wake", t2) == "t");
+    std::vector<std::string> got;
+    REQUIRE(sqlock_test::eventually(
+        [&] {
+          PQconsumeInput(listener.get());
+          while (PGnotify* n = PQnotifies(listener.get())) {
+            got.emplace_back(n->relname + std::string(" ") + n->extra);
+            PQfreemem(n);
+          }
+          return !got.empty();
+        },
+        5000ms));
+    CHECK(got == std::vector<std::string>{channel + " wake"});
+
+    // End to end: a C++ waiter blocked on a lock SQL holds gets it soon after SQL's release.
+    sqlock::client c(db.url(), db.options());
+    const std::string t3 = sql.try_acquire("wake", "1 minute");
+    // The release comes once the waiter has marked the row (or after 10 s regardless).
+    const std::string marked =
+        "SELECT waiters_until > now() FROM " + sql.table("sqlock_locks") + " WHERE name = 'wake'";
+    const std::string release = "SELECT " + sql.f("release") + "('wake', $1::bigint)";
+    bool saw_mark = false;
+    std::thread releaser([&] {
+      pg_session s(db.url());
+      saw_mark = sqlock_test::eventually([&] { return s.value(marked) == "t"; }, 10s);
+      s.value(release, {t3});
+    });
+    auto lease = c.try_acquire_for("wake", 30s, sqlock_test::ttl(5000ms));
+    releaser.join();
+    CHECK(saw_mark);
+    REQUIRE(lease);  // well before the SQL lease's minute ran out
+    CHECK(lease->token() > num(t3));
+  }
+
+  TEST_CASE("SQL API: bad input is a class-22 error that names the limit and changes nothing") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    const std::string acquire = "SELECT " + sql.f("try_acquire") + "($1, $2::interval, $3, $4)";
+    struct bad {
+      std::vector<std::string> args;
+      const char* state;
+      const char* says;
+    };
+    const std::string long_name(256, 'n'), long_meta(4097, 'm');
+    for (const bad& b : std::initializer_list<bad>{
+             {{"", "10 s", "o", ""}, "22023", "1 to 255 bytes"},
+             {{long_name, "10 s", "o", ""}, "22023", "1 to 255 bytes"},
+             {{"x", "99 milliseconds", "o", ""}, "22023", "between 100 milliseconds and 7 days"},
+             {{"x", "7 days 1 second", "o", ""}, "22023", "between 100 milliseconds and 7 days"},
+             {{"x", "-1 second", "o", ""}, "22023", "between 100 milliseconds and 7 days"},
+             {{"x", "10 s", "o", long_meta}, "22023", "at most 4096 bytes"},
+             {{"x", "10 s", "", ""}, "22023", "an owner is 1 to 255 bytes"},
+         }) {
+      CAPTURE(b.says);
+      CHECK(sql.sqlstate(acquire, b.args) == b.state);
+    }
+    try {
+      sql.s.query(acquire, {"x", "1 s", "o", long_meta});
+      FAIL("accepted oversized metadata");
+    } catch (const std::runtime_error& e) {
+      CHECK(std::string(e.what()).find("metadata is at most 4096 bytes, not 4097") !=
+            std::string::npos);
+    }
+    // NULLs: 22004. (A NULL owner means "the default".)
+    CHECK(sql.sqlstate("SELECT " + sql.f("try_acquire") + "(NULL, '1 s')") == "22004");
+    CHECK(sql.sqlstate("SELECT " + sql.f("try_acquire") + "('x', NULL)") == "22004");
+    CHECK(sql.sqlstate("SELECT " + sql.f("renew") + "('x', NULL, '1 s')") == "22004");
+    CHECK(sql.sqlstate("SELECT " + sql.f("renew") + "('x', 1, '1 hour 7 days')") == "22023");
+    CHECK(sql.sqlstate("SELECT " + sql.f("release") + "(NULL, 1)") == "22004");
+    CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("sqlock_locks")) == "0");
+  }
+
+  TEST_CASE("SQL API: a role with docs/postgresql.md's SQL-only grants can lock, fence and "
+            "release, and touch no table") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    pg_session admin(sqlock_test::admin_url());
+    const std::string role = "sqlock_sql_only_" + std::to_string(::getpid());
+    const std::string r = admin.ident(role);
+    admin.query("DROP ROLE IF EXISTS " + r);
+    admin.query("CREATE ROLE " + r);
+    for (auto& g : sqlock_test::docs_grants("through the SQL functions of schema 7", "sql_app",
+                                            admin.ident(db.schema()), r))
+      admin.query(g);
+    auto as_role = [&](const std::string& q, const std::vector<std::string>& params = {}) {
+      admin.query("SET ROLE " + r);
+      try {
+        auto v = admin.value(q, params);
+        admin.query("RESET ROLE");
+        return v;
+      } catch (...) {
+        const std::string state = admin.last_sqlstate();
+        admin.query("RESET ROLE");
+        return "error " + state;
+      }
+    };
+    const std::string t = as_role("SELECT " + sql.f("try_acquire") + "('only-sql', '10 s')");
+    REQUIRE(t.find("error") == std::string::npos);
+    CHECK(as_role("SELECT " + sql.f("renew") + "('only-sql', $1::bigint, '10 s')", {t}) == "t");
+    CHECK(as_role("SELECT " + sql.f("assert_held") + "('only-sql', $1::bigint)", {t}) == "");
+    CHECK(as_role("SELECT " + sql.f("release") + "('only-sql', $1::bigint)", {t}) == "t");
+    // Nothing else: the tables, the sequence, the C++ client's functions.
+    CHECK(as_role("SELECT count(*) FROM " + sql.table("sqlock_locks")) == "error 42501");
+    CHECK(as_role("SELECT nextval('" + sql.table("sqlock_token_seq") + "')") == "error 42501");
+    CHECK(as_role("SELECT " + sql.f("semaphore_release") +
+                  "('x', 'n', 1::bigint, 'c', 'c', false)") == "error 42501");
+    admin.query("DROP OWNED BY " + r);
+    admin.query("DROP ROLE " + r);
+  }
+
+  TEST_CASE("C++ in the caller's transaction: a lease released with the work commits with it, "
+            "or stays held when the transaction rolls back") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    std::atomic<int> lost{0}, released{0};
+    auto options = db.options();
+    options.listeners.push_back([&](const sqlock::lock_event& e) {
+      if (e.kind == sqlock::event_kind::lost) ++lost;
+      if (e.kind == sqlock::event_kind::released) ++released;
+    });
+    sqlock::client c(db.url(), options);
+    sqlock::client other(db.url(), db.options());
+    sql.s.query("CREATE TABLE " + sql.table("jobs_done") + " (job text PRIMARY KEY)");
+    auto lock_opts = sqlock_test::ttl(30000ms);
+    lock_opts.on_lost = [&](const sqlock::lost_event&) { ++lost; };
+
+    // Rolled back: the work is undone and the lease goes on, renewed as before.
+    sqlock::lease lease = c.acquire("job-1", lock_opts);
+    {
+      pqxx::connection conn(db.url());
+      pqxx::work tx(conn);
+      tx.exec("INSERT INTO " + sql.table("jobs_done") + " VALUES ('job-1')");
+      CHECK(sqlock::postgresql::release(tx, lease, db.schema()));
+      CHECK_FALSE(other.try_acquire("job-1"));  // held until the commit
+      tx.abort();
+    }
+    CHECK(lease.renew());
+    CHECK(lease.state() == sqlock::lease_state::held);
+    CHECK(other.inspect("job-1")->held);
+    CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("jobs_done")) == "0");
+
+    // Committed: the work is done, and the lease is released, not lost.
+    {
+      pqxx::connection conn(db.url());
+      pqxx::work tx(conn);
+      sqlock::postgresql::assert_held(tx, "job-1", lease.token(), db.schema());
+      tx.exec("INSERT INTO " + sql.table("jobs_done") + " VALUES ('job-1')");
+      CHECK(sqlock::postgresql::release(tx, lease, db.schema()));
+      tx.commit();
+    }
+    CHECK_FALSE(lease.renew());  // settles it at once
+    CHECK(lease.state() == sqlock::lease_state::released);
+    CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("jobs_done")) == "1");
+    auto next = other.try_acquire("job-1");
+    REQUIRE(next);
+    CHECK(next->token() > lease.token());
+    lease.release();  // a no-op now
+    CHECK(next->state() == sqlock::lease_state::held);
+
+    // The keepalive settles it by itself: released, without a loss, within a renewal period.
+    auto short_opts = sqlock_test::ttl(900ms);
+    short_opts.on_lost = lock_opts.on_lost;
+    sqlock::lease l2 = c.acquire("job-2", short_opts);
+    {
+      pqxx::connection conn(db.url());
+      pqxx::work tx(conn);
+      CHECK(sqlock::postgresql::release(tx, l2, db.schema()));
+      tx.commit();
+    }
+    CHECK(sqlock_test::eventually(
+        [&] { return l2.state() == sqlock::lease_state::released; }, 5000ms));
+    CHECK(released.load() >= 2);
+    CHECK(lost.load() == 0);
+
+    // Only locks: a semaphore's lease is refused before anything is sent.
+    sqlock::semaphore_options so;
+    so.limit = 2;
+    auto units = c.acquire_semaphore("pool", so);
+    pqxx::connection conn(db.url());
+    pqxx::work tx(conn);
+    CHECK_THROWS_AS(sqlock::postgresql::release(tx, units, db.schema()), sqlock::error);
+  }
+}
