@@ -99,9 +99,9 @@ TEST_SUITE("postgresql") {
     CHECK(sql.release("job", t2) == "t");
 
     // Named arguments and the caller's own owner and metadata.
-    const std::string t3 =
-        sql.s.value("SELECT " + sql.f("try_acquire") +
-                    "(name => 'named', ttl => '5 s', owner => 'py-worker 7', metadata => 'batch 42')");
+    const std::string t3 = sql.s.value(
+        "SELECT " + sql.f("try_acquire") +
+        "(name => 'named', ttl => '5 s', owner => 'py-worker 7', metadata => 'batch 42')");
     REQUIRE(!t3.empty());
     rec = c.inspect("named");
     REQUIRE(rec);
@@ -140,8 +140,9 @@ TEST_SUITE("postgresql") {
     CHECK(num(sql.try_acquire("fenced")) > expired->token());
   }
 
-  TEST_CASE("SQL API: inside the caller's transaction a grant or a release commits or rolls back "
-            "with it") {
+  TEST_CASE(
+      "SQL API: inside the caller's transaction a grant or a release commits or rolls back "
+      "with it") {
     postgresql_fixture db;
     sql_caller sql(db);
     sqlock::client c(db.url(), db.options());
@@ -169,9 +170,9 @@ TEST_SUITE("postgresql") {
     sql.s.query("SELECT pg_sleep(0.4)");
     const std::string t = sql.try_acquire("tx", "30 seconds");
     REQUIRE(!t.empty());
-    const std::string ahead = sql.s.value(
-        "SELECT extract(epoch FROM expires_at - now()) * 1000 FROM " + sql.table("sqlock_locks") +
-        " WHERE name = 'tx'");
+    const std::string ahead =
+        sql.s.value("SELECT extract(epoch FROM expires_at - now()) * 1000 FROM " +
+                    sql.table("sqlock_locks") + " WHERE name = 'tx'");
     CHECK(std::stod(ahead) >= 30390.0);
     sql.s.query("COMMIT");
     CHECK(c.inspect("tx")->held);
@@ -190,8 +191,9 @@ TEST_SUITE("postgresql") {
     CHECK_FALSE(c.inspect("tx")->held);
   }
 
-  TEST_CASE("SQL API: a client killed (SIGKILL) inside a work + release transaction leaves the "
-            "lease held and the work undone") {
+  TEST_CASE(
+      "SQL API: a client killed (SIGKILL) inside a work + release transaction leaves the "
+      "lease held and the work undone") {
     postgresql_fixture db;
     sql_caller sql(db);
     sqlock::client c(db.url(), db.options());
@@ -205,13 +207,29 @@ TEST_SUITE("postgresql") {
     const std::string marker = "sqlock-sql-api-kill-" + std::to_string(::getpid());
     // One -c per statement: each is sent on its own, so the sleep shows in pg_stat_activity
     // only once the release before it has run.
-    pid_t worker = sqlock_test::spawn(
-        {"/usr/bin/psql", db.url(), "-X", "-q", "-o", "/dev/null", "-v", "ON_ERROR_STOP=1", "-c",
-         "SET client_connection_check_interval = '100ms'", "-c",
-         "SET application_name = '" + marker + "'", "-c", "BEGIN", "-c",
-         "INSERT INTO " + sql.table("jobs_done") + " VALUES ('job 1')", "-c",
-         "SELECT " + sql.f("release") + "('worker', " + t + ")", "-c", "SELECT pg_sleep(600)",
-         "-c", "COMMIT"});
+    pid_t worker =
+        sqlock_test::spawn({"/usr/bin/psql",
+                            db.url(),
+                            "-X",
+                            "-q",
+                            "-o",
+                            "/dev/null",
+                            "-v",
+                            "ON_ERROR_STOP=1",
+                            "-c",
+                            "SET client_connection_check_interval = '100ms'",
+                            "-c",
+                            "SET application_name = '" + marker + "'",
+                            "-c",
+                            "BEGIN",
+                            "-c",
+                            "INSERT INTO " + sql.table("jobs_done") + " VALUES ('job 1')",
+                            "-c",
+                            "SELECT " + sql.f("release") + "('worker', " + t + ")",
+                            "-c",
+                            "SELECT pg_sleep(600)",
+                            "-c",
+                            "COMMIT"});
     const std::string in_sleep =
         "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1 "
         "AND query = 'SELECT pg_sleep(600)' AND state = 'active' AND backend_xid IS NOT NULL";
@@ -320,8 +338,9 @@ TEST_SUITE("postgresql") {
     CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("sqlock_locks")) == "0");
   }
 
-  TEST_CASE("SQL API: a role with docs/postgresql.md's SQL-only grants can lock, fence and "
-            "release, and touch no table") {
+  TEST_CASE(
+      "SQL API: a role with docs/postgresql.md's SQL-only grants can lock, fence and "
+      "release, and touch no table") {
     postgresql_fixture db;
     sql_caller sql(db);
     pg_session admin(sqlock_test::admin_url());
@@ -358,8 +377,9 @@ TEST_SUITE("postgresql") {
     admin.query("DROP ROLE " + r);
   }
 
-  TEST_CASE("C++ in the caller's transaction: a lease released with the work commits with it, "
-            "or stays held when the transaction rolls back") {
+  TEST_CASE(
+      "C++ in the caller's transaction: a lease released with the work commits with it, "
+      "or stays held when the transaction rolls back") {
     postgresql_fixture db;
     sql_caller sql(db);
     std::atomic<int> lost{0}, released{0};
@@ -417,8 +437,8 @@ TEST_SUITE("postgresql") {
       CHECK(sqlock::postgresql::release(tx, l2, db.schema()));
       tx.commit();
     }
-    CHECK(sqlock_test::eventually(
-        [&] { return l2.state() == sqlock::lease_state::released; }, 5000ms));
+    CHECK(sqlock_test::eventually([&] { return l2.state() == sqlock::lease_state::released; },
+                                  5000ms));
     CHECK(released.load() >= 2);
     CHECK(lost.load() == 0);
 
