@@ -78,6 +78,19 @@ class SQLOCK_EXPORT client {
   /// `force_release`). Returns: how many leases it ended.
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token = 0);
 
+  /// Locks taken inside the caller's own transaction (`sqlock::postgresql::try_acquire` calls
+  /// this first): a grant request for `name` with a fresh nonce, its clock started now.
+  /// Throws: `errc::invalid_argument` for a bad name, ttl or metadata, before any I/O.
+  [[nodiscard]] transaction_grant prepare_grant(std::string_view name,
+                                                const lock_options& options = {}) const;
+  /// Effects: once the transaction that made `grant` has committed, makes it a lease of this
+  /// client: renewed in the background (`options.keepalive`), its safety deadline counted from
+  /// `grant.sent`, lost and released as any other. Adopting a grant whose transaction did not
+  /// commit gives a lease that its first renewal finds lost.
+  /// Throws: `errc::invalid_argument` for a grant without a token; `errc::cancelled` after
+  /// shutdown.
+  [[nodiscard]] lease adopt(const transaction_grant& grant);
+
   /// The row for `name`, or empty when there is none.
   std::optional<lock_record> inspect(std::string_view name);
   std::vector<lock_record> list(const list_filter& filter = {});

@@ -6,11 +6,13 @@
 /// one includes pqxx.
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
 #include <pqxx/pqxx>
 
+#include <sqlock/client.hpp>
 #include <sqlock/error.hpp>
 #include <sqlock/lease.hpp>
 
@@ -82,6 +84,31 @@ inline bool release(pqxx::transaction_base& tx, lease& l, const std::string& sch
       .exec_params1("SELECT " + tx.quote_name(schema) + ".sqlock_release($1, $2)", l.name(),
                     l.token())[0]
       .as<bool>();
+}
+
+/// Effects: takes the lock `name` inside the caller's transaction `tx` (schema 7's
+/// `sqlock_try_acquire`, with `c`'s owner and a fresh nonce), so the grant commits or rolls back
+/// with the caller's work. Never waits for a holder: empty when the lock is held. The grant is
+/// real only once `tx` commits; then `c.adopt(*grant)` makes it a lease with keepalive, its
+/// clock started before the grant was sent. While `tx` is open the new lease ages unrenewed:
+/// commit well within `options.ttl`. For a name never granted before, other acquirers wait for
+/// `tx` to end (the table's unique index); keep `tx` short. The role of `tx` needs EXECUTE on
+/// `sqlock_try_acquire` (docs/postgresql.md).
+/// Throws: `errc::invalid_argument` for a bad name, ttl or metadata (before any I/O); pqxx
+/// exceptions for database errors.
+inline std::optional<transaction_grant> try_acquire(pqxx::transaction_base& tx, client& c,
+                                                    std::string_view name,
+                                                    const lock_options& options = {},
+                                                    const std::string& schema = "public") {
+  transaction_grant grant = c.prepare_grant(name, options);
+  const auto row = tx.exec_params1(
+      "SELECT " + tx.quote_name(schema) +
+          ".sqlock_try_acquire($1, $2::bigint * interval '1 millisecond', $3, $4, $5)",
+      grant.name, static_cast<long long>(options.ttl.count()), c.owner(), options.metadata,
+      grant.nonce);
+  if (row[0].is_null()) return std::nullopt;
+  grant.token = row[0].as<std::int64_t>();
+  return grant;
 }
 
 }  // namespace sqlock::postgresql

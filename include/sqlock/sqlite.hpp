@@ -30,6 +30,13 @@ SQLOCK_EXPORT void assert_semaphore_held(sqlite3* db, std::string_view name, std
 /// Registers the SQL functions `sqlock_assert_held(name, token)` and
 /// `sqlock_semaphore_assert_held(name, token)` on `db`, with the semantics of `assert_held` and
 /// `assert_semaphore_held`: they return 1, or fail the statement with "sqlock: lease lost ...".
+/// And the lock protocol, as on PostgreSQL (docs/sql.md) with the ttl in milliseconds, to be
+/// called inside a write transaction (BEGIN IMMEDIATE) so that it commits or rolls back with the
+/// caller's work: `sqlock_try_acquire(name, ttl_ms [, owner [, metadata [, nonce]]])` (the
+/// fencing token, or NULL when held), `sqlock_renew(name, token, ttl_ms)` and
+/// `sqlock_release(name, token)` (1 when the lease was live, else 0). Bad input fails the
+/// statement with the C++ client's message. A release wakes other clients' waiters only at
+/// their next attempt (there is no notification channel in SQLite).
 /// Returns the SQLite result code.
 SQLOCK_EXPORT int register_functions(sqlite3* db);
 

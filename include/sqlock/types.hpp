@@ -195,4 +195,18 @@ struct list_filter {
   std::size_t limit = 0;  ///< 0 = no limit
 };
 
+/// A lock granted by SQL inside the caller's own transaction (`sqlock::postgresql::try_acquire`),
+/// which only that transaction's commit makes real: `client::adopt` then makes it a lease.
+struct transaction_grant {
+  std::string name;
+  std::int64_t token = 0;  ///< the fencing token (0 until granted)
+  std::string nonce;       ///< the lease's identity in the lock row (a fresh one per grant)
+  lock_options options;
+  /// Taken before the grant's statement was sent: the lease's local clock starts here, so its
+  /// safety deadline precedes the database's expiry.
+  std::chrono::steady_clock::time_point sent;
+  /// By this machine's clock (the database's is learnt at the first renewal), for display.
+  std::chrono::system_clock::time_point requested_at;
+};
+
 }  // namespace sqlock

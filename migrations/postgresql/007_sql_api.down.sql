@@ -31,7 +31,7 @@ BEGIN
 END
 $pin$;
 
-DROP FUNCTION sqlock_try_acquire(text, interval, text, text);
+DROP FUNCTION sqlock_try_acquire(text, interval, text, text, text);
 DROP FUNCTION sqlock_renew(text, bigint, interval);
 DROP FUNCTION sqlock_release(text, bigint);
 DELETE FROM sqlock_schema_version WHERE version = 7;

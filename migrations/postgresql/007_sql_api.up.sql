@@ -2,7 +2,8 @@
 -- sqlock schema 7 for PostgreSQL: the lock protocol as SQL functions, for callers in any
 -- language and inside the caller's own transaction. The same rows, the same token sequence and
 -- the database clock, so C++ clients, the CLI and SQL callers exclude each other:
---   sqlock_try_acquire(name, ttl, owner, metadata) -> the fencing token, or NULL when held
+--   sqlock_try_acquire(name, ttl, owner, metadata, nonce) -> the fencing token, or NULL when
+--                                                   held
 --   sqlock_renew(name, token, ttl)                 -> true while the lease was live
 --   sqlock_release(name, token)                    -> true when a live lease ended
 -- (sqlock_assert_held, schema 1, fences a write with the token.)
@@ -57,13 +58,16 @@ $pin$;
 -- The parameters are named as the documentation names them (named notation works:
 -- owner => 'report-job'); inside the bodies they are qualified by the function's name, and
 -- unqualified names are columns (#variable_conflict use_column).
+-- `nonce` is the lease's identity in the row: NULL for a fresh one; a C++ client that adopts
+-- the grant after the commit (sqlock::postgresql::try_acquire) passes its own.
 CREATE FUNCTION sqlock_try_acquire(name text, ttl interval, owner text DEFAULT NULL,
-                                   metadata text DEFAULT '')
+                                   metadata text DEFAULT '', nonce text DEFAULT NULL)
 RETURNS bigint
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
 #variable_conflict use_column
 DECLARE
   holder text := sqlock_try_acquire.owner;
+  lease_nonce text := coalesce(sqlock_try_acquire.nonce, 'sql:' || gen_random_uuid());
   t timestamptz;
   granted bigint;
 BEGIN
@@ -87,6 +91,10 @@ BEGIN
       'sqlock_try_acquire: metadata is at most 4096 bytes, not %s',
       octet_length(sqlock_try_acquire.metadata));
   END IF;
+  IF octet_length(lease_nonce) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = format(
+      'sqlock_try_acquire: a nonce is 1 to 255 bytes, not %s', octet_length(lease_nonce));
+  END IF;
   IF holder IS NULL THEN
     -- Who is asking, as `sqlock list` shows it: the session's application_name, its backend
     -- and its address.
@@ -106,7 +114,7 @@ BEGIN
     -- the expiry again on the newest version of the row. The token is the C++ grant's:
     -- GREATEST(nextval, token + 1), drawn under the row lock.
     UPDATE sqlock_locks l
-    SET owner = holder, nonce = 'sql:' || gen_random_uuid(),
+    SET owner = holder, nonce = lease_nonce,
         token = GREATEST(nextval('sqlock_token_seq'), l.token + 1), acquired_at = t,
         expires_at = t + sqlock_try_acquire.ttl, metadata = sqlock_try_acquire.metadata
     WHERE l.name IN (SELECT x.name FROM sqlock_locks x
@@ -119,7 +127,7 @@ BEGIN
   -- wait for it (the unique index), then find the row: NULL. Its token is drawn before that
   -- check and then discarded: tokens increase, they are not consecutive.
   INSERT INTO sqlock_locks AS l (name, owner, nonce, token, acquired_at, expires_at, metadata)
-  VALUES (sqlock_try_acquire.name, holder, 'sql:' || gen_random_uuid(),
+  VALUES (sqlock_try_acquire.name, holder, lease_nonce,
           nextval('sqlock_token_seq'), t, t + sqlock_try_acquire.ttl,
           sqlock_try_acquire.metadata)
   ON CONFLICT (name) DO NOTHING
@@ -212,7 +220,7 @@ DECLARE
   target text := pg_catalog.current_schema();
   fn text;
 BEGIN
-  FOREACH fn IN ARRAY ARRAY['sqlock_try_acquire(text, interval, text, text)',
+  FOREACH fn IN ARRAY ARRAY['sqlock_try_acquire(text, interval, text, text, text)',
                             'sqlock_renew(text, bigint, interval)',
                             'sqlock_release(text, bigint)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s SET search_path = pg_catalog, %I, pg_temp',
@@ -223,7 +231,7 @@ $harden$;
 
 -- EXECUTE is granted explicitly, per function (docs/postgresql.md), never to PUBLIC.
 REVOKE EXECUTE ON FUNCTION
-  sqlock_try_acquire(text, interval, text, text),
+  sqlock_try_acquire(text, interval, text, text, text),
   sqlock_renew(text, bigint, interval),
   sqlock_release(text, bigint)
 FROM PUBLIC;

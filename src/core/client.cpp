@@ -496,6 +496,29 @@ std::size_t client::force_release_semaphore(std::string_view name, std::int64_t 
   return core_->db().force_release_semaphore(name, token, core_->op_deadline());
 }
 
+transaction_grant client::prepare_grant(std::string_view name, const lock_options& options) const {
+  detail::validate_name(name);
+  detail::validate(options);
+  transaction_grant g;
+  g.name = std::string(name);
+  g.nonce = detail::random_hex(16);
+  g.options = options;
+  g.sent = std::chrono::steady_clock::now();
+  g.requested_at = std::chrono::system_clock::now();
+  return g;
+}
+
+lease client::adopt(const transaction_grant& g) {
+  core_->ensure_open();
+  if (g.token <= 0 || g.nonce.empty())
+    throw error(errc::invalid_argument,
+                "adopt " + detail::quoted(g.name) + ": the grant has no token (it was refused)",
+                std::string(core_->db().kind()));
+  detail::client_core::target what{g.name, g.options, nullptr, 1, g.nonce};
+  grant granted{g.token, g.requested_at, g.requested_at + g.options.ttl};
+  return lease(core_->adopt(what, g.nonce, granted, g.sent));
+}
+
 std::optional<lock_record> client::inspect(std::string_view name) {
   detail::validate_name(name);
   core_->ensure_open();

@@ -450,4 +450,67 @@ TEST_SUITE("postgresql") {
     pqxx::work tx(conn);
     CHECK_THROWS_AS(sqlock::postgresql::release(tx, units, db.schema()), sqlock::error);
   }
+
+  TEST_CASE(
+      "C++ in the caller's transaction: a lock taken with the work is a lease once it "
+      "commits, and nothing if it rolls back") {
+    postgresql_fixture db;
+    sqlock::client c(db.url(), db.options());
+    sqlock::client other(db.url(), db.options());
+    pqxx::connection conn(db.url());
+    auto opts = sqlock_test::ttl(900ms);  // renewed every 300 ms once adopted
+
+    // Rolled back: no grant, whatever the statement returned inside the transaction.
+    {
+      pqxx::work tx(conn);
+      auto grant = sqlock::postgresql::try_acquire(tx, c, "claim", opts, db.schema());
+      REQUIRE(grant);
+      CHECK(grant->token > 0);
+      tx.abort();
+    }
+    CHECK_FALSE(other.inspect("claim"));
+    // Committed: the grant becomes a lease of `c` with keepalive.
+    std::optional<sqlock::transaction_grant> grant;
+    {
+      pqxx::work tx(conn);
+      grant = sqlock::postgresql::try_acquire(tx, c, "claim", opts, db.schema());
+      REQUIRE(grant);
+      tx.exec("SELECT 1");  // the caller's own work
+      tx.commit();
+    }
+    sqlock::lease lease = c.adopt(*grant);
+    CHECK(lease.token() == grant->token);
+    CHECK(lease.state() == sqlock::lease_state::held);
+    auto rec = other.inspect("claim");
+    REQUIRE(rec);
+    CHECK(rec->owner == c.owner());
+    CHECK(rec->token == grant->token);
+    // Kept alive past its first ttl by the background renewals, and exclusive meanwhile.
+    std::this_thread::sleep_for(1500ms);
+    CHECK(lease.state() == sqlock::lease_state::held);
+    CHECK_FALSE(other.try_acquire("claim"));
+    // Held: a second grant in a transaction is refused, at once.
+    {
+      pqxx::work tx(conn);
+      CHECK_FALSE(sqlock::postgresql::try_acquire(tx, c, "claim", opts, db.schema()));
+    }
+    lease.release();
+    CHECK_FALSE(other.inspect("claim")->held);
+
+    // A grant whose transaction rolled back, adopted anyway, is lost at its first renewal.
+    {
+      pqxx::work tx(conn);
+      grant = sqlock::postgresql::try_acquire(tx, c, "claim", opts, db.schema());
+      REQUIRE(grant);
+      tx.abort();
+    }
+    sqlock::lease ghost = c.adopt(*grant);
+    CHECK_FALSE(ghost.renew());
+    CHECK(ghost.lost());
+
+    // Bad input is refused before anything is sent; a refused grant cannot be adopted.
+    pqxx::work tx(conn);
+    CHECK_THROWS_AS(sqlock::postgresql::try_acquire(tx, c, "", opts, db.schema()), sqlock::error);
+    CHECK_THROWS_AS((void)c.adopt(sqlock::transaction_grant{}), sqlock::error);
+  }
 }

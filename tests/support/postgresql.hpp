@@ -113,7 +113,7 @@ inline void grant_runtime(const std::string& schema) {
               "TO sqlock_runtime");
   // Schema 7: the SQL API.
   admin.query("GRANT EXECUTE ON FUNCTION " + s +
-              ".sqlock_try_acquire(text, interval, text, text), " + s +
+              ".sqlock_try_acquire(text, interval, text, text, text), " + s +
               ".sqlock_renew(text, bigint, interval), " + s +
               ".sqlock_release(text, bigint) TO sqlock_runtime");
 }

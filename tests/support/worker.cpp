@@ -21,6 +21,11 @@
 //     "start TERM PID PREVIOUS_LEADER" when it became leader (PREVIOUS_LEADER 0 = office empty);
 //     "end TERM PID" before it resigns.
 //
+// --mode sqlite-release-hang: URL is an SQLite file path. Opens it with sqlite3, registers
+//   sqlock's SQL functions, and in one BEGIN IMMEDIATE transaction inserts 'job 1' into
+//   jobs_done and calls sqlock_release(NAME, --token); then creates DIR/ready and sleeps until
+//   killed (the transaction never commits).
+//
 // usage: sqlock_test_worker --url URL [--schema S] --name NAME --iterations N --dir DIR
 //                           [--mode lock|semaphore|elect] [--ttl-ms T] [--hold-us U]
 //                           [--limit L] [--count C] [--fair 0|1] [--exclusive 0|1] [--owner O]
@@ -37,6 +42,7 @@
 #include <string>
 #include <thread>
 
+#include <sqlock/sqlite.hpp>
 #include <sqlock/sqlock.hpp>
 
 namespace {
@@ -87,6 +93,7 @@ struct args {
   std::string url, schema, name, dir, mode = "lock", owner;
   long iterations = 0, ttl_ms = 5000, hold_us = 200, limit = 1, count = 1;
   bool fair = false, exclusive = false;
+  long long token = 0;
 };
 
 int run_lock(sqlock::client& c, const args& a) {
@@ -198,6 +205,28 @@ int run_elect(sqlock::client& c, const args& a) {
   return status;
 }
 
+int run_sqlite_release_hang(const args& a) {
+  sqlite3* db = nullptr;
+  if (sqlite3_open(a.url.c_str(), &db) != SQLITE_OK) return 5;
+  sqlite3_busy_timeout(db, 5000);
+  if (sqlock::sqlite::register_functions(db) != SQLITE_OK) return 5;
+  sqlite3_stmt* s = nullptr;
+  const std::string sql = "SELECT sqlock_release(?1, ?2)";
+  if (sqlite3_exec(db, "BEGIN IMMEDIATE; INSERT INTO jobs_done VALUES ('job 1')", nullptr, nullptr,
+                   nullptr) != SQLITE_OK ||
+      sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+    return 5;
+  sqlite3_bind_text(s, 1, a.name.c_str(), -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(s, 2, a.token);
+  if (sqlite3_step(s) != SQLITE_ROW || sqlite3_column_int(s, 0) != 1) return 5;
+  sqlite3_finalize(s);
+  int fd = ::open((a.dir + "/ready").c_str(), O_CREAT | O_WRONLY, 0644);
+  if (fd < 0) return 5;
+  ::close(fd);
+  std::this_thread::sleep_for(std::chrono::seconds{600});
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -230,11 +259,14 @@ int main(int argc, char** argv) {
       a.fair = v == "1";
     else if (k == "--exclusive")
       a.exclusive = v == "1";
+    else if (k == "--token")
+      a.token = std::stoll(v);
     else
       return 2;
   }
   if (a.url.empty() || a.name.empty() || a.dir.empty() || a.iterations <= 0) return 2;
   try {
+    if (a.mode == "sqlite-release-hang") return run_sqlite_release_hang(a);
     sqlock::client_options o;
     if (!a.schema.empty()) o.backend.schema = a.schema;
     if (!a.owner.empty()) o.owner = a.owner;

@@ -7,6 +7,7 @@
 #include <sqlock/sqlite.hpp>
 #include <sqlock/types.hpp>
 
+#include "backends/sqlite/sql_api.hpp"
 #include "backends/sqlite/statements.hpp"
 #include "util/util.hpp"
 
@@ -104,9 +105,11 @@ int register_functions(sqlite3* db) {
   int rc = sqlite3_create_function_v2(db, "sqlock_assert_held", 2, SQLITE_UTF8 | SQLITE_DIRECTONLY,
                                       nullptr, sql_assert_held, nullptr, nullptr, nullptr);
   if (rc != SQLITE_OK) return rc;
-  return sqlite3_create_function_v2(db, "sqlock_semaphore_assert_held", 2,
-                                    SQLITE_UTF8 | SQLITE_DIRECTONLY, &semaphore_tag,
-                                    sql_assert_held, nullptr, nullptr, nullptr);
+  rc = sqlite3_create_function_v2(db, "sqlock_semaphore_assert_held", 2,
+                                  SQLITE_UTF8 | SQLITE_DIRECTONLY, &semaphore_tag, sql_assert_held,
+                                  nullptr, nullptr, nullptr);
+  if (rc != SQLITE_OK) return rc;
+  return register_lease_functions(db);
 }
 
 }  // namespace sqlock::sqlite

@@ -56,6 +56,11 @@ const char lock_nonce_token[] = "SELECT nonce, token FROM sqlock_locks WHERE nam
 const char lock_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1 "
     "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1 RETURNING token";
+const char lock_renew_by_token[] =
+    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND token = ?4 AND expires_at > ?1";
+const char lock_release_by_token[] =
+    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND token = ?3 AND expires_at > ?1";
 const char lock_abandon[] =
     "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1 "
     "RETURNING token";

@@ -37,6 +37,9 @@ extern const char lock_hand_off[];
 extern const char lock_renew[];
 extern const char lock_nonce_token[];
 extern const char lock_release[];
+// The SQL functions of register_functions (sql_api.cpp): a lease named by its token alone.
+extern const char lock_renew_by_token[];
+extern const char lock_release_by_token[];
 extern const char lock_abandon[];
 extern const char lock_force_release[];
 extern const char lock_inspect[];

@@ -1,0 +1,181 @@
+// SPDX-License-Identifier: Apache-2.0
+// SQLite only: the lock protocol as SQL functions on the application's own connection
+// (sqlock::sqlite::register_functions): sqlock_try_acquire, sqlock_renew, sqlock_release inside
+// its BEGIN IMMEDIATE transaction, on the same rows and token counter as the C++ client.
+
+#include <signal.h>
+
+#include <filesystem>
+#include <string>
+
+#include <doctest/doctest.h>
+
+#include <sqlock/sqlite.hpp>
+#include <sqlock/sqlock.hpp>
+
+#include "support/fixtures.hpp"
+#include "support/poll.hpp"
+#include "support/spawn.hpp"
+#include "support/sqlite.hpp"
+#include "support/temp_dir.hpp"
+
+using namespace std::chrono_literals;
+using sqlock_test::sqlite_exec;
+using sqlock_test::sqlite_open;
+
+namespace {
+
+// One value of `sql` (NULL as ""), or "error: <message>".
+std::string value(sqlite3* db, const std::string& sql) {
+  sqlite3_stmt* s = nullptr;
+  if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s, nullptr) != SQLITE_OK)
+    return std::string("error: ") + sqlite3_errmsg(db);
+  std::string out;
+  int rc = sqlite3_step(s);
+  if (rc == SQLITE_ROW) {
+    auto* t = reinterpret_cast<const char*>(sqlite3_column_text(s, 0));
+    out = t ? t : "";
+  } else if (rc != SQLITE_DONE) {
+    out = std::string("error: ") + sqlite3_errmsg(db);
+  }
+  sqlite3_finalize(s);
+  return out;
+}
+
+struct app_connection {
+  sqlock_test::sqlite_handle h;
+  explicit app_connection(const std::string& file) : h(sqlite_open(file)) {
+    REQUIRE(sqlock::sqlite::register_functions(h.get()) == SQLITE_OK);
+  }
+  sqlite3* get() const { return h.get(); }
+  // A call in a transaction of its own.
+  std::string call(const std::string& sql) {
+    sqlite_exec(get(), "BEGIN IMMEDIATE");
+    std::string v = value(get(), sql);
+    sqlite_exec(get(), "COMMIT");
+    return v;
+  }
+};
+
+}  // namespace
+
+TEST_SUITE("sqlite") {
+  TEST_CASE("SQL API on SQLite: SQL and C++ callers exclude each other and share one counter") {
+    sqlock_test::sqlite_fixture db;
+    sqlock::client c(db.url());
+    app_connection app(db.file());
+
+    const std::string t1 = app.call("SELECT sqlock_try_acquire('job', 30000)");
+    REQUIRE(!t1.empty());
+    REQUIRE(t1.find("error") == std::string::npos);
+    CHECK_FALSE(c.try_acquire("job"));
+    auto rec = c.inspect("job");
+    REQUIRE(rec);
+    CHECK(rec->token == std::stoll(t1));
+    CHECK(rec->owner.find("sql (pid ") == 0);
+    CHECK(app.call("SELECT sqlock_try_acquire('job', 30000)") == "");
+    CHECK(app.call("SELECT sqlock_renew('job', " + t1 + ", 30000)") == "1");
+    CHECK(app.call("SELECT sqlock_release('job', " + t1 + ")") == "1");
+    CHECK(app.call("SELECT sqlock_release('job', " + t1 + ")") == "0");
+
+    auto lease = c.try_acquire("job");
+    REQUIRE(lease);
+    CHECK(lease->token() > std::stoll(t1));
+    CHECK(app.call("SELECT sqlock_try_acquire('job', 30000)") == "");
+    lease->release();
+    const std::string t2 =
+        app.call("SELECT sqlock_try_acquire('job', 30000, 'py worker', 'batch 7')");
+    CHECK(std::stoll(t2) > lease->token());
+    CHECK(c.inspect("job")->owner == "py worker");
+    CHECK(c.inspect("job")->metadata == "batch 7");
+  }
+
+  TEST_CASE(
+      "SQL API on SQLite: a grant or a release commits or rolls back with the caller's "
+      "work, and only inside a write transaction") {
+    sqlock_test::sqlite_fixture db;
+    sqlock::client c(db.url());
+    app_connection app(db.file());
+    sqlite_exec(app.get(), "CREATE TABLE jobs_done (job TEXT)");
+
+    // Outside a write transaction: an error that says where to call it, and nothing changes.
+    CHECK(value(app.get(), "SELECT sqlock_try_acquire('tx', 30000)").find("BEGIN IMMEDIATE") !=
+          std::string::npos);
+    sqlite_exec(app.get(), "BEGIN");
+    CHECK(value(app.get(), "SELECT sqlock_try_acquire('tx', 30000)").find("BEGIN IMMEDIATE") !=
+          std::string::npos);
+    sqlite_exec(app.get(), "ROLLBACK");
+    CHECK_FALSE(c.inspect("tx"));
+
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    CHECK(!value(app.get(), "SELECT sqlock_try_acquire('tx', 30000)").empty());
+    sqlite_exec(app.get(), "ROLLBACK");
+    CHECK_FALSE(c.inspect("tx"));
+
+    const std::string t = app.call("SELECT sqlock_try_acquire('tx', 30000)");
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    sqlite_exec(app.get(), "INSERT INTO jobs_done VALUES ('job 1')");
+    CHECK(value(app.get(), "SELECT sqlock_release('tx', " + t + ")") == "1");
+    sqlite_exec(app.get(), "ROLLBACK");
+    CHECK(c.inspect("tx")->held);
+    CHECK(value(app.get(), "SELECT count(*) FROM jobs_done") == "0");
+
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    sqlite_exec(app.get(), "INSERT INTO jobs_done VALUES ('job 1')");
+    CHECK(value(app.get(), "SELECT sqlock_assert_held('tx', " + t + ")") == "1");
+    CHECK(value(app.get(), "SELECT sqlock_release('tx', " + t + ")") == "1");
+    sqlite_exec(app.get(), "COMMIT");
+    CHECK_FALSE(c.inspect("tx")->held);
+    CHECK(value(app.get(), "SELECT count(*) FROM jobs_done") == "1");
+  }
+
+  TEST_CASE(
+      "SQL API on SQLite: a process killed (SIGKILL) inside a work + release transaction "
+      "leaves the lease held and the work undone") {
+    sqlock_test::sqlite_fixture db;
+    sqlock::client c(db.url());
+    app_connection app(db.file());
+    sqlite_exec(app.get(), "CREATE TABLE jobs_done (job TEXT)");
+    const std::string t = app.call("SELECT sqlock_try_acquire('worker', 60000)");
+    REQUIRE(!t.empty());
+    sqlock_test::temp_dir dir;
+    pid_t worker = sqlock_test::spawn({SQLOCK_TEST_WORKER, "--mode", "sqlite-release-hang", "--url",
+                                       db.file(), "--name", "worker", "--token", t, "--iterations",
+                                       "1", "--dir", dir.path()});
+    REQUIRE(sqlock_test::eventually([&] { return std::filesystem::exists(dir.path() + "/ready"); },
+                                    20s));
+    ::kill(worker, SIGKILL);
+    CHECK(sqlock_test::wait_exit(worker) == 128 + SIGKILL);
+    CHECK(value(app.get(), "SELECT count(*) FROM jobs_done") == "0");
+    auto rec = c.inspect("worker");
+    REQUIRE(rec);
+    CHECK(rec->held);
+    CHECK(rec->token == std::stoll(t));
+    CHECK(app.call("SELECT sqlock_renew('worker', " + t + ", 60000)") == "1");
+  }
+
+  TEST_CASE("SQL API on SQLite: bad input fails the statement with the C++ client's message") {
+    sqlock_test::sqlite_fixture db;
+    sqlock::client c(db.url());
+    app_connection app(db.file());
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    for (const char* bad : {
+             "SELECT sqlock_try_acquire('', 30000)",
+             "SELECT sqlock_try_acquire(NULL, 30000)",
+             "SELECT sqlock_try_acquire('x', 99)",
+             "SELECT sqlock_try_acquire('x', 604800001)",
+             "SELECT sqlock_try_acquire('x', '30 seconds')",
+             "SELECT sqlock_try_acquire('x', 30000, '')",
+             "SELECT sqlock_try_acquire('x', 30000, 'o', zeroblob(4097))",
+             "SELECT sqlock_try_acquire('x', 30000, 'o', '', '')",
+             "SELECT sqlock_renew('x', 'one', 30000)",
+             "SELECT sqlock_release('x', NULL)",
+         }) {
+      CAPTURE(bad);
+      CHECK(value(app.get(), bad).rfind("error: ", 0) == 0);
+    }
+    CHECK(value(app.get(), "SELECT sqlock_try_acquire('x', 99)").find("ttl") != std::string::npos);
+    sqlite_exec(app.get(), "COMMIT");
+    CHECK(c.list().empty());
+  }
+}
