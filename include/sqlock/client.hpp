@@ -84,10 +84,12 @@ class SQLOCK_EXPORT client {
   [[nodiscard]] transaction_grant prepare_grant(std::string_view name,
                                                 const lock_options& options = {}) const;
   /// Effects: once the transaction that made `grant` has committed, makes it a lease of this
-  /// client: renewed in the background (`options.keepalive`), its safety deadline counted from
-  /// `grant.sent`, lost and released as any other. Adopting a grant whose transaction did not
-  /// commit gives a lease that its first renewal finds lost.
-  /// Throws: `errc::invalid_argument` for a grant without a token; `errc::cancelled` after
+  /// client: renewed once at once (which proves the grant is in the database), then in the
+  /// background (`options.keepalive`), its safety deadline counted from `grant.sent`, lost and
+  /// released as any other.
+  /// Throws: `errc::lease_lost` when the grant is not in the database (its transaction did not
+  /// commit) or no longer live; `errc::invalid_argument` for a grant without a token;
+  /// `errc::unavailable` if that renewal cannot reach the database; `errc::cancelled` after
   /// shutdown.
   [[nodiscard]] lease adopt(const transaction_grant& grant);
 

@@ -67,14 +67,18 @@ class SQLOCK_EXPORT lease {
   /// locally either way; the row expires by itself).
   void release();
   /// For a release made by SQL inside the caller's own transaction
-  /// (`sqlock::postgresql::release`, which calls this first): the lease keeps renewing, and
-  /// the open transaction, which holds the lock row, makes the renewals wait (`at_risk`). If
-  /// the lease then ends before its safety deadline, the transaction committed: the lease is
-  /// `released` (event `released`), not lost. If a renewal succeeds, the transaction rolled
-  /// back (or never reached the server): the lease is held as before. `renew()` after the
-  /// transaction ended settles it at once. Leases of locks only.
+  /// (`sqlock::postgresql::release` calls this once its statement ended the lease there): the
+  /// lease is `released` at once, and the keepalive goes on renewing it to learn the outcome.
+  /// The open transaction holds the lock row, so renewals wait for it to end; then a renewal
+  /// that succeeds shows it did not commit, and the lease is `held` again; one that finds the
+  /// lease ended shows it committed (event `released`). `renew()` settles it at once; past the
+  /// lease's safety deadline it stays released. `release()` ends it in the database whatever
+  /// the transaction did. Leases of locks only.
   /// Throws: `errc::invalid_argument` for a semaphore lease.
   void expect_release_in_transaction();
+  /// The lease's identity in its lock row, besides the token: what SQL acting on this lease
+  /// names (`sqlock_release(name, token, nonce)`), since tokens alone are easy to guess.
+  const std::string& nonce() const noexcept;
 
  private:
   friend class client;

@@ -66,24 +66,30 @@ inline void assert_semaphore_held(pqxx::transaction_base& tx, std::string_view n
 }
 
 /// Effects: releases the lock lease `l` as part of the caller's transaction `tx` (schema 7's
-/// `sqlock_release`), so the work and the release commit together or not at all: "mark the job
-/// done and release the lock" in one transaction. Until `tx` ends it holds the lock row: the
-/// lease's renewals wait (it is `at_risk`), other clients see it held. If `tx` commits, the
-/// lease is `released` (at its next renewal, or at once by `l.renew()`, which then returns
-/// false); if `tx` rolls back, or the outcome is unknown and the commit never happened, the
-/// next renewal succeeds and the lease is held as before. So end `tx` well before the lease's
-/// deadline (`l.remaining()`): past it, the lease is lost whatever `tx` does.
-/// `lease::expect_release_in_transaction` says how the lease tells the two apart. The role of
-/// `tx` needs EXECUTE on `sqlock_release` (docs/postgresql.md).
+/// `sqlock_release`, naming the lease by its token and nonce), so the work and the release
+/// commit together or not at all: "mark the job done and release the lock" in one transaction.
+/// From the moment it returns true, `l` is `released` (stop using it), and `tx` holds the lock
+/// row until it ends: the lease's renewals wait, other clients see it held. If `tx` commits,
+/// the lease stays released (event `released` at its next renewal, or at once by
+/// `l.renew()`); if `tx` rolls back, or the commit never happened, the next renewal succeeds
+/// and `l` is `held` again. So end `tx` well before the lease's deadline (`l.remaining()`
+/// before the call): past it the lease ends, released. `lease::expect_release_in_transaction`
+/// says how. The role of `tx` needs EXECUTE on `sqlock_release` (docs/postgresql.md).
 /// Returns: false when the lease had already ended in the database (nothing to release; `tx` is
-/// unaffected). Throws: `errc::invalid_argument` for a semaphore lease; pqxx exceptions for
-/// database errors (roll `tx` back: the lease stays held).
+/// unaffected, and `l` learns at its next renewal). Throws: `errc::invalid_argument` for a
+/// semaphore lease, before anything is sent; pqxx exceptions for database errors (roll `tx`
+/// back: the lease stays held).
 inline bool release(pqxx::transaction_base& tx, lease& l, const std::string& schema = "public") {
-  l.expect_release_in_transaction();
-  return tx
-      .exec_params1("SELECT " + tx.quote_name(schema) + ".sqlock_release($1, $2)", l.name(),
-                    l.token())[0]
-      .as<bool>();
+  if (l.kind() != lease_kind::lock)
+    throw error(errc::invalid_argument,
+                "release \"" + l.name() + "\" in a transaction: only a lock's lease can be",
+                "postgresql");
+  const bool ended =
+      tx.exec_params1("SELECT " + tx.quote_name(schema) + ".sqlock_release($1, $2, $3)", l.name(),
+                      l.token(), l.nonce())[0]
+          .as<bool>();
+  if (ended) l.expect_release_in_transaction();
+  return ended;
 }
 
 /// Effects: takes the lock `name` inside the caller's transaction `tx` (schema 7's

@@ -32,6 +32,6 @@ END
 $pin$;
 
 DROP FUNCTION sqlock_try_acquire(text, interval, text, text, text);
-DROP FUNCTION sqlock_renew(text, bigint, interval);
-DROP FUNCTION sqlock_release(text, bigint);
+DROP FUNCTION sqlock_renew(text, bigint, interval, text);
+DROP FUNCTION sqlock_release(text, bigint, text);
 DELETE FROM sqlock_schema_version WHERE version = 7;

@@ -221,7 +221,9 @@ void client_core::shutdown() {
     {
       std::lock_guard<std::mutex> io(lease->io);
       std::lock_guard<std::mutex> l(lease->mu);
-      if (!lease->active_locked()) continue;
+      // A release pending in the caller's transaction is made certain too.
+      if (!lease->renewing_locked()) continue;
+      lease->release_in_transaction = false;
       lease->state = lease_state::released;
     }
     if (steady::now() >= until) continue;  // the row expires by itself
@@ -516,7 +518,15 @@ lease client::adopt(const transaction_grant& g) {
                 std::string(core_->db().kind()));
   detail::client_core::target what{g.name, g.options, nullptr, 1, g.nonce};
   grant granted{g.token, g.requested_at, g.requested_at + g.options.ttl};
-  return lease(core_->adopt(what, g.nonce, granted, g.sent));
+  lease adopted(core_->adopt(what, g.nonce, granted, g.sent));
+  // One renewal proves the grant is in the database (its transaction committed) and learns the
+  // database's expiry; a grant that was rolled back is lost here, not at the first keepalive.
+  if (!adopted.renew())
+    throw error(errc::lease_lost,
+                "adopt " + detail::quoted(g.name) + " (token " + std::to_string(g.token) +
+                    "): the grant is not in the database (did its transaction commit?)",
+                std::string(core_->db().kind()));
+  return adopted;
 }
 
 std::optional<lock_record> client::inspect(std::string_view name) {

@@ -124,7 +124,7 @@ void keepalive::poke_locked(const lease_impl& lease) {
     std::lock_guard<std::mutex> l(lease.mu);
     renew_at = lease.next_renewal;
     deadline = lease.safe_until;
-    renews = lease.keepalive && lease.active_locked();
+    renews = lease.keepalive && lease.renewing_locked();
   }
   if (renews && renew_at < renewer_sleeps_until_) renew_cv_.notify_one();
   if (deadline < timer_sleeps_until_) timer_cv_.notify_one();
@@ -171,13 +171,15 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
   switch (result.outcome) {
     case renew_outcome::renewed: {
       std::lock_guard<std::mutex> lock(lease.mu);
-      if (!lease.active_locked()) break;  // declared lost meanwhile: it stays lost
+      if (!lease.renewing_locked()) break;  // declared lost meanwhile: it stays lost
       if (lease.release_in_transaction) {
-        // The release made in the caller's transaction did not commit: the lease goes on.
+        // Sent after the release statement had run (expect_release_in_transaction waited for
+        // any renewal in flight), and the row was neither locked nor ended: the caller's
+        // transaction did not commit. The lease goes on.
         lease.release_in_transaction = false;
         log(log_level::info, "lease " + quoted(lease.name) + " (token " +
                                  std::to_string(lease.token) +
-                                 "): its release in a transaction did not commit; still held");
+                                 "): its release in a transaction did not commit; held again");
       }
       lease.state = lease_state::held;
       lease.ttl = ttl;
@@ -188,39 +190,30 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
     }
     case renew_outcome::busy: {
       std::lock_guard<std::mutex> lock(lease.mu);
-      if (lease.active_locked()) {
-        lease.state = lease_state::at_risk;
+      if (lease.renewing_locked()) {
+        if (lease.active_locked()) lease.state = lease_state::at_risk;
         lease.next_renewal = steady::now() + retry_delay(lease.ttl);
       }
       break;
     }
     default:
-      if (!settle_release_in_transaction(lease, result.outcome))
-        declare_lost(lease, loss_reason(result.outcome));
+      if (!settle_release_in_transaction(lease)) declare_lost(lease, loss_reason(result.outcome));
       break;
   }
   poke(lease);  // a busy row moved the next attempt earlier
   return result.outcome;
 }
 
-bool keepalive::settle_release_in_transaction(lease_impl& lease, renew_outcome outcome) {
-  // Our row ended (or passed to another holder) before our safety deadline, which lies before
-  // its expiry by the database clock: only a release can have ended it that early, and an
-  // admin's force release reports itself (force_released). So the caller's transaction that
-  // released it committed.
-  if (outcome != renew_outcome::expired && outcome != renew_outcome::taken_over) return false;
+bool keepalive::settle_release_in_transaction(lease_impl& lease) {
+  // The lease is over in the database and a release by the caller's transaction was pending:
+  // that transaction committed (or, if its row was since force-released or taken over, the
+  // lease ended as the caller meant it to). It stays released; nothing is lost.
   {
     std::lock_guard<std::mutex> lock(lease.mu);
-    if (!lease.release_in_transaction || !lease.active_locked() ||
-        steady::now() >= lease.safe_until)
-      return false;
-    lease.state = lease_state::released;
+    if (!lease.release_in_transaction) return false;
+    lease.release_in_transaction = false;
   }
   untrack(&lease);
-  if (emit_)
-    emit_({event_kind::released, lease.name, lease.token,
-           std::chrono::duration_cast<milliseconds>(steady::now() - lease.granted_at),
-           "released by the caller's transaction"});
   return true;
 }
 
@@ -247,7 +240,7 @@ void keepalive::renew_loop() {
     for (auto& [ptr, lease] : leases_) {
       if (!lease->keepalive) continue;
       std::lock_guard<std::mutex> l(lease->mu);
-      if (!lease->active_locked()) continue;
+      if (!lease->renewing_locked()) continue;
       // Renew together everything due within a small window, so N leases cost one
       // statement per round rather than N.
       if (lease->next_renewal <= now + lease->ttl / 12)
@@ -289,7 +282,7 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
     std::unique_lock<std::mutex> io(lease->io, std::try_to_lock);
     if (!io.owns_lock()) continue;
     std::lock_guard<std::mutex> l(lease->mu);
-    if (!lease->active_locked()) continue;
+    if (!lease->renewing_locked()) continue;
     requests.push_back({lease->key(), lease->ttl});
     // Give up on the call in time to retry before the nearest safety deadline.
     budget = std::min(budget, std::max(milliseconds{20}, std::chrono::duration_cast<milliseconds>(
@@ -317,8 +310,8 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
                              " lease(s) failed, retrying: " + e.what());
     for (auto& lease : batch) {
       std::lock_guard<std::mutex> l(lease->mu);
-      if (!lease->active_locked()) continue;
-      lease->state = lease_state::at_risk;
+      if (!lease->renewing_locked()) continue;
+      if (lease->active_locked()) lease->state = lease_state::at_risk;
       lease->next_renewal = steady::now() + retry_delay(lease->ttl);
     }
     ios.clear();
@@ -336,6 +329,12 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
     if (outcome == renew_outcome::busy)
       events.push_back({event_kind::renew_failed, batch[i]->name, batch[i]->token, round_trip,
                         "the lock row is held by an open fenced transaction"});
+    if (outcome != renew_outcome::renewed && outcome != renew_outcome::busy &&
+        batch[i]->state_is(lease_state::released))  // settled: the caller's transaction committed
+      events.push_back(
+          {event_kind::released, batch[i]->name, batch[i]->token,
+           std::chrono::duration_cast<milliseconds>(steady::now() - batch[i]->granted_at),
+           "released by the caller's transaction"});
     if (outcome == renew_outcome::renewed && batch[i]->state_is(lease_state::lost)) {
       // The renewal landed after the timer had declared the lease lost (the call outlived the
       // safety deadline). Nobody uses this lease any more: hand the row back to waiters now
@@ -379,14 +378,27 @@ void keepalive::timer_loop() {
     auto now = steady::now();
     auto next = steady::time_point::max();
     std::vector<std::pair<std::shared_ptr<lease_impl>, bool>> expired;  // lease, was at risk
+    std::vector<const lease_impl*> unsettled;
     for (auto& [ptr, lease] : leases_) {
       std::lock_guard<std::mutex> l(lease->mu);
+      if (lease->release_in_transaction && !lease->active_locked()) {
+        // A release in the caller's transaction whose outcome no renewal could learn before
+        // the deadline: the lease ends released, as the caller meant it to.
+        if (lease->safe_until <= now) {
+          lease->release_in_transaction = false;
+          unsettled.push_back(ptr);
+        } else {
+          next = std::min(next, lease->safe_until);
+        }
+        continue;
+      }
       if (!lease->active_locked()) continue;
       if (lease->safe_until <= now)
         expired.emplace_back(lease, lease->state == lease_state::at_risk);
       else
         next = std::min(next, lease->safe_until);
     }
+    for (auto* lease : unsettled) leases_.erase(lease);
     for (auto& [lease, at_risk] : expired) {
       declare_lost_locked(*lease, at_risk || lease->keepalive
                                       ? "safety deadline passed without a successful renewal"

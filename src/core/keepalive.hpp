@@ -75,9 +75,9 @@ class keepalive {
   void retry_releases(std::vector<deferred_release> due);
   bool declare_lost_locked(lease_impl& lease, const std::string& reason);
   /// A lease whose release is pending in the caller's transaction (lease::
-  /// expect_release_in_transaction) and whose row ended early: released, not lost. Returns
-  /// false when that does not apply.
-  bool settle_release_in_transaction(lease_impl& lease, renew_outcome outcome);
+  /// expect_release_in_transaction), found ended: it stays released, not lost. Returns false
+  /// when no such release was pending. Emits nothing (the caller does, holding no `io`).
+  bool settle_release_in_transaction(lease_impl& lease);
   void log(log_level level, const std::string& message) const noexcept;
 
   backend& db_;

@@ -95,7 +95,8 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
     {
       std::unique_lock<std::mutex> lock(l.mu);
       auto s = l.effective_state_locked(steady::now());
-      if (s == lease_state::released) return false;
+      // A release pending in the caller's transaction is settled by a renewal: go on.
+      if (s == lease_state::released && !l.release_in_transaction) return false;
       if (s == lease_state::lost) {
         bool declare = l.active_locked();
         lock.unlock();
@@ -118,6 +119,11 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
       else if (outcome == renew_outcome::busy)
         event = lock_event{event_kind::renew_failed, l.name, l.token, round_trip,
                            "the lock row is held by an open fenced transaction"};
+      else if (l.state_is(lease_state::released))  // settled: the caller's transaction committed
+        event = lock_event{
+            event_kind::released, l.name, l.token,
+            std::chrono::duration_cast<std::chrono::milliseconds>(steady::now() - l.granted_at),
+            "released by the caller's transaction"};
     } catch (const error& e) {
       if (e.code() == errc::unavailable || e.code() == errc::in_doubt) {
         std::lock_guard<std::mutex> lock(l.mu);
@@ -154,7 +160,10 @@ void lease::release() {
     {
       std::unique_lock<std::mutex> lock(l.mu);
       auto s = l.effective_state_locked(steady::now());
-      if (s == lease_state::released) return;
+      // Released by the caller's transaction, outcome unknown: end it in the database as asked
+      // (a no-op if that transaction committed).
+      if (s == lease_state::released && !l.release_in_transaction) return;
+      l.release_in_transaction = false;
       if (s == lease_state::lost) {
         bool declare = l.active_locked();
         lock.unlock();
@@ -182,15 +191,26 @@ void lease::release() {
   if (failure) std::rethrow_exception(failure);
 }
 
+const std::string& lease::nonce() const noexcept {
+  static const std::string none;
+  return impl_ ? impl_->nonce : none;
+}
+
 void lease::expect_release_in_transaction() {
   if (!impl_) return;
-  if (impl_->kind != lease_kind::lock)
+  auto& l = *impl_;
+  if (l.kind != lease_kind::lock)
     throw error(errc::invalid_argument,
-                "release " + detail::quoted(impl_->name) +
+                "release " + detail::quoted(l.name) +
                     " in a transaction: only a lock's lease can be (not a semaphore's)",
-                std::string(impl_->core->db().kind()));
-  std::lock_guard<std::mutex> lock(impl_->mu);
-  impl_->release_in_transaction = true;
+                std::string(l.core->db().kind()));
+  // A renewal in flight settles first (it holds `io`): one sent before the release statement
+  // ran may succeed, and must not count as a sign that the transaction rolled back.
+  std::lock_guard<std::mutex> io(l.io);
+  std::lock_guard<std::mutex> lock(l.mu);
+  if (!l.active_locked()) return;
+  l.state = lease_state::released;
+  l.release_in_transaction = true;
 }
 
 }  // namespace sqlock

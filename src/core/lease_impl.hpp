@@ -82,7 +82,10 @@ struct lease_impl {
   std::chrono::system_clock::time_point acquired_at, expires_at;  // database clock
   lease_state state = lease_state::held;
   steady::time_point granted_at;  // for the hold time reported when released
-  // expect_release_in_transaction(): a release by SQL in the caller's transaction is pending.
+  // expect_release_in_transaction(): a release made by SQL in the caller's transaction is
+  // pending. The lease is `released` meanwhile, and still renewed: a renewal that succeeds shows
+  // that the transaction did not commit (the lease is held again); one that finds the lease
+  // ended shows that it did.
   bool release_in_transaction = false;
 
   lease_key key() const { return {name, nonce, token, kind}; }
@@ -97,6 +100,8 @@ struct lease_impl {
     return state == s;
   }
   bool active_locked() const { return state == lease_state::held || state == lease_state::at_risk; }
+  /// Renewed by the keepalive: active, or released by a transaction whose outcome is unknown.
+  bool renewing_locked() const { return active_locked() || release_in_transaction; }
 };
 
 }  // namespace sqlock::detail

@@ -92,6 +92,15 @@ TEST_SUITE("postgresql") {
     REQUIRE(lease);
     CHECK(lease->token() > num(t1));
     CHECK(sql.try_acquire("job") == "");
+    // A token is easy to guess: without the lease's nonce, SQL can neither end nor extend a
+    // lease it did not grant.
+    const std::string tc = std::to_string(lease->token());
+    CHECK(sql.release("job", tc) == "f");
+    CHECK(sql.renew("job", tc) == "f");
+    CHECK(sql.s.value("SELECT " + sql.f("release") + "('job', $1::bigint, 'guess')", {tc}) == "f");
+    CHECK(c.inspect("job")->held);
+    CHECK(sql.s.value("SELECT " + sql.f("renew") + "('job', $1::bigint, '10 s', $2)",
+                      {tc, lease->nonce()}) == "t");
     lease->release();
     const std::string t2 = sql.try_acquire("job");
     REQUIRE(!t2.empty());
@@ -401,10 +410,11 @@ TEST_SUITE("postgresql") {
       pqxx::work tx(conn);
       tx.exec("INSERT INTO " + sql.table("jobs_done") + " VALUES ('job-1')");
       CHECK(sqlock::postgresql::release(tx, lease, db.schema()));
-      CHECK_FALSE(other.try_acquire("job-1"));  // held until the commit
+      CHECK(lease.state() == sqlock::lease_state::released);  // not to be used from now on
+      CHECK_FALSE(other.try_acquire("job-1"));                // held until the commit
       tx.abort();
     }
-    CHECK(lease.renew());
+    CHECK(lease.renew());  // the transaction did not commit: held again
     CHECK(lease.state() == sqlock::lease_state::held);
     CHECK(other.inspect("job-1")->held);
     CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("jobs_done")) == "0");
@@ -437,9 +447,19 @@ TEST_SUITE("postgresql") {
       CHECK(sqlock::postgresql::release(tx, l2, db.schema()));
       tx.commit();
     }
-    CHECK(sqlock_test::eventually([&] { return l2.state() == sqlock::lease_state::released; },
-                                  5000ms));
-    CHECK(released.load() >= 2);
+    CHECK(l2.state() == sqlock::lease_state::released);
+    CHECK(sqlock_test::eventually([&] { return released.load() >= 2; }, 5000ms));
+    CHECK(lost.load() == 0);
+
+    // Rolled back and then dropped: the handle's release ends it in the database.
+    {
+      sqlock::lease l3 = c.acquire("job-3", lock_opts);
+      pqxx::connection conn3(db.url());
+      pqxx::work tx3(conn3);
+      CHECK(sqlock::postgresql::release(tx3, l3, db.schema()));
+      tx3.abort();
+    }
+    CHECK_FALSE(other.inspect("job-3")->held);
     CHECK(lost.load() == 0);
 
     // Only locks: a semaphore's lease is refused before anything is sent.
@@ -497,20 +517,41 @@ TEST_SUITE("postgresql") {
     lease.release();
     CHECK_FALSE(other.inspect("claim")->held);
 
-    // A grant whose transaction rolled back, adopted anyway, is lost at its first renewal.
+    // A grant whose transaction rolled back cannot be adopted.
     {
       pqxx::work tx(conn);
       grant = sqlock::postgresql::try_acquire(tx, c, "claim", opts, db.schema());
       REQUIRE(grant);
       tx.abort();
     }
-    sqlock::lease ghost = c.adopt(*grant);
-    CHECK_FALSE(ghost.renew());
-    CHECK(ghost.lost());
+    CHECK(sqlock_test::code_of([&] { (void)c.adopt(*grant); }) == sqlock::errc::lease_lost);
 
     // Bad input is refused before anything is sent; a refused grant cannot be adopted.
     pqxx::work tx(conn);
     CHECK_THROWS_AS(sqlock::postgresql::try_acquire(tx, c, "", opts, db.schema()), sqlock::error);
     CHECK_THROWS_AS((void)c.adopt(sqlock::transaction_grant{}), sqlock::error);
+  }
+
+  TEST_CASE(
+      "SQL API: schema 7 refuses a schema where every role may create objects (the "
+      "SECURITY DEFINER functions would run theirs)") {
+    postgresql_fixture db(false);
+    pg_session admin(sqlock_test::admin_url());
+    const std::string s = admin.ident(db.schema());
+    admin.query("CREATE SCHEMA " + s + " AUTHORIZATION sqlock_test");
+    admin.query("GRANT CREATE ON SCHEMA " + s + " TO PUBLIC");
+    sqlock::client c(db.url(), db.options());
+    try {
+      (void)c.migrate();
+      FAIL("migrated a schema open to PUBLIC for CREATE");
+    } catch (const sqlock::error& e) {
+      CHECK(std::string(e.what()).find("REVOKE CREATE ON SCHEMA") != std::string::npos);
+    }
+    CHECK(c.schema_version() == 6);  // schema 7 left nothing behind
+    CHECK(admin.value("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
+                      "p.pronamespace WHERE n.nspname = $1 AND p.proname = 'sqlock_try_acquire'",
+                      {db.schema()}) == "0");
+    admin.query("REVOKE CREATE ON SCHEMA " + s + " FROM PUBLIC");
+    CHECK(c.migrate() == 7);
   }
 }

@@ -82,6 +82,13 @@ TEST_SUITE("sqlite") {
     REQUIRE(lease);
     CHECK(lease->token() > std::stoll(t1));
     CHECK(app.call("SELECT sqlock_try_acquire('job', 30000)") == "");
+    // Without the lease's nonce, SQL can neither end nor extend a lease it did not grant.
+    const std::string tc = std::to_string(lease->token());
+    CHECK(app.call("SELECT sqlock_release('job', " + tc + ")") == "0");
+    CHECK(app.call("SELECT sqlock_renew('job', " + tc + ", 30000)") == "0");
+    CHECK(app.call("SELECT sqlock_renew('job', " + tc + ", 30000, '" + lease->nonce() + "')") ==
+          "1");
+    CHECK(c.inspect("job")->held);
     lease->release();
     const std::string t2 =
         app.call("SELECT sqlock_try_acquire('job', 30000, 'py worker', 'batch 7')");

@@ -114,8 +114,8 @@ inline void grant_runtime(const std::string& schema) {
   // Schema 7: the SQL API.
   admin.query("GRANT EXECUTE ON FUNCTION " + s +
               ".sqlock_try_acquire(text, interval, text, text, text), " + s +
-              ".sqlock_renew(text, bigint, interval), " + s +
-              ".sqlock_release(text, bigint) TO sqlock_runtime");
+              ".sqlock_renew(text, bigint, interval, text), " + s +
+              ".sqlock_release(text, bigint, text) TO sqlock_runtime");
 }
 
 }  // namespace sqlock_test

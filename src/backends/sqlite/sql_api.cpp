@@ -124,6 +124,9 @@ std::optional<std::int64_t> try_acquire(sqlite3* db, int argc, sqlite3_value** a
   auto next = prepare(db, detail::sqlite::sql::next_token);
   sqlite3_bind_int64(next.get(), 1, floor);
   if (!step(db, next.get())) throw sql_failure{std::string(fn) + ": the token counter is missing"};
+  // Past INT64_MAX, SQLite's arithmetic turns the counter into a REAL: refuse, as the backend.
+  if (sqlite3_column_type(next.get(), 0) != SQLITE_INTEGER)
+    throw sql_failure{std::string(fn) + ": the token counter is exhausted"};
   const std::int64_t token = sqlite3_column_int64(next.get(), 0);
   next.reset();
   auto grant = prepare(db, detail::sqlite::sql::lock_upsert);
@@ -138,8 +141,17 @@ std::optional<std::int64_t> try_acquire(sqlite3* db, int argc, sqlite3_value** a
   return token;
 }
 
-// sqlock_renew(name, token, ttl_ms) and sqlock_release(name, token): 1 when the lease was live.
-bool renew(sqlite3* db, sqlite3_value** argv) {
+// An optional nonce argument: NULL or absent for a lease these functions granted.
+void bind_nonce(sqlite3_stmt* s, int i, int argc, sqlite3_value** argv, int at) {
+  if (argc > at && sqlite3_value_type(argv[at]) != SQLITE_NULL)
+    bind_text(s, i, text_arg(argv[at]));
+  else
+    sqlite3_bind_null(s, i);
+}
+
+// sqlock_renew(name, token, ttl_ms [, nonce]) and sqlock_release(name, token [, nonce]): 1 when
+// the lease was live.
+bool renew(sqlite3* db, int argc, sqlite3_value** argv) {
   const char* fn = "sqlock_renew";
   const std::string name = name_arg(fn, argv[0]);
   const std::int64_t token = token_arg(fn, argv[1]);
@@ -150,11 +162,12 @@ bool renew(sqlite3* db, sqlite3_value** argv) {
   sqlite3_bind_int64(s.get(), 2, ttl.count());
   bind_text(s.get(), 3, name);
   sqlite3_bind_int64(s.get(), 4, token);
+  bind_nonce(s.get(), 5, argc, argv, 3);
   step(db, s.get());
   return sqlite3_changes(db) > 0;
 }
 
-bool release(sqlite3* db, sqlite3_value** argv) {
+bool release(sqlite3* db, int argc, sqlite3_value** argv) {
   const char* fn = "sqlock_release";
   const std::string name = name_arg(fn, argv[0]);
   const std::int64_t token = token_arg(fn, argv[1]);
@@ -163,6 +176,7 @@ bool release(sqlite3* db, sqlite3_value** argv) {
   sqlite3_bind_int64(s.get(), 1, now_ms(db));
   bind_text(s.get(), 2, name);
   sqlite3_bind_int64(s.get(), 3, token);
+  bind_nonce(s.get(), 4, argc, argv, 2);
   step(db, s.get());
   return sqlite3_changes(db) > 0;
 }
@@ -180,10 +194,10 @@ void sql_call(sqlite3_context* ctx, int argc, sqlite3_value** argv) {
           sqlite3_result_null(ctx);
         return;
       case call::renew:
-        sqlite3_result_int(ctx, renew(db, argv) ? 1 : 0);
+        sqlite3_result_int(ctx, renew(db, argc, argv) ? 1 : 0);
         return;
       case call::release:
-        sqlite3_result_int(ctx, release(db, argv) ? 1 : 0);
+        sqlite3_result_int(ctx, release(db, argc, argv) ? 1 : 0);
         return;
     }
   } catch (const sql_failure& f) {
@@ -205,11 +219,17 @@ int register_lease_functions(sqlite3* db) {
                                         nullptr, nullptr, nullptr);
     if (rc != SQLITE_OK) return rc;
   }
-  int rc = sqlite3_create_function_v2(db, "sqlock_renew", 3, flags, &calls[1], sql_call, nullptr,
-                                      nullptr, nullptr);
-  if (rc != SQLITE_OK) return rc;
-  return sqlite3_create_function_v2(db, "sqlock_release", 2, flags, &calls[2], sql_call, nullptr,
-                                    nullptr, nullptr);
+  for (int argc = 3; argc <= 4; ++argc) {
+    int rc = sqlite3_create_function_v2(db, "sqlock_renew", argc, flags, &calls[1], sql_call,
+                                        nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return rc;
+  }
+  for (int argc = 2; argc <= 3; ++argc) {
+    int rc = sqlite3_create_function_v2(db, "sqlock_release", argc, flags, &calls[2], sql_call,
+                                        nullptr, nullptr, nullptr);
+    if (rc != SQLITE_OK) return rc;
+  }
+  return SQLITE_OK;
 }
 
 }  // namespace sqlock::sqlite

@@ -56,11 +56,15 @@ const char lock_nonce_token[] = "SELECT nonce, token FROM sqlock_locks WHERE nam
 const char lock_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1 "
     "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1 RETURNING token";
+// Without a nonce (?5 NULL) only a lease these functions granted ('sql:...'): tokens are easy
+// to guess, so another client's lease must be named by its nonce too.
 const char lock_renew_by_token[] =
     "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
-    "WHERE name = ?3 AND token = ?4 AND expires_at > ?1";
+    "WHERE name = ?3 AND token = ?4 AND expires_at > ?1 "
+    "AND (CASE WHEN ?5 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?5 END)";
 const char lock_release_by_token[] =
-    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND token = ?3 AND expires_at > ?1";
+    "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND token = ?3 AND expires_at > ?1 "
+    "AND (CASE WHEN ?4 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?4 END)";
 const char lock_abandon[] =
     "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1 "
     "RETURNING token";
