@@ -171,6 +171,11 @@ void statements::lock_statements() {
   // reported busy. The other outcomes are classified from the statement's snapshot, like the
   // SQLite backend does. Columns: i, new expiry (NULL when not renewed), the row's nonce,
   // token and liveness (NULLs when there is no row), and (renew_mixed) a holder's forced flag.
+  // A semaphore holder an admin ended (`forced`) is never renewed: its nonce stays, and a
+  // renewal whose statement started before the force release committed would otherwise find
+  // the row live by its own (earlier) now() and revive it (seen in CI: a forced holder's units
+  // counted again for one ttl). A force-released lock changes its nonce to '', which no renewal
+  // matches.
   // A renewal never shortens a lease: expires_at = GREATEST(expires_at, now() + ttl). The
   // statement may reach the server long after the client gave up on it (a stalled
   // connection, a proxy that flushes late) and after a newer renewal succeeded; if the late
@@ -223,12 +228,12 @@ void statements::lock_statements() {
       holders +
       " h JOIN req "
       "ON h.name = req.n AND h.nonce = req.o WHERE req.k = 1 AND h.token = req.t "
-      "AND h.expires_at > now() FOR UPDATE OF h SKIP LOCKED), "
+      "AND h.expires_at > now() AND NOT h.forced FOR UPDATE OF h SKIP LOCKED), "
       "hrenewed AS (UPDATE " +
       holders +
       " h SET expires_at = GREATEST(h.expires_at, now() + "
       "req.ms * interval '1 millisecond') FROM req WHERE req.k = 1 AND h.name = req.n "
-      "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() "
+      "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() AND NOT h.forced "
       "AND (h.name, h.nonce) IN (SELECT name, nonce FROM hmine) "
       "RETURNING req.i, " +
       epoch_us("h.expires_at") +
