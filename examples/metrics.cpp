@@ -100,12 +100,12 @@ int main(int argc, char** argv) {
     sqlock::client admin(argv[1]);
 
     sqlock::lock_options short_lease;
-    short_lease.ttl = 1s;  // renewed about every 333 ms
+    short_lease.ttl = 3s;  // renewed about every second, with room for a slow disk
     {
       auto a = c.try_acquire("jobs/a", short_lease);
       auto again = c.try_acquire("jobs/a");           // refused: "held"
       auto late = c.try_acquire_for("jobs/a", 50ms);  // waits: waiting started, timed out, ended
-      std::this_thread::sleep_for(1100ms);            // a few renewals
+      std::this_thread::sleep_for(2500ms);            // two renewals
       auto b = c.try_acquire_for("jobs/b", 100ms);
     }  // both released
     auto doomed = c.try_acquire("jobs/c", short_lease);
