@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
       auto a = c.try_acquire("jobs/a", short_lease);
       auto again = c.try_acquire("jobs/a");           // refused: "held"
       auto late = c.try_acquire_for("jobs/a", 50ms);  // waits: waiting started, timed out, ended
-      std::this_thread::sleep_for(2500ms);            // two renewals
+      std::this_thread::sleep_for(3200ms);            // three renewals
       auto b = c.try_acquire_for("jobs/b", 100ms);
     }  // both released
     auto doomed = c.try_acquire("jobs/c", short_lease);
