@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: Apache-2.0
-// PostgreSQL only: the lock protocol as SQL functions (schema 7, migrations/postgresql/
-// 007_sql_api.up.sql): sqlock_try_acquire, sqlock_renew, sqlock_release. The same rows and token
+// PostgreSQL only: the lock and semaphore protocols as SQL functions (schemas 7 and 8,
+// migrations/postgresql/007_sql_api.up.sql and 008_semaphore_sql_api.up.sql): sqlock_try_acquire,
+// sqlock_renew, sqlock_release and their sqlock_semaphore_ counterparts. The same rows and token
 // sequence as the C++ client, so each excludes the other; inside the caller's transaction they
 // commit or roll back with it.
 
@@ -23,6 +24,7 @@
 #include "support/docs_grants.hpp"
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
+#include "support/semaphores.hpp"
 #include "support/spawn.hpp"
 
 using namespace std::chrono_literals;
@@ -47,6 +49,21 @@ struct sql_caller {
   }
   std::string release(const std::string& name, const std::string& token) {
     return s.value("SELECT " + f("release") + "($1, $2::bigint)", {name, token});
+  }
+  // The semaphore functions of schema 8.
+  std::string sem_try(const std::string& name, int limit, int count,
+                      const std::string& ttl = "10 seconds") {
+    return s.value(
+        "SELECT " + f("semaphore_try_acquire") + "($1, $2::bigint, $3::bigint, $4::interval)",
+        {name, std::to_string(limit), std::to_string(count), ttl});
+  }
+  std::string sem_renew(const std::string& name, const std::string& token,
+                        const std::string& ttl = "10 seconds") {
+    return s.value("SELECT " + f("semaphore_renew") + "($1, $2::bigint, $3::interval)",
+                   {name, token, ttl});
+  }
+  std::string sem_release(const std::string& name, const std::string& token) {
+    return s.value("SELECT " + f("semaphore_release") + "($1, $2::bigint)", {name, token});
   }
   std::string table(const std::string& t) { return s.ident(db.schema()) + "." + t; }
   // The SQLSTATE of `sql`, "" when it succeeded.
@@ -357,8 +374,8 @@ TEST_SUITE("postgresql") {
     const std::string r = admin.ident(role);
     admin.query("DROP ROLE IF EXISTS " + r);
     admin.query("CREATE ROLE " + r);
-    for (auto& g : sqlock_test::docs_grants("through the SQL functions of schema 7", "sql_app",
-                                            admin.ident(db.schema()), r))
+    for (auto& g : sqlock_test::docs_grants("through the SQL functions of schemas 7 and 8",
+                                            "sql_app", admin.ident(db.schema()), r))
       admin.query(g);
     auto as_role = [&](const std::string& q, const std::vector<std::string>& params = {}) {
       admin.query("SET ROLE " + r);
@@ -377,6 +394,17 @@ TEST_SUITE("postgresql") {
     CHECK(as_role("SELECT " + sql.f("renew") + "('only-sql', $1::bigint, '10 s')", {t}) == "t");
     CHECK(as_role("SELECT " + sql.f("assert_held") + "('only-sql', $1::bigint)", {t}) == "");
     CHECK(as_role("SELECT " + sql.f("release") + "('only-sql', $1::bigint)", {t}) == "t");
+    const std::string u =
+        as_role("SELECT " + sql.f("semaphore_try_acquire") + "('only-sql', 2, 1, '10 s')");
+    REQUIRE(u.find("error") == std::string::npos);
+    CHECK(as_role("SELECT " + sql.f("semaphore_renew") + "('only-sql', $1::bigint, '10 s')", {u}) ==
+          "t");
+    CHECK(as_role("SELECT " + sql.f("semaphore_assert_held") + "('only-sql', $1::bigint)", {u}) ==
+          "");
+    CHECK(as_role("SELECT " + sql.f("semaphore_release") + "('only-sql', $1::bigint)", {u}) == "t");
+    // Nor schema 8's internal helpers.
+    CHECK(as_role("SELECT " + sql.f("wake_channel") + "()") == "error 42501");
+    CHECK(as_role("SELECT " + sql.f("sql_caller") + "()") == "error 42501");
     // Nothing else: the tables, the sequence, the C++ client's functions.
     CHECK(as_role("SELECT count(*) FROM " + sql.table("sqlock_locks")) == "error 42501");
     CHECK(as_role("SELECT nextval('" + sql.table("sqlock_token_seq") + "')") == "error 42501");
@@ -533,6 +561,180 @@ TEST_SUITE("postgresql") {
   }
 
   TEST_CASE(
+      "SQL API semaphores: SQL and C++ holders share one limit, one queue and one token "
+      "sequence") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+    using sqlock_test::sem;
+
+    auto a = c.try_acquire_semaphore("pool", sem(2));
+    REQUIRE(a);
+    const std::string t1 = sql.sem_try("pool", 2, 1);
+    REQUIRE(!t1.empty());
+    CHECK(num(t1) > a->token());
+    // Full: SQL gets NULL, C++ is refused, and C++ sees the SQL holder.
+    CHECK(sql.sem_try("pool", 2, 1) == "");
+    CHECK_FALSE(c.try_acquire_semaphore("pool", sem(2)));
+    auto rec = c.inspect_semaphore("pool");
+    REQUIRE(rec);
+    CHECK(rec->used == 2);
+    // Another limit while holders use this one: 22023.
+    CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_try_acquire") + "('pool', 3, 1, '1 s')") ==
+          "22023");
+
+    // Without its nonce, SQL can neither extend nor end the C++ holder.
+    const std::string ta = std::to_string(a->token());
+    CHECK(sql.sem_renew("pool", ta) == "f");
+    CHECK(sql.sem_release("pool", ta) == "f");
+    CHECK(sql.s.value("SELECT " + sql.f("semaphore_release") + "('pool', $1::bigint, 'guess')",
+                      {ta}) == "f");
+    CHECK(c.inspect_semaphore("pool")->used == 2);
+    CHECK(sql.sem_renew("pool", t1) == "t");
+
+    // A release rolled back keeps the units; committed, it frees them.
+    sql.s.query("BEGIN");
+    CHECK(sql.sem_release("pool", t1) == "t");
+    CHECK(c.inspect_semaphore("pool")->used == 2);  // not before the commit
+    sql.s.query("ROLLBACK");
+    CHECK(c.inspect_semaphore("pool")->used == 2);
+    CHECK(sql.sem_renew("pool", t1) == "t");
+    CHECK(sql.sem_release("pool", t1) == "t");
+    CHECK(sql.sem_release("pool", t1) == "f");
+    CHECK(sql.sem_renew("pool", t1) == "f");
+    CHECK(c.inspect_semaphore("pool")->used == 1);
+
+    // A fair C++ waiter for both units queues: a SQL try never passes it, though one unit is
+    // free; the C++ release hands it the room.
+    sqlock::client w(db.url(), db.options());
+    std::optional<sqlock::lease> waited;
+    std::thread waiter(
+        [&] { waited = w.try_acquire_semaphore_for("pool", 20s, sqlock_test::fair_sem(2, 2)); });
+    REQUIRE(
+        sqlock_test::eventually([&] { return sqlock_test::waiter_count(c, "pool") == 1; }, 10s));
+    CHECK(sql.sem_try("pool", 2, 1) == "");
+    a->release();
+    waiter.join();
+    REQUIRE(waited);
+    CHECK(waited->token() > num(t1));
+
+    // And a SQL release hands room to a C++ fair waiter when the caller commits.
+    const std::string t2 = [&] {
+      waited->release();
+      return sql.sem_try("pool", 2, 2);
+    }();
+    REQUIRE(!t2.empty());
+    std::optional<sqlock::lease> handed;
+    std::thread waiter2(
+        [&] { handed = w.try_acquire_semaphore_for("pool", 20s, sqlock_test::fair_sem(2, 1)); });
+    REQUIRE(
+        sqlock_test::eventually([&] { return sqlock_test::waiter_count(c, "pool") == 1; }, 10s));
+    sql.s.query("BEGIN");
+    CHECK(sql.sem_release("pool", t2) == "t");
+    sql.s.query("COMMIT");
+    waiter2.join();
+    REQUIRE(handed);
+    CHECK(handed->token() > num(t2));
+  }
+
+  TEST_CASE(
+      "SQL API semaphores: inside the caller's transaction a grant commits or rolls back with "
+      "it, and its expiry counts from the statement's clock") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+
+    sql.s.query("BEGIN");
+    REQUIRE(!sql.sem_try("tx", 3, 2).empty());
+    sql.s.query("ROLLBACK");
+    auto rec = c.inspect_semaphore("tx");
+    CHECK((!rec || rec->used == 0));
+
+    sql.s.query("BEGIN");
+    sql.s.query("SELECT pg_sleep(0.4)");
+    const std::string t = sql.sem_try("tx", 3, 2, "30 seconds");
+    REQUIRE(!t.empty());
+    const std::string ahead =
+        sql.s.value("SELECT extract(epoch FROM expires_at - now()) * 1000 FROM " +
+                    sql.table("sqlock_semaphore_holders") + " WHERE name = 'tx'");
+    CHECK(std::stod(ahead) >= 30390.0);
+    sql.s.query("COMMIT");
+    rec = c.inspect_semaphore("tx");
+    REQUIRE(rec);
+    CHECK(rec->used == 2);
+    REQUIRE(rec->holders.size() == 1);
+    CHECK(rec->holders[0].token == num(t));
+    CHECK(rec->holders[0].owner.find("(backend ") != std::string::npos);
+
+    // Force-released by an admin: the SQL holder can neither renew nor release it.
+    CHECK(c.force_release_semaphore("tx", num(t)) == 1);
+    CHECK(sql.sem_renew("tx", t) == "f");
+    CHECK(sql.sem_release("tx", t) == "f");
+  }
+
+  TEST_CASE(
+      "SQL API semaphores: a REPEATABLE READ caller whose snapshot predates a grant gets a "
+      "serialization failure, never a unit too many") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+    // The semaphore row exists (a first grant's row would conflict at its insert instead).
+    c.try_acquire_semaphore("rr", sqlock_test::sem(1))->release();
+    sql.s.query("BEGIN ISOLATION LEVEL REPEATABLE READ");
+    sql.s.query("SELECT count(*) FROM " + sql.table("sqlock_semaphore_holders"));  // snapshot
+    auto held = c.try_acquire_semaphore("rr", sqlock_test::sem(1));
+    REQUIRE(held);
+    // The snapshot sees the semaphore free; the grant must not believe it.
+    CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_try_acquire") + "('rr', 1, 1, '10 s')") ==
+          "40001");
+    sql.s.query("ROLLBACK");
+    CHECK(c.inspect_semaphore("rr")->used == 1);
+  }
+
+  TEST_CASE(
+      "SQL API semaphores: bad input is a class-22 error that names the limit and changes "
+      "nothing") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    const std::string seq = "SELECT last_value FROM " + sql.table("sqlock_token_seq");
+    const std::string before = sql.s.value(seq);
+    const std::string fn = "SELECT " + sql.f("semaphore_try_acquire");
+    struct bad {
+      std::string args, state, says;
+    };
+    for (const auto& b : std::vector<bad>{
+             {"('', 2, 1, '1 s')", "22023", "1 to 255 bytes"},
+             {"(repeat('n', 256), 2, 1, '1 s')", "22023", "1 to 255 bytes"},
+             {"('s', 0, 1, '1 s')", "22023", "between 1 and 1000000000"},
+             {"('s', 1000000001, 1, '1 s')", "22023", "between 1 and 1000000000"},
+             {"('s', 2, 0, '1 s')", "22023", "between 1 and the limit 2"},
+             {"('s', 2, 3, '1 s')", "22023", "between 1 and the limit 2"},
+             {"('s', 2, 1, '99 ms')", "22023", "100 milliseconds and 7 days"},
+             {"('s', 2, 1, '8 days')", "22023", "100 milliseconds and 7 days"},
+             {"('s', 2, 1, '1 s', repeat('o', 256))", "22023", "owner is 1 to 255"},
+             {"('s', 2, 1, '1 s', NULL, repeat('m', 4097))", "22023", "at most 4096"},
+             {"('s', 2, 1, '1 s', NULL, '', '')", "22023", "nonce is 1 to 255"},
+             {"(NULL, 2, 1, '1 s')", "22004", "must not be NULL"},
+             {"('s', NULL, 1, '1 s')", "22004", "must not be NULL"},
+             {"('s', 2, 1, NULL)", "22004", "must not be NULL"},
+         }) {
+      CAPTURE(b.args);
+      try {
+        sql.s.query(fn + b.args);
+        FAIL("accepted");
+      } catch (const std::runtime_error& e) {
+        CHECK(sql.s.last_sqlstate() == b.state);
+        CHECK(std::string(e.what()).find(b.says) != std::string::npos);
+      }
+    }
+    CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_renew") + "('s', 1, '8 days')") == "22023");
+    CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_renew") + "('s', NULL, '1 s')") == "22004");
+    CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_release") + "('s', NULL)") == "22004");
+    CHECK(sql.s.value(seq) == before);
+    CHECK(sql.s.value("SELECT count(*) FROM " + sql.table("sqlock_semaphores")) == "0");
+  }
+
+  TEST_CASE(
       "SQL API: schema 7 refuses a schema where every role may create objects (the "
       "SECURITY DEFINER functions would run theirs)") {
     postgresql_fixture db(false);
@@ -547,11 +749,11 @@ TEST_SUITE("postgresql") {
     } catch (const sqlock::error& e) {
       CHECK(std::string(e.what()).find("REVOKE CREATE ON SCHEMA") != std::string::npos);
     }
-    CHECK(c.schema_version() == 6);  // schema 7 left nothing behind
+    CHECK(c.schema_version() == 6);  // schema 7 left nothing behind (nor did 8)
     CHECK(admin.value("SELECT count(*) FROM pg_proc p JOIN pg_namespace n ON n.oid = "
                       "p.pronamespace WHERE n.nspname = $1 AND p.proname = 'sqlock_try_acquire'",
                       {db.schema()}) == "0");
     admin.query("REVOKE CREATE ON SCHEMA " + s + " FROM PUBLIC");
-    CHECK(c.migrate() == 7);
+    CHECK(c.migrate() == 8);
   }
 }
