@@ -34,9 +34,13 @@ SQLOCK_EXPORT void assert_semaphore_held(sqlite3* db, std::string_view name, std
 /// called inside a write transaction (BEGIN IMMEDIATE) so that it commits or rolls back with the
 /// caller's work: `sqlock_try_acquire(name, ttl_ms [, owner [, metadata [, nonce]]])` (the
 /// fencing token, or NULL when held), `sqlock_renew(name, token, ttl_ms)` and
-/// `sqlock_release(name, token)` (1 when the lease was live, else 0). Bad input fails the
-/// statement with the C++ client's message. A release wakes other clients' waiters only at
-/// their next attempt (there is no notification channel in SQLite).
+/// `sqlock_release(name, token)` (1 when the lease was live, else 0); and the semaphore
+/// protocol likewise: `sqlock_semaphore_try_acquire(name, limit, count, ttl_ms [, owner
+/// [, metadata [, nonce]]])`, `sqlock_semaphore_renew(name, token, ttl_ms)` and
+/// `sqlock_semaphore_release(name, token)` (which hands the room to queued fair waiters, as the
+/// C++ release does). Bad input fails the statement with the C++ client's message. A release
+/// wakes other clients' waiters only at their next attempt (there is no notification channel
+/// in SQLite).
 /// Returns the SQLite result code.
 SQLOCK_EXPORT int register_functions(sqlite3* db);
 

@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: Apache-2.0
 // SQLite only: the lock protocol as SQL functions on the application's own connection
-// (sqlock::sqlite::register_functions): sqlock_try_acquire, sqlock_renew, sqlock_release inside
-// its BEGIN IMMEDIATE transaction, on the same rows and token counter as the C++ client.
+// (sqlock::sqlite::register_functions): sqlock_try_acquire, sqlock_renew, sqlock_release and their
+// sqlock_semaphore_ counterparts inside its BEGIN IMMEDIATE transaction, on the same rows and
+// token counter as the C++ client.
 
 #include <signal.h>
 
 #include <filesystem>
+#include <optional>
 #include <string>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -15,6 +18,7 @@
 
 #include "support/fixtures.hpp"
 #include "support/poll.hpp"
+#include "support/semaphores.hpp"
 #include "support/spawn.hpp"
 #include "support/sqlite.hpp"
 #include "support/temp_dir.hpp"
@@ -177,12 +181,101 @@ TEST_SUITE("sqlite") {
              "SELECT sqlock_try_acquire('x', 30000, 'o', '', '')",
              "SELECT sqlock_renew('x', 'one', 30000)",
              "SELECT sqlock_release('x', NULL)",
+             "SELECT sqlock_semaphore_try_acquire('', 2, 1, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 0, 1, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 1000000001, 1, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 2, 0, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 2, 3, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 2, 1, 99)",
+             "SELECT sqlock_semaphore_try_acquire('s', '2', 1, 30000)",
+             "SELECT sqlock_semaphore_try_acquire('s', 2, 1, 30000, 'o', zeroblob(4097))",
+             "SELECT sqlock_semaphore_renew('s', 1, 604800001)",
+             "SELECT sqlock_semaphore_release('s', NULL)",
          }) {
       CAPTURE(bad);
       CHECK(value(app.get(), bad).rfind("error: ", 0) == 0);
     }
     CHECK(value(app.get(), "SELECT sqlock_try_acquire('x', 99)").find("ttl") != std::string::npos);
+    CHECK(value(app.get(), "SELECT sqlock_semaphore_try_acquire('s', 2, 3, 30000)")
+              .find("from 1 to the limit 2") != std::string::npos);
     sqlite_exec(app.get(), "COMMIT");
     CHECK(c.list().empty());
+    CHECK(c.list_semaphores().empty());
+  }
+
+  TEST_CASE(
+      "SQL API on SQLite: semaphores: SQL and C++ holders share one limit, one queue and one "
+      "counter, and commit or roll back with the caller's work") {
+    sqlock_test::sqlite_fixture db;
+    sqlock::client c(db.url());
+    app_connection app(db.file());
+    using sqlock_test::sem;
+
+    auto a = c.try_acquire_semaphore("pool", sem(2));
+    REQUIRE(a);
+    const std::string t1 = app.call("SELECT sqlock_semaphore_try_acquire('pool', 2, 1, 30000)");
+    REQUIRE(!t1.empty());
+    REQUIRE(t1.find("error") == std::string::npos);
+    CHECK(std::stoll(t1) > a->token());
+    CHECK(app.call("SELECT sqlock_semaphore_try_acquire('pool', 2, 1, 30000)") == "");
+    CHECK_FALSE(c.try_acquire_semaphore("pool", sem(2)));
+    CHECK(c.inspect_semaphore("pool")->used == 2);
+    CHECK(app.call("SELECT sqlock_semaphore_try_acquire('pool', 3, 1, 30000)").find("limit 2") !=
+          std::string::npos);
+
+    // Without its nonce, SQL can neither extend nor end the C++ holder.
+    const std::string ta = std::to_string(a->token());
+    CHECK(app.call("SELECT sqlock_semaphore_renew('pool', " + ta + ", 30000)") == "0");
+    CHECK(app.call("SELECT sqlock_semaphore_release('pool', " + ta + ")") == "0");
+    CHECK(app.call("SELECT sqlock_semaphore_release('pool', " + ta + ", 'guess')") == "0");
+    CHECK(app.call("SELECT sqlock_semaphore_renew('pool', " + t1 + ", 30000)") == "1");
+
+    // A release rolled back keeps the units; committed, it frees them.
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    CHECK(value(app.get(), "SELECT sqlock_semaphore_release('pool', " + t1 + ")") == "1");
+    sqlite_exec(app.get(), "ROLLBACK");
+    CHECK(c.inspect_semaphore("pool")->used == 2);
+    CHECK(app.call("SELECT sqlock_semaphore_release('pool', " + t1 + ")") == "1");
+    CHECK(app.call("SELECT sqlock_semaphore_release('pool', " + t1 + ")") == "0");
+    CHECK(app.call("SELECT sqlock_semaphore_renew('pool', " + t1 + ", 30000)") == "0");
+    CHECK(c.inspect_semaphore("pool")->used == 1);
+
+    // An acquire rolled back leaves nothing.
+    sqlite_exec(app.get(), "BEGIN IMMEDIATE");
+    CHECK(!value(app.get(), "SELECT sqlock_semaphore_try_acquire('pool', 2, 1, 30000)").empty());
+    sqlite_exec(app.get(), "ROLLBACK");
+    CHECK(c.inspect_semaphore("pool")->used == 1);
+
+    // A fair C++ waiter for both units queues: a SQL try never passes it, though one unit is
+    // free; the C++ release hands it the room.
+    sqlock::client w(db.url());
+    std::optional<sqlock::lease> waited;
+    std::thread waiter(
+        [&] { waited = w.try_acquire_semaphore_for("pool", 20s, sqlock_test::fair_sem(2, 2)); });
+    REQUIRE(
+        sqlock_test::eventually([&] { return sqlock_test::waiter_count(c, "pool") == 1; }, 10s));
+    CHECK(app.call("SELECT sqlock_semaphore_try_acquire('pool', 2, 1, 30000)") == "");
+    a->release();
+    waiter.join();
+    REQUIRE(waited);
+    CHECK(waited->token() > std::stoll(t1));
+
+    // A SQL release hands the room to a fair waiter (it takes the grant at its next attempt).
+    waited->release();
+    const std::string t2 = app.call("SELECT sqlock_semaphore_try_acquire('pool', 2, 2, 30000)");
+    REQUIRE(!t2.empty());
+    std::optional<sqlock::lease> handed;
+    std::thread waiter2(
+        [&] { handed = w.try_acquire_semaphore_for("pool", 20s, sqlock_test::fair_sem(2, 1)); });
+    REQUIRE(
+        sqlock_test::eventually([&] { return sqlock_test::waiter_count(c, "pool") == 1; }, 10s));
+    CHECK(app.call("SELECT sqlock_semaphore_release('pool', " + t2 + ")") == "1");
+    auto rec = c.inspect_semaphore("pool");
+    REQUIRE(rec);
+    CHECK(rec->used == 1);  // handed in the release's own transaction
+    CHECK(rec->waiters.empty());
+    waiter2.join();
+    REQUIRE(handed);
+    CHECK(handed->token() > std::stoll(t2));
   }
 }

@@ -66,6 +66,10 @@ class sqlite_backend final : public backend {
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
 
+  // locks.cpp: the next token (or fair-waiting ticket), at least `floor`, drawn in c's open
+  // write transaction.
+  static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
+
  private:
   // pool.cpp. A pooled connection: back to the pool when done, dropped if it broke.
   struct pooled_deleter {
@@ -88,8 +92,6 @@ class sqlite_backend final : public backend {
   void refuse_live_leases(connection& c, const migration_step& step, int target,
                           const migrate_options& options);
 
-  // locks.cpp: the next token (or fair-waiting ticket), at least `floor`.
-  static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
   // locks.cpp: release (or abandon) a lock lease, handing the lock to the oldest ticket.
   bool end_lock(const lease_key& key, bool abandon, deadline until, const std::string& what);
   // A semaphore holder's release or abandon, handing the room to the queue (semaphores.cpp).

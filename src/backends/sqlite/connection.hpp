@@ -22,7 +22,10 @@ using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
 struct db_closer {
-  void operator()(sqlite3* db) const noexcept { sqlite3_close_v2(db); }
+  bool owned = true;
+  void operator()(sqlite3* db) const noexcept {
+    if (owned) sqlite3_close_v2(db);
+  }
 };
 struct stmt_finalizer {
   void operator()(sqlite3_stmt* s) const noexcept { sqlite3_finalize(s); }
@@ -76,6 +79,9 @@ class connection {
  public:
   /// Opens `location` (a `file:` URI when `uri`); `create`: create the file if missing.
   connection(const std::string& location, bool uri, bool create, backend_options::sqlite_sync sync);
+  /// Wraps the application's own open connection (the SQL functions of sql_api.cpp run on it,
+  /// inside its transaction): closes nothing, changes no setting, installs no busy handler.
+  explicit connection(sqlite3* borrowed) noexcept : db_(borrowed, db_closer{false}) {}
 
   /// WAL: readers never block the writer and a refused acquire never waits for one.
   void use_wal(const std::string& what);

@@ -8,30 +8,11 @@
 
 #include "backends/sqlite/backend.hpp"
 #include "backends/sqlite/rows.hpp"
+#include "backends/sqlite/semaphore_rows.hpp"
 #include "backends/sqlite/statements.hpp"
 #include "util/util.hpp"
 
 namespace sqlock::detail::sqlite {
-namespace {
-
-// A semaphore as one attempt sees it (inside or outside the write transaction).
-struct semaphore_state {
-  bool exists = false;
-  std::int64_t limit = 0, token = 0, used = 0;
-  std::optional<std::int64_t> head, mine;  // oldest other live ticket; this nonce's ticket
-  bool others_queued = false;
-  std::int64_t soonest = 0;  // first lapse of a holder or another ticket (epoch ms); 0: none
-
-  bool grantable(const semaphore_request& r) const {
-    if (used > 0 && limit != r.limit) return true;  // let the write transaction report it
-    if (used + r.count > r.limit) return false;
-    return !head || (mine && *mine < *head);  // no older live ticket
-  }
-  milliseconds retry_in(std::int64_t now) const {
-    return soonest == 0 ? milliseconds::zero()
-                        : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
-  }
-};
 
 semaphore_state semaphore_view(connection& c, const std::string& name, const std::string& nonce,
                                std::int64_t now, const std::string& what) {
@@ -57,7 +38,102 @@ semaphore_state semaphore_view(connection& c, const std::string& name, const std
   return v;
 }
 
-}  // namespace
+milliseconds semaphore_state::retry_in(std::int64_t now) const {
+  return soonest == 0 ? milliseconds::zero()
+                      : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
+}
+
+void check_semaphore_limit(const semaphore_state& v, const semaphore_request& r,
+                           const std::string& what) {
+  if (v.exists && v.used > 0 && v.limit != r.limit)
+    throw error(errc::invalid_argument,
+                what + ": the semaphore has limit " + std::to_string(v.limit) +
+                    " (its live holders use it); this acquisition asks for limit " +
+                    std::to_string(r.limit),
+                kind_name);
+}
+
+// Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the last
+// of them ended, for purge.
+std::int64_t add_holder(connection& c, const semaphore_request& r, const semaphore_state& v,
+                        std::int64_t now, const std::string& what) {
+  std::int64_t ended_upto = 0;
+  {
+    auto gone = c.prepare(sql::semaphore_ended_upto, what);
+    gone.bind(1, r.name).bind(2, now).bind(3, r.nonce);
+    if (gone.step() && !gone.is_null(0)) ended_upto = gone.integer(0);
+    auto d1 = c.prepare(sql::holders_delete_ended, what);
+    d1.bind(1, r.name).bind(2, now).step();
+    auto d2 = c.prepare(sql::tickets_delete_ended, what);
+    d2.bind(1, r.name).bind(2, now).bind(3, r.nonce).step();
+  }
+  std::int64_t token = sqlite_backend::next_token(c, v.token + 1, what);
+  auto add = c.prepare(sql::holder_add, what);
+  add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, token).bind(5, r.count);
+  add.bind(6, now).bind(7, now + r.ttl.count()).bind(8, r.metadata).step();
+  auto sem = c.prepare(sql::semaphore_upsert, what);
+  sem.bind(1, r.name).bind(2, r.limit).bind(3, token).bind(4, now).bind(5, ended_upto).step();
+  return token;
+}
+
+// The release's handoff: the oldest live tickets, in order, as many as fit (a head that does
+// not fit blocks those behind it; a ticket whose nonce already holds is stale and dropped).
+// Each gets a holder row with a new token and its first term from now, as a lock's handoff
+// does (end_lock).
+holder_end end_holder_rows(connection& c, const lease_key& key, bool abandon, std::int64_t now,
+                           const std::string& what) {
+  holder_end out;
+  if (abandon) {
+    auto drop = c.prepare(sql::ticket_drop, what);
+    drop.bind(1, key.name).bind(2, key.nonce).step();
+    out.ticket_dropped = sqlite3_changes(c.get()) > 0;
+  }
+  {
+    auto s = c.prepare(abandon ? sql::holder_abandon : sql::holder_release, what);
+    s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
+    if (!abandon) s.bind(4, key.token);
+    s.step();
+    out.ended = sqlite3_changes(c.get()) > 0;
+  }
+  if (!out.ended && !out.ticket_dropped) return out;
+  auto v = semaphore_view(c, key.name, key.nonce, now, what);
+  struct waiter {
+    std::string nonce, owner, metadata;
+    std::int64_t units, ttl, attempt;
+  };
+  std::vector<waiter> queue;
+  if (v.exists && v.others_queued) {
+    auto q = c.prepare(sql::tickets_to_hand, what);
+    q.bind(1, key.name).bind(2, now);
+    while (q.step())
+      queue.push_back({q.text(0), q.text(1), q.text(3), q.integer(2), q.integer(4), q.integer(5)});
+  }
+  std::int64_t token = v.token;
+  for (const auto& w : queue) {
+    bool stale;
+    {
+      auto holds = c.prepare(sql::holder_exists, what);
+      holds.bind(1, key.name).bind(2, w.nonce);
+      stale = holds.step();
+    }
+    if (!stale && v.used + w.units > v.limit) break;
+    auto drop = c.prepare(sql::ticket_drop, what);
+    drop.bind(1, key.name).bind(2, w.nonce).step();
+    if (stale) continue;
+    token = sqlite_backend::next_token(c, token + 1, what);
+    auto add = c.prepare(sql::holder_add, what);
+    add.bind(1, key.name).bind(2, w.nonce).bind(3, w.owner).bind(4, token).bind(5, w.units);
+    add.bind(6, now).bind(7, now + w.ttl).bind(8, w.metadata).step();
+    v.used += w.units;
+    out.handed.push_back(
+        {w.nonce, grant{token, from_epoch_ms(now), from_epoch_ms(now + w.ttl)}, w.attempt});
+  }
+  if (!out.handed.empty()) {
+    auto up = c.prepare(sql::semaphore_token, what);
+    up.bind(1, key.name).bind(2, token).step();
+  }
+  return out;
+}
 
 acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r, deadline until) {
   const std::string what = "acquire semaphore " + quoted(r.name);
@@ -92,12 +168,7 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
     }
   }
   auto v = semaphore_view(*c, r.name, r.nonce, now, what);
-  if (v.exists && v.used > 0 && v.limit != r.limit)
-    throw error(errc::invalid_argument,
-                what + ": the semaphore has limit " + std::to_string(v.limit) +
-                    " (its live holders use it); this acquisition asks for limit " +
-                    std::to_string(r.limit),
-                kind_name);
+  check_semaphore_limit(v, r, what);
   if (v.exists && !v.grantable(r)) {
     if (r.waiting && r.fair) {
       auto keep = c->prepare(sql::ticket_keep, what);
@@ -117,27 +188,8 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
     }
     return {std::nullopt, v.retry_in(now)};
   }
-  // Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the
-  // last of them ended, for purge.
-  std::int64_t ended_upto = 0;
-  {
-    auto gone = c->prepare(sql::semaphore_ended_upto, what);
-    gone.bind(1, r.name).bind(2, now).bind(3, r.nonce);
-    if (gone.step() && !gone.is_null(0)) ended_upto = gone.integer(0);
-    auto d1 = c->prepare(sql::holders_delete_ended, what);
-    d1.bind(1, r.name).bind(2, now).step();
-    auto d2 = c->prepare(sql::tickets_delete_ended, what);
-    d2.bind(1, r.name).bind(2, now).bind(3, r.nonce).step();
-  }
-  std::int64_t token = next_token(*c, v.token + 1, what);
+  std::int64_t token = add_holder(*c, r, v, now, what);
   std::int64_t expires = now + r.ttl.count();
-  {
-    auto add = c->prepare(sql::holder_add, what);
-    add.bind(1, r.name).bind(2, r.nonce).bind(3, r.owner).bind(4, token).bind(5, r.count);
-    add.bind(6, now).bind(7, expires).bind(8, r.metadata).step();
-    auto sem = c->prepare(sql::semaphore_upsert, what);
-    sem.bind(1, r.name).bind(2, r.limit).bind(3, token).bind(4, now).bind(5, ended_upto).step();
-  }
   tx.commit();
   // Room left and others queued: the next waiter in this process may fit too.
   if (v.others_queued && v.used + r.count < r.limit) registry()->notify(r.name);
@@ -145,75 +197,21 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
 }
 
 // A semaphore holder's release (`abandon`: the nonce's ticket first, then whatever it holds) in
-// one write transaction that hands the room to the queue: the oldest live tickets, in order, as
-// many as fit (a head that does not fit blocks those behind it; a ticket whose nonce already
-// holds is stale and dropped). Each gets a holder row with a new token and its first term from
-// now, as a lock's handoff does (end_lock); the waiter in this process is handed its grant,
-// one in another process takes it at its next attempt. Then wakes the local waiters.
+// one write transaction that hands the room to the queue (end_holder_rows); the waiter in this
+// process is handed its grant, one in another process takes it at its next attempt. Then wakes
+// the local waiters.
 bool sqlite_backend::end_holder(const lease_key& key, bool abandon, deadline until,
                                 const std::string& what) {
-  bool ended = false, ticket_dropped = false;
-  std::vector<handoff> handed;
+  holder_end e;
   {
     auto c = checkout(until, false, what);
     write_transaction tx(*c, what);
-    std::int64_t now = c->now_ms(what);
-    if (abandon) {
-      auto drop = c->prepare(sql::ticket_drop, what);
-      drop.bind(1, key.name).bind(2, key.nonce).step();
-      ticket_dropped = sqlite3_changes(c->get()) > 0;
-    }
-    {
-      auto s = c->prepare(abandon ? sql::holder_abandon : sql::holder_release, what);
-      s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
-      if (!abandon) s.bind(4, key.token);
-      s.step();
-      ended = sqlite3_changes(c->get()) > 0;
-    }
-    if (ended || ticket_dropped) {
-      auto v = semaphore_view(*c, key.name, key.nonce, now, what);
-      struct waiter {
-        std::string nonce, owner, metadata;
-        std::int64_t units, ttl, attempt;
-      };
-      std::vector<waiter> queue;
-      if (v.exists && v.others_queued) {
-        auto q = c->prepare(sql::tickets_to_hand, what);
-        q.bind(1, key.name).bind(2, now);
-        while (q.step())
-          queue.push_back(
-              {q.text(0), q.text(1), q.text(3), q.integer(2), q.integer(4), q.integer(5)});
-      }
-      std::int64_t token = v.token;
-      for (const auto& w : queue) {
-        bool stale;
-        {
-          auto holds = c->prepare(sql::holder_exists, what);
-          holds.bind(1, key.name).bind(2, w.nonce);
-          stale = holds.step();
-        }
-        if (!stale && v.used + w.units > v.limit) break;
-        auto drop = c->prepare(sql::ticket_drop, what);
-        drop.bind(1, key.name).bind(2, w.nonce).step();
-        if (stale) continue;
-        token = next_token(*c, token + 1, what);
-        auto add = c->prepare(sql::holder_add, what);
-        add.bind(1, key.name).bind(2, w.nonce).bind(3, w.owner).bind(4, token).bind(5, w.units);
-        add.bind(6, now).bind(7, now + w.ttl).bind(8, w.metadata).step();
-        v.used += w.units;
-        handed.push_back(
-            {w.nonce, grant{token, from_epoch_ms(now), from_epoch_ms(now + w.ttl)}, w.attempt});
-      }
-      if (!handed.empty()) {
-        auto up = c->prepare(sql::semaphore_token, what);
-        up.bind(1, key.name).bind(2, token).step();
-      }
-    }
+    e = end_holder_rows(*c, key, abandon, c->now_ms(what), what);
     tx.commit();
   }
-  for (const auto& h : handed) registry()->hand_off(key.name, h);
-  if (ended || ticket_dropped) registry()->notify(key.name);
-  return ended;
+  for (const auto& h : e.handed) registry()->hand_off(key.name, h);
+  if (e.ended || e.ticket_dropped) registry()->notify(key.name);
+  return e.ended;
 }
 
 std::optional<semaphore_record> sqlite_backend::inspect_semaphore(std::string_view name,

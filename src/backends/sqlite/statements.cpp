@@ -123,6 +123,15 @@ const char holder_abandon[] =
 const char holder_renew[] =
     "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
     "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
+// The SQL functions' (sql_api.cpp): a holder named by its token, and by its nonce unless these
+// functions granted it ('sql:...', ?4 NULL), as lock_renew_by_token.
+const char holder_renew_by_token[] =
+    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
+    "WHERE name = ?3 AND token = ?4 AND expires_at > ?1 AND forced = 0 "
+    "AND (CASE WHEN ?5 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?5 END)";
+const char holder_by_token[] =
+    "SELECT nonce FROM sqlock_semaphore_holders WHERE name = ?1 AND token = ?2 AND expires_at > ?3 "
+    "AND (CASE WHEN ?4 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?4 END)";
 const char holder_forced[] =
     "SELECT forced FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2 AND token = ?3";
 const char ticket_keep[] =

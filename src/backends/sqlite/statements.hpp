@@ -59,6 +59,8 @@ extern const char waiters_drop_lapsed[];
 extern const char holder_release[];
 extern const char holder_abandon[];
 extern const char holder_renew[];
+extern const char holder_renew_by_token[];
+extern const char holder_by_token[];
 extern const char holder_forced[];
 extern const char ticket_keep[];
 extern const char ticket_drop[];
