@@ -1,6 +1,9 @@
 -- SPDX-License-Identifier: Apache-2.0
--- Reverts schema 8 for PostgreSQL: the semaphore SQL functions go (holders they granted stay,
--- as rows).
+-- Reverts schema 8 for PostgreSQL: the semaphore SQL functions and the nonce-checking fences go
+-- (holders they granted stay, as rows). sqlock_try_acquire and sqlock_renew keep schema 8's
+-- bodies, which measure the ttl in seconds (the signatures are schema 7's, and a fix is not
+-- reverted), and with them the two internal functions they call, sqlock_sql_caller and
+-- sqlock_sql_ttl (owner-only; schema 8 replaces them when applied again).
 
 -- search_path is pinned as in 001_locks.up.sql (see there why): the target schema, then pg_temp.
 DO $pin$
@@ -35,6 +38,7 @@ $pin$;
 DROP FUNCTION sqlock_semaphore_try_acquire(text, bigint, bigint, interval, text, text, text);
 DROP FUNCTION sqlock_semaphore_renew(text, bigint, interval, text);
 DROP FUNCTION sqlock_semaphore_release(text, bigint, text);
+DROP FUNCTION sqlock_assert_held(text, bigint, text);
+DROP FUNCTION sqlock_semaphore_assert_held(text, bigint, text);
 DROP FUNCTION sqlock_wake_channel();
-DROP FUNCTION sqlock_sql_caller();
 DELETE FROM sqlock_schema_version WHERE version = 8;

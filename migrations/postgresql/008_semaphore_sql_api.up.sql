@@ -73,12 +73,33 @@ $trusted$;
 
 -- Who is asking, when the caller names no owner (as `sqlock list` shows it): the session's
 -- application_name, its backend and its address. Internal: called by the functions here.
-CREATE FUNCTION sqlock_sql_caller() RETURNS text
+-- (This one and sqlock_sql_ttl stay after a down step: schema 7's corrected functions below
+-- call them; hence OR REPLACE.)
+CREATE OR REPLACE FUNCTION sqlock_sql_caller() RETURNS text
 LANGUAGE sql STABLE SET search_path FROM CURRENT AS $fn$
   SELECT pg_catalog.format('%s (backend %s%s)',
            coalesce(nullif(pg_catalog.current_setting('application_name'), ''), 'sql'),
            pg_catalog.pg_backend_pid(),
            coalesce(' from ' || pg_catalog.host(pg_catalog.inet_client_addr()), ''))
+$fn$;
+
+-- A ttl as the C++ client means it: a number of seconds, 0.1 to 604800 (7 days). An interval
+-- is months, days and microseconds, and timestamptz + interval adds days and months on the
+-- session's calendar: '1 day' across a daylight-saving change is 23 or 25 hours, '1 mon -23
+-- days' passed a range check as 7 days and added 8. So the interval is measured once (30-day
+-- months, 24-hour days, as extract(epoch) does), checked, and returned as seconds alone.
+-- Internal.
+CREATE OR REPLACE FUNCTION sqlock_sql_ttl(fn text, ttl interval) RETURNS interval
+LANGUAGE plpgsql IMMUTABLE SET search_path FROM CURRENT AS $fn$
+DECLARE
+  secs double precision := pg_catalog.date_part('epoch', ttl);
+BEGIN
+  IF secs < 0.1::double precision OR secs > 604800::double precision THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+      '%s: ttl must be between 100 milliseconds and 7 days, not %s', fn, ttl);
+  END IF;
+  RETURN pg_catalog.make_interval(secs => secs);
+END
 $fn$;
 
 -- The channel the C++ clients of this schema listen on: 'sqlock_' and the 64-bit FNV-1a hash
@@ -106,6 +127,97 @@ BEGIN
 END
 $fn$;
 
+-- Schema 7's sqlock_try_acquire and sqlock_renew, with the ttl measured in seconds
+-- (sqlock_sql_ttl): the same signatures and results otherwise. (The down step keeps these
+-- corrected bodies: a fix is not reverted.)
+CREATE OR REPLACE FUNCTION sqlock_try_acquire(name text, ttl interval, owner text DEFAULT NULL,
+                                              metadata text DEFAULT '', nonce text DEFAULT NULL)
+RETURNS bigint
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
+DECLARE
+  holder text := coalesce(sqlock_try_acquire.owner, sqlock_sql_caller());
+  lease_nonce text := coalesce(sqlock_try_acquire.nonce,
+                               'sql:' || pg_catalog.gen_random_uuid()::text);
+  lease_ttl interval;
+  t timestamptz;
+  granted bigint;
+BEGIN
+  IF sqlock_try_acquire.name IS NULL OR sqlock_try_acquire.ttl IS NULL
+     OR sqlock_try_acquire.metadata IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22004',
+      MESSAGE = 'sqlock_try_acquire: name, ttl and metadata must not be NULL';
+  END IF;
+  IF pg_catalog.octet_length(sqlock_try_acquire.name) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+      'sqlock_try_acquire: a lock name is 1 to 255 bytes, not %s',
+      pg_catalog.octet_length(sqlock_try_acquire.name));
+  END IF;
+  lease_ttl := sqlock_sql_ttl('sqlock_try_acquire', sqlock_try_acquire.ttl);
+  IF pg_catalog.octet_length(sqlock_try_acquire.metadata) > 4096 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+      'sqlock_try_acquire: metadata is at most 4096 bytes, not %s',
+      pg_catalog.octet_length(sqlock_try_acquire.metadata));
+  END IF;
+  IF pg_catalog.octet_length(lease_nonce) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+      'sqlock_try_acquire: a nonce is 1 to 255 bytes, not %s',
+      pg_catalog.octet_length(lease_nonce));
+  END IF;
+  IF pg_catalog.octet_length(holder) NOT BETWEEN 1 AND 255 THEN
+    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+      'sqlock_try_acquire: an owner is 1 to 255 bytes, not %s', pg_catalog.octet_length(holder));
+  END IF;
+
+  -- As in schema 7 (see there): an expired row is granted only when nobody holds its row lock
+  -- (SKIP LOCKED: a refusal never waits and writes nothing); the very first grant of a name
+  -- inserts it.
+  t := pg_catalog.clock_timestamp();
+  IF EXISTS (SELECT 1 FROM sqlock_locks WHERE name = sqlock_try_acquire.name) THEN
+    UPDATE sqlock_locks l
+    SET owner = holder, nonce = lease_nonce,
+        token = GREATEST(pg_catalog.nextval('sqlock_token_seq'::regclass), l.token + 1::bigint),
+        acquired_at = t, expires_at = t + lease_ttl, metadata = sqlock_try_acquire.metadata
+    WHERE l.name IN (SELECT x.name FROM sqlock_locks x
+                     WHERE x.name = sqlock_try_acquire.name
+                       AND x.expires_at <= pg_catalog.clock_timestamp()
+                     FOR UPDATE SKIP LOCKED)
+    RETURNING l.token INTO granted;
+    RETURN granted;
+  END IF;
+  INSERT INTO sqlock_locks AS l (name, owner, nonce, token, acquired_at, expires_at, metadata)
+  VALUES (sqlock_try_acquire.name, holder, lease_nonce,
+          pg_catalog.nextval('sqlock_token_seq'::regclass), t, t + lease_ttl,
+          sqlock_try_acquire.metadata)
+  ON CONFLICT (name) DO NOTHING
+  RETURNING l.token INTO granted;
+  RETURN granted;
+END
+$fn$;
+
+CREATE OR REPLACE FUNCTION sqlock_renew(name text, token bigint, ttl interval,
+                                        nonce text DEFAULT NULL)
+RETURNS boolean
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
+DECLARE
+  lease_ttl interval;
+BEGIN
+  IF sqlock_renew.name IS NULL OR sqlock_renew.token IS NULL OR sqlock_renew.ttl IS NULL THEN
+    RAISE EXCEPTION USING ERRCODE = '22004',
+      MESSAGE = 'sqlock_renew: name, token and ttl must not be NULL';
+  END IF;
+  lease_ttl := sqlock_sql_ttl('sqlock_renew', sqlock_renew.ttl);
+  UPDATE sqlock_locks
+  SET expires_at = GREATEST(expires_at, pg_catalog.clock_timestamp() + lease_ttl)
+  WHERE name = sqlock_renew.name AND token = sqlock_renew.token
+    AND expires_at > pg_catalog.clock_timestamp()
+    AND (CASE WHEN sqlock_renew.nonce IS NULL THEN pg_catalog.starts_with(nonce, 'sql:')
+              ELSE nonce = sqlock_renew.nonce END);
+  RETURN FOUND;
+END
+$fn$;
+
 -- `nonce` as in schema 7: NULL for a fresh holder ('sql:' and a random UUID), which renew and
 -- release then accept without a nonce; any other names the holder for them.
 CREATE FUNCTION sqlock_semaphore_try_acquire(name text, "limit" bigint, count bigint,
@@ -119,11 +231,11 @@ DECLARE
   p_name constant text := sqlock_semaphore_try_acquire.name;
   p_limit constant bigint := sqlock_semaphore_try_acquire."limit";
   p_units constant bigint := sqlock_semaphore_try_acquire.count;
-  p_ttl constant interval := sqlock_semaphore_try_acquire.ttl;
   p_metadata constant text := sqlock_semaphore_try_acquire.metadata;
   holder text := coalesce(sqlock_semaphore_try_acquire.owner, sqlock_sql_caller());
   lease_nonce constant text := coalesce(sqlock_semaphore_try_acquire.nonce,
                                         'sql:' || pg_catalog.gen_random_uuid()::text);
+  lease_ttl interval;
   t timestamptz;
   sem_limit bigint;
   sem_token bigint;
@@ -132,8 +244,8 @@ DECLARE
   queued boolean;
   granted bigint;
 BEGIN
-  IF p_name IS NULL OR p_limit IS NULL OR p_units IS NULL OR p_ttl IS NULL
-     OR p_metadata IS NULL THEN
+  IF p_name IS NULL OR p_limit IS NULL OR p_units IS NULL
+     OR sqlock_semaphore_try_acquire.ttl IS NULL OR p_metadata IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004',
       MESSAGE = fn || ': name, limit, count, ttl and metadata must not be NULL';
   END IF;
@@ -149,10 +261,7 @@ BEGIN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
       '%s: count must be between 1 and the limit %s, not %s', fn, p_limit, p_units);
   END IF;
-  IF p_ttl NOT BETWEEN interval '100 milliseconds' AND interval '7 days' THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
-      '%s: ttl must be between 100 milliseconds and 7 days, not %s', fn, p_ttl);
-  END IF;
+  lease_ttl := sqlock_sql_ttl(fn, sqlock_semaphore_try_acquire.ttl);
   IF pg_catalog.octet_length(p_metadata) > 4096 THEN
     RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
       '%s: metadata is at most 4096 bytes, not %s', fn, pg_catalog.octet_length(p_metadata));
@@ -186,70 +295,76 @@ BEGIN
   --    after that lock: live holders, and lapsed ones that another open transaction holds
   --    locked (a fenced transaction's, see schema 2), and the queue. Under REPEATABLE READ or
   --    SERIALIZABLE a grant that committed after the caller's snapshot makes this lock fail
-  --    with 40001 (it updated the row), so the count never misses a holder.
-  LOOP
-    SELECT s.sem_limit, s.token, s.waiters_until INTO sem_limit, sem_token, sem_mark
-    FROM sqlock_semaphores s WHERE s.name = p_name FOR UPDATE;
-    EXIT WHEN FOUND;
-    INSERT INTO sqlock_semaphores (name, sem_limit) VALUES (p_name, p_limit)
-    ON CONFLICT (name) DO NOTHING;
-  END LOOP;
-  t := pg_catalog.clock_timestamp();
-  WITH free AS (
-    SELECT x.nonce FROM sqlock_semaphore_holders x
-    WHERE x.name = p_name AND x.expires_at <= t FOR UPDATE SKIP LOCKED)
-  SELECT coalesce(pg_catalog.sum(x.units) FILTER (WHERE x.expires_at > t
-           OR x.nonce NOT IN (SELECT f.nonce FROM free f)), 0::numeric)::bigint,
-         EXISTS (SELECT 1 FROM sqlock_semaphore_tickets y
-                 WHERE y.name = p_name AND y.expires_at > t)
-    INTO used, queued
-  FROM sqlock_semaphore_holders x WHERE x.name = p_name;
-  IF used > 0::bigint AND sem_limit <> p_limit THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
-      '%s: semaphore %L has limit %s (its live holders use it), this call asks for limit %s',
-      fn, p_name, sem_limit, p_limit);
-  END IF;
-  IF used + p_units > p_limit OR queued THEN
-    RETURN NULL;
-  END IF;
-
-  -- 3. Granted, as the C++ grant (sqlock_semaphore_attempt, schema 6): ended holders and
-  --    lapsed tickets go, changed_at remembers when the last of them ended (purge), the token
-  --    is drawn under the row lock and never below the semaphore's last.
-  WITH gone AS (
-    DELETE FROM sqlock_semaphore_holders h WHERE (h.name, h.nonce) IN (
-      SELECT x.name, x.nonce FROM sqlock_semaphore_holders x
-      WHERE x.name = p_name AND x.expires_at <= t AND x.nonce <> lease_nonce
-      FOR UPDATE SKIP LOCKED)
-    RETURNING h.expires_at
-  ), gone_tickets AS (
-    DELETE FROM sqlock_semaphore_tickets k WHERE (k.name, k.nonce) IN (
-      SELECT x.name, x.nonce FROM sqlock_semaphore_tickets x
+  --    with 40001 (it updated the row), so the count never misses a holder. In a block of its
+  --    own (a subtransaction): a refusal here rolls it back, so that the caller's transaction
+  --    keeps no lock (the semaphore row, lapsed holders) and no row it inserted.
+  BEGIN
+    LOOP
+      SELECT s.sem_limit, s.token, s.waiters_until INTO sem_limit, sem_token, sem_mark
+      FROM sqlock_semaphores s WHERE s.name = p_name FOR UPDATE;
+      EXIT WHEN FOUND;
+      INSERT INTO sqlock_semaphores (name, sem_limit) VALUES (p_name, p_limit)
+      ON CONFLICT (name) DO NOTHING;
+    END LOOP;
+    t := pg_catalog.clock_timestamp();
+    WITH free AS (
+      SELECT x.nonce FROM sqlock_semaphore_holders x
       WHERE x.name = p_name AND x.expires_at <= t FOR UPDATE SKIP LOCKED)
-    RETURNING k.expires_at
-  ), added AS (
-    INSERT INTO sqlock_semaphore_holders AS h
-      (name, nonce, owner, token, units, acquired_at, expires_at, metadata)
-    VALUES (p_name, lease_nonce, holder,
-            GREATEST(pg_catalog.nextval('sqlock_token_seq'::regclass), sem_token + 1::bigint),
-            p_units, t, t + p_ttl, p_metadata)
-    ON CONFLICT (name, nonce) DO UPDATE SET owner = excluded.owner, token = excluded.token,
-      units = excluded.units, acquired_at = excluded.acquired_at,
-      expires_at = excluded.expires_at, forced = false, metadata = excluded.metadata
-    RETURNING h.token
-  ), noted AS (
-    UPDATE sqlock_semaphores s SET token = (SELECT a.token FROM added a), sem_limit = p_limit,
-      changed_at = GREATEST(s.changed_at, coalesce((SELECT pg_catalog.max(e.expires_at) FROM (
-        SELECT g.expires_at FROM gone g UNION ALL SELECT gt.expires_at FROM gone_tickets gt) e),
-        s.changed_at))
-    WHERE s.name = p_name RETURNING s.token
-  )
-  SELECT n.token INTO granted FROM noted n;
-  -- Room left and waiters marked the semaphore: wake the next one, as the C++ grant does.
-  IF used + p_units < p_limit AND sem_mark > t THEN
-    PERFORM pg_catalog.pg_notify(sqlock_wake_channel(), p_name);
-  END IF;
-  RETURN granted;
+    SELECT coalesce(pg_catalog.sum(x.units) FILTER (WHERE x.expires_at > t
+             OR x.nonce NOT IN (SELECT f.nonce FROM free f)), 0::numeric)::bigint,
+           EXISTS (SELECT 1 FROM sqlock_semaphore_tickets y
+                   WHERE y.name = p_name AND y.expires_at > t)
+      INTO used, queued
+    FROM sqlock_semaphore_holders x WHERE x.name = p_name;
+    IF used > 0::bigint AND sem_limit <> p_limit THEN
+      RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
+        '%s: semaphore %L has limit %s (its live holders use it), this call asks for limit %s',
+        fn, p_name, sem_limit, p_limit);
+    END IF;
+    IF used + p_units > p_limit OR queued THEN
+      RAISE EXCEPTION USING ERRCODE = 'SQ0R1';  -- refused: caught below
+    END IF;
+
+    -- 3. Granted, as the C++ grant (sqlock_semaphore_attempt, schema 6): ended holders and
+    --    lapsed tickets go, changed_at remembers when the last of them ended (purge), the
+    --    token is drawn under the row lock and never below the semaphore's last.
+    WITH gone AS (
+      DELETE FROM sqlock_semaphore_holders h WHERE (h.name, h.nonce) IN (
+        SELECT x.name, x.nonce FROM sqlock_semaphore_holders x
+        WHERE x.name = p_name AND x.expires_at <= t AND x.nonce <> lease_nonce
+        FOR UPDATE SKIP LOCKED)
+      RETURNING h.expires_at
+    ), gone_tickets AS (
+      DELETE FROM sqlock_semaphore_tickets k WHERE (k.name, k.nonce) IN (
+        SELECT x.name, x.nonce FROM sqlock_semaphore_tickets x
+        WHERE x.name = p_name AND x.expires_at <= t FOR UPDATE SKIP LOCKED)
+      RETURNING k.expires_at
+    ), added AS (
+      INSERT INTO sqlock_semaphore_holders AS h
+        (name, nonce, owner, token, units, acquired_at, expires_at, metadata)
+      VALUES (p_name, lease_nonce, holder,
+              GREATEST(pg_catalog.nextval('sqlock_token_seq'::regclass), sem_token + 1::bigint),
+              p_units, t, t + lease_ttl, p_metadata)
+      ON CONFLICT (name, nonce) DO UPDATE SET owner = excluded.owner, token = excluded.token,
+        units = excluded.units, acquired_at = excluded.acquired_at,
+        expires_at = excluded.expires_at, forced = false, metadata = excluded.metadata
+      RETURNING h.token
+    ), noted AS (
+      UPDATE sqlock_semaphores s SET token = (SELECT a.token FROM added a), sem_limit = p_limit,
+        changed_at = GREATEST(s.changed_at, coalesce((SELECT pg_catalog.max(e.expires_at) FROM (
+          SELECT g.expires_at FROM gone g UNION ALL SELECT gt.expires_at FROM gone_tickets gt) e),
+          s.changed_at))
+      WHERE s.name = p_name RETURNING s.token
+    )
+    SELECT n.token INTO granted FROM noted n;
+    -- Room left and waiters marked the semaphore: wake the next one, as the C++ grant does.
+    IF used + p_units < p_limit AND sem_mark > t THEN
+      PERFORM pg_catalog.pg_notify(sqlock_wake_channel(), p_name);
+    END IF;
+    RETURN granted;
+  EXCEPTION WHEN SQLSTATE 'SQ0R1' THEN
+    RETURN NULL;
+  END;
 END
 $fn$;
 
@@ -264,19 +379,17 @@ CREATE FUNCTION sqlock_semaphore_renew(name text, token bigint, ttl interval,
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
 #variable_conflict use_column
+DECLARE
+  lease_ttl interval;
 BEGIN
   IF sqlock_semaphore_renew.name IS NULL OR sqlock_semaphore_renew.token IS NULL
      OR sqlock_semaphore_renew.ttl IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004',
       MESSAGE = 'sqlock_semaphore_renew: name, token and ttl must not be NULL';
   END IF;
-  IF sqlock_semaphore_renew.ttl NOT BETWEEN interval '100 milliseconds' AND interval '7 days' THEN
-    RAISE EXCEPTION USING ERRCODE = '22023', MESSAGE = pg_catalog.format(
-      'sqlock_semaphore_renew: ttl must be between 100 milliseconds and 7 days, not %s',
-      sqlock_semaphore_renew.ttl);
-  END IF;
+  lease_ttl := sqlock_sql_ttl('sqlock_semaphore_renew', sqlock_semaphore_renew.ttl);
   UPDATE sqlock_semaphore_holders
-  SET expires_at = GREATEST(expires_at, pg_catalog.clock_timestamp() + sqlock_semaphore_renew.ttl)
+  SET expires_at = GREATEST(expires_at, pg_catalog.clock_timestamp() + lease_ttl)
   WHERE name = sqlock_semaphore_renew.name AND token = sqlock_semaphore_renew.token
     AND expires_at > pg_catalog.clock_timestamp() AND NOT forced
     AND (CASE WHEN sqlock_semaphore_renew.nonce IS NULL THEN pg_catalog.starts_with(nonce, 'sql:')
@@ -285,14 +398,20 @@ BEGIN
 END
 $fn$;
 
--- Ends a live holder and hands the room it makes to the queue, as the C++ release does (it
--- runs the C++ client's release, sqlock_semaphore_release of schema 6, once the holder's row is
--- locked and found live by the statement's clock). Woken waiters and handed grants are
--- notified when the caller's transaction commits, not at all if it rolls back. That release
--- reads the transaction's clock (now()) for the rest: in a transaction open for long it may
--- count a holder that lapsed meanwhile as using its units (handing less), or hand units to a
--- ticket that lapsed meanwhile, which its waiter takes at its next attempt or which lapse with
--- the ticket's term; it never hands more room than there is.
+-- Ends a live holder and hands the room it makes to the queue, as the C++ release does: it
+-- runs the C++ client's release (sqlock_semaphore_release of schema 6) once it holds the
+-- holder's row (checked live by the statement's clock) and then the semaphore's row FOR UPDATE,
+-- in that order, as every release and grant locks them. Holding the semaphore's row from the
+-- start, a release followed by a grant of the same semaphore in one transaction never has to
+-- upgrade a share lock (two such transactions would deadlock); in exchange the semaphore's
+-- grants wait for the caller's commit. Woken waiters and handed grants are notified at the
+-- commit, not at all if it rolls back. That release reads the transaction's clock (now()) for
+-- the rest: in a transaction open for long it may count a holder that lapsed meanwhile as
+-- using its units (handing less), or hand units to a ticket that lapsed meanwhile, which its
+-- waiter takes at its next attempt or which lapse with the ticket's term; it never hands more
+-- room than there is. It sets synchronous_commit off for the rest of its transaction when it
+-- hands nothing (in autocommit, the release alone); that setting is put back here, so that the
+-- caller's work commits as durably as the caller asked.
 CREATE FUNCTION sqlock_semaphore_release(name text, token bigint, nonce text DEFAULT NULL)
 RETURNS boolean
 LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
@@ -301,13 +420,13 @@ DECLARE
   holder_nonce text;
   holder_end timestamptz;
   channel text;
+  durability constant text := pg_catalog.current_setting('synchronous_commit');
+  ended boolean;
 BEGIN
   IF sqlock_semaphore_release.name IS NULL OR sqlock_semaphore_release.token IS NULL THEN
     RAISE EXCEPTION USING ERRCODE = '22004',
       MESSAGE = 'sqlock_semaphore_release: name and token must not be NULL';
   END IF;
-  -- The row is locked first (waiting for another transaction's release, renewal or fence),
-  -- then its newest version is checked by the clock read after that wait.
   SELECT h.nonce, h.expires_at INTO holder_nonce, holder_end FROM sqlock_semaphore_holders h
   WHERE h.name = sqlock_semaphore_release.name AND h.token = sqlock_semaphore_release.token
     AND (CASE WHEN sqlock_semaphore_release.nonce IS NULL
@@ -317,10 +436,56 @@ BEGIN
   IF NOT FOUND OR holder_end <= pg_catalog.clock_timestamp() THEN
     RETURN false;
   END IF;
+  PERFORM 1 FROM sqlock_semaphores s WHERE s.name = sqlock_semaphore_release.name FOR UPDATE;
   channel := sqlock_wake_channel();
-  RETURN coalesce((SELECT pg_catalog.bool_or(r.ended) FROM sqlock_semaphore_release(
-                     sqlock_semaphore_release.name, holder_nonce, sqlock_semaphore_release.token,
-                     channel, channel, true) r), false);
+  SELECT coalesce(pg_catalog.bool_or(r.ended), false) INTO ended
+  FROM sqlock_semaphore_release(sqlock_semaphore_release.name, holder_nonce,
+                                sqlock_semaphore_release.token, channel, channel, true) r;
+  PERFORM pg_catalog.set_config('synchronous_commit', durability, true);
+  RETURN ended;
+END
+$fn$;
+
+-- Fencing for SQL callers, with the nonce rule of renew and release: sqlock_assert_held and
+-- sqlock_semaphore_assert_held (schemas 1 and 2) share-lock the row of whatever lease the
+-- token names, so a role allowed to call them could hold off any lease's renewals, a C++
+-- client's too, by trying tokens (they are sequential). These check first that the caller may
+-- name the lease (without a nonce, only one these functions granted), then fence as those do.
+-- No DEFAULT for nonce: a two-argument call stays the two-argument function's.
+CREATE FUNCTION sqlock_assert_held(name text, token bigint, nonce text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM sqlock_locks l
+                 WHERE l.name = sqlock_assert_held.name AND l.token = sqlock_assert_held.token
+                   AND (CASE WHEN sqlock_assert_held.nonce IS NULL
+                             THEN pg_catalog.starts_with(l.nonce, 'sql:')
+                             ELSE l.nonce = sqlock_assert_held.nonce END)) THEN
+    RAISE EXCEPTION USING ERRCODE = 'SQ001', MESSAGE = pg_catalog.format(
+      'sqlock: lease lost: token %s is not a lease of lock %L that this call may fence',
+      coalesce(sqlock_assert_held.token::text, 'NULL'), sqlock_assert_held.name);
+  END IF;
+  PERFORM sqlock_assert_held(sqlock_assert_held.name, sqlock_assert_held.token);
+END
+$fn$;
+
+CREATE FUNCTION sqlock_semaphore_assert_held(name text, token bigint, nonce text) RETURNS void
+LANGUAGE plpgsql SECURITY DEFINER SET search_path FROM CURRENT AS $fn$
+#variable_conflict use_column
+BEGIN
+  IF NOT EXISTS (SELECT 1 FROM sqlock_semaphore_holders h
+                 WHERE h.name = sqlock_semaphore_assert_held.name
+                   AND h.token = sqlock_semaphore_assert_held.token
+                   AND (CASE WHEN sqlock_semaphore_assert_held.nonce IS NULL
+                             THEN pg_catalog.starts_with(h.nonce, 'sql:')
+                             ELSE h.nonce = sqlock_semaphore_assert_held.nonce END)) THEN
+    RAISE EXCEPTION USING ERRCODE = 'SQ001', MESSAGE = pg_catalog.format(
+      'sqlock: lease lost: token %s is not a holder of semaphore %L that this call may fence',
+      coalesce(sqlock_semaphore_assert_held.token::text, 'NULL'),
+      sqlock_semaphore_assert_held.name);
+  END IF;
+  PERFORM sqlock_semaphore_assert_held(sqlock_semaphore_assert_held.name,
+                                       sqlock_semaphore_assert_held.token);
 END
 $fn$;
 
@@ -330,25 +495,33 @@ DECLARE
   target text := pg_catalog.current_schema();
   fn text;
 BEGIN
-  FOREACH fn IN ARRAY ARRAY['sqlock_sql_caller()', 'sqlock_wake_channel()',
+  FOREACH fn IN ARRAY ARRAY['sqlock_sql_caller()', 'sqlock_sql_ttl(text, interval)',
+                            'sqlock_wake_channel()',
+                            'sqlock_try_acquire(text, interval, text, text, text)',
+                            'sqlock_renew(text, bigint, interval, text)',
                             'sqlock_semaphore_try_acquire(text, bigint, bigint, interval, text, '
                               'text, text)',
                             'sqlock_semaphore_renew(text, bigint, interval, text)',
-                            'sqlock_semaphore_release(text, bigint, text)'] LOOP
+                            'sqlock_semaphore_release(text, bigint, text)',
+                            'sqlock_assert_held(text, bigint, text)',
+                            'sqlock_semaphore_assert_held(text, bigint, text)'] LOOP
     EXECUTE pg_catalog.format('ALTER FUNCTION %I.%s SET search_path = pg_catalog, %I, pg_temp',
                               target, fn, target);
   END LOOP;
 END
 $harden$;
 
--- EXECUTE is granted explicitly, per function (docs/postgresql.md), never to PUBLIC; the two
+-- EXECUTE is granted explicitly, per function (docs/postgresql.md), never to PUBLIC; the three
 -- internal functions are nobody's but the owner's.
 REVOKE EXECUTE ON FUNCTION
   sqlock_sql_caller(),
+  sqlock_sql_ttl(text, interval),
   sqlock_wake_channel(),
   sqlock_semaphore_try_acquire(text, bigint, bigint, interval, text, text, text),
   sqlock_semaphore_renew(text, bigint, interval, text),
-  sqlock_semaphore_release(text, bigint, text)
+  sqlock_semaphore_release(text, bigint, text),
+  sqlock_assert_held(text, bigint, text),
+  sqlock_semaphore_assert_held(text, bigint, text)
 FROM PUBLIC;
 
 INSERT INTO sqlock_schema_version (version) VALUES (8);

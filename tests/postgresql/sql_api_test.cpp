@@ -392,19 +392,38 @@ TEST_SUITE("postgresql") {
     const std::string t = as_role("SELECT " + sql.f("try_acquire") + "('only-sql', '10 s')");
     REQUIRE(t.find("error") == std::string::npos);
     CHECK(as_role("SELECT " + sql.f("renew") + "('only-sql', $1::bigint, '10 s')", {t}) == "t");
-    CHECK(as_role("SELECT " + sql.f("assert_held") + "('only-sql', $1::bigint)", {t}) == "");
+    CHECK(as_role("SELECT " + sql.f("assert_held") + "('only-sql', $1::bigint, NULL)", {t}) == "");
     CHECK(as_role("SELECT " + sql.f("release") + "('only-sql', $1::bigint)", {t}) == "t");
     const std::string u =
         as_role("SELECT " + sql.f("semaphore_try_acquire") + "('only-sql', 2, 1, '10 s')");
     REQUIRE(u.find("error") == std::string::npos);
     CHECK(as_role("SELECT " + sql.f("semaphore_renew") + "('only-sql', $1::bigint, '10 s')", {u}) ==
           "t");
-    CHECK(as_role("SELECT " + sql.f("semaphore_assert_held") + "('only-sql', $1::bigint)", {u}) ==
-          "");
+    CHECK(as_role("SELECT " + sql.f("semaphore_assert_held") + "('only-sql', $1::bigint, NULL)",
+                  {u}) == "");
     CHECK(as_role("SELECT " + sql.f("semaphore_release") + "('only-sql', $1::bigint)", {u}) == "t");
+    // It cannot fence (and so hold off the renewals of) a C++ client's lease by its token:
+    // the two-argument fences are not granted, the three-argument ones want its nonce.
+    sqlock::client c(db.url(), db.options());
+    auto cxx = c.try_acquire("cxx-lease");
+    REQUIRE(cxx);
+    auto cxx_sem = c.try_acquire_semaphore("cxx-sem", sqlock_test::sem(2));
+    REQUIRE(cxx_sem);
+    CHECK(as_role("SELECT " + sql.f("assert_held") + "('cxx-lease', $1::bigint)",
+                  {std::to_string(cxx->token())}) == "error 42501");
+    CHECK(as_role("SELECT " + sql.f("assert_held") + "('cxx-lease', $1::bigint, NULL)",
+                  {std::to_string(cxx->token())}) == "error SQ001");
+    CHECK(as_role("SELECT " + sql.f("semaphore_assert_held") + "('cxx-sem', $1::bigint)",
+                  {std::to_string(cxx_sem->token())}) == "error 42501");
+    CHECK(as_role("SELECT " + sql.f("semaphore_assert_held") + "('cxx-sem', $1::bigint, NULL)",
+                  {std::to_string(cxx_sem->token())}) == "error SQ001");
+    // With the lease's nonce it may.
+    CHECK(as_role("SELECT " + sql.f("assert_held") + "('cxx-lease', $1::bigint, $2)",
+                  {std::to_string(cxx->token()), cxx->nonce()}) == "");
     // Nor schema 8's internal helpers.
     CHECK(as_role("SELECT " + sql.f("wake_channel") + "()") == "error 42501");
     CHECK(as_role("SELECT " + sql.f("sql_caller") + "()") == "error 42501");
+    CHECK(as_role("SELECT " + sql.f("sql_ttl") + "('x', '1 s')") == "error 42501");
     // Nothing else: the tables, the sequence, the C++ client's functions.
     CHECK(as_role("SELECT count(*) FROM " + sql.table("sqlock_locks")) == "error 42501");
     CHECK(as_role("SELECT nextval('" + sql.table("sqlock_token_seq") + "')") == "error 42501");
@@ -670,6 +689,128 @@ TEST_SUITE("postgresql") {
     CHECK(c.force_release_semaphore("tx", num(t)) == 1);
     CHECK(sql.sem_renew("tx", t) == "f");
     CHECK(sql.sem_release("tx", t) == "f");
+  }
+
+  TEST_CASE(
+      "SQL API: a ttl is a number of seconds, whatever the session's time zone or the "
+      "interval's months") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    // A daylight-saving rule that moves the clock an hour within the next day: '1 day' on the
+    // calendar is 23 hours here.
+    sql.s.query("SET TimeZone = 'AAA0BBB,J" +
+                sql.s.value("SELECT extract(doy FROM now() + interval '1 day')::int") +
+                "/0,J365/0'");
+    REQUIRE(sql.s.value("SELECT extract(epoch FROM (now() + interval '1 day') - now())") !=
+            "86400.000000");
+    const std::string t = sql.try_acquire("day", "1 day");
+    REQUIRE(!t.empty());
+    const std::string u = sql.sem_try("day", 2, 1, "1 day");
+    REQUIRE(!u.empty());
+    auto length = [&](const std::string& table) {
+      return sql.s.value("SELECT extract(epoch FROM expires_at - acquired_at)::bigint FROM " +
+                             sql.table(table) + " WHERE name = 'day' AND token = $1::bigint",
+                         {table == "sqlock_locks" ? t : u});
+    };
+    CHECK(length("sqlock_locks") == "86400");
+    CHECK(length("sqlock_semaphore_holders") == "86400");
+    // A renewal by '1 day' leaves at least 86400 s.
+    CHECK(sql.renew("day", t, "1 day") == "t");
+    CHECK(sql.sem_renew("day", u, "1 day") == "t");
+    const std::string left =
+        "SELECT extract(epoch FROM expires_at - clock_timestamp()) >= 86399.5 FROM ";
+    CHECK(sql.s.value(left + sql.table("sqlock_locks") + " WHERE name = 'day'") == "t");
+    CHECK(sql.s.value(left + sql.table("sqlock_semaphore_holders") + " WHERE name = 'day'") == "t");
+    // Months count as 30 days, as extract(epoch) does: '1 mon -23 days' is 7 days exactly,
+    // '-1 year 361 days' is negative, '1 mon' is past 7 days.
+    const std::string m = sql.try_acquire("mon", "1 mon -23 days");
+    REQUIRE(!m.empty());
+    CHECK(sql.s.value("SELECT extract(epoch FROM expires_at - acquired_at)::bigint FROM " +
+                      sql.table("sqlock_locks") + " WHERE name = 'mon'") == "604800");
+    for (const char* bad : {"-1 year 361 days", "1 mon", "99 milliseconds"}) {
+      CAPTURE(bad);
+      CHECK(sql.sqlstate("SELECT " + sql.f("try_acquire") + "('neg', $1::interval)", {bad}) ==
+            "22023");
+      CHECK(sql.sqlstate("SELECT " + sql.f("semaphore_try_acquire") + "('neg', 1, 1, $1::interval)",
+                         {bad}) == "22023");
+      CHECK(sql.sqlstate("SELECT " + sql.f("renew") + "('day', $1::bigint, $2::interval)",
+                         {t, bad}) == "22023");
+    }
+  }
+
+  TEST_CASE(
+      "SQL API semaphores: a release inside the caller's transaction leaves its durability "
+      "alone, and a release followed by a grant in two such transactions does not deadlock") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sql_caller other(db);
+    const std::string a = sql.sem_try("rot", 2, 1);
+    const std::string b = sql.sem_try("rot", 2, 1);
+    REQUIRE(!a.empty());
+    REQUIRE(!b.empty());
+    // The C++ client's release sets synchronous_commit off for its own autocommit statement
+    // when it hands nothing; in the caller's transaction, the caller's setting stays.
+    sql.s.query("BEGIN");
+    CHECK(sql.s.value("SHOW synchronous_commit") == "on");
+    CHECK(sql.sem_release("rot", a) == "t");
+    CHECK(sql.s.value("SHOW synchronous_commit") == "on");
+    sql.s.query("ROLLBACK");
+
+    // Rotation: each transaction releases its holder, then takes a new one.
+    sql.s.query("BEGIN");
+    CHECK(sql.sem_release("rot", a) == "t");
+    std::string other_release, other_grant, other_error;
+    std::thread t([&] {
+      try {
+        other.s.query("BEGIN");
+        other_release = other.sem_release("rot", b);  // waits for the first transaction
+        other_grant = other.sem_try("rot", 2, 1);
+        other.s.query("COMMIT");
+      } catch (const std::exception& e) {
+        other_error = std::string(e.what()) + " " + other.s.last_sqlstate();
+      }
+    });
+    REQUIRE(sqlock_test::eventually(
+        [&] {
+          return sql.s.value(
+                     "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = "
+                     "'Lock' AND datname = current_database()") == "1";
+        },
+        10s));
+    const std::string mine = sql.sem_try("rot", 2, 1);
+    sql.s.query("COMMIT");
+    t.join();
+    CHECK(other_error == "");
+    CHECK(!mine.empty());
+    CHECK(other_release == "t");
+    CHECK(!other_grant.empty());
+  }
+
+  TEST_CASE(
+      "SQL API semaphores: a try refused after the semaphore's row lock keeps no lock in the "
+      "caller's open transaction") {
+    postgresql_fixture db;
+    sql_caller sql(db);
+    sqlock::client c(db.url(), db.options());
+    // A holder whose row an open fenced transaction share-locks lapses (its renewals skip the
+    // locked row): the unlocked look sees room, the locked count counts it.
+    auto o = sqlock_test::sem(1, 1, 600ms);
+    auto held = c.try_acquire_semaphore("frozen", o);
+    REQUIRE(held);
+    pg_session fence(db.url());
+    fence.query("BEGIN");
+    fence.query("SELECT " + sql.f("semaphore_assert_held") + "('frozen', $1::bigint)",
+                {std::to_string(held->token())});
+    REQUIRE(sqlock_test::eventually([&] { return c.inspect_semaphore("frozen")->used == 0; }, 10s));
+    sql.s.query("BEGIN");
+    CHECK(sql.sem_try("frozen", 1, 1) == "");
+    // The refusal rolled its block back: no lock on the semaphore's row is left (NOWAIT would
+    // fail with 55P03).
+    pg_session probe(db.url());
+    CHECK(probe.value("SELECT name FROM " + sql.table("sqlock_semaphores") +
+                      " WHERE name = 'frozen' FOR UPDATE NOWAIT") == "frozen");
+    sql.s.query("ROLLBACK");
+    fence.query("ROLLBACK");
   }
 
   TEST_CASE(
