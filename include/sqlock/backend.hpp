@@ -165,6 +165,8 @@ enum class renew_outcome {
 struct renew_result {
   renew_outcome outcome = renew_outcome::expired;
   std::chrono::system_clock::time_point expires_at;  ///< when renewed, by the database clock
+  /// The server epoch (backend::server_epoch) of the connection that renewed it; 0: not tracked.
+  std::uint64_t server_epoch = 0;
 };
 
 /// A database that stores lock rows. Implementations own their connections and are
@@ -264,6 +266,14 @@ class SQLOCK_EXPORT backend {
   /// Whether releases by other processes signal watches (PostgreSQL with working
   /// notifications). When false, waiters fall back to a shorter backoff.
   virtual bool wakes_other_processes() const noexcept = 0;
+
+  /// Which database server the backend talks to, as a count that grows whenever a new
+  /// connection reaches a server other than the one before (PostgreSQL: another system
+  /// identifier or timeline, i.e. a failover or switchover). 0: not tracked. Grants and
+  /// renewals carry the epoch of the connection that made them (`grant::server_epoch`,
+  /// `renew_result::server_epoch`): a lease last confirmed under an older epoch is `at_risk`
+  /// until a renewal confirms it on the current server.
+  virtual std::uint64_t server_epoch() const noexcept { return 0; }
 };
 
 /// Forwards every call to a wrapped backend (leveldb's `EnvWrapper`): derive from it and
@@ -331,6 +341,7 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
     return wrapped_->watch(name);
   }
   bool wakes_other_processes() const noexcept override { return wrapped_->wakes_other_processes(); }
+  std::uint64_t server_epoch() const noexcept override { return wrapped_->server_epoch(); }
 
  private:
   std::shared_ptr<backend> wrapped_;

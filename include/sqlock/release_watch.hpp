@@ -26,6 +26,9 @@ using deadline = std::chrono::steady_clock::time_point;
 struct grant {
   std::int64_t token = 0;
   std::chrono::system_clock::time_point acquired_at, expires_at;
+  /// The backend's server epoch (backend::server_epoch) of the connection that granted it; 0
+  /// when the backend does not track servers or does not know.
+  std::uint64_t server_epoch = 0;
 };
 
 /// A lock that a release handed straight to a queued waiter (backend::release).

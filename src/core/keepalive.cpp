@@ -166,6 +166,9 @@ bool keepalive::declare_lost(lease_impl& lease, const std::string& reason) {
   return changed;
 }
 
+// How often the renewer looks at the backend's server epoch while it tracks leases.
+constexpr milliseconds epoch_check_interval{1000};
+
 renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
                                steady::time_point sent, milliseconds ttl) {
   switch (result.outcome) {
@@ -186,6 +189,13 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       lease.safe_until = sent + ttl - safety_margin(ttl);
       lease.next_renewal = sent + ttl / 3;
       lease.expires_at = result.expires_at;
+      lease.server_epoch = std::max(lease.server_epoch, result.server_epoch);
+      if (lease.server_epoch != 0 && lease.server_epoch < db_.server_epoch()) {
+        // Renewed on a connection to the server before a failover (it still answers: a
+        // primary cut off from its standbys, say): that confirms nothing on the new one.
+        lease.state = lease_state::at_risk;
+        lease.next_renewal = steady::now() + retry_delay(ttl);
+      }
       break;
     }
     case renew_outcome::busy: {
@@ -237,10 +247,19 @@ void keepalive::renew_loop() {
     auto now = steady::now();
     auto next = steady::time_point::max();
     std::vector<std::shared_ptr<lease_impl>> due;
+    // A lease confirmed under an older server epoch (a failover since: backend::server_epoch)
+    // is renewed at once, to confirm it on the new server or learn it is gone. The epoch moves
+    // when any connection reaches the new server, so it is looked at every second.
+    const auto epoch = db_.server_epoch();
     for (auto& [ptr, lease] : leases_) {
       if (!lease->keepalive) continue;
       std::lock_guard<std::mutex> l(lease->mu);
       if (!lease->renewing_locked()) continue;
+      if (lease->server_epoch != 0 && lease->server_epoch < epoch &&
+          lease->state == lease_state::held) {
+        lease->state = lease_state::at_risk;
+        lease->next_renewal = now;
+      }
       // Renew together everything due within a small window, so N leases cost one
       // statement per round rather than N.
       if (lease->next_renewal <= now + lease->ttl / 12)
@@ -248,6 +267,7 @@ void keepalive::renew_loop() {
       else
         next = std::min(next, lease->next_renewal);
     }
+    if (epoch != 0 && !leases_.empty()) next = std::min(next, now + epoch_check_interval);
     std::vector<deferred_release> releases;
     for (auto it = deferred_.begin(); it != deferred_.end();) {
       if (it->next_try <= now) {

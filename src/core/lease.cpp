@@ -12,6 +12,15 @@ namespace sqlock {
 
 using detail::steady;
 
+namespace detail {
+lease_state lease_impl::observed_state_locked(steady::time_point now) const {
+  auto s = effective_state_locked(now);
+  if (s == lease_state::held && server_epoch != 0 && core->db().server_epoch() > server_epoch)
+    return lease_state::at_risk;
+  return s;
+}
+}  // namespace detail
+
 lease::lease(std::shared_ptr<detail::lease_impl> impl) noexcept : impl_(std::move(impl)) {}
 lease::lease(lease&&) noexcept = default;
 
@@ -62,7 +71,7 @@ std::chrono::milliseconds lease::remaining() const {
   if (!impl_) return milliseconds::zero();
   auto now = steady::now();
   std::lock_guard<std::mutex> lock(impl_->mu);
-  auto s = impl_->effective_state_locked(now);
+  auto s = impl_->observed_state_locked(now);
   if (s != lease_state::held && s != lease_state::at_risk) return milliseconds::zero();
   return std::chrono::duration_cast<milliseconds>(impl_->safe_until - now);
 }
@@ -70,7 +79,7 @@ std::chrono::milliseconds lease::remaining() const {
 lease_state lease::state() const noexcept {
   if (!impl_) return lease_state::released;
   std::lock_guard<std::mutex> lock(impl_->mu);
-  return impl_->effective_state_locked(steady::now());
+  return impl_->observed_state_locked(steady::now());
 }
 
 bool lease::lost() const noexcept { return state() == lease_state::lost; }

@@ -59,7 +59,8 @@ struct lease_impl {
         next_renewal(sent + first_lease(options, first) / 3),
         acquired_at(g.acquired_at),
         expires_at(g.expires_at),
-        granted_at(sent) {}
+        granted_at(sent),
+        server_epoch(g.server_epoch) {}
 
   const std::shared_ptr<client_core> core;
   const std::string name;
@@ -87,6 +88,9 @@ struct lease_impl {
   // that the transaction did not commit (the lease is held again); one that finds the lease
   // ended shows that it did.
   bool release_in_transaction = false;
+  // The backend's server epoch its grant or last renewal ran under (backend::server_epoch; 0:
+  // not tracked). Under a newer epoch (a failover since) the lease is at risk until renewed.
+  std::uint64_t server_epoch = 0;
 
   lease_key key() const { return {name, nonce, token, kind}; }
   /// The state with the safety deadline applied (mu held by the caller).
@@ -95,6 +99,9 @@ struct lease_impl {
       return lease_state::lost;
     return state;
   }
+  /// What the holder is told (lease::state): effective_state_locked, and `at_risk` while the
+  /// backend talks to another server than the one that last confirmed the lease (lease.cpp).
+  lease_state observed_state_locked(steady::time_point now) const;
   bool state_is(lease_state s) const {
     std::lock_guard<std::mutex> lock(mu);
     return state == s;

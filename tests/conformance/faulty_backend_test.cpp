@@ -135,3 +135,41 @@ TEST_CASE_TEMPLATE("a wait rides out a database that is starting up, until its o
   CHECK(std::chrono::steady_clock::now() - start >= 300ms);
   fb->starting_up = 0;
 }
+
+TEST_CASE_TEMPLATE(
+    "after a failover (a new server epoch) a held lease is at risk until a renewal on the new "
+    "server confirms it",
+    F, SQLOCK_TEST_FIXTURES) {
+  F db;
+  auto fb = faulty(db);
+  fb->epoch = 1;
+  sqlock::client c(fb, db.options());
+  sqlock::lock_options o;
+  o.ttl = 30000ms;
+  auto lease = c.try_acquire("job", o);
+  REQUIRE(lease);
+  CHECK(lease->state() == sqlock::lease_state::held);
+
+  // The failover: connections reach another server. The holder is told at once.
+  fb->renew_epoch = 1;  // renewals still run on a connection to the old server
+  fb->epoch = 2;
+  CHECK(lease->state() == sqlock::lease_state::at_risk);
+  CHECK(*lease);  // at risk is not lost: the safety deadline still holds
+  // A renewal through the old server confirms nothing on the new one.
+  CHECK(lease->renew());
+  CHECK(lease->state() == sqlock::lease_state::at_risk);
+  // One on the new server does.
+  fb->renew_epoch = 2;
+  CHECK(lease->renew());
+  CHECK(lease->state() == sqlock::lease_state::held);
+
+  // The keepalive notices a new epoch by itself (it looks every second) and renews at once,
+  // long before the lease's own renewal time (ttl/3 = 10 s after the last).
+  const int calls = fb->renew_calls;
+  fb->renew_epoch = 3;
+  fb->epoch = 3;
+  CHECK(lease->state() == sqlock::lease_state::at_risk);
+  CHECK(
+      sqlock_test::eventually([&] { return lease->state() == sqlock::lease_state::held; }, 5000ms));
+  CHECK(fb->renew_calls > calls);
+}

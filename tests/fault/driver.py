@@ -19,6 +19,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from adversarial import AdversarialScenarios  # noqa: E402
 from crash import CrashScenarios  # noqa: E402
+from ha import HAScenarios  # noqa: E402
 from harness import Harness  # noqa: E402
 from late import LateScenarios  # noqa: E402
 from locks import LockScenarios  # noqa: E402
@@ -26,7 +27,7 @@ from semaphores import SemaphoreScenarios  # noqa: E402
 
 
 class Suite(Harness, LockScenarios, AdversarialScenarios, SemaphoreScenarios, LateScenarios,
-            CrashScenarios):
+            CrashScenarios, HAScenarios):
     pass
 
 
@@ -38,11 +39,14 @@ SCENARIOS = [("soak", "s1_soak"), ("herd", "s2_herd"), ("kill", "s3_kill"), ("st
              ("sem_kill", "s14_sem_kill"), ("sem_stop", "s15_sem_stop"),
              ("sem_restart", "s16_sem_restart"), ("sem_proxy", "s17_sem_proxy"),
              ("sem_sqlite", "s18_sem_sqlite"), ("late_renewal", "s19_late_renewal"),
-             ("nemesis", "s20_nemesis"), ("sanitizers", "s12_sanitizers"),
+             ("nemesis", "s20_nemesis"), ("ha_kill", "s22_ha_kill"),
+             ("ha_switchover", "s23_ha_switchover"), ("ha_freeze", "s24_ha_freeze"),
+             ("ha_standby", "s25_ha_standby_lost"), ("ha_etcd", "s26_ha_etcd_restart"),
+             ("ha_async", "s27_ha_async"), ("sanitizers", "s12_sanitizers"),
              ("broken", "broken_build_check")]
 QUICK = ["soak", "herd", "kill", "stop", "proxy", "pgbouncer", "sqlite", "skew", "inputs",
          "security", "restart", "crash_release", "sem_soak", "sem_kill", "sem_sqlite",
-         "late_renewal", "nemesis"]
+         "late_renewal", "nemesis", "ha_kill"]
 
 
 def main():

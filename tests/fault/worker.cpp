@@ -185,9 +185,11 @@ void release(fault::history& h, sqlock::lease& l, const std::string& wid, const 
 /// validating the lease and writing to the fenced resource, release.
 // One validation of a held lease, recorded with the instant it was taken, and one fenced write
 // with its token. Returns false (after recording it) when the lease is no longer valid.
+// `risk_seen`: whether this lease was already seen at risk (logged once per lease, as
+// "risk_seen": a failover, or failing renewals).
 bool validate_and_write(const config& cfg, fault::history& h, fence_client& fence,
                         const std::string& wid, const std::string& name, long long token,
-                        const std::string& lease_id, const sqlock::lease& l) {
+                        const std::string& lease_id, const sqlock::lease& l, bool& risk_seen) {
   // The lease is validated AFTER the timestamp is taken: it was held at that instant.
   std::int64_t t = fault::mono_ns();
   auto rem = l.remaining();
@@ -197,6 +199,10 @@ bool validate_and_write(const config& cfg, fault::history& h, fence_client& fenc
   if (!l) {
     h.line("%s noticed_lost %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
     return false;
+  }
+  if (!risk_seen && l.state() == sqlock::lease_state::at_risk) {
+    risk_seen = true;
+    h.line("%s risk_seen %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
   }
   if (rem <= ms{0}) return true;  // under 1 ms left: no write; the next look sees the loss
   h.at(t,
@@ -271,9 +277,9 @@ void soak_thread(const config& cfg, sqlock::client& c, fault::history& h, int th
                      units)
             : h.line("%s grant %s %lld %s", wid.c_str(), name.c_str(), token, lease_id.c_str());
     const std::int64_t until = granted + hold * 1000000;
-    bool lost = false;
+    bool lost = false, risk_seen = false;
     for (;;) {
-      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l)) {
+      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l, risk_seen)) {
         lost = true;
         break;
       }
@@ -344,8 +350,9 @@ void late_renewal(const config& cfg, sqlock::client& c, fault::history& h, long 
   const std::int64_t until = granted + cfg.hold_max_ms * 1000000;
   std::thread validator([&] {
     fence_client fence(static_cast<int>(cfg.fence_port));
+    bool risk_seen = false;
     while (fault::mono_ns() < until) {
-      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l)) return;
+      if (!validate_and_write(cfg, h, fence, wid, name, token, lease_id, *l, risk_seen)) return;
       std::this_thread::sleep_for(ms{cfg.write_every_ms});
     }
   });

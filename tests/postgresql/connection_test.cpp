@@ -185,6 +185,44 @@ TEST_SUITE("postgresql") {
     CHECK(took < 3s);
   }
 
+  TEST_CASE(
+      "a multi-host URL whose first server is frozen reaches the next one within "
+      "connect_timeout, and says why when every one is frozen") {
+    postgresql_fixture db;
+    auto u = parse_test_url(db.url());
+    stall_proxy frozen(u.host, u.port);  // accepts, then answers nothing: a SIGSTOPped primary
+    frozen.stall();
+    stall_proxy frozen2(u.host, u.port);
+    frozen2.stall();
+    auto url = [&](int first, int second) {
+      return "postgresql://" + u.user + "@" + u.host + ":" + std::to_string(first) + "," + u.host +
+             ":" + std::to_string(second) + "/" + u.db + "?connect_timeout=2";
+    };
+    auto o = db.options();
+    o.operation_timeout = 10s;
+    auto t0 = steady::now();
+    {
+      sqlock::client c(url(frozen.port(), u.port), o);
+      CHECK(c.try_acquire("multi"));
+    }
+    auto took = steady::now() - t0;
+    CHECK(took >= 1900ms);  // the frozen host had its 2 s
+    CHECK(took < 6s);       // and only those: not the whole operation timeout
+    t0 = steady::now();
+    try {
+      sqlock::client c(url(frozen.port(), frozen2.port()), o);
+      (void)c.try_acquire("multi");
+      FAIL("connected to a frozen server");
+    } catch (const sqlock::error& e) {
+      CHECK(e.code() == errc::unavailable);
+      const std::string message = e.what();
+      CAPTURE(message);
+      CHECK(std::string(e.what()).find("host 1: timed out") != std::string::npos);
+      CHECK(std::string(e.what()).find("host 2: timed out") != std::string::npos);
+    }
+    CHECK(steady::now() - t0 < 12s);
+  }
+
   TEST_CASE("a server with synchronous_commit=off is reported through the log hook") {
     postgresql_fixture db;
     log_capture logs;

@@ -27,6 +27,15 @@ class faulty_backend : public sqlock::backend_wrapper {
   /// The next N schema_version and try_acquire calls fail at once with unavailable (a server
   /// that is restarting: "the database system is starting up").
   std::atomic<int> starting_up{0};
+  /// A simulated server epoch (backend::server_epoch; 0: the real backend's): grants carry
+  /// `epoch`, renewals `renew_epoch` (0: `epoch`), so a test can make a failover happen (raise
+  /// `epoch`) and renewals run on a connection to the old server (keep `renew_epoch`).
+  std::atomic<std::uint64_t> epoch{0};
+  std::atomic<std::uint64_t> renew_epoch{0};
+
+  std::uint64_t server_epoch() const noexcept override {
+    return epoch ? epoch.load() : wrapped().server_epoch();
+  }
 
   int schema_version(sqlock::deadline d) override {
     fail_if_starting_up("schema_version");
@@ -52,7 +61,12 @@ class faulty_backend : public sqlock::backend_wrapper {
     if (renew_fails)
       throw sqlock::error(sqlock::errc::unavailable, "renew: connection refused (injected)",
                           std::string(kind()));
-    return wrapped().renew(r, d);
+    auto out = wrapped().renew(r, d);
+    if (epoch)
+      for (auto& o : out)
+        if (o.outcome == sqlock::renew_outcome::renewed)
+          o.server_epoch = renew_epoch ? renew_epoch.load() : epoch.load();
+    return out;
   }
   bool abandon(const sqlock::lease_key& k, sqlock::deadline d) override {
     if (abandon_fails)
@@ -66,6 +80,7 @@ class faulty_backend : public sqlock::backend_wrapper {
     if (acquire_in_doubt)
       throw sqlock::error(sqlock::errc::in_doubt,
                           "acquire: connection lost after sending (injected)", std::string(kind()));
+    if (epoch && result.granted) result.granted->server_epoch = epoch;
     return result;
   }
   void fail_if_starting_up(const char* what) {

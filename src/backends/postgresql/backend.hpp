@@ -95,6 +95,7 @@ class postgresql_backend final : public backend {
   std::string describe() const override;
   int latest_schema_version() const noexcept override;
   bool wakes_other_processes() const noexcept override;
+  std::uint64_t server_epoch() const noexcept override { return epoch_.load(); }
   std::shared_ptr<release_watch> watch(std::string_view name) override;
   void log(log_level level, const std::string& message) const noexcept;
 
@@ -148,6 +149,10 @@ class postgresql_backend final : public backend {
                           const migrate_options& options, deadline until);
 
   // pool.cpp
+  // Which server a new connection reached: a standby is refused (errc::unavailable); another
+  // primary than the last one seen (system identifier and timeline) starts a new epoch, which
+  // the listener follows. Warns once when the primary replicates asynchronously.
+  void identify(connection& c, deadline until, const std::string& what);
   const statements& sql();
   pooled checkout(deadline until, const std::string& what);
   void give_back(connection* raw) noexcept;
@@ -176,6 +181,10 @@ class postgresql_backend final : public backend {
   milliseconds connect_backoff_{0};
   steady::time_point reconnect_after_{};
   std::string last_connect_error_;
+  std::string server_id_;  // "<system identifier>/<timeline>" of the server last connected to
+  std::atomic<std::uint64_t> epoch_{0};
+  std::atomic<bool> identify_failed_{false};
+  std::atomic<bool> warned_async_{false};
 
   std::mutex pool_mu_;
   std::condition_variable pool_cv_;

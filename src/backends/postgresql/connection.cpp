@@ -103,8 +103,92 @@ std::size_t result::affected() const {
   return *n ? static_cast<std::size_t>(std::strtoull(n, nullptr, 10)) : 0;
 }
 
+namespace {
+
+std::vector<std::string> split_commas(const std::string& v) {
+  std::vector<std::string> out;
+  std::string::size_type from = 0, comma;
+  while ((comma = v.find(',', from)) != std::string::npos) {
+    out.push_back(v.substr(from, comma - from));
+    from = comma + 1;
+  }
+  out.push_back(v.substr(from));
+  return out;
+}
+
+// The value of `key` in `info`, or empty.
+std::string value_of(const conninfo& info, const char* key) {
+  for (std::size_t i = 0; i < info.keys.size(); ++i)
+    if (info.keys[i] == key) return info.values[i];
+  return {};
+}
+
+}  // namespace
+
+std::size_t conninfo::hosts() const {
+  std::size_t n = 1;
+  for (const char* key : {"host", "hostaddr"}) {
+    auto v = value_of(*this, key);
+    if (!v.empty()) n = std::max(n, split_commas(v).size());
+  }
+  return n;
+}
+
+conninfo conninfo::only_host(std::size_t i) const {
+  conninfo one = *this;
+  for (std::size_t k = 0; k < one.keys.size(); ++k) {
+    const auto& key = one.keys[k];
+    if (key != "host" && key != "hostaddr" && key != "port") continue;
+    auto parts = split_commas(one.values[k]);
+    // libpq: one port for every host, or one per host.
+    one.values[k] = parts.size() == 1 ? parts[0] : i < parts.size() ? parts[i] : std::string();
+  }
+  return one;
+}
+
 std::unique_ptr<connection> connection::open(const conninfo& info, deadline until,
                                              const std::string& what, int interrupt_fd) {
+  const std::size_t hosts = info.hosts();
+  if (hosts == 1) return open_one(info, info, until, what, interrupt_fd);
+  // Several hosts (a multi-host URL, e.g. a primary and its standbys with
+  // target_session_attrs=read-write). libpq moves on to the next host when one refuses, or,
+  // in its blocking calls only, when one does not answer within connect_timeout; through the
+  // asynchronous API a host that accepts the TCP connection and never answers (a frozen
+  // primary) would hold every attempt until its deadline, and the next attempt would start
+  // with it again. So each host is tried on its own, for at most connect_timeout (default 2
+  // s; the last host tried gets all the time left), starting with the one that answered last.
+  const std::string timeout = value_of(info, "connect_timeout");
+  using std::chrono::milliseconds;
+  const milliseconds per_host{timeout.empty() || std::atol(timeout.c_str()) <= 0
+                                  ? 2000
+                                  : std::max(2L, std::atol(timeout.c_str())) * 1000};
+  const std::size_t first = info.last_good ? info.last_good->load() % hosts : 0;
+  const std::string prefix = what + " on postgresql: cannot connect to " + info.redacted + ": ";
+  std::string errors;
+  for (std::size_t k = 0; k < hosts; ++k) {
+    const std::size_t i = (first + k) % hosts;
+    const bool last = k + 1 == hosts;
+    const deadline host_until = last ? until : std::min(until, steady::now() + per_host);
+    try {
+      auto c = open_one(info.only_host(i), info, host_until, what, interrupt_fd);
+      if (info.last_good) info.last_good->store(i);
+      return c;
+    } catch (const error& e) {
+      if (e.code() != errc::unavailable) throw;
+      std::string why = e.what();
+      if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+      errors +=
+          (errors.empty() ? "" : "; ") + std::string("host ") + std::to_string(i + 1) + ": " + why;
+      if (last || steady::now() >= until)
+        throw error(errc::unavailable, prefix + errors, kind_name, "08001");
+    }
+  }
+  throw error(errc::internal, what + " on postgresql: no host to connect to", kind_name);
+}
+
+std::unique_ptr<connection> connection::open_one(const conninfo& info, const conninfo& named,
+                                                 deadline until, const std::string& what,
+                                                 int interrupt_fd) {
   std::vector<const char*> keys, values;
   for (std::size_t i = 0; i < info.keys.size(); ++i) {
     keys.push_back(info.keys[i].c_str());
@@ -120,8 +204,8 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
   auto fail = [&](const std::string& why) {
     c->broken_ = true;
     throw error(errc::unavailable,
-                what + " on postgresql: cannot connect to " + info.redacted + ": " +
-                    redact_message(trimmed(why), info.source),
+                what + " on postgresql: cannot connect to " + named.redacted + ": " +
+                    redact_message(trimmed(why), named.source),
                 kind_name, "08001");
   };
   if (PQstatus(raw) == CONNECTION_BAD) fail(PQerrorMessage(raw));

@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -33,6 +34,15 @@ struct conninfo {
   std::vector<std::string> keys, values;
   std::string redacted;  ///< the original string with any password masked, for messages
   std::string source;    ///< the original string: only to redact libpq's messages about it
+  /// Of a multi-host string: the host that answered last (connection::open starts there),
+  /// shared by the copies of one parsed string.
+  std::shared_ptr<std::atomic<std::size_t>> last_good =
+      std::make_shared<std::atomic<std::size_t>>(0);
+
+  /// How many hosts the string names (host or hostaddr lists, as libpq counts them).
+  std::size_t hosts() const;
+  /// The string for host `i` alone (its host, hostaddr and port; every other setting kept).
+  conninfo only_host(std::size_t i) const;
 };
 
 /// Throws errc::invalid_argument (with a redacted message) for a malformed string.
@@ -68,7 +78,8 @@ using param = std::optional<std::string>;
 class connection {
  public:
   /// Connects within the deadline. `interrupt_fd`, when >= 0, aborts any wait when readable.
-  /// Throws errc::unavailable.
+  /// A multi-host string's hosts are tried one by one (see connection.cpp). Throws
+  /// errc::unavailable.
   static std::unique_ptr<connection> open(const conninfo& info, deadline until,
                                           const std::string& what, int interrupt_fd = -1);
   ~connection();
@@ -99,6 +110,8 @@ class connection {
   std::optional<notification> next_notification();
 
   bool broken() const noexcept { return broken_; }
+  /// The backend's server epoch when this connection was opened (postgresql_backend::identify).
+  std::uint64_t server_epoch = 0;
   /// true while a statement of a transaction block is open (PQtransactionStatus).
   bool in_transaction() const noexcept;
   PGconn* get() const noexcept { return conn_; }
@@ -108,6 +121,10 @@ class connection {
 
  private:
   explicit connection(PGconn* c, int interrupt_fd) : conn_(c), interrupt_fd_(interrupt_fd) {}
+  /// Connects to the one host `info` names; messages name the string `named` (redacted).
+  static std::unique_ptr<connection> open_one(const conninfo& info, const conninfo& named,
+                                              deadline until, const std::string& what,
+                                              int interrupt_fd);
   enum class ready { yes, timeout, interrupted };
   ready wait_for(bool want_write, deadline until);
   /// Sends what is buffered and reads the results of the statement just sent.

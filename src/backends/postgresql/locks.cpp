@@ -40,6 +40,7 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
     throw error(errc::internal, what + " on postgresql: the statement returned no row", kind_name);
   if (res.boolean(0, 0)) {
     out.granted = read_grant(res);
+    out.granted->server_epoch = c->server_epoch;
     return out;
   }
   out.queued = res.boolean(0, 4);
@@ -93,6 +94,7 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
   // keepalive) a pool connection.
   std::unique_lock<std::mutex> own(renew_mu_, std::try_to_lock);
   result res;
+  std::uint64_t epoch = 0;
   if (own.owns_lock()) {
     if (!renew_conn_ || renew_conn_->broken()) {
       renew_conn_.reset();
@@ -111,6 +113,7 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
       if (!renew_conn_) renew_conn_ = connect(until, what);
     }
     try {
+      epoch = renew_conn_->server_epoch;
       res = run(*renew_conn_, what, statement_name, sql().*statement, {json}, until);
     } catch (...) {
       if (renew_conn_->broken()) renew_conn_.reset();
@@ -118,6 +121,7 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
     }
   } else {
     auto c = checkout(until, what);
+    epoch = c->server_epoch;
     res = run(*c, what, statement_name, sql().*statement, {json}, until);
   }
   if (res.rows() != static_cast<int>(requests.size()))
@@ -133,6 +137,7 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
     if (!res.null(row, 1)) {
       o.outcome = renew_outcome::renewed;
       o.expires_at = from_epoch_us(res.integer(row, 1));
+      o.server_epoch = epoch;
     } else if (key.kind == lease_kind::semaphore) {
       // A holder row is this lease alone (its key is name and nonce). Missing is the normal
       // end of a holder row (deleted by a later grant once it ended), so: expired.

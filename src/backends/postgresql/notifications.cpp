@@ -143,8 +143,17 @@ void listener::session(bool first) {
   }
   auto last_traffic = steady::now();
   constexpr milliseconds idle_ping{10000};
+  // After a failover another connection reaches the new primary first (a new server epoch):
+  // this one, to the old server, would hear nothing more. Checked every second.
+  constexpr milliseconds epoch_check{1000};
   while (!stopping_) {
-    auto wake_at = verified ? last_traffic + idle_ping : selftest_until;
+    if (c->server_epoch != 0 && owner_.server_epoch() != c->server_epoch) {
+      owner_.log(log_level::info,
+                 "postgresql: notification listener: the server changed; reconnecting");
+      return;
+    }
+    auto wake_at =
+        std::min(verified ? last_traffic + idle_ping : selftest_until, steady::now() + epoch_check);
     bool got = c->wait_readable(wake_at, what);
     if (stopping_) return;
     if (got) last_traffic = steady::now();

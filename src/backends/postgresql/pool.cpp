@@ -18,6 +18,7 @@ std::unique_ptr<connection> postgresql_backend::connect(deadline until, const st
   // hammered by every caller. The listener (its own URL maybe) keeps its own backoff.
   if (info) {
     auto c = connection::open(*info, until, what, interrupt_fd);
+    identify(*c, until, what);
     std::lock_guard<std::mutex> lock(connect_mu_);
     if (!sql_) sql_ = std::make_shared<const statements>(*c, options_.schema);
     return c;
@@ -38,6 +39,7 @@ std::unique_ptr<connection> postgresql_backend::connect(deadline until, const st
   }
   try {
     auto c = connection::open(info_, until, what, interrupt_fd);
+    identify(*c, until, what);
     std::lock_guard<std::mutex> lock(connect_mu_);
     connect_backoff_ = milliseconds{0};
     reconnect_after_ = {};
@@ -53,6 +55,71 @@ std::unique_ptr<connection> postgresql_backend::connect(deadline until, const st
     if (pos != std::string::npos) last_connect_error_ = last_connect_error_.substr(pos + 16);
     throw;
   }
+}
+
+// One round trip per new connection (connections are pooled). Every function here is
+// callable by any role. The timeline is the current WAL file's: a promoted standby writes on a
+// new one at once (pg_control's checkpoint timeline follows only at its next checkpoint).
+void postgresql_backend::identify(connection& c, deadline until, const std::string& what) {
+  static const std::string query =
+      "SELECT pg_catalog.pg_is_in_recovery(), "
+      "(SELECT system_identifier FROM pg_catalog.pg_control_system())::text, "
+      "CASE WHEN pg_catalog.pg_is_in_recovery() THEN '' ELSE pg_catalog.substr("
+      "pg_catalog.pg_walfile_name(pg_catalog.pg_current_wal_lsn()), 1, 8) END, "
+      "(SELECT pg_catalog.count(*) FROM pg_catalog.pg_stat_replication), "
+      "pg_catalog.current_setting('synchronous_standby_names'), "
+      "pg_catalog.current_setting('synchronous_commit')";
+  if (identify_failed_) return;
+  std::vector<result> rs;
+  try {
+    rs = c.exec_simple(what, query, until);
+  } catch (const error& e) {
+    if (c.broken() || e.sqlstate().empty()) throw;
+    // A server that lacks one of these (a PostgreSQL-compatible one) or a role denied them:
+    // no failover tracking, said once.
+    if (!identify_failed_.exchange(true))
+      log(log_level::info, std::string("postgresql: cannot tell which server this is (") +
+                               e.what() + "); failovers are not tracked");
+    return;
+  }
+  const result& r = rs.at(0);
+  if (r.boolean(0, 0))
+    throw error(errc::unavailable,
+                what +
+                    " on postgresql: connected to a standby (a server in recovery, "
+                    "read-only): sqlock needs the primary; list the servers in the URL with "
+                    "target_session_attrs=read-write, or point it at the primary",
+                kind_name, "25006");
+  const std::string id = r.text(0, 1) + "/" + r.text(0, 2);
+  std::uint64_t epoch;
+  std::string before;
+  {
+    std::lock_guard<std::mutex> lock(connect_mu_);
+    if (server_id_ != id) {
+      before = server_id_;
+      server_id_ = id;
+      ++epoch_;
+    }
+    epoch = epoch_.load();
+  }
+  c.server_epoch = epoch;
+  if (!before.empty())
+    log(log_level::warn,
+        "postgresql: the server changed (system identifier/timeline " + before + " -> " + id +
+            "): a failover or switchover; leases granted before it are at risk until a renewal "
+            "confirms them on this server");
+  const std::int64_t standbys = r.integer(0, 3);
+  const std::string names = r.text(0, 4), commit = r.text(0, 5);
+  if (standbys > 0 && (names.empty() || commit == "local" || commit == "off") &&
+      !warned_async_.exchange(true))
+    log(log_level::warn,
+        "postgresql: the primary replicates to " + std::to_string(standbys) +
+            " standby(s) asynchronously (" +
+            (names.empty() ? std::string("synchronous_standby_names is empty")
+                           : "synchronous_commit=" + commit) +
+            "): a failover can lose the last grants and hand their fencing tokens out again; "
+            "set synchronous_standby_names (Patroni: synchronous_mode: true) with "
+            "synchronous_commit=on so that a grant is on a standby before it returns");
 }
 
 const statements& postgresql_backend::sql() {

@@ -41,6 +41,7 @@ acquire_result postgresql_backend::try_acquire_semaphore(const semaphore_request
   acquire_result out;
   if (res.boolean(0, 0)) {
     out.granted = read_grant(res);
+    out.granted->server_epoch = c->server_epoch;
     return out;
   }
   if (options_.notifications) listener_.ensure_started(milliseconds{0});
