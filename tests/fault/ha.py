@@ -133,7 +133,7 @@ class HAScenarios:
                 gap = max(gap, g - prev)
             prev = g
         changed = {w for t, w, ev, f in events
-                   if ev == "log" and t > t_fault and "server changed" in " ".join(f)}
+                   if ev == "log" and t > t_fault and "server_changed" in " ".join(f)}
         asynchronous = {w for t, w, ev, f in events
                         if ev == "log" and "asynchronously" in " ".join(f)}
         out = self.core(fig)
