@@ -59,7 +59,8 @@ class SQLOCK_EXPORT lease {
   /// renewals. The database never shortens a lease on renewal (a delayed renewal could
   /// otherwise end it behind the holder's back): a shorter `ttl` shortens only `remaining()`.
   /// Returns: true when renewed, false when the lease is lost or released (never revived).
-  /// Throws: `errc::unavailable` on a transient failure (the lease is then `at_risk`);
+  /// Throws: `errc::unavailable` on a transient failure (the lease is then `at_risk`), including
+  /// a renewal that reached the server from before a failover (backend::server_epoch);
   /// `errc::invalid_argument` for a ttl out of range.
   bool renew(std::optional<std::chrono::milliseconds> ttl = {});
   /// Effects: ends the lease in the database now, waking waiters. Idempotent; a no-op on a

@@ -171,10 +171,21 @@ constexpr milliseconds epoch_check_interval{1000};
 
 renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
                                steady::time_point sent, milliseconds ttl) {
+  renew_outcome outcome = result.outcome;
   switch (result.outcome) {
     case renew_outcome::renewed: {
       std::lock_guard<std::mutex> lock(lease.mu);
       if (!lease.renewing_locked()) break;  // declared lost meanwhile: it stays lost
+      if (result.server_epoch != 0 && result.server_epoch < db_.server_epoch()) {
+        // Renewed on a connection to the server before a failover (one that still answers: a
+        // primary cut off from the new one, say). That extends nothing the new primary knows
+        // of: no later safety deadline, the lease stays at risk and is tried again soon, as
+        // for a row held by a fenced transaction.
+        if (lease.active_locked()) lease.state = lease_state::at_risk;
+        lease.next_renewal = steady::now() + retry_delay(lease.ttl);
+        outcome = renew_outcome::busy;
+        break;
+      }
       if (lease.release_in_transaction) {
         // Sent after the release statement had run (expect_release_in_transaction waited for
         // any renewal in flight), and the row was neither locked nor ended: the caller's
@@ -189,13 +200,7 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       lease.safe_until = sent + ttl - safety_margin(ttl);
       lease.next_renewal = sent + ttl / 3;
       lease.expires_at = result.expires_at;
-      lease.server_epoch = std::max(lease.server_epoch, result.server_epoch);
-      if (lease.server_epoch != 0 && lease.server_epoch < db_.server_epoch()) {
-        // Renewed on a connection to the server before a failover (it still answers: a
-        // primary cut off from its standbys, say): that confirms nothing on the new one.
-        lease.state = lease_state::at_risk;
-        lease.next_renewal = steady::now() + retry_delay(ttl);
-      }
+      if (result.server_epoch != 0) lease.server_epoch = result.server_epoch;
       break;
     }
     case renew_outcome::busy: {
@@ -210,8 +215,8 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       if (!settle_release_in_transaction(lease)) declare_lost(lease, loss_reason(result.outcome));
       break;
   }
-  poke(lease);  // a busy row moved the next attempt earlier
-  return result.outcome;
+  poke(lease);  // a busy row (or an old server) moved the next attempt earlier
+  return outcome;
 }
 
 bool keepalive::settle_release_in_transaction(lease_impl& lease) {
@@ -347,8 +352,10 @@ void keepalive::renew_round(std::vector<std::shared_ptr<lease_impl>> due) {
     if (outcome == renew_outcome::renewed)
       events.push_back({event_kind::renewed, batch[i]->name, batch[i]->token, round_trip, {}});
     if (outcome == renew_outcome::busy)
-      events.push_back({event_kind::renew_failed, batch[i]->name, batch[i]->token, round_trip,
-                        "the lock row is held by an open fenced transaction"});
+      events.push_back(
+          {event_kind::renew_failed, batch[i]->name, batch[i]->token, round_trip,
+           "not renewed: the row is held by an open fenced transaction, or the renewal "
+           "reached the server before a failover"});
     if (outcome != renew_outcome::renewed && outcome != renew_outcome::busy &&
         batch[i]->state_is(lease_state::released))  // settled: the caller's transaction committed
       events.push_back(

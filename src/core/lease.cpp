@@ -126,8 +126,10 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
       if (outcome == renew_outcome::renewed)
         event = lock_event{event_kind::renewed, l.name, l.token, round_trip, {}};
       else if (outcome == renew_outcome::busy)
-        event = lock_event{event_kind::renew_failed, l.name, l.token, round_trip,
-                           "the lock row is held by an open fenced transaction"};
+        event =
+            lock_event{event_kind::renew_failed, l.name, l.token, round_trip,
+                       "not renewed: the row is held by an open fenced transaction, or the renewal "
+                       "reached the server before a failover"};
       else if (l.state_is(lease_state::released))  // settled: the caller's transaction committed
         event = lock_event{
             event_kind::released, l.name, l.token,
@@ -151,7 +153,8 @@ bool lease::renew(std::optional<std::chrono::milliseconds> ttl) {
       throw error(errc::unavailable,
                   "renew " + detail::quoted(l.name) + " (token " + std::to_string(l.token) +
                       ") on " + std::string(core.db().kind()) +
-                      ": the lock row is held by an open fenced transaction; retry",
+                      ": not renewed: the row is held by an open fenced transaction, or the "
+                      "renewal reached the server from before a failover; retry",
                   std::string(core.db().kind()));
     default:
       return false;

@@ -7,6 +7,7 @@
 #include "support/faulty_backend.hpp"
 
 #include <atomic>
+#include <thread>
 
 #include <doctest/doctest.h>
 
@@ -155,13 +156,23 @@ TEST_CASE_TEMPLATE(
   fb->epoch = 2;
   CHECK(lease->state() == sqlock::lease_state::at_risk);
   CHECK(*lease);  // at risk is not lost: the safety deadline still holds
-  // A renewal through the old server confirms nothing on the new one.
-  CHECK(lease->renew());
+  // A renewal through the old server confirms nothing on the new one, and extends nothing:
+  // the safety deadline stays where the last confirmed renewal put it.
+  const auto left = lease->remaining();
+  std::this_thread::sleep_for(50ms);
+  CHECK(code_of([&] { (void)lease->renew(); }) == errc::unavailable);
   CHECK(lease->state() == sqlock::lease_state::at_risk);
+  CHECK(lease->remaining() < left);
   // One on the new server does.
   fb->renew_epoch = 2;
+  const auto before = lease->remaining();  // 50 ms less than at the grant, at least
   CHECK(lease->renew());
   CHECK(lease->state() == sqlock::lease_state::held);
+  CHECK(lease->remaining() > before);
+  // A later renewal that still reaches the old server does not make it held again either.
+  fb->renew_epoch = 1;
+  CHECK(code_of([&] { (void)lease->renew(); }) == errc::unavailable);
+  fb->renew_epoch = 2;
 
   // The keepalive notices a new epoch by itself (it looks every second) and renews at once,
   // long before the lease's own renewal time (ttl/3 = 10 s after the last).

@@ -92,6 +92,21 @@ class HAScenarios:
     def node_pids(self, node):
         return [int(p) for p in self.ha_run("node-pids", node[len("node"):]).split()]
 
+    @staticmethod
+    def signal_all(pids, sig):
+        for p in pids:
+            try:
+                os.kill(p, sig)
+            except OSError:
+                pass
+
+    def kill_node(self, node):
+        """kill -9 of the node's Patroni and PostgreSQL (a machine gone); returns when."""
+        pids = self.node_pids(node)
+        t = now()
+        self.signal_all(pids, signal.SIGKILL)
+        return t
+
     def heal(self, node=None):
         """Brings `node` back (if given) and waits for a leader, two streaming replicas and a
         synchronous standby."""
@@ -162,13 +177,7 @@ class HAScenarios:
             leader = self.ha_leader()
             if not leader:
                 raise Fail("no leader")
-            pids = self.node_pids(leader)
-            t = now()
-            for p in pids:
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
+            t = self.kill_node(leader)
             state["leader"] = leader
             new, t_new = self.wait_new_leader(leader)
             return t, {"old": leader, "new": new, "failover_ms": round((t_new - t) / MS)}
@@ -212,20 +221,12 @@ class HAScenarios:
             leader = self.ha_leader()
             pg = self.node_pids(leader)[1:]  # its PostgreSQL only: Patroni keeps running
             t = now()
-            for p in pg:
-                try:
-                    os.kill(p, signal.SIGSTOP)
-                except OSError:
-                    pass
+            self.signal_all(pg, signal.SIGSTOP)
             try:
                 new, t_new = self.wait_new_leader(leader)
             finally:
                 time.sleep(2)  # the zombie stays frozen a while past the failover
-                for p in pg:
-                    try:
-                        os.kill(p, signal.SIGCONT)
-                    except OSError:
-                        pass
+                self.signal_all(pg, signal.SIGCONT)
             state["leader"] = leader
             return t, {"new": new, "failover_ms": round((t_new - t) / MS)}
 
@@ -246,12 +247,7 @@ class HAScenarios:
             sync = self.ha_sync_standby()
             if not sync:
                 raise Fail("no synchronous standby: %s" % self.ha_cluster())
-            t = now()
-            for p in self.node_pids(sync):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
+            t = self.kill_node(sync)
             state["node"] = sync
             return t, {"killed": sync}
 
@@ -289,12 +285,7 @@ class HAScenarios:
 
         def fault():
             leader = self.ha_leader()
-            t = now()
-            for p in self.node_pids(leader):
-                try:
-                    os.kill(p, signal.SIGKILL)
-                except OSError:
-                    pass
+            t = self.kill_node(leader)
             state["leader"] = leader
             new, t_new = self.wait_new_leader(leader)
             return t, {"failover_ms": round((t_new - t) / MS)}

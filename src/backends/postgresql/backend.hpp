@@ -70,7 +70,7 @@ class listener {
   void run();
   void session(bool first);
   /// Hands one notification to the registry: a name to wake a waiter, or a handoff.
-  void deliver(const connection::notification& n);
+  void deliver(const connection::notification& n, std::uint64_t epoch);
   bool sleep_interruptibly(milliseconds d);
 
   postgresql_backend& owner_;
@@ -152,7 +152,13 @@ class postgresql_backend final : public backend {
   // Which server a new connection reached: a standby is refused (errc::unavailable); another
   // primary than the last one seen (system identifier and timeline) starts a new epoch, which
   // the listener follows. Warns once when the primary replicates asynchronously.
-  void identify(connection& c, deadline until, const std::string& what);
+  // The listener's connection (`listener`) never starts an epoch: it is stamped with the
+  // current one, and a listener that reached another server follows when the pool does.
+  void identify(connection& c, deadline until, const std::string& what, bool listener);
+  // A connection opened under an older server epoch (a failover since): never reused.
+  bool stale(const connection& c) const noexcept {
+    return c.server_epoch != 0 && c.server_epoch < epoch_.load();
+  }
   const statements& sql();
   pooled checkout(deadline until, const std::string& what);
   void give_back(connection* raw) noexcept;

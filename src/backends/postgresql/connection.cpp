@@ -157,11 +157,20 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
   // primary) would hold every attempt until its deadline, and the next attempt would start
   // with it again. So each host is tried on its own, for at most connect_timeout (default 2
   // s; the last host tried gets all the time left), starting with the one that answered last.
+  // As libpq: one port for every host or one per host, host and hostaddr lists alike long.
+  for (const char* key : {"host", "hostaddr", "port"}) {
+    auto v = value_of(info, key);
+    auto n = v.empty() ? 0 : split_commas(v).size();
+    if (n > 1 && n != hosts)
+      throw error(errc::invalid_argument,
+                  "database URL '" + info.redacted + "': " + std::to_string(n) + " " + key +
+                      " values for " + std::to_string(hosts) + " hosts",
+                  kind_name);
+  }
   const std::string timeout = value_of(info, "connect_timeout");
   using std::chrono::milliseconds;
-  const milliseconds per_host{timeout.empty() || std::atol(timeout.c_str()) <= 0
-                                  ? 2000
-                                  : std::max(2L, std::atol(timeout.c_str())) * 1000};
+  const long seconds = timeout.empty() ? 0 : std::atol(timeout.c_str());
+  const milliseconds per_host{seconds <= 0 ? 2000 : std::min(std::max(2L, seconds), 3600L) * 1000};
   const std::size_t first = info.last_good ? info.last_good->load() % hosts : 0;
   const std::string prefix = what + " on postgresql: cannot connect to " + info.redacted + ": ";
   std::string errors;
@@ -177,6 +186,7 @@ std::unique_ptr<connection> connection::open(const conninfo& info, deadline unti
       if (e.code() != errc::unavailable) throw;
       std::string why = e.what();
       if (why.rfind(prefix, 0) == 0) why = why.substr(prefix.size());
+      if (why == "interrupted") throw;  // shutting down: no other host
       errors +=
           (errors.empty() ? "" : "; ") + std::string("host ") + std::to_string(i + 1) + ": " + why;
       if (last || steady::now() >= until)

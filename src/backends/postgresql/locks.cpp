@@ -96,18 +96,19 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
   result res;
   std::uint64_t epoch = 0;
   if (own.owns_lock()) {
-    if (!renew_conn_ || renew_conn_->broken()) {
+    if (!renew_conn_ || renew_conn_->broken() || stale(*renew_conn_)) {
       renew_conn_.reset();
       // Adopt an idle pool connection when there is one: the keepalive's first renewal
       // has a short budget and must not spend it on a connection handshake (SCRAM through
       // a pooler can take longer than a 100 ms lease's first renewal window).
       {
         std::lock_guard<std::mutex> lock(pool_mu_);
-        if (!idle_.empty()) {
+        while (!renew_conn_ && !idle_.empty()) {
           renew_conn_ = std::move(idle_.back());
           idle_.pop_back();
           --open_;
           pool_cv_.notify_one();
+          if (stale(*renew_conn_)) renew_conn_.reset();
         }
       }
       if (!renew_conn_) renew_conn_ = connect(until, what);
@@ -182,6 +183,7 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
             sem ? run(*c, what, "sqlock_sem_release_waiting", sql().sem_release_waiting, params,
                       brief)
                 : run(*c, what, "sqlock_release_waiting", sql().release_waiting, params, brief));
+        out.stamp(c->server_epoch);
       }
       wake(key.name, out, key.kind);
       return out.ended;

@@ -44,9 +44,12 @@ std::optional<std::pair<std::string, handoff>> parse_handoff(const std::string& 
 
 }  // namespace
 
-void listener::deliver(const connection::notification& n) {
+void listener::deliver(const connection::notification& n, std::uint64_t epoch) {
   if (n.channel == owner_.handoff_channel()) {
-    if (auto h = parse_handoff(n.payload)) owner_.registry().hand_off(h->first, h->second);
+    if (auto h = parse_handoff(n.payload)) {
+      h->second.granted.server_epoch = epoch;
+      owner_.registry().hand_off(h->first, h->second);
+    }
     return;
   }
   if (n.payload.rfind(selftest_prefix, 0) == 0) return;
@@ -169,7 +172,7 @@ void listener::session(bool first) {
         }
         continue;
       }
-      deliver(*n);
+      deliver(*n, c->server_epoch);
     }
     auto now = steady::now();
     if (!verified && now >= selftest_until) {
@@ -193,7 +196,7 @@ void listener::session(bool first) {
       // A dead or stalled connection is only noticed by talking to it.
       c->exec_simple(what, "SELECT 1", now + milliseconds{5000});
       last_traffic = steady::now();
-      while (auto n = c->next_notification()) deliver(*n);
+      while (auto n = c->next_notification()) deliver(*n, c->server_epoch);
     }
   }
 }

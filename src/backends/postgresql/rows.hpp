@@ -49,6 +49,10 @@ inline std::optional<handoff> read_handoff(const result& r, int row) {
 struct ended_rows {
   bool ended = false, changed = false, locked = false;
   std::vector<handoff> handed;
+  /// The handed grants ran under the releasing connection's server epoch.
+  void stamp(std::uint64_t epoch) {
+    for (auto& h : handed) h.granted.server_epoch = epoch;
+  }
 };
 
 inline ended_rows read_ended(const result& r) {
