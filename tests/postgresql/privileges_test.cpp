@@ -498,6 +498,9 @@ TEST_SUITE("postgresql") {
     REQUIRE(l);
     CHECK(l->renew());
     CHECK(c.inspect("job")->held);
+    // It may read which server it talks to (failover tracking, docs/postgresql-ha.md).
+    CHECK(c.get_backend()->server_epoch() == 1);
+    CHECK_FALSE(logs.contains("cannot tell which server"));
     CHECK(c.list().size() == 1);
     std::thread releaser([&] {
       std::this_thread::sleep_for(200ms);
