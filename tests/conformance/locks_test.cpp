@@ -377,7 +377,7 @@ TEST_CASE_TEMPLATE("force_release makes the holder lost and calls on_lost once",
   std::atomic<int> calls{0};
   sqlock::lost_event seen;
   std::mutex mu;
-  auto o = ttl(300ms);
+  auto o = ttl(1500ms);  // a late renewal must not make it lost by expiry before the force
   o.on_lost = [&](const sqlock::lost_event& e) {
     std::lock_guard<std::mutex> lock(mu);
     seen = e;

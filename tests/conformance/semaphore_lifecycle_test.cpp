@@ -37,7 +37,10 @@ TEST_CASE_TEMPLATE("semaphore: force_release_semaphore makes the holder lost, on
   std::atomic<int> calls{0};
   std::mutex mu;
   sqlock::lost_event seen;
-  auto o = sem(3, 1, 300ms);
+  // 1.5 s leases, renewed every 500 ms: a renewal late by a few hundred ms on a loaded
+  // sanitizer build must not lose the untouched holder (a fresh-clone CI run under ASan lost
+  // it with 300 ms leases).
+  auto o = sem(3, 1, 1500ms);
   o.on_lost = [&](const sqlock::lost_event& e) {
     std::lock_guard<std::mutex> g(mu);
     seen = e;
@@ -46,7 +49,7 @@ TEST_CASE_TEMPLATE("semaphore: force_release_semaphore makes the holder lost, on
   auto l = holder->try_acquire_semaphore("s", o);
   REQUIRE(l);
   std::atomic<int> other_calls{0};
-  auto o2 = sem(3, 2, 300ms);
+  auto o2 = sem(3, 2, 1500ms);
   o2.on_lost = [&](const sqlock::lost_event&) { ++other_calls; };
   auto l2 = admin->try_acquire_semaphore("s", o2);
   REQUIRE(l2);
