@@ -51,6 +51,9 @@ class lock_metrics {
         sums_["sqlock_hold_seconds_sum"] += seconds(e.elapsed);
         --held_;
         break;
+      case sqlock::event_kind::revoke_requested:
+        ++counters_["sqlock_release_requests_total"];
+        break;
       case sqlock::event_kind::waiting:
         if (e.reason == "started") {
           ++counters_["sqlock_waits_total"];

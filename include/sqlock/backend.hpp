@@ -160,6 +160,7 @@ enum class renew_outcome {
   force_released,  ///< an admin ended the lease (`force_release`)
   missing,         ///< no lock row (purged). A semaphore holder whose row is gone (deleted
                    ///< by a later grant after it ended) is reported `expired`.
+  revoked,         ///< ended by a release request's deadline (request_release), not released
 };
 
 struct renew_result {
@@ -167,6 +168,14 @@ struct renew_result {
   std::chrono::system_clock::time_point expires_at;  ///< when renewed, by the database clock
   /// The server epoch (backend::server_epoch) of the connection that renewed it; 0: not tracked.
   std::uint64_t server_epoch = 0;
+  /// When renewed: the lease's time left after the renewal, by the database clock (its
+  /// expiry minus the statement's now; normally >= the requested ttl). Shorter than the ttl
+  /// when a release request caps the lease, and then the client's safety deadline follows it.
+  /// 0: the backend does not say (the ttl is assumed).
+  std::chrono::milliseconds expires_in{0};
+  /// When renewed: a release request is pending on this lease (request_release), and this is
+  /// the time left until its deadline, by the database clock. The lease is not extended past it.
+  std::optional<std::chrono::milliseconds> revoke_in;
 };
 
 /// A database that stores lock rows. Implementations own their connections and are
@@ -248,6 +257,22 @@ class SQLOCK_EXPORT backend {
   /// Returns how many leases it ended.
   virtual std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                               deadline until) = 0;
+
+  /// Asks the holder of the live lease of `kind` on `name` to let go within `grace` (0: at once):
+  /// marks the lease (its renewals answer with the deadline, `renew_result::revoke_in`, and
+  /// never extend it past the deadline), caps its expiry at the deadline (so after `grace` the
+  /// name is free as after `force_release`, even if the holder never hears), and wakes the
+  /// holder where the backend can (PostgreSQL notifies as a release does). `token` 0: whoever
+  /// holds it (for a semaphore: every live holder); otherwise only the lease with that token.
+  /// A second request never moves a deadline later. Returns how many leases it marked (0: not
+  /// held). Waits for a row a fenced transaction holds, within `until`, as `force_release`.
+  /// Default: `errc::usage` (the backend cannot do it).
+  virtual std::size_t request_release(lease_kind kind, std::string_view name, std::int64_t token,
+                                      std::chrono::milliseconds grace, deadline until) {
+    (void)kind, (void)name, (void)token, (void)grace, (void)until;
+    throw error(errc::usage, "request_release: this backend (" + std::string(this->kind()) +
+                                 ") cannot ask a holder to let go");
+  }
 
   /// The lock row `name` (as `inspect`), and asks for a wake-up of `watch(name)` when it is next
   /// released, for about `mark` (PostgreSQL marks the row as `try_acquire` with `waiting` does).
@@ -332,6 +357,10 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override {
     return wrapped_->force_release_semaphore(name, token, until);
+  }
+  std::size_t request_release(lease_kind kind, std::string_view name, std::int64_t token,
+                              std::chrono::milliseconds grace, deadline until) override {
+    return wrapped_->request_release(kind, name, token, grace, until);
   }
   std::optional<lock_record> inspect_watched(std::string_view name, std::chrono::milliseconds mark,
                                              deadline until) override {

@@ -100,6 +100,21 @@ class SQLOCK_EXPORT client {
   /// ttl/3 later); until then only fencing protects the resource.
   /// Returns: false when the lock was not held.
   bool force_release(std::string_view name);
+  /// Admin, the polite `force_release`: asks the holder of lock `name` to finish and let go
+  /// within `grace` (0 .. `max_ttl`). Its lease is no longer renewed past `grace` from now
+  /// (database clock) and ends there at the latest, free for others as after `force_release`;
+  /// the holder hears it at its next renewal (at most ttl/3 later; at once on PostgreSQL with
+  /// notifications) through `lock_options::on_revoke_requested`, whose grace is the time then
+  /// left. A second request can shorten the deadline, never extend it. A grace shorter than
+  /// the holder's time to hear is, for that holder, a force release: only fencing protects the
+  /// resource until it hears.
+  /// Returns: false when the lock was not held (nothing is written).
+  /// Throws: `errc::invalid_argument` for a bad name or grace, before any I/O.
+  bool request_release(std::string_view name, std::chrono::milliseconds grace);
+  /// As `request_release`, for the live holder of semaphore `name` with fencing token `token`,
+  /// or every live holder when `token` is 0. Returns: how many holders were asked.
+  std::size_t request_release_semaphore(std::string_view name, std::chrono::milliseconds grace,
+                                        std::int64_t token = 0);
   /// Deletes rows free for at least `free_for` (by the database clock); returns the count.
   /// Tokens stay monotonic across purges: a purged name later gets a larger token.
   std::size_t purge(std::chrono::milliseconds free_for);

@@ -28,6 +28,9 @@ enum class event_kind {
   /// when the call throws). Every "started" has exactly one "ended": started - ended is the
   /// number of this client's calls waiting now.
   waiting,
+  /// Someone asked the holder to let go (client::request_release), heard by a renewal;
+  /// `elapsed` = the grace left, by the database clock. Follows no other event; once per lease.
+  revoke_requested,
 };
 
 SQLOCK_EXPORT const char* to_string(event_kind kind) noexcept;

@@ -49,6 +49,16 @@ struct lost_event {
   std::string reason;  ///< "taken over", "expired", "force released", "renewals failed", ...
 };
 
+/// What `lock_options::on_revoke_requested` receives: someone asked the holder to let go
+/// (`client::request_release`, `sqlock release NAME --request`).
+struct revoke_event {
+  std::string name;
+  std::int64_t token = 0;
+  /// Time left, by the database clock as of the renewal that carried the request, until the
+  /// lease ends by itself (it is not renewed past it): finish, then release.
+  std::chrono::milliseconds grace{0};
+};
+
 /// Per-lease options.
 struct lock_options {
   /// Lease length per grant and per renewal, by the database clock.
@@ -75,6 +85,15 @@ struct lock_options {
   /// before its own ticket was seen) ahead of older waiters. Semaphores: see
   /// `semaphore_options`. Default: false.
   bool fair = false;
+  // (Last, with a default initializer: aggregate initialisations written before it existed
+  // stay warning-free.)
+  /// Called once, from a sqlock thread holding no internal lock, when someone asks this lease's
+  /// holder to let go (`client::request_release`): the lease is no longer renewed past
+  /// `revoke_event::grace`, and its safety deadline moves there. The polite answer is to finish
+  /// or checkpoint the work and `release()`. Heard at the next renewal (at most ttl/3 after the
+  /// request), or at once on PostgreSQL with notifications. Exceptions are caught and logged.
+  /// Default: none (the lease simply ends when the grace runs out, reported as lost).
+  std::function<void(const revoke_event&)> on_revoke_requested{};
 };
 
 /// Per-acquisition options of a semaphore: each acquisition is a lease like a lock's, with the

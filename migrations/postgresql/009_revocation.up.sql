@@ -47,15 +47,16 @@ ALTER TABLE sqlock_semaphore_holders
   ADD COLUMN revoke_token bigint,
   ADD COLUMN revoke_by    timestamptz;
 
--- Keeps a lease with a pending release request from being extended: an UPDATE that keeps the
--- token and moves expires_at later keeps the old expiry instead (a renewal still succeeds and
--- reports that expiry; a grant, which changes the token, is untouched). The WHEN clause is
+-- Keeps a lease with a pending release request from being extended past the request's
+-- deadline: an UPDATE that keeps the token and moves expires_at past revoke_by stops at
+-- revoke_by instead (never earlier than the expiry it had), so a renewal still succeeds and
+-- reports that expiry; a grant, which changes the token, is untouched. The WHEN clause is
 -- evaluated without calling the function, so a renewal of an unmarked lease pays a comparison.
 -- Not SECURITY DEFINER: it reads nothing but the row. search_path is pinned all the same.
 CREATE FUNCTION sqlock_keep_revoked_expiry() RETURNS trigger
 LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $fn$
 BEGIN
-  NEW.expires_at := OLD.expires_at;
+  NEW.expires_at := GREATEST(OLD.expires_at, OLD.revoke_by);
   RETURN NEW;
 END
 $fn$;
@@ -64,12 +65,12 @@ REVOKE EXECUTE ON FUNCTION sqlock_keep_revoked_expiry() FROM PUBLIC;
 CREATE TRIGGER sqlock_locks_keep_revoked_expiry
   BEFORE UPDATE OF expires_at ON sqlock_locks FOR EACH ROW
   WHEN (OLD.revoke_token = OLD.token AND NEW.token = OLD.token
-        AND NEW.expires_at > OLD.expires_at)
+        AND NEW.expires_at > OLD.revoke_by)
   EXECUTE FUNCTION sqlock_keep_revoked_expiry();
 CREATE TRIGGER sqlock_semaphore_holders_keep_revoked_expiry
   BEFORE UPDATE OF expires_at ON sqlock_semaphore_holders FOR EACH ROW
   WHEN (OLD.revoke_token = OLD.token AND NEW.token = OLD.token
-        AND NEW.expires_at > OLD.expires_at)
+        AND NEW.expires_at > OLD.revoke_by)
   EXECUTE FUNCTION sqlock_keep_revoked_expiry();
 
 INSERT INTO sqlock_schema_version (version) VALUES (9);

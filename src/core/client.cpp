@@ -550,6 +550,34 @@ bool client::force_release(std::string_view name) {
   return core_->db().force_release(name, core_->op_deadline());
 }
 
+namespace {
+void validate_grace(std::chrono::milliseconds grace) {
+  if (grace < std::chrono::milliseconds::zero() || grace > max_ttl)
+    throw error(errc::invalid_argument, "request_release: grace must be between 0 and " +
+                                            std::to_string(max_ttl.count()) + " ms, got " +
+                                            std::to_string(grace.count()) + " ms");
+}
+}  // namespace
+
+bool client::request_release(std::string_view name, std::chrono::milliseconds grace) {
+  detail::validate_name(name);
+  validate_grace(grace);
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().request_release(lease_kind::lock, name, 0, grace, core_->op_deadline()) > 0;
+}
+
+std::size_t client::request_release_semaphore(std::string_view name,
+                                              std::chrono::milliseconds grace, std::int64_t token) {
+  detail::validate_name(name);
+  validate_grace(grace);
+  if (token < 0) throw error(errc::invalid_argument, "request_release_semaphore: negative token");
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().request_release(lease_kind::semaphore, name, token, grace,
+                                     core_->op_deadline());
+}
+
 std::size_t client::purge(std::chrono::milliseconds free_for) {
   if (free_for < std::chrono::milliseconds::zero())
     throw error(errc::invalid_argument, "purge: free_for must not be negative");

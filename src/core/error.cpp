@@ -79,6 +79,8 @@ const char* to_string(event_kind kind) noexcept {
       return "released";
     case event_kind::waiting:
       return "waiting";
+    case event_kind::revoke_requested:
+      return "revoke_requested";
   }
   return "unknown";
 }

@@ -20,6 +20,10 @@ milliseconds retry_delay(milliseconds ttl) {
 }
 }  // namespace
 
+milliseconds renewal_term(const renew_result& result, milliseconds ttl) {
+  return result.expires_in > milliseconds::zero() ? std::min(ttl, result.expires_in) : ttl;
+}
+
 const char* loss_reason(renew_outcome outcome) noexcept {
   switch (outcome) {
     case renew_outcome::expired:
@@ -30,6 +34,8 @@ const char* loss_reason(renew_outcome outcome) noexcept {
       return "force released";
     case renew_outcome::missing:
       return "lock row deleted";
+    case renew_outcome::revoked:
+      return revoked_reason;
     case renew_outcome::renewed:
     case renew_outcome::busy:
       break;
@@ -148,7 +154,7 @@ bool keepalive::declare_lost_locked(lease_impl& lease, const std::string& reason
   log(lease.on_lost ? log_level::info : log_level::warn,
       "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
           ") lost: " + reason);
-  pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}});
+  pending_.push_back({lease.on_lost, lost_event{lease.name, lease.token, reason}, {}, {}});
   timer_cv_.notify_one();
   return true;
 }
@@ -172,6 +178,7 @@ constexpr milliseconds epoch_check_interval{1000};
 renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
                                steady::time_point sent, milliseconds ttl) {
   renew_outcome outcome = result.outcome;
+  std::optional<revoke_event> heard;  // a release request, heard for the first time
   switch (result.outcome) {
     case renew_outcome::renewed: {
       std::lock_guard<std::mutex> lock(lease.mu);
@@ -197,9 +204,15 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
       }
       lease.state = lease_state::held;
       lease.ttl = ttl;
-      lease.safe_until = sent + ttl - safety_margin(ttl);
+      // The database says how long the lease now lasts: the ttl, or less once a release
+      // request caps it (renewal_term). The local deadline never outlives what it said.
+      lease.safe_until = sent + renewal_term(result, ttl) - safety_margin(ttl);
       lease.next_renewal = sent + ttl / 3;
       lease.expires_at = result.expires_at;
+      if (result.revoke_in && !lease.revoke_heard) {
+        lease.revoke_heard = true;
+        heard = revoke_event{lease.name, lease.token, *result.revoke_in};
+      }
       if (result.server_epoch != 0) lease.server_epoch = result.server_epoch;
       break;
     }
@@ -214,6 +227,14 @@ renew_outcome keepalive::apply(lease_impl& lease, const renew_result& result,
     default:
       if (!settle_release_in_transaction(lease)) declare_lost(lease, loss_reason(result.outcome));
       break;
+  }
+  if (heard) {
+    log(log_level::info, "lease " + quoted(lease.name) + " (token " + std::to_string(lease.token) +
+                             "): release requested, " + std::to_string(heard->grace.count()) +
+                             " ms of grace left");
+    std::lock_guard<std::mutex> lock(mu_);
+    pending_.push_back({{}, {}, lease.on_revoke_requested, std::move(heard)});
+    timer_cv_.notify_one();
   }
   poke(lease);  // a busy row (or an old server) moved the next attempt earlier
   return outcome;
@@ -234,6 +255,21 @@ bool keepalive::settle_release_in_transaction(lease_impl& lease) {
 
 void keepalive::deliver(std::vector<pending_callback>& callbacks) noexcept {
   for (auto& cb : callbacks) {
+    if (cb.revoke) {
+      if (emit_)
+        emit_({event_kind::revoke_requested, cb.revoke->name, cb.revoke->token, cb.revoke->grace,
+               "release requested"});
+      if (!cb.revoke_fn) continue;
+      try {
+        cb.revoke_fn(*cb.revoke);
+      } catch (const std::exception& e) {
+        log(log_level::error,
+            "on_revoke_requested for " + quoted(cb.revoke->name) + " threw: " + e.what());
+      } catch (...) {
+        log(log_level::error, "on_revoke_requested for " + quoted(cb.revoke->name) + " threw");
+      }
+      continue;
+    }
     if (emit_) emit_({event_kind::lost, cb.event.name, cb.event.token, {}, cb.event.reason});
     if (!cb.fn) continue;
     try {
@@ -427,7 +463,13 @@ void keepalive::timer_loop() {
     }
     for (auto* lease : unsettled) leases_.erase(lease);
     for (auto& [lease, at_risk] : expired) {
-      declare_lost_locked(*lease, at_risk || lease->keepalive
+      bool revoked;
+      {
+        std::lock_guard<std::mutex> l(lease->mu);
+        revoked = lease->revoke_heard;
+      }
+      declare_lost_locked(*lease, revoked ? revoked_reason
+                                  : at_risk || lease->keepalive
                                       ? "safety deadline passed without a successful renewal"
                                       : "safety deadline passed (keepalive off)");
     }

@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -59,9 +60,13 @@ class keepalive {
 
  private:
   // A loss to report: the `lost` event to the listeners, then on_lost (if any).
+  // Or (with `revoke`) a release request heard: the `revoke_requested` event, then
+  // on_revoke_requested (if any).
   struct pending_callback {
     std::function<void(const lost_event&)> fn;
     lost_event event;
+    std::function<void(const revoke_event&)> revoke_fn;
+    std::optional<revoke_event> revoke;
   };
   void deliver(std::vector<pending_callback>& callbacks) noexcept;
   void start_locked();
@@ -100,6 +105,13 @@ class keepalive {
   std::thread renewer_;
   std::thread timer_;
 };
+
+/// Why a lease whose holder was asked to let go (request_release) ended without a release.
+inline constexpr const char* revoked_reason = "release requested: its grace ran out";
+
+/// How long a renewed lease lasts from the renewal's sending: its ttl, or less when the
+/// database says so (renew_result::expires_in: a release request caps the lease).
+std::chrono::milliseconds renewal_term(const renew_result& result, std::chrono::milliseconds ttl);
 
 /// Human text for a loss reported by the database.
 /// (Listeners hear about renewals from whoever applied them, after it dropped its locks.)

@@ -54,6 +54,7 @@ struct lease_impl {
         count(count_),
         keepalive(options.keepalive),
         on_lost(options.on_lost),
+        on_revoke_requested(options.on_revoke_requested),
         ttl(options.ttl),
         safe_until(sent + first_lease(options, first) - safety_margin(first_lease(options, first))),
         next_renewal(sent + first_lease(options, first) / 3),
@@ -70,6 +71,7 @@ struct lease_impl {
   const std::int64_t count;  // units: 1 for a lock
   const bool keepalive;
   const std::function<void(const lost_event&)> on_lost;
+  const std::function<void(const revoke_event&)> on_revoke_requested;
 
   /// Serialises this lease's database calls (renewals, release): two renewals in flight on
   /// different connections could execute in either order, and the local deadline must follow
@@ -91,6 +93,9 @@ struct lease_impl {
   // The backend's server epoch its grant or last renewal ran under (backend::server_epoch; 0:
   // not tracked). Under a newer epoch (a failover since) the lease is at risk until renewed.
   std::uint64_t server_epoch = 0;
+  // A release request was heard (a renewal reported it): on_revoke_requested was queued once,
+  // and a loss at the safety deadline is reported as the request's grace running out.
+  bool revoke_heard = false;
 
   lease_key key() const { return {name, nonce, token, kind}; }
   /// The state with the safety deadline applied (mu held by the caller).

@@ -15,6 +15,13 @@ namespace sqlock::detail {
 /// Why a renewal of `key` was refused, from the row as it stands (nonce and token). `live`:
 /// the row still carries our lease unexpired (then only a lock held by another transaction can
 /// have stopped the renewal). A force release ends the lease and clears the nonce.
+/// The result of a renewal that did not renew (outcome `o`).
+inline renew_result not_renewed(renew_outcome o) {
+  renew_result r;
+  r.outcome = o;
+  return r;
+}
+
 inline renew_outcome refused_renewal(const lease_key& key, std::string_view row_nonce,
                                      std::int64_t row_token, bool live) {
   if (row_nonce == key.nonce && row_token == key.token)

@@ -131,14 +131,25 @@ std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_requ
                     std::to_string(requests.size()),
                 kind_name);
   out.resize(requests.size());
+  // The schema 9 columns (statements_locks.cpp): time left, time to a release request's
+  // deadline, and whether a lease that was not renewed carried a request.
+  const int extra = mixed ? 6 : 5;
   for (int row = 0; row < res.rows(); ++row) {
     auto i = static_cast<std::size_t>(res.integer(row, 0));
     const auto& key = requests.at(i).key;
     auto& o = out.at(i);
+    const bool marked = !res.null(row, extra + 2) && res.boolean(row, extra + 2);
     if (!res.null(row, 1)) {
       o.outcome = renew_outcome::renewed;
       o.expires_at = from_epoch_us(res.integer(row, 1));
       o.server_epoch = epoch;
+      o.expires_in = std::max(milliseconds{1}, us_to_ms(res.integer(row, extra)));
+      if (!res.null(row, extra + 1))
+        o.revoke_in = std::max(milliseconds{0}, us_to_ms(res.integer(row, extra + 1)));
+    } else if (marked && res.integer(row, 3) == key.token && !res.boolean(row, 4) &&
+               (key.kind == lease_kind::semaphore ? !res.boolean(row, 5)
+                                                  : res.text(row, 2) == key.nonce)) {
+      o.outcome = renew_outcome::revoked;  // ended by its release request's deadline
     } else if (key.kind == lease_kind::semaphore) {
       // A holder row is this lease alone (its key is name and nonce). Missing is the normal
       // end of a holder row (deleted by a later grant once it ended), so: expired.
@@ -216,6 +227,26 @@ bool postgresql_backend::abandon(const lease_key& key, deadline until) {
 bool postgresql_backend::force_release(std::string_view name, deadline until) {
   return end_lease("force release " + quoted(name), "sqlock_force", &statements::force,
                    {std::string(name), std::nullopt, std::nullopt, channel_}, until);
+}
+
+std::size_t postgresql_backend::request_release(lease_kind kind, std::string_view name,
+                                                std::int64_t token, milliseconds grace,
+                                                deadline until) {
+  const bool sem = kind == lease_kind::semaphore;
+  const std::string what =
+      std::string(sem ? "request release of semaphore " : "request release of ") + quoted(name);
+  std::size_t n;
+  {
+    auto c = checkout(until, what);
+    auto r = run(
+        *c, what, sem ? "sqlock_sem_request_release" : "sqlock_request_release",
+        sem ? sql().sem_request_release : sql().request_release,
+        {std::string(name), std::to_string(token), std::to_string(grace.count()), channel_}, until);
+    n = static_cast<std::size_t>(r.integer(0, 0));
+  }
+  // This process's own holders hear it at once too (a NOTIFY reaches other listeners only).
+  if (n > 0) registry_.notify(name);
+  return n;
 }
 
 std::optional<lock_record> postgresql_backend::inspect(std::string_view name, deadline until) {

@@ -187,6 +187,17 @@ void statements::lock_statements() {
   // planned as a hash join over a sequential scan of the whole table (4 ms per renewal at
   // 20,000 lock rows, measured; growing with the table), where this is one index probe per
   // lease.
+  // Schema 9: the three last columns are the renewed lease's time left by the database clock
+  // (its expiry minus now(): shorter than the ttl when a release request caps it), the time
+  // left until a pending release request's deadline (NULL when none), and whether a lease
+  // that was not renewed carries a release request (it ended by the request's deadline).
+  // Both times come from the UPDATE's RETURNING, which sees the newest row version: a request
+  // that committed after the statement's snapshot was taken is still reported.
+  const auto renewed_extra = [](const std::string& r) {
+    return epoch_us(r + ".expires_at - now()") + " AS left_us, CASE WHEN " + r +
+           ".revoke_token = " + r + ".token THEN " + epoch_us(r + ".revoke_by - now()") +
+           " END AS revoke_us";
+  };
   renew =
       "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
       "AS r(i integer, n text, o text, t bigint, ms bigint)), "
@@ -201,11 +212,12 @@ void statements::lock_statements() {
       "req.ms * interval '1 millisecond') FROM req WHERE l.name = req.n AND l.nonce = req.o "
       "AND l.token = req.t AND l.expires_at > now() AND l.name IN (SELECT name FROM mine) "
       "RETURNING req.i, " +
-      epoch_us("l.expires_at") +
-      " AS expires_us) "
-      "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now() "
+      epoch_us("l.expires_at") + " AS expires_us, " + renewed_extra("l") +
+      ") "
+      "SELECT req.i, renewed.expires_us, cur.nonce, cur.token, cur.expires_at > now(), "
+      "renewed.left_us, renewed.revoke_us, cur.revoke_token = cur.token "
       "FROM req LEFT JOIN renewed ON renewed.i = req.i "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " +
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.revoke_token FROM " +
       locks + " c WHERE c.name = req.n LIMIT 1) cur ON true ORDER BY req.i";
   renew_mixed =
       "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
@@ -222,8 +234,8 @@ void statements::lock_statements() {
       "AND l.nonce = req.o AND l.token = req.t AND l.expires_at > now() "
       "AND l.name IN (SELECT name FROM mine) "
       "RETURNING req.i, " +
-      epoch_us("l.expires_at") +
-      " AS expires_us), "
+      epoch_us("l.expires_at") + " AS expires_us, " + renewed_extra("l") +
+      "), "
       "hmine AS (SELECT h.name, h.nonce FROM " +
       holders +
       " h JOIN req "
@@ -236,17 +248,20 @@ void statements::lock_statements() {
       "AND h.nonce = req.o AND h.token = req.t AND h.expires_at > now() AND NOT h.forced "
       "AND (h.name, h.nonce) IN (SELECT name, nonce FROM hmine) "
       "RETURNING req.i, " +
-      epoch_us("h.expires_at") +
-      " AS expires_us) "
+      epoch_us("h.expires_at") + " AS expires_us, " + renewed_extra("h") +
+      ") "
       "SELECT req.i, coalesce(renewed.expires_us, hrenewed.expires_us), "
       "coalesce(cur.nonce, hcur.nonce), coalesce(cur.token, hcur.token), "
-      "coalesce(cur.expires_at, hcur.expires_at) > now(), coalesce(hcur.forced, false) "
+      "coalesce(cur.expires_at, hcur.expires_at) > now(), coalesce(hcur.forced, false), "
+      "coalesce(renewed.left_us, hrenewed.left_us), "
+      "coalesce(renewed.revoke_us, hrenewed.revoke_us), "
+      "coalesce(cur.revoke_token = cur.token, hcur.revoke_token = hcur.token) "
       "FROM req LEFT JOIN renewed ON renewed.i = req.i "
       "LEFT JOIN hrenewed ON hrenewed.i = req.i "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at FROM " +
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.revoke_token FROM " +
       locks +
       " c WHERE req.k = 0 AND c.name = req.n LIMIT 1) cur ON true "
-      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.forced FROM " +
+      "LEFT JOIN LATERAL (SELECT c.nonce, c.token, c.expires_at, c.forced, c.revoke_token FROM " +
       holders +
       " c WHERE req.k = 1 AND c.name = req.n AND c.nonce = req.o LIMIT 1) hcur ON true "
       "ORDER BY req.i";
@@ -351,6 +366,25 @@ void statements::lock_statements() {
           "WHERE name = $1::text AND $2::text IS NULL AND $3::bigint IS NULL "
           "AND expires_at > now() RETURNING waiters_until > now() AS waited) " +
           notify_select;
+  // Schema 9, a release request ($1 name, $2 token or 0 for any, $3 grace ms, $4 the wake-up
+  // channel): marks the live lease with its token and a deadline (never later than one an
+  // earlier request on this lease set: LEAST skips the NULL of an unmarked row), caps its
+  // expiry there, and notifies the name as a release does, so a holder listening on
+  // PostgreSQL hears at once. Every SET expression reads the row as it was.
+  const auto request = [&](const std::string& table) {
+    const std::string deadline =
+        "LEAST(CASE WHEN revoke_token = token THEN revoke_by END, "
+        "now() + $3::bigint * interval '1 millisecond')";
+    return "WITH marked AS (UPDATE " + table +
+           " SET revoke_token = token, revoke_by = " + deadline +
+           ", expires_at = LEAST(expires_at, " + deadline +
+           ") WHERE name = $1::text AND ($2::bigint = 0 OR token = $2::bigint) "
+           "AND expires_at > now() RETURNING 1) "
+           "SELECT count(*), CASE WHEN count(*) > 0 THEN pg_notify($4::text, $1::text)::text "
+           "END FROM marked";
+  };
+  request_release = request(locks);
+  sem_request_release = request(holders);
   const std::string columns = "name, owner, metadata, token, " + epoch_us("acquired_at") + ", " +
                               epoch_us("expires_at") + ", " + epoch_us("expires_at - now()");
   inspect = "SELECT " + columns + " FROM " + locks + " WHERE name = $1::text";

@@ -56,6 +56,8 @@ class sqlite_backend final : public backend {
   bool release(const lease_key& key, deadline until) override;
   bool abandon(const lease_key& key, deadline until) override;
   bool force_release(std::string_view name, deadline until) override;
+  std::size_t request_release(lease_kind kind, std::string_view name, std::int64_t token,
+                              std::chrono::milliseconds grace, deadline until) override;
   std::optional<lock_record> inspect(std::string_view name, deadline until) override;
   std::vector<lock_record> list(const list_filter& f, deadline until) override;
 

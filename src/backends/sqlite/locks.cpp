@@ -120,18 +120,44 @@ std::vector<renew_result> sqlite_backend::renew(const std::vector<renew_request>
     up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
     up.bind(4, r.key.nonce).bind(5, r.key.token);
     if (up.step()) {
-      out.push_back({renew_outcome::renewed, from_epoch_ms(up.integer(0))});
+      out.push_back(renewed(now, up));
       continue;
     }
     auto cur = c->prepare(sql::lock_nonce_token, what);
     cur.bind(1, r.key.name);
     // One write transaction at a time: nothing else can hold the row, so never busy.
     renew_outcome o = renew_outcome::missing;
-    if (cur.step()) o = refused_renewal(r.key, cur.text(0), cur.integer(1), false);
-    out.push_back({o, {}});
+    if (cur.step()) {
+      o = refused_renewal(r.key, cur.text(0), cur.integer(1), false);
+      if (o == renew_outcome::expired && cur.integer(2) != 0) o = renew_outcome::revoked;
+    }
+    out.push_back(not_renewed(o));
   }
   tx.commit();
   return out;
+}
+
+std::size_t sqlite_backend::request_release(lease_kind kind, std::string_view name,
+                                            std::int64_t token, milliseconds grace,
+                                            deadline until) {
+  const bool sem = kind == lease_kind::semaphore;
+  const std::string what =
+      std::string(sem ? "request release of semaphore " : "request release of ") + quoted(name);
+  std::size_t marked;
+  {
+    auto c = checkout(until, false, what);
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    auto s = c->prepare(sem ? sql::holder_request_release : sql::lock_request_release, what);
+    s.bind(1, now).bind(2, name).bind(3, now + static_cast<std::int64_t>(grace.count()));
+    s.bind(4, token).step();
+    marked = static_cast<std::size_t>(sqlite3_changes(c->get()));
+    tx.commit();
+  }
+  // Holders in this process hear it at once (their keepalive watches their names); others at
+  // their next renewal.
+  if (marked > 0) registry()->notify(name);
+  return marked;
 }
 
 bool sqlite_backend::release(const lease_key& key, deadline until) {

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "backends/common/backend_common.hpp"
 #include "backends/sqlite/backend.hpp"
 #include "backends/sqlite/rows.hpp"
 #include "backends/sqlite/semaphore_rows.hpp"
@@ -279,13 +280,16 @@ renew_result sqlite_backend::renew_holder(connection& c, std::int64_t now, const
   auto up = c.prepare(sql::holder_renew, what);
   up.bind(1, now).bind(2, static_cast<std::int64_t>(r.ttl.count())).bind(3, r.key.name);
   up.bind(4, r.key.nonce).bind(5, r.key.token);
-  if (up.step()) return {renew_outcome::renewed, from_epoch_ms(up.integer(0))};
+  if (up.step()) return renewed(now, up);
   // A holder row ends by expiry, release or an admin, and is deleted by a later grant:
   // missing is an ordinary end here.
   auto cur = c.prepare(sql::holder_forced, what);
   cur.bind(1, r.key.name).bind(2, r.key.nonce).bind(3, r.key.token);
-  if (cur.step() && cur.integer(0) != 0) return {renew_outcome::force_released, {}};
-  return {renew_outcome::expired, {}};
+  if (cur.step()) {
+    if (cur.integer(0) != 0) return not_renewed(renew_outcome::force_released);
+    if (cur.integer(1) != 0) return not_renewed(renew_outcome::revoked);
+  }
+  return not_renewed(renew_outcome::expired);
 }
 
 }  // namespace sqlock::detail::sqlite

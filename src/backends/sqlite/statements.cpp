@@ -6,6 +6,13 @@
 
 namespace sqlock::detail::sqlite::sql {
 
+// A renewal's new expiry (?1 now, ?2 ttl ms): later, never earlier, than the one it had; and
+// for a lease with a pending release request (schema 9: revoke_token is its token), never
+// past that request's deadline. Every statement that extends a lease uses it.
+#define SQLOCK_RENEWED_EXPIRY                                                     \
+  "CASE WHEN revoke_token = token THEN max(expires_at, min(?1 + ?2, revoke_by)) " \
+  "ELSE max(expires_at, ?1 + ?2) END"
+
 // Connection and transactions.
 const char pragma_synchronous_full[] = "PRAGMA synchronous=FULL";
 const char pragma_synchronous_normal[] = "PRAGMA synchronous=NORMAL";
@@ -44,22 +51,26 @@ const char lock_upsert[] =
     "expires_at = excluded.expires_at, metadata = excluded.metadata";
 // A lock a release handed to this attempt's nonce: extended as a renewal would be.
 const char lock_extend[] =
-    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
+    "UPDATE sqlock_locks SET expires_at = " SQLOCK_RENEWED_EXPIRY
+    " "
     "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1 RETURNING token, acquired_at, expires_at";
 const char lock_hand_off[] =
     "UPDATE sqlock_locks SET owner = ?2, nonce = ?3, token = ?4, acquired_at = ?5, "
     "expires_at = ?6, metadata = ?7 WHERE name = ?1";
-const char lock_renew[] =
-    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
-    "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
-const char lock_nonce_token[] = "SELECT nonce, token FROM sqlock_locks WHERE name = ?1";
+const char lock_renew[] = "UPDATE sqlock_locks SET expires_at = " SQLOCK_RENEWED_EXPIRY
+                          " "
+                          "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 "
+                          "RETURNING expires_at, CASE WHEN revoke_token = token THEN revoke_by END";
+const char lock_nonce_token[] =
+    "SELECT nonce, token, coalesce(revoke_token = token, 0) FROM sqlock_locks WHERE name = ?1";
 const char lock_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1 "
     "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?1 RETURNING token";
 // Without a nonce (?5 NULL) only a lease these functions granted ('sql:...'): tokens are easy
 // to guess, so another client's lease must be named by its nonce too.
 const char lock_renew_by_token[] =
-    "UPDATE sqlock_locks SET expires_at = max(expires_at, ?1 + ?2) "
+    "UPDATE sqlock_locks SET expires_at = " SQLOCK_RENEWED_EXPIRY
+    " "
     "WHERE name = ?3 AND token = ?4 AND expires_at > ?1 "
     "AND (CASE WHEN ?5 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?5 END)";
 const char lock_release_by_token[] =
@@ -68,6 +79,16 @@ const char lock_release_by_token[] =
 const char lock_abandon[] =
     "UPDATE sqlock_locks SET expires_at = ?1 WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1 "
     "RETURNING token";
+// Schema 9, a release request (?1 now, ?2 name, ?3 the deadline: now + grace, ?4 token or 0 for
+// any): marks the live lease with its token and a deadline never later than an earlier
+// request's on this lease, and caps its expiry there (see migrations/sqlite/009_revocation).
+#define SQLOCK_REQUEST_RELEASE(table)                                                              \
+  "UPDATE " table                                                                                  \
+  " SET revoke_by = min(coalesce(CASE WHEN revoke_token = token THEN revoke_by END, ?3), ?3), "    \
+  "expires_at = min(expires_at, coalesce(CASE WHEN revoke_token = token THEN revoke_by END, ?3), " \
+  "?3), revoke_token = token WHERE name = ?2 AND (?4 = 0 OR token = ?4) AND expires_at > ?1"
+const char lock_request_release[] = SQLOCK_REQUEST_RELEASE("sqlock_locks");
+const char holder_request_release[] = SQLOCK_REQUEST_RELEASE("sqlock_semaphore_holders");
 // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
 const char lock_force_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1";
@@ -121,19 +142,23 @@ const char holder_abandon[] =
     "UPDATE sqlock_semaphore_holders SET expires_at = ?1 "
     "WHERE name = ?2 AND nonce = ?3 AND expires_at > ?1";
 const char holder_renew[] =
-    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
-    "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 RETURNING expires_at";
+    "UPDATE sqlock_semaphore_holders SET expires_at = " SQLOCK_RENEWED_EXPIRY
+    " "
+    "WHERE name = ?3 AND nonce = ?4 AND token = ?5 AND expires_at > ?1 "
+    "RETURNING expires_at, CASE WHEN revoke_token = token THEN revoke_by END";
 // The SQL functions' (sql_api.cpp): a holder named by its token, and by its nonce unless these
 // functions granted it ('sql:...', ?4 NULL), as lock_renew_by_token.
 const char holder_renew_by_token[] =
-    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
+    "UPDATE sqlock_semaphore_holders SET expires_at = " SQLOCK_RENEWED_EXPIRY
+    " "
     "WHERE name = ?3 AND token = ?4 AND expires_at > ?1 AND forced = 0 "
     "AND (CASE WHEN ?5 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?5 END)";
 const char holder_by_token[] =
     "SELECT nonce FROM sqlock_semaphore_holders WHERE name = ?1 AND token = ?2 AND expires_at > ?3 "
     "AND (CASE WHEN ?4 IS NULL THEN substr(nonce, 1, 4) = 'sql:' ELSE nonce = ?4 END)";
 const char holder_forced[] =
-    "SELECT forced FROM sqlock_semaphore_holders WHERE name = ?1 AND nonce = ?2 AND token = ?3";
+    "SELECT forced, coalesce(revoke_token = token, 0) FROM sqlock_semaphore_holders "
+    "WHERE name = ?1 AND nonce = ?2 AND token = ?3";
 const char ticket_keep[] =
     "UPDATE sqlock_semaphore_tickets SET expires_at = ?1 + ?2, attempt = ?5 "
     "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1";
@@ -145,7 +170,8 @@ const char ticket_add[] =
 // Schema 6: a later attempt of a wait finds units a release handed to its nonce, and takes them
 // as a renewal would (never shortening the lease).
 const char holder_handed[] =
-    "UPDATE sqlock_semaphore_holders SET expires_at = max(expires_at, ?1 + ?2) "
+    "UPDATE sqlock_semaphore_holders SET expires_at = " SQLOCK_RENEWED_EXPIRY
+    " "
     "WHERE name = ?3 AND nonce = ?4 AND expires_at > ?1 RETURNING token, acquired_at, expires_at";
 // The queue a release hands room to, oldest first (ttl_ms 0: a ticket from before schema 6).
 const char tickets_to_hand[] =

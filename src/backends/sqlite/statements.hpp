@@ -16,6 +16,8 @@ extern const char pragma_synchronous_normal[];
 extern const char pragma_journal_mode_wal[];
 extern const char has_schema_table[];
 extern const char now[];
+extern const char lock_request_release[];
+extern const char holder_request_release[];
 extern const char begin[];
 extern const char begin_immediate[];
 extern const char commit[];
