@@ -148,6 +148,12 @@ TEST_CASE_TEMPLATE("abandon ends a semaphore holder by nonce and drops its queue
 
 TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an open transaction", F,
                    SQLOCK_TEST_FIXTURES) {
+  if constexpr (!F::raw_sql) {
+    // The memory backend: no SQL to stage an expired row with, no transaction to hold a row
+    // (renewals are never busy there). Its renew outcomes are checked in
+    // tests/unit/testing_test.cpp.
+    return;
+  } else {
   F db;
   auto b = sqlock::open_backend(db.url(), db.options().backend);
   raw_db<F> raw(db);
@@ -203,12 +209,17 @@ TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an o
   CHECK(rs[5].outcome == sqlock::renew_outcome::missing);
   auto again = b->renew({{{"locked", "n2", locked->token}, 30s}}, soon());
   CHECK(again.at(0).outcome == sqlock::renew_outcome::renewed);
+  }
 }
 
 TEST_CASE_TEMPLATE(
     "an attempt on a lock row held by an open transaction draws no token, and the "
     "grant after it has a larger one",
     F, SQLOCK_TEST_FIXTURES) {
+  if constexpr (!F::raw_sql) {
+    // The memory backend has no transactions: no row or database is ever held by one.
+    return;
+  } else {
   F db;
   auto b = sqlock::open_backend(db.url(), db.options().backend);
   raw_db<F> raw(db);
@@ -270,4 +281,5 @@ TEST_CASE_TEMPLATE(
   REQUIRE(got.granted);
   CHECK(got.granted->token > ta);
   CHECK(ta > first.granted->token);
+  }
 }
