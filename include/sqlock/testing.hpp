@@ -79,8 +79,8 @@ class SQLOCK_EXPORT clock {
 
   /// Called (outside the clock's lock) after every advance with the readings before and
   /// after it. Kept while the returned handle lives. Memory databases use it.
-  using advance_hook =
-      std::function<void(std::chrono::system_clock::time_point, std::chrono::system_clock::time_point)>;
+  using advance_hook = std::function<void(std::chrono::system_clock::time_point,
+                                          std::chrono::system_clock::time_point)>;
   std::shared_ptr<const advance_hook> on_advance(advance_hook hook);
 
  private:
@@ -168,12 +168,9 @@ class SQLOCK_EXPORT memory_backend final : public backend {
   bool force_release(std::string_view name, deadline until) override;
   std::size_t purge(std::chrono::milliseconds free_for, deadline until) override;
 
-  acquire_result try_acquire_semaphore(const semaphore_request& request,
-                                       deadline until) override;
-  std::optional<semaphore_record> inspect_semaphore(std::string_view name,
-                                                    deadline until) override;
-  std::vector<semaphore_record> list_semaphores(const list_filter& filter,
-                                                deadline until) override;
+  acquire_result try_acquire_semaphore(const semaphore_request& request, deadline until) override;
+  std::optional<semaphore_record> inspect_semaphore(std::string_view name, deadline until) override;
+  std::vector<semaphore_record> list_semaphores(const list_filter& filter, deadline until) override;
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
 
@@ -209,11 +206,14 @@ class SQLOCK_EXPORT fault_injector : public backend_wrapper {
   explicit fault_injector(std::shared_ptr<backend> wrapped);
 
   /// The next `n` renew calls fail at once with `errc::unavailable`, sending nothing (a
-  /// refused connection). A lease stays `at_risk` while they fail, and is lost with reason
-  /// "renewals failed" if they still fail at its safety deadline.
+  /// refused connection). A lease stays `at_risk` while they fail (the keepalive retries every
+  /// ttl/10), and is lost ("safety deadline passed without a successful renewal") if they still
+  /// fail at its safety deadline.
   void fail_renewals(int n = 1);
-  /// The next `n` renew calls wait `d` before they are sent; a call whose deadline comes
-  /// first fails then with `errc::unavailable` (a timed-out connection), sending nothing.
+  /// The next `n` renew calls hang for `d` before they are sent, whatever their deadline (a
+  /// stuck connection: the client's timer declares the loss at the lease's safety deadline
+  /// meanwhile). Then a call whose deadline has passed fails with `errc::unavailable`, sending
+  /// nothing; one whose deadline has not goes through, late.
   void stall_renewals(std::chrono::milliseconds d, int n = 1);
   /// The next renewal of a lease named `name` (empty: of any lease) ends that lease in the
   /// wrapped backend (`force_released`: by force release; otherwise by releasing it, which
@@ -245,8 +245,7 @@ class SQLOCK_EXPORT fault_injector : public backend_wrapper {
   int acquire_calls() const;
 
   acquire_result try_acquire(const acquire_request& request, deadline until) override;
-  acquire_result try_acquire_semaphore(const semaphore_request& request,
-                                       deadline until) override;
+  acquire_result try_acquire_semaphore(const semaphore_request& request, deadline until) override;
   std::vector<renew_result> renew(const std::vector<renew_request>& requests,
                                   deadline until) override;
   bool release(const lease_key& key, deadline until) override;

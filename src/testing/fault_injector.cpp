@@ -14,8 +14,8 @@ namespace sqlock::testing {
 namespace {
 void check_count(int n, const char* what) {
   if (n < 0)
-    throw error(errc::invalid_argument, std::string("fault_injector::") + what +
-                                            ": the count must not be negative");
+    throw error(errc::invalid_argument,
+                std::string("fault_injector::") + what + ": the count must not be negative");
 }
 }  // namespace
 
@@ -159,11 +159,11 @@ std::vector<renew_result> fault_injector::renew(const std::vector<renew_request>
   const std::string what = sqlock::detail::quoted(requests.empty() ? "" : requests[0].key.name);
   if (failing) fail(errc::unavailable, "renew " + what + ": connection refused");
   if (stall) {
-    if (std::chrono::steady_clock::now() + *stall > until) {
-      std::this_thread::sleep_until(until);
-      fail(errc::unavailable, "renew " + what + ": timed out");
-    }
+    // A stuck connection: the call's deadline does not cut it short (the client's timer must
+    // declare the loss at the safety deadline all the same); it reports its timeout late.
     std::this_thread::sleep_for(*stall);
+    if (std::chrono::steady_clock::now() > until)
+      fail(errc::unavailable, "renew " + what + ": timed out (stalled past the call's deadline)");
   }
   // End the leases for real first, so that the database agrees with what is reported (the
   // name is free for others, a queued waiter is handed the lock).
@@ -187,7 +187,8 @@ bool fault_injector::release(const lease_key& key, deadline until) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (take(release_failures_))
-      fail(errc::unavailable, "release " + sqlock::detail::quoted(key.name) + ": connection refused");
+      fail(errc::unavailable,
+           "release " + sqlock::detail::quoted(key.name) + ": connection refused");
   }
   return wrapped().release(key, until);
 }

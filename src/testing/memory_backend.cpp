@@ -93,7 +93,9 @@ std::shared_ptr<const clock::advance_hook> clock::on_advance(advance_hook hook) 
 namespace detail {
 
 memory_database::memory_database(std::string n, std::shared_ptr<testing::clock> c, int v)
-    : name(std::move(n)), clock(c ? std::move(c) : std::make_shared<testing::clock>()), version(v) {}
+    : name(std::move(n)),
+      clock(c ? std::move(c) : std::make_shared<testing::clock>()),
+      version(v) {}
 
 std::int64_t memory_database::now_ms() const {
   return std::chrono::duration_cast<milliseconds>(clock->now().time_since_epoch()).count();
@@ -161,8 +163,8 @@ std::shared_ptr<memory_database> make_database(std::string name, const memory_op
   auto ms = [](system_clock::time_point t) {
     return std::chrono::duration_cast<milliseconds>(t.time_since_epoch()).count();
   };
-  db->advance_hook = db->clock->on_advance(
-      [weak, ms](system_clock::time_point from, system_clock::time_point to) {
+  db->advance_hook =
+      db->clock->on_advance([weak, ms](system_clock::time_point from, system_clock::time_point to) {
         wake_lapsed(weak, ms(from), ms(to));
       });
   return db;
@@ -176,8 +178,7 @@ std::shared_ptr<memory_database> make_database(std::string name, const memory_op
 memory_backend::memory_backend(const memory_options& options, backend_options backend)
     : memory_backend(detail::make_database({}, options), std::move(backend)) {}
 
-memory_backend::memory_backend(std::shared_ptr<detail::memory_database> db,
-                               backend_options backend)
+memory_backend::memory_backend(std::shared_ptr<detail::memory_database> db, backend_options backend)
     : db_(std::move(db)), options_(std::move(backend)) {}
 
 memory_backend::~memory_backend() = default;

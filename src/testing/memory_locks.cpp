@@ -13,9 +13,9 @@
 
 namespace sqlock::testing {
 
-using std::chrono::milliseconds;
 using sqlock::detail::from_epoch_ms;
 using sqlock::detail::quoted;
+using std::chrono::milliseconds;
 
 namespace detail {
 namespace {
@@ -99,8 +99,8 @@ bool end_lock(memory_database& db, const lease_key& key, bool abandon, const std
         const std::int64_t next = db.next_token(token + 1, what);
         const std::int64_t expires = now + head.ttl_ms;
         row->second = lock_row{head.owner, nonce, head.metadata, next, now, expires};
-        handed = handoff{nonce, grant{next, from_epoch_ms(now), from_epoch_ms(expires)},
-                         head.attempt};
+        handed =
+            handoff{nonce, grant{next, from_epoch_ms(now), from_epoch_ms(expires)}, head.attempt};
         drop_taken_tickets(db, key.name, nonce, now);
       } else {
         drop_tickets(db, key.name,

@@ -12,9 +12,9 @@
 
 namespace sqlock::testing {
 
-using std::chrono::milliseconds;
 using sqlock::detail::from_epoch_ms;
 using sqlock::detail::quoted;
+using std::chrono::milliseconds;
 
 namespace detail {
 namespace {
@@ -37,8 +37,8 @@ struct semaphore_view {
   }
 };
 
-semaphore_view view_of(const memory_database& db, const std::string& name,
-                       const std::string& nonce, std::int64_t now) {
+semaphore_view view_of(const memory_database& db, const std::string& name, const std::string& nonce,
+                       std::int64_t now) {
   semaphore_view v;
   auto it = db.semaphores.find(name);
   if (it == db.semaphores.end()) return v;
@@ -174,11 +174,11 @@ bool end_holder(memory_database& db, const lease_key& key, bool abandon, const s
             s.tickets.erase(nonce);
             if (stale) continue;
             token = db.next_token(token + 1, what);
-            s.holders[nonce] =
-                holder_row{t.owner, t.metadata, token, t.units, now, now + t.ttl_ms};
+            s.holders[nonce] = holder_row{t.owner, t.metadata, token, t.units, now, now + t.ttl_ms};
             v.used += t.units;
-            handed.push_back(
-                {nonce, grant{token, from_epoch_ms(now), from_epoch_ms(now + t.ttl_ms)}, t.attempt});
+            handed.push_back({nonce,
+                              grant{token, from_epoch_ms(now), from_epoch_ms(now + t.ttl_ms)},
+                              t.attempt});
           }
           if (!handed.empty()) s.token = token;
         }
@@ -252,8 +252,7 @@ acquire_result memory_backend::try_acquire_semaphore(const semaphore_request& r,
   return {grant{token, from_epoch_ms(acquired), from_epoch_ms(expires)}, milliseconds::zero()};
 }
 
-std::optional<semaphore_record> memory_backend::inspect_semaphore(std::string_view name,
-                                                                  deadline) {
+std::optional<semaphore_record> memory_backend::inspect_semaphore(std::string_view name, deadline) {
   const std::string what = "inspect semaphore " + quoted(name);
   auto& db = *db_;
   std::lock_guard<std::mutex> lock(db.mu);

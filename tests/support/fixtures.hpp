@@ -70,7 +70,7 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 #include "memory_fixture.hpp"
 #if SQLOCK_HAVE_POSTGRESQL
 #include "postgresql_fixture.hpp"
-#define SQLOCK_TEST_FIXTURES                                                                 \
+#define SQLOCK_TEST_FIXTURES                                                                    \
   sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture, \
       sqlock_test::memory_fixture
 #else

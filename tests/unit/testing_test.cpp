@@ -213,8 +213,7 @@ TEST_CASE("an unmigrated memory database refuses operations until migrated") {
   auto until = steady::now() + 5s;
   CHECK(memory->schema_version(until) == 0);
   CHECK(code_of([&] { (void)memory->inspect("x", until); }) == errc::schema_mismatch);
-  CHECK(memory->migrate(memory->latest_schema_version(), until) ==
-        memory->latest_schema_version());
+  CHECK(memory->migrate(memory->latest_schema_version(), until) == memory->latest_schema_version());
   CHECK(memory->latest_schema_version() == sqlock::latest_migration("sqlite"));
   CHECK_FALSE(memory->inspect("x", until));
 }
@@ -330,7 +329,7 @@ TEST_CASE("fault_injector: an acquire in doubt is cleaned up and reported unavai
   k.faults->acquire_in_doubt();
   CHECK(code_of([&] { (void)k.client.try_acquire("job"); }) == errc::unavailable);
   auto rec = k.client.inspect("job");
-  REQUIRE(rec);         // it was granted...
+  REQUIRE(rec);            // it was granted...
   CHECK_FALSE(rec->held);  // ...and abandoned
   // When the cleanup fails too, the outcome stays unknown.
   k.faults->acquire_in_doubt();
