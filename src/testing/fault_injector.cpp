@@ -174,7 +174,9 @@ std::vector<renew_result> fault_injector::renew(const std::vector<renew_request>
       wrapped().release(key, until);
     else if (key.kind == lease_kind::semaphore)
       wrapped().force_release_semaphore(key.name, key.token, until);
-    else
+    else if (auto row = wrapped().inspect(key.name, until);
+             row && row->held && row->token == key.token)
+      // Force release ends whoever holds the name: only while it is still this lease.
       wrapped().force_release(key.name, until);
   }
   auto out = wrapped().renew(requests, until);
