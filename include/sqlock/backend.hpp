@@ -185,7 +185,7 @@ class SQLOCK_EXPORT backend {
  public:
   virtual ~backend() = default;
 
-  /// "sqlite" or "postgresql".
+  /// "sqlite", "postgresql" or "memory" (<sqlock/testing.hpp>).
   virtual std::string_view kind() const noexcept = 0;
   /// Where it points, for messages; never includes a password.
   virtual std::string describe() const = 0;
@@ -378,7 +378,8 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
 
 /// Opens the backend a URL names, without connecting yet:
 /// `postgresql://...`, `postgres://...` or libpq `key=value` strings; `sqlite:path`,
-/// `sqlite:///abs/path`, `file:` URIs or plain paths. `:memory:` is rejected.
+/// `sqlite:///abs/path`, `file:` URIs or plain paths; `memory:NAME` (the test kit's in-memory
+/// database, <sqlock/testing.hpp>). SQLite's `:memory:` is rejected.
 /// Throws: `errc::invalid_argument` for a malformed URL, an unknown scheme or a backend this
 /// build lacks.
 SQLOCK_EXPORT std::shared_ptr<backend> open_backend(const std::string& database_url,

@@ -15,8 +15,10 @@
 namespace sqlock {
 
 struct parsed_url {
-  enum class kind { sqlite, postgresql } backend;
-  std::string location;  // sqlite: path or file: URI; postgresql: the URL/conninfo as given
+  /// `memory`: `memory:NAME`, a process-wide in-memory database (<sqlock/testing.hpp>).
+  enum class kind { sqlite, postgresql, memory } backend;
+  std::string location;  // sqlite: path or file: URI; postgresql: the URL/conninfo as given;
+                         // memory: the database's name
   bool uri = false;      // sqlite: location is a file: URI
 };
 

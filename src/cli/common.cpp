@@ -71,7 +71,15 @@ std::string resolve_database_url(const globals& g) {
 std::string url_backend_kind(const std::string& url) {
   try {
     auto parsed = sqlock::parse_database_url(url);
-    return parsed.backend == sqlock::parsed_url::kind::sqlite ? "sqlite" : "postgresql";
+    switch (parsed.backend) {
+      case sqlock::parsed_url::kind::sqlite:
+        return "sqlite";
+      case sqlock::parsed_url::kind::memory:
+        return "memory";
+      case sqlock::parsed_url::kind::postgresql:
+        break;
+    }
+    return "postgresql";
   } catch (const error& e) {
     throw exit_error(exit_code::config, e.what());
   }

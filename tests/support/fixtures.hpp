@@ -25,6 +25,10 @@ struct sqlite_fixture {
   /// SQLite has one writer at a time: an open write transaction (BEGIN IMMEDIATE, as a fenced
   /// transaction is) makes every other writer wait, where PostgreSQL locks rows.
   static constexpr bool single_writer = true;
+  /// The test can reach the database with SQL and hold rows in open transactions.
+  static constexpr bool raw_sql = true;
+  /// tests/support/worker processes can open the same database.
+  static constexpr bool multi_process = true;
   explicit sqlite_fixture(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
     if (migrate) sqlock::client(url_, options()).migrate();
   }
@@ -63,10 +67,12 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 
 }  // namespace sqlock_test
 
+#include "memory_fixture.hpp"
 #if SQLOCK_HAVE_POSTGRESQL
 #include "postgresql_fixture.hpp"
-#define SQLOCK_TEST_FIXTURES \
-  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture
+#define SQLOCK_TEST_FIXTURES                                                                    \
+  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture, \
+      sqlock_test::memory_fixture
 #else
-#define SQLOCK_TEST_FIXTURES sqlock_test::sqlite_fixture
+#define SQLOCK_TEST_FIXTURES sqlock_test::sqlite_fixture, sqlock_test::memory_fixture
 #endif

@@ -25,6 +25,10 @@ class postgresql_schema {
  public:
   /// PostgreSQL locks rows: an open transaction holds only the rows it locked.
   static constexpr bool single_writer = false;
+  /// The test can reach the database with SQL and hold rows in open transactions.
+  static constexpr bool raw_sql = true;
+  /// tests/support/worker processes can open the same database.
+  static constexpr bool multi_process = true;
   postgresql_schema(std::string url, std::string direct_url, bool pooled, bool migrate)
       : url_(std::move(url)),
         direct_(std::move(direct_url)),
