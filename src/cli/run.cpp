@@ -18,6 +18,7 @@ using std::chrono::milliseconds;
 
 struct run_options {
   std::string name;
+  std::string never;               // see add_run
   std::vector<std::string> names;  // every NAME (set by run_run)
   std::string ttl = "30s";
   std::string wait;
@@ -245,6 +246,11 @@ void add_run(CLI::App& app, globals& g) {
       ->required();
   sub->add_option("command", o->command, "The command and its arguments, after --")
       ->type_name("CMD...");
+  // Never filled (`command` takes every later positional): it keeps CLI11 (2.1) from handing
+  // what follows `--` back to the main app once `command` holds a value, as it does when no
+  // positional still wants one; `command` then holds more NAMEs and, after `--`, CMD, which
+  // run_run tells apart.
+  sub->add_option("never", o->never)->group("");
   sub->add_option("--ttl", o->ttl, "Lease length, renewed every ttl/3 while CMD runs (default 30s)")
       ->type_name("DURATION");
   auto* wait =
