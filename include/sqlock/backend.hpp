@@ -80,6 +80,10 @@ struct acquire_result {
   /// When refused: this nonce has a live ticket in the queue after the attempt (the caller
   /// must attempt again before the ticket lapses, and `abandon` it when it gives up).
   bool queued = false;
+  /// In a refused `backend::try_acquire_all`: this name is one the attempt was refused on (held,
+  /// or its row locked by another transaction), with `holder_expires_in` as above. The other
+  /// names of a refused attempt were free and were left untouched.
+  bool blocking = false;
 };
 
 /// What a backend's `release` or `abandon` throws when the lease's row is locked by another
@@ -210,6 +214,20 @@ class SQLOCK_EXPORT backend {
   /// waiter mark of `acquire_request::waiting`. If the outcome cannot be known (the connection
   /// dropped after sending), throws `errc::in_doubt`; the caller then calls `abandon`.
   virtual acquire_result try_acquire(const acquire_request& request, deadline until) = 0;
+  /// Grants every lock of `requests` or none: one result per request, in order, either all
+  /// granted or none. The names are distinct; the client sends them in byte order (the order a
+  /// backend that locks rows one by one should lock them in). When refused, the names that
+  /// refused it are marked `blocking` and nothing is written for any name, except the waiter
+  /// marks of `waiting` requests; no name is queued (`fair` and `queue` are ignored: such waits
+  /// are not fair). If the outcome cannot be known, throws `errc::in_doubt`; the caller then calls
+  /// `abandon` for every name (with its request's nonce).
+  /// sqlock's backends do it in one atomic step (SQLite: one write transaction; PostgreSQL: one
+  /// statement). Default (for other backends): `try_acquire` for each name in the given order;
+  /// on the first refusal, the grants before it are released again (`release`, else `abandon`)
+  /// before it returns, so none is left held, though they were briefly granted (they drew
+  /// tokens); if one of them cannot be ended, it throws `errc::in_doubt`.
+  virtual std::vector<acquire_result> try_acquire_all(const std::vector<acquire_request>& requests,
+                                                      deadline until);
   /// Renews many leases in one round trip; one result per request, in order. Never revives an
   /// expired lease.
   virtual std::vector<renew_result> renew(const std::vector<renew_request>& requests,
@@ -230,6 +248,13 @@ class SQLOCK_EXPORT backend {
   /// waiter while it gave up is released (and handed on) with it, never left held by nobody.
   /// Returns whether a lease was live. Never waits for a locked row (throws as `release` does).
   virtual bool abandon(const lease_key& key, deadline until) = 0;
+  /// Sets the metadata of the live lock lease `key` (name, nonce and token) to `metadata`,
+  /// changing nothing else (expiry, token, owner) and never reviving an ended lease; wakes the
+  /// name's observers (`release_watch::make_observer`) as a release does, so they read it (on
+  /// PostgreSQL through NOTIFY, when an observer marked the row). Returns false when the lease
+  /// is not live. Must not wait long for a row locked by another open transaction: throws
+  /// `row_locked` instead. Default (for other backends): throws `errc::usage` (not supported).
+  virtual bool update_metadata(const lease_key& key, std::string_view metadata, deadline until);
 
   virtual std::optional<lock_record> inspect(std::string_view name, deadline until) = 0;
   virtual std::vector<lock_record> list(const list_filter& filter, deadline until) = 0;
@@ -330,6 +355,13 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
   }
   bool abandon(const lease_key& key, deadline until) override {
     return wrapped_->abandon(key, until);
+  }
+  std::vector<acquire_result> try_acquire_all(const std::vector<acquire_request>& requests,
+                                              deadline until) override {
+    return wrapped_->try_acquire_all(requests, until);
+  }
+  bool update_metadata(const lease_key& key, std::string_view metadata, deadline until) override {
+    return wrapped_->update_metadata(key, metadata, until);
   }
   std::optional<lock_record> inspect(std::string_view name, deadline until) override {
     return wrapped_->inspect(name, until);

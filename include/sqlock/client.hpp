@@ -56,6 +56,24 @@ class SQLOCK_EXPORT client {
   /// Waits until granted. Throws: `errc::cancelled` on shutdown.
   [[nodiscard]] lease acquire(std::string_view name, const lock_options& options = {});
 
+  /// Several locks at once, all or none: attempts to take every lock of `names` in one atomic
+  /// step (one statement on PostgreSQL, one write transaction on SQLite), in byte order of the
+  /// names whatever order they are given in, so callers asking for overlapping sets in any order
+  /// never deadlock, and a refused attempt holds nothing and writes nothing. Waits up to `wait`
+  /// (zero: one attempt) as `try_acquire_for` does, retrying whenever a name that refused it is
+  /// released or its holder's lease runs out. Not fair: it takes no place in the names' queues
+  /// (a single-name waiter queued on one of them goes first), so under steady contention on
+  /// one of its names it may wait long. Each lease is an ordinary lease (own token, keepalive
+  /// in the client's batched renewal, on_lost, release), all with `options`.
+  /// Returns: the leases in the order of `names`, or empty when `wait` ran out.
+  /// Throws: `errc::invalid_argument` before any I/O for an empty list, a name given twice, a
+  /// bad name, ttl or metadata, a negative wait, or `options.fair`; `errc::cancelled` on
+  /// shutdown; otherwise as `try_acquire_for` (an attempt whose outcome is unknown is cleaned
+  /// up for every name).
+  [[nodiscard]] std::optional<std::vector<lease>> try_acquire_all(
+      const std::vector<std::string>& names, std::chrono::milliseconds wait,
+      const lock_options& options = {});
+
   /// Semaphores: `options.count` units (all `options.limit` units when `options.exclusive`) of
   /// the semaphore `name`, created with `options.limit` on first use. Each acquisition is a
   /// lease like a lock's: its own fencing token (larger than every earlier grant's on this

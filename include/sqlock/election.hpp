@@ -73,6 +73,16 @@ class SQLOCK_EXPORT election {
   std::int64_t campaign(std::string value);
   /// As `campaign`, waiting at most `wait`. Returns: whether this candidate became leader.
   bool try_campaign_for(std::string value, std::chrono::milliseconds wait);
+  /// Effects: publishes `value` in place of the value this leader campaigned (or last
+  /// proclaimed) with, keeping its term: `leader()` and `sqlock show` read it at once, and
+  /// observers are called with it (at once in this process and, on PostgreSQL, in others; by
+  /// SQLite's other processes at their next poll). Never changes the row once the leadership
+  /// has ended.
+  /// Throws: `errc::invalid_argument` (before any I/O) when `value` is longer than
+  /// `max_metadata_bytes` or not UTF-8; `errc::usage` when this candidate has not won (or has
+  /// resigned); `errc::lease_lost` when its leadership is lost; `errc::unavailable` as
+  /// `lease::renew` (retry).
+  void proclaim(std::string value);
   /// Gives up the leadership (ends the lease now, waking the other candidates and observers).
   /// A no-op when not leader. Throws `errc::unavailable` as `lease::release`.
   void resign();
@@ -88,7 +98,8 @@ class SQLOCK_EXPORT election {
   /// The current leader by the database, or empty when there is none.
   std::optional<leader_info> leader();
   /// Calls `on_change` with the current leader at once, then each time the leader changes
-  /// (another term, or empty when the office falls vacant), from a thread of its own. On
+  /// (another term, or empty when the office falls vacant) or proclaims another value, from a
+  /// thread of its own. On
   /// PostgreSQL the observer is woken by the release notification; it also wakes when the
   /// leader's lease runs out, and checks at least every `poll` otherwise (elections won on
   /// SQLite by another process, or a notification lost). The callback must not block long.

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include <sqlock/export.hpp>
 #include <sqlock/types.hpp>
@@ -77,6 +78,14 @@ class SQLOCK_EXPORT lease {
   /// the transaction did. Leases of locks only.
   /// Throws: `errc::invalid_argument` for a semaphore lease.
   void expect_release_in_transaction();
+  /// Effects: sets the metadata stored in the lease's row (what `list`, `show` and an election's
+  /// observers read) to `metadata`, while the lease is live; its expiry, token and owner stay.
+  /// An ended lease is never revived nor changed. Leases of locks only.
+  /// Throws: `errc::invalid_argument` (before any I/O) for metadata that is too long or not
+  /// UTF-8, or a semaphore lease; `errc::lease_lost` when the lease is not live (lost, released,
+  /// or found ended in the database); `errc::unavailable` when the database cannot be reached
+  /// or the row is locked by an open fenced transaction (retry).
+  void update_metadata(std::string_view metadata);
   /// The lease's identity in its lock row, besides the token: what SQL acting on this lease
   /// names (`sqlock_release(name, token, nonce)`), since tokens alone are easy to guess.
   const std::string& nonce() const noexcept;

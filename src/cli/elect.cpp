@@ -13,6 +13,8 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <fstream>
+#include <iterator>
 #include <mutex>
 
 #include <fmt/core.h>
@@ -38,7 +40,8 @@ struct elect_options {
   bool nonblock = false;
   std::string kill_grace;
   int conflict_exit_code = exit_code::busy;
-  std::string interval;  // empty: 1s
+  std::string interval;    // empty: 1s
+  std::string value_file;  // --value-file: VALUE read from it, again on SIGHUP (proclaim)
   std::vector<std::string> command;
 };
 
@@ -74,6 +77,42 @@ std::string leader_description(client& c, const std::string& name) {
   return "";
 }
 
+// --value-file: the file's content, less one trailing newline (as `echo` writes it).
+std::string read_value_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw std::runtime_error("cannot read --value-file " + printable(path));
+  std::string v((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (in.bad()) throw std::runtime_error("cannot read --value-file " + printable(path));
+  if (!v.empty() && v.back() == '\n') v.pop_back();
+  if (!v.empty() && v.back() == '\r') v.pop_back();
+  sqlock::validate_metadata(v);
+  return v;
+}
+
+// The published value of a campaign with --value-file: SIGHUP re-reads the file, and the leader
+// proclaims what changed (lease::update_metadata, as election::proclaim does). Shared by the
+// signal thread (SIGHUP) and the main thread (winning, then letting go of the lease).
+struct proclaimer {
+  std::mutex mu;
+  std::string path;
+  std::string wanted;                             // the file's content as last read
+  std::string published;                          // what the lease's row carries
+  lease* held = nullptr;                          // while leader
+  std::function<void(const std::string&)> print;  // prints the leader line with a value
+
+  // Proclaims `wanted` when it differs from what is published (mu held).
+  void sync_locked(const globals& g, const std::string& what) {
+    if (held == nullptr || wanted == published) return;
+    try {
+      held->update_metadata(wanted);
+      published = wanted;
+      print(published);
+    } catch (const std::exception& e) {
+      warn(g, what + ": proclaiming the new value failed (SIGHUP to try again): " + e.what());
+    }
+  }
+};
+
 int campaign(const globals& g, const elect_options& o) {
   if (!o.interval.empty())
     usage_error("--interval applies to observing (elect NAME, or elect -l NAME)");
@@ -82,6 +121,16 @@ int campaign(const globals& g, const elect_options& o) {
   lock_options lo;
   lo.ttl = parse_duration(o.ttl, "--ttl");
   lo.metadata = o.value;
+  auto values = std::make_shared<proclaimer>();
+  if (!o.value_file.empty()) {
+    values->path = o.value_file;
+    try {
+      lo.metadata = read_value_file(o.value_file);
+    } catch (const std::exception& e) {
+      usage_error(e.what());
+    }
+    values->wanted = values->published = lo.metadata;
+  }
   std::optional<milliseconds> wait;
   if (!o.wait.empty()) wait = parse_duration(o.wait, "--wait");
   sqlock::validate_name(o.name);
@@ -95,6 +144,22 @@ int campaign(const globals& g, const elect_options& o) {
   lease_session session(g);
   client& c = session.get_client();
   lo.on_lost = session.on_lost();
+  const std::string quoted_name = quoted;
+  if (!o.value_file.empty()) {
+    // SIGHUP re-reads the file (during the campaign too: the winner proclaims what it read).
+    session.on_signal(SIGHUP, [&g, values, quoted_name] {
+      std::string v;
+      try {
+        v = read_value_file(values->path);
+      } catch (const std::exception& e) {
+        warn(g, quoted_name + ": SIGHUP: " + e.what() + "; the value stays");
+        return;
+      }
+      std::lock_guard<std::mutex> lock(values->mu);
+      values->wanted = std::move(v);
+      values->sync_locked(g, quoted_name);
+    });
+  }
   // election::campaign / try_campaign_for, with the lease in hand (see the file comment).
   std::optional<lease> held = session.acquire(
       [&]() -> std::optional<lease> {
@@ -110,18 +175,33 @@ int campaign(const globals& g, const elect_options& o) {
   }
   const std::int64_t term = held->token();
   const std::string what = fmt::format("{} (term {})", quoted, term);
-  auto announce = [&] {
+  values->print = [&g, name = o.name, term, owner = c.owner()](const std::string& value) {
     if (g.format() == output_format::json)
-      print_json({{"name", o.name}, {"term", term}, {"value", o.value}, {"owner", c.owner()}});
+      print_json({{"name", name}, {"term", term}, {"value", value}, {"owner", owner}});
     else
-      print_line(leader_line(term, o.value, c.owner()));
+      print_line(leader_line(term, value, owner));
+  };
+  // The signal thread stops proclaiming through `held` before it goes.
+  struct unpublish {
+    proclaimer& p;
+    ~unpublish() {
+      std::lock_guard<std::mutex> lock(p.mu);
+      p.held = nullptr;
+    }
+  } unpublish_guard{*values};
+  auto announce = [&] {
+    std::lock_guard<std::mutex> lock(values->mu);
+    values->print(lo.metadata);
+    if (o.value_file.empty()) return;
+    values->held = &*held;
+    values->sync_locked(g, what);  // a SIGHUP during the campaign
   };
 
   if (!o.command.empty()) {
     announce();
     const auto env = command_environment({}, {{"SQLOCK_ELECTION_NAME", o.name},
                                               {"SQLOCK_ELECTION_TERM", std::to_string(term)},
-                                              {"SQLOCK_ELECTION_VALUE", o.value},
+                                              {"SQLOCK_ELECTION_VALUE", lo.metadata},
                                               {"SQLOCK_ELECTION_OWNER", c.owner()}});
     // The command's end resigns (run_command releases the lease).
     return session.run_command(*held, path, o.command, env, grace, what);
@@ -199,6 +279,11 @@ int run_elect(const globals& g, elect_options o) {
   o.value_given = head.size() == 2;
   o.value = o.value_given ? head[1] : std::string();
 
+  if (!o.value_file.empty()) {
+    if (o.value_given) usage_error("elect: VALUE and --value-file exclude each other");
+    if (o.listen) usage_error("elect --listen observes: it takes no --value-file");
+    return campaign(g, o);
+  }
   if (o.listen || !o.value_given) {
     if (o.listen && o.value_given) usage_error("elect --listen observes: it takes no VALUE");
     if (!o.command.empty())
@@ -244,6 +329,10 @@ void add_elect(CLI::App& app, globals& g) {
          "Time between SIGTERM and SIGKILL when the leadership is lost, and what CMD's leftover "
          "processes get after it exits (default 5s, or ttl/3 if shorter)")
       ->type_name("DURATION");
+  sub->add_option("--value-file", o->value_file,
+                  "Campaign with the content of PATH as VALUE (less a trailing newline); on "
+                  "SIGHUP, read it again and, while leader, publish it (proclaim)")
+      ->type_name("PATH");
   sub->add_option("--interval", o->interval,
                   "Observing: look at least this often (default 1s; releases are seen at once on "
                   "PostgreSQL)")
@@ -258,6 +347,9 @@ void add_elect(CLI::App& app, globals& g) {
       "SQLOCK_ELECTION_TERM, SQLOCK_ELECTION_VALUE and SQLOCK_ELECTION_OWNER in its environment;\n"
       "CMD's exit resigns, once CMD's whole process group is gone (as with `run`: leftovers get\n"
       "--kill-grace, then SIGTERM, then SIGKILL after --kill-grace).\n"
+      "With --value-file PATH instead of VALUE, SIGHUP neither resigns nor reaches CMD: it reads\n"
+      "PATH again and the leader publishes the new value in its term (proclaim), printing the\n"
+      "leader line again; observers see it (at once on PostgreSQL).\n"
       "Observe (elect NAME, or elect -l NAME): prints the current leader (or `no leader`), then\n"
       "one line per change, until SIGINT or SIGTERM (exit 0). With -o json, one JSON document per\n"
       "line: {\"name\", \"term\", \"value\", \"owner\", \"expires_in_seconds\"} (null when "
@@ -267,6 +359,7 @@ void add_elect(CLI::App& app, globals& g) {
       "  sqlock elect scheduler \"$(hostname)\"               # leader until Ctrl-C\n"
       "  sqlock elect scheduler \"$(hostname)\" -- ./scheduler # run it on one host only\n"
       "  sqlock elect scheduler                              # who leads, and each change\n"
+      "  sqlock elect scheduler --value-file /run/sched.addr # kill -HUP to publish a new one\n"
       "  sqlock elect -l scheduler -o json | jq -c '{term, value}'");
   sub->callback([&g, o, value, ttl] {
     o->value_given = value->count() > 0;

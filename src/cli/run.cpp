@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: Apache-2.0
-// `sqlock run NAME -- CMD...`: flock(1) across machines. Holds the lock NAME (or units of the
-// semaphore NAME: --shared, --exclusive, --count/--limit) while CMD runs, keeps the lease
-// alive, and stops CMD before the lease can pass to anyone else. The machinery (signals, the
-// child, its supervision) is in supervise.cpp, shared with `elect`.
+// `sqlock run NAME... -- CMD...`: flock(1) across machines. Holds the lock NAME (or units of the
+// semaphore NAME: --shared, --exclusive, --count/--limit; or several locks at once, all or none)
+// while CMD runs, keeps the leases alive, and stops CMD before a lease can pass to anyone else. The
+// machinery (signals, the child, its supervision) is in supervise.cpp, shared with `elect`.
 
 #include <fmt/core.h>
 
@@ -18,6 +18,8 @@ using std::chrono::milliseconds;
 
 struct run_options {
   std::string name;
+  std::string never;               // see add_run
+  std::vector<std::string> names;  // every NAME (set by run_run)
   std::string ttl = "30s";
   std::string wait;
   bool nonblock = false;
@@ -94,11 +96,84 @@ std::string semaphore_description(client& c, const std::string& name) {
   return "";
 }
 
-int run_run(const globals& g, const run_options& o) {
+// `run a b c -- CMD`: every lock or none, held while CMD runs (client::try_acquire_all).
+int run_several(const globals& g, const run_options& o, lock_options lo,
+                std::optional<milliseconds> wait, milliseconds grace, const std::string& path) {
+  std::string quoted;
+  for (std::size_t i = 0; i < o.names.size(); ++i) {
+    sqlock::validate_name(o.names[i]);
+    for (std::size_t j = 0; j < i; ++j)
+      if (o.names[j] == o.names[i])
+        usage_error("run: NAME '" + printable(o.names[i]) + "' is given twice");
+    quoted += (i ? ", '" : "'") + printable(o.names[i]) + "'";
+  }
+  lease_session session(g);
+  client& c = session.get_client();
+  lo.on_lost = session.on_lost();
+  const milliseconds budget =
+      o.nonblock ? milliseconds::zero() : wait.value_or(milliseconds::max());
+  // (session.acquire handles a signal during the wait; it returns one lease, so the leases
+  // come out through `held`.)
+  std::optional<std::vector<lease>> held;
+  (void)session.acquire(
+      [&]() -> std::optional<lease> {
+        held = c.try_acquire_all(o.names, budget, lo);
+        return std::nullopt;
+      },
+      quoted);
+  if (!held) {
+    std::string holders;
+    for (const auto& name : o.names) {
+      auto d = holder_description(c, name);
+      if (!d.empty()) holders += (holders.empty() ? ": '" : "; '") + printable(name) + "'" + d;
+    }
+    info(g,
+         quoted + " are busy" + holders + (wait ? " (waited " + format_duration(*wait) + ")" : ""));
+    return o.conflict_exit_code;
+  }
+  std::string tokens;
+  std::string names;
+  std::vector<lease*> leases;
+  for (auto& l : *held) {
+    tokens += (tokens.empty() ? "" : " ") + std::to_string(l.token());
+    names += (names.empty() ? "" : "\n") + l.name();
+    leases.push_back(&l);
+  }
+  const auto env = command_environment(
+      {"SQLOCK_LOCK_COUNT"}, {{"SQLOCK_LOCK_NAME", o.names.front()},
+                              {"SQLOCK_LOCK_TOKEN", std::to_string(held->front().token())},
+                              {"SQLOCK_LOCK_OWNER", c.owner()},
+                              {"SQLOCK_LOCK_NAMES", names},
+                              {"SQLOCK_LOCK_TOKENS", tokens}});
+  std::string what = quoted + " (tokens ";
+  for (std::size_t i = 0; i < held->size(); ++i)
+    what += (i ? ", " : "") + std::to_string((*held)[i].token());
+  return session.run_command(leases, path, o.command, env, grace, what + ")");
+}
+
+int run_run(const globals& g, run_options o) {
+  // CLI11 fills the positionals in order across `--`: with `--`, every argument before it is a
+  // NAME; without, NAME is the first and CMD the rest (as before several names existed).
+  {
+    std::vector<std::string> positionals = {o.name};
+    positionals.insert(positionals.end(), o.command.begin(), o.command.end());
+    std::size_t tail = g.args_after_dash < 0 ? positionals.size() - 1
+                                             : static_cast<std::size_t>(g.args_after_dash);
+    tail = std::min(tail, positionals.size());
+    o.names.assign(positionals.begin(), positionals.end() - static_cast<std::ptrdiff_t>(tail));
+    o.command.assign(positionals.end() - static_cast<std::ptrdiff_t>(tail), positionals.end());
+    if (o.names.empty()) usage_error("run: NAME goes before -- (sqlock run NAME... -- CMD...)");
+    o.name = o.names.front();
+  }
   if (o.command.empty())
     usage_error("run: no command given (sqlock run NAME [options] -- CMD [ARGS...])");
   if (o.conflict_exit_code < 0 || o.conflict_exit_code > 255)
     usage_error("--conflict-exit-code: must be 0..255");
+  if (o.names.size() > 1 && (o.shared || o.exclusive || o.count_given || o.limit_given))
+    usage_error(
+        "several NAMEs take locks only: --shared, --exclusive, --count and --limit take one NAME");
+  if (o.names.size() > 1 && o.fair)
+    usage_error("--fair takes one NAME: several locks are taken without queueing (not fair)");
   const std::optional<semaphore_options> sem = semaphore_mode(o);
   lock_options lo;
   lo.ttl = parse_duration(o.ttl, "--ttl");
@@ -112,6 +187,7 @@ int run_run(const globals& g, const run_options& o) {
   const milliseconds grace = kill_grace(g, o.kill_grace, lo.ttl);
   // Fail fast, before taking the lock, if CMD cannot be found.
   const std::string path = find_command(o.command);
+  if (o.names.size() > 1) return run_several(g, o, lo, wait, grace, path);
 
   const std::string quoted = (sem ? "semaphore '" : "'") + printable(o.name) + "'";
   lease_session session(g);
@@ -146,8 +222,12 @@ int run_run(const globals& g, const run_options& o) {
       {"SQLOCK_LOCK_TOKEN", std::to_string(held->token())},
       {"SQLOCK_LOCK_OWNER", c.owner()}};
   if (sem) vars.emplace_back("SQLOCK_LOCK_COUNT", std::to_string(held->count()));
-  // A SQLOCK_LOCK_COUNT inherited from an outer `run` must not describe this lease.
-  const auto env = command_environment({"SQLOCK_LOCK_COUNT"}, vars);
+  // As with several names, so a script can read either form.
+  if (!sem) vars.emplace_back("SQLOCK_LOCK_NAMES", o.name);
+  if (!sem) vars.emplace_back("SQLOCK_LOCK_TOKENS", std::to_string(held->token()));
+  // Variables inherited from an outer `run` must not describe this lease.
+  const auto env =
+      command_environment({"SQLOCK_LOCK_COUNT", "SQLOCK_LOCK_NAMES", "SQLOCK_LOCK_TOKENS"}, vars);
 
   const std::string what = sem ? fmt::format("{} (token {}, {} {})", quoted, held->token(),
                                              held->count(), held->count() == 1 ? "unit" : "units")
@@ -161,9 +241,16 @@ void add_run(CLI::App& app, globals& g) {
   auto o = std::make_shared<run_options>();
   auto* sub = app.add_subcommand(
       "run", "Run a command while holding a lock or semaphore units (flock(1) across machines)");
-  sub->add_option("name", o->name, "Lock (or semaphore) name")->required();
+  sub->add_option("name", o->name,
+                  "Lock (or semaphore) name; several lock names before -- take them all at once")
+      ->required();
   sub->add_option("command", o->command, "The command and its arguments, after --")
       ->type_name("CMD...");
+  // Never filled (`command` takes every later positional): it keeps CLI11 (2.1) from handing
+  // what follows `--` back to the main app once `command` holds a value, as it does when no
+  // positional still wants one; `command` then holds more NAMEs and, after `--`, CMD, which
+  // run_run tells apart.
+  sub->add_option("never", o->never)->group("");
   sub->add_option("--ttl", o->ttl, "Lease length, renewed every ttl/3 while CMD runs (default 30s)")
       ->type_name("DURATION");
   auto* wait =
@@ -210,12 +297,18 @@ void add_run(CLI::App& app, globals& g) {
       "behind get --kill-grace after it exits, then SIGTERM, then SIGKILL after --kill-grace\n"
       "(exit status: still CMD's). A process that leaves the group (setsid) escapes.\n"
       "Semaphores are a namespace of their own: `run x --shared` never conflicts with `run x`.\n"
+      "Several lock NAMEs before -- are taken all at once or not at all (in byte order of the\n"
+      "names, so overlapping runs never deadlock; not fair: --fair, --shared, --exclusive,\n"
+      "--count and --limit take one NAME). CMD gets the first NAME's SQLOCK_LOCK_NAME and\n"
+      "SQLOCK_LOCK_TOKEN, plus SQLOCK_LOCK_NAMES (one per line) and SQLOCK_LOCK_TOKENS\n"
+      "(space-separated), in the order given; losing any lease stops CMD as above.\n"
       "Exit: CMD's status (128+N if killed by signal N; 126 cannot execute; 127 not found);\n"
       "1 (or --conflict-exit-code) if busy or timed out; 75 lease lost.\n"
       "\n"
       "Examples:\n"
       "  sqlock run nightly-report -n -- /usr/local/bin/report --full\n"
       "  sqlock run deploy --wait 5m --ttl 1m -- make deploy\n"
+      "  sqlock run db-primary db-replica --wait 1m -- ./migrate   # both, or neither\n"
       "  sqlock run config --shared -- ./read-config        # many readers at once\n"
       "  sqlock run config --exclusive -- ./rewrite-config  # alone, after the readers\n"
       "  sqlock run gpu-pool --limit 4 --count 2 --fair -- ./train   # 2 of 4 GPUs\n"

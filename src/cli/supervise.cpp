@@ -16,6 +16,8 @@
 #include <cerrno>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <map>
 #include <mutex>
 
 extern char** environ;
@@ -61,6 +63,7 @@ struct supervisor {
   client* owner = nullptr;  // shut down by a signal that arrives while waiting
   bool lost = false;
   std::string lost_reason;
+  std::map<int, std::function<void()>> handlers;  // lease_session::on_signal
   std::atomic<bool> stop{false};
 };
 
@@ -83,6 +86,15 @@ void signal_loop(supervisor& sv) {
       continue;
     }
     client* cancel = nullptr;
+    std::function<void()> handle;
+    {
+      std::lock_guard<std::mutex> lock(sv.mu);
+      if (auto it = sv.handlers.find(sig); it != sv.handlers.end()) handle = it->second;
+    }
+    if (handle) {
+      handle();
+      continue;
+    }
     {
       std::lock_guard<std::mutex> lock(sv.mu);
       if (sv.child_pgid > 0) {
@@ -204,6 +216,38 @@ pid_t start_child(const std::string& path, const std::vector<std::string>& comma
 
 std::string signal_name(int sig) { return strsignal(sig); }
 
+// The leases a command runs under (`run NAME...`), seen as one: lost when any is lost, at risk
+// when any is, with the least time left; released together.
+struct lease_set {
+  const std::vector<lease*>& all;
+  bool lost() const {
+    return std::any_of(all.begin(), all.end(), [](const lease* l) { return l->lost(); });
+  }
+  lease_state state() const {
+    if (lost()) return lease_state::lost;
+    for (const lease* l : all)
+      if (l->state() == lease_state::at_risk) return lease_state::at_risk;
+    return all.empty() ? lease_state::released : all.front()->state();
+  }
+  milliseconds remaining() const {
+    milliseconds least = milliseconds::max();
+    for (const lease* l : all) least = std::min(least, l->remaining());
+    return all.empty() ? milliseconds::zero() : least;
+  }
+  // Releases every one; then throws the first failure.
+  void release() const {
+    std::exception_ptr first;
+    for (lease* l : all) {
+      try {
+        l->release();
+      } catch (const error&) {
+        if (!first) first = std::current_exception();
+      }
+    }
+    if (first) std::rethrow_exception(first);
+  }
+};
+
 }  // namespace
 
 std::string find_command(const std::vector<std::string>& command) {
@@ -265,6 +309,11 @@ lease_session::~lease_session() {
   signals_.join();
 }
 
+void lease_session::on_signal(int sig, std::function<void()> handle) {
+  std::lock_guard<std::mutex> lock(sv_->mu);
+  sv_->handlers[sig] = std::move(handle);
+}
+
 std::function<void(const lost_event&)> lease_session::on_lost() {
   auto sv = sv_;
   return [sv](const lost_event& e) {
@@ -294,10 +343,11 @@ std::optional<lease> lease_session::acquire(const std::function<std::optional<le
   }
 }
 
-int lease_session::run_command(lease& held, const std::string& path,
+int lease_session::run_command(const std::vector<lease*>& leases, const std::string& path,
                                const std::vector<std::string>& command,
                                const std::vector<std::string>& env, milliseconds grace,
                                const std::string& what) {
+  lease_set held{leases};
   supervisor& sv = *sv_;
   pid_t pid = -1;
   int exec_errno = 0;

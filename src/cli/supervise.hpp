@@ -55,6 +55,10 @@ class lease_session {
   lease_session& operator=(const lease_session&) = delete;
 
   client& get_client() { return *client_; }
+  /// From now on, runs `handle` on the signal thread for each signal `sig` (SIGINT, SIGTERM or
+  /// SIGHUP) instead of what the signal does otherwise (cancel the wait, end the hold, reach
+  /// CMD). `handle` must not throw and must not block long.
+  void on_signal(int sig, std::function<void()> handle);
   /// For lock_options::on_lost: records the loss and wakes the supervision.
   std::function<void(const lost_event&)> on_lost();
 
@@ -74,7 +78,15 @@ class lease_session {
   /// before CMD started.
   int run_command(lease& held, const std::string& path, const std::vector<std::string>& command,
                   const std::vector<std::string>& env, std::chrono::milliseconds grace,
-                  const std::string& what);
+                  const std::string& what) {
+    return run_command(std::vector<lease*>{&held}, path, command, env, grace, what);
+  }
+  /// As above, while every lease of `held` is held: the loss of any one stops CMD as a lost
+  /// lease does, renewals failing for any one start the stop sequence before its safety
+  /// deadline, and all are released once CMD's group is gone.
+  int run_command(const std::vector<lease*>& held, const std::string& path,
+                  const std::vector<std::string>& command, const std::vector<std::string>& env,
+                  std::chrono::milliseconds grace, const std::string& what);
 
   /// Holds `held` without a command. `announce` runs once the hold has begun (signals no longer
   /// cancel the client). Returns N after SIGINT, SIGTERM or SIGHUP (the lease is then released,

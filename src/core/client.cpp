@@ -258,7 +258,7 @@ client::~client() {
   }
 }
 
-namespace {
+namespace detail {
 // `now` is also the wait's start: a zero wait is then one attempt that does not wait.
 std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::string_view name,
                                                     std::chrono::steady_clock::time_point now,
@@ -270,7 +270,7 @@ std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::
   return wait >= std::chrono::hours{24 * 365 * 100} ? std::chrono::steady_clock::time_point::max()
                                                     : now + wait;
 }
-}  // namespace
+}  // namespace detail
 
 std::optional<lease> client::try_acquire(std::string_view name, const lock_options& options) {
   auto now = std::chrono::steady_clock::now();
@@ -280,7 +280,8 @@ std::optional<lease> client::try_acquire(std::string_view name, const lock_optio
 std::optional<lease> client::try_acquire_for(std::string_view name, std::chrono::milliseconds wait,
                                              const lock_options& options) {
   auto now = std::chrono::steady_clock::now();
-  return acquire_until(name, now, wait_deadline("try_acquire_for", name, now, wait), options);
+  return acquire_until(name, now, detail::wait_deadline("try_acquire_for", name, now, wait),
+                       options);
 }
 
 lease client::acquire(std::string_view name, const lock_options& options) {
@@ -301,8 +302,9 @@ std::optional<lease> client::try_acquire_semaphore_for(std::string_view name,
                                                        std::chrono::milliseconds wait,
                                                        const semaphore_options& options) {
   auto now = std::chrono::steady_clock::now();
-  return acquire_until(name, now, wait_deadline("try_acquire_semaphore_for", name, now, wait),
-                       options, &options);
+  return acquire_until(name, now,
+                       detail::wait_deadline("try_acquire_semaphore_for", name, now, wait), options,
+                       &options);
 }
 
 lease client::acquire_semaphore(std::string_view name, const semaphore_options& options) {

@@ -17,6 +17,12 @@
 
 namespace sqlock::detail {
 
+/// The deadline of a wait of `wait` from `now` (saturated: a huge wait has none). Throws
+/// errc::invalid_argument for a negative wait (`what` and `name` name the call in the message).
+std::chrono::steady_clock::time_point wait_deadline(std::string_view what, std::string_view name,
+                                                    std::chrono::steady_clock::time_point now,
+                                                    std::chrono::milliseconds wait);
+
 class client_core : public std::enable_shared_from_this<client_core> {
  public:
   client_core(std::shared_ptr<backend> db, client_options options);

@@ -53,6 +53,7 @@ std::optional<leader_info> leader_of(const std::optional<lock_record>& r) {
 void observer_state::run() noexcept {
   using namespace std::chrono;
   std::int64_t last_term = -1;  // nothing reported yet; 0 = reported "no leader"
+  std::string last_value;       // of last_term: a proclaim changes it within a term
   // While the office is vacant a candidate usually wins within a few round trips: look again
   // soon, backing off to `poll`.
   milliseconds vacant_delay = backoff::initial;
@@ -61,8 +62,9 @@ void observer_state::run() noexcept {
     try {
       auto now_leader = leader_of(core->db().inspect_watched(name, poll * 2, core->op_deadline()));
       std::int64_t term = now_leader ? now_leader->term : 0;
-      if (term != last_term) {
+      if (term != last_term || (now_leader && now_leader->value != last_value)) {
         last_term = term;
+        last_value = now_leader ? now_leader->value : std::string();
         vacant_delay = backoff::initial;
         try {
           on_change(now_leader);
@@ -145,6 +147,15 @@ bool election::try_campaign_for(std::string value, std::chrono::milliseconds wai
 std::int64_t election::campaign(std::string value) {
   try_campaign_for(std::move(value), std::chrono::milliseconds::max());
   return term();
+}
+
+void election::proclaim(std::string value) {
+  detail::validate_metadata(value);
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!leadership_)
+    throw error(errc::usage, "election " + detail::quoted(name_) +
+                                 ": proclaim while not leader (campaign first)");
+  leadership_->update_metadata(value);  // lease_lost once the leadership has ended
 }
 
 void election::resign() {

@@ -203,6 +203,24 @@ void lease::release() {
   if (failure) std::rethrow_exception(failure);
 }
 
+void lease::update_metadata(std::string_view metadata) {
+  detail::validate_metadata(metadata);
+  const std::string what =
+      "update metadata of " + detail::quoted(name()) + " (token " + std::to_string(token()) + ")";
+  if (!impl_) throw error(errc::lease_lost, what + ": the lease was moved from");
+  auto& l = *impl_;
+  auto& core = *l.core;
+  if (l.kind != lease_kind::lock)
+    throw error(errc::invalid_argument, what + ": only a lock's lease has metadata to update",
+                std::string(core.db().kind()));
+  // Not under `io`: the row keeps its expiry, so this cannot race a renewal's local deadline.
+  if (!*this) throw error(errc::lease_lost, what + ": the lease is not held");
+  if (!core.db().update_metadata(l.key(), metadata, core.op_deadline()))
+    throw error(errc::lease_lost,
+                what + " on " + std::string(core.db().kind()) + ": the lease has ended",
+                std::string(core.db().kind()));
+}
+
 const std::string& lease::nonce() const noexcept {
   static const std::string none;
   return impl_ ? impl_->nonce : none;

@@ -129,6 +129,18 @@ void watch_registry::state::notify_one(const std::string& name) {
 
 void watch_registry::notify(std::string_view name) { state_->notify_one(std::string(name)); }
 
+void watch_registry::notify_observers(std::string_view name) {
+  std::vector<std::shared_ptr<release_watch>> live;
+  {
+    std::lock_guard<std::mutex> lock(state_->mutex);
+    auto it = state_->by_name.find(std::string(name));
+    if (it == state_->by_name.end()) return;
+    for (auto& w : it->second)
+      if (auto p = w.lock(); p && p->observer()) live.push_back(std::move(p));
+  }
+  for (auto& w : live) w->notify();
+}
+
 bool watch_registry::hand_off(std::string_view name, const handoff& h) {
   std::vector<std::shared_ptr<release_watch>> live;
   {

@@ -46,6 +46,14 @@ class faulty_backend : public sqlock::backend_wrapper {
     fail_if_starting_up("acquire");
     return in_doubt_after(wrapped().try_acquire(r, d));
   }
+  /// Several locks at once: the backend's own all-or-nothing step, with the same faults.
+  std::vector<sqlock::acquire_result> try_acquire_all(const std::vector<sqlock::acquire_request>& r,
+                                                      sqlock::deadline d) override {
+    fail_if_starting_up("acquire");
+    auto out = wrapped().try_acquire_all(r, d);
+    for (auto& o : out) o = in_doubt_after(std::move(o));
+    return out;
+  }
   sqlock::acquire_result try_acquire_semaphore(const sqlock::semaphore_request& r,
                                                sqlock::deadline d) override {
     return in_doubt_after(wrapped().try_acquire_semaphore(r, d));

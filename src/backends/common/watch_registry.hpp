@@ -26,6 +26,8 @@ class watch_registry {
   std::shared_ptr<release_watch> watch(std::string_view name);
   /// Wakes the oldest waiter for `name` that has no wake-up pending.
   void notify(std::string_view name);
+  /// Wakes the observers of `name` only (its lease changed but stays held: a proclaim).
+  void notify_observers(std::string_view name);
   /// Delivers a lock a release handed to the queued waiter `h.nonce` (if it waits in this
   /// process) and wakes the observers of `name`. Returns whether the waiter was found.
   bool hand_off(std::string_view name, const handoff& h);

@@ -107,6 +107,9 @@ class postgresql_backend final : public backend {
 
   // locks.cpp
   acquire_result try_acquire(const acquire_request& r, deadline until) override;
+  std::vector<acquire_result> try_acquire_all(const std::vector<acquire_request>& requests,
+                                              deadline until) override;
+  bool update_metadata(const lease_key& key, std::string_view metadata, deadline until) override;
   std::vector<renew_result> renew(const std::vector<renew_request>& requests,
                                   deadline until) override;
   bool release(const lease_key& key, deadline until) override;

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <mutex>
+#include <thread>
 
 #include "backends/common/backend_common.hpp"
 #include "backends/postgresql/backend.hpp"
@@ -63,6 +64,108 @@ acquire_result postgresql_backend::try_acquire(const acquire_request& r, deadlin
   out.holder_expires_in =
       left <= 0 || mark_missed ? milliseconds{0} : std::max(milliseconds{1}, us_to_ms(left));
   return out;
+}
+
+// statements::acquire_all: every name or none, in one statement (one round trip).
+std::vector<acquire_result> postgresql_backend::try_acquire_all(
+    const std::vector<acquire_request>& requests, deadline until) {
+  std::vector<acquire_result> out(requests.size());
+  if (requests.empty()) return out;
+  std::string what = "acquire";
+  std::string json = "[";
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    what += (i ? ", " : " ") + quoted(r.name);
+    if (i) json += ',';
+    json += "{\"i\":" + std::to_string(i) + ",\"n\":";
+    append_json_string(json, r.name);
+    json += ",\"o\":";
+    append_json_string(json, r.nonce);
+    json += ",\"w\":";
+    append_json_string(json, r.owner);
+    json += ",\"m\":";
+    append_json_string(json, r.metadata);
+    json += ",\"ms\":" + std::to_string(r.ttl.count()) + "}";
+  }
+  json += ']';
+  // As try_acquire: mark held rows only when a notification can reach us.
+  const bool waiting = std::any_of(requests.begin(), requests.end(),
+                                   [](const acquire_request& r) { return r.waiting; });
+  const bool mark = waiting && options_.notifications && !listener_.known_deaf();
+  auto c = checkout(until, what);
+  result res;
+  try {
+    res = run(*c, what, "sqlock_acquire_all", sql().acquire_all,
+              {json, std::string(mark ? "true" : "false"), std::to_string(waiter_mark.count())},
+              until, errc::in_doubt);
+  } catch (const error& e) {
+    // division_by_zero: the statement's guard (see statements::acquire_all) rolled back a
+    // grant that a concurrent one made partial. Someone else just took a name: back off.
+    if (e.sqlstate() != "22012" || c->broken()) throw;
+    return out;
+  }
+  if (res.rows() != static_cast<int>(requests.size()))
+    throw error(errc::internal,
+                what + " on postgresql: " + std::to_string(res.rows()) + " rows for " +
+                    std::to_string(requests.size()) + " names",
+                kind_name);
+  bool granted = false, contended = false;
+  for (int row = 0; row < res.rows(); ++row) {
+    auto& o = out.at(static_cast<std::size_t>(res.integer(row, 0)));
+    if (!res.null(row, 1)) {
+      o.granted = grant{res.integer(row, 1), from_epoch_us(res.integer(row, 2)),
+                        from_epoch_us(res.integer(row, 3)), c->server_epoch};
+      granted = true;
+      continue;
+    }
+    o.blocking = res.boolean(row, 9);
+    if (!o.blocking) continue;
+    contended = true;
+    // As try_acquire: an expired row that blocked is locked by another transaction, and a mark
+    // that was due but not written means the row changed meanwhile: expiry unknown (0).
+    const bool live = res.boolean(row, 5);
+    const bool mark_missed = mark && res.boolean(row, 7) && !res.boolean(row, 8);
+    o.holder_expires_in = !live || mark_missed
+                              ? milliseconds{0}
+                              : std::max(milliseconds{1}, us_to_ms(res.integer(row, 6)));
+  }
+  if (granted) {
+    for (const auto& o : out)
+      if (!o.granted)
+        throw error(errc::internal, what + " on postgresql: granted only some of the names",
+                    kind_name);
+  }
+  if (contended && options_.notifications) listener_.ensure_started(milliseconds{0});
+  return out;
+}
+
+bool postgresql_backend::update_metadata(const lease_key& key, std::string_view metadata,
+                                         deadline until) {
+  const std::string what =
+      "update metadata of " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+  ended_rows out;
+  {
+    auto c = checkout(until, what);
+    // A row locked for a moment (a contender's mark) is looked at again a few times, as
+    // end_lease does; one that stays locked is an open fenced transaction.
+    for (int attempt = 0;; ++attempt) {
+      out = read_ended(
+          run(*c, what, "sqlock_set_metadata", sql().set_metadata,
+              {key.name, key.nonce, std::to_string(key.token), std::string(metadata), channel_},
+              until));
+      if (!out.locked) break;
+      auto pause = jitter(milliseconds{1}, milliseconds{1 << std::min(attempt, 3)});
+      if (attempt >= 6 || steady::now() + pause >= until)
+        throw row_locked(what +
+                             " on postgresql: the lease's row is locked by another open "
+                             "transaction (a fenced transaction?); not waiting for it",
+                         kind_name, std::string(sqlstate_row_locked));
+      std::this_thread::sleep_for(pause);
+    }
+  }
+  // Observers in this process at once (a NOTIFY reaches them only when one marked the row).
+  if (out.ended) registry_.notify_observers(key.name);
+  return out.ended;
 }
 
 std::vector<renew_result> postgresql_backend::renew(const std::vector<renew_request>& requests,

@@ -36,7 +36,7 @@ struct statements {
   std::string schema_ident;
   std::string acquire, acquire_try, renew, renew_mixed, release, release_waiting, abandon,
       leave_queue, force, request_release, sem_request_release, inspect, inspect_waiters, list,
-      notify, version, read_version, inspect_watched;
+      notify, version, read_version, inspect_watched, acquire_all, set_metadata;
   // Semaphores.
   std::string sem_acquire, sem_release, sem_release_waiting, sem_abandon, sem_force, sem_inspect,
       sem_list, sem_purge_lock, sem_purge_delete, sem_purge_orphans;

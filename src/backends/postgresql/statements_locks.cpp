@@ -162,6 +162,101 @@ void statements::lock_statements() {
       "SELECT true, token, acquired_us, expires_us, false AS queued, NULL AS unflushed "
       "FROM granted UNION ALL SELECT false, cur.left_us, 0, 0, false, NULL "
       "FROM (SELECT 1) one LEFT JOIN cur ON true WHERE NOT EXISTS (SELECT 1 FROM granted)";
+  // Several locks, all or nothing, in ONE statement. $1: json array of {i, n (name), o (nonce),
+  // w (owner), m (metadata), ms (ttl)}, names distinct and in byte order; $2 mark the held rows
+  // for a wake-up (a waiting attempt), $3 the mark's length in ms.
+  //
+  // As in `acquire`: `cur` reads the rows with the statement's snapshot (one index probe per
+  // name, see `renew` on json_to_recordset), and `granted` inserts only when every name looks
+  // free: no live row, and every expired row locked by `free` (SKIP LOCKED: never waiting for a
+  // fenced transaction or a concurrent grant, so a refusal answers at once and two such
+  // statements cannot deadlock on the rows they found). So a refusal seen in the snapshot
+  // writes nothing but the marks. Rows are inserted in name order, the order every statement of
+  // this kind takes their locks in.
+  //
+  // The race the snapshot cannot see: a row missing from it that a concurrent grant inserted
+  // (and still holds) before our INSERT reached it. ON CONFLICT then finds it live and grants
+  // nothing for that name while the other names were granted. The last column then divides
+  // by zero: the statement fails and its implicit transaction rolls back every grant (the
+  // backend reports a refusal). The divisor depends on a subquery, so the planner cannot fold
+  // it and raise the error in a statement that grants all names or none. Tokens drawn by a
+  // rolled-back attempt are burnt (a sequence is not transactional), which only leaves a gap.
+  //
+  // Columns per request: i, token, acquired_us, expires_us (NULL when not granted), whether a
+  // row exists, is live, its left_us, whether its mark was due and written, whether the name
+  // blocked the attempt, and the guard.
+  acquire_all =
+      "WITH req AS (SELECT * FROM json_to_recordset($1::json) "
+      "AS r(i integer, n text, o text, w text, m text, ms bigint)), "
+      "cur AS (SELECT c.name, c.nonce, c.expires_at > now() AS live, " +
+      epoch_us("c.expires_at - now()") +
+      " AS left_us, c.waiters_until < now() + $3::bigint * interval '500 microseconds' "
+      "AS mark_due FROM req CROSS JOIN LATERAL (SELECT x.name, x.nonce, x.expires_at, "
+      "x.waiters_until FROM " +
+      locks +
+      " x WHERE x.name = req.n LIMIT 1) c), "
+      "free AS (SELECT l.name FROM " +
+      locks +
+      " l WHERE l.name = ANY (ARRAY(SELECT name FROM cur WHERE NOT live)) "
+      "AND l.expires_at <= now() AND NOT EXISTS (SELECT 1 FROM cur WHERE live) "
+      "ORDER BY l.name FOR UPDATE SKIP LOCKED), "
+      "ok AS (SELECT NOT EXISTS (SELECT 1 FROM cur WHERE live) "
+      "AND (SELECT count(*) FROM free) = (SELECT count(*) FROM cur) AS all_free), "
+      "granted AS (INSERT INTO " +
+      locks +
+      " AS l (name, owner, nonce, token, acquired_at, expires_at, metadata) "
+      "SELECT req.n, req.w, req.o, " +
+      seq +
+      ", now(), now() + req.ms * interval '1 millisecond', req.m FROM req "
+      "WHERE (SELECT all_free FROM ok) ORDER BY req.n "
+      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+      "token = GREATEST(" +
+      seq +
+      ", l.token + 1), acquired_at = excluded.acquired_at, "
+      "expires_at = excluded.expires_at, metadata = excluded.metadata "
+      "WHERE l.expires_at <= now() "
+      "RETURNING l.name, l.token, " +
+      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+      " AS expires_us), "
+      "marked AS (UPDATE " +
+      locks +
+      " SET waiters_until = now() + $3::bigint * interval '1 millisecond' "
+      "WHERE name IN (SELECT x.name FROM " +
+      locks +
+      " x WHERE $2::boolean AND NOT (SELECT all_free FROM ok) "
+      "AND x.name = ANY (ARRAY(SELECT name FROM cur WHERE live AND mark_due)) "
+      "AND x.expires_at > now() "
+      "AND x.waiters_until < now() + $3::bigint * interval '500 microseconds' "
+      "ORDER BY x.name FOR UPDATE SKIP LOCKED) RETURNING name) "
+      "SELECT req.i, g.token, g.acquired_us, g.expires_us, c.name IS NOT NULL, "
+      "coalesce(c.live, false), c.left_us, coalesce(c.live AND c.mark_due, false), "
+      "EXISTS (SELECT 1 FROM marked k WHERE k.name = req.n), "
+      "NOT (SELECT all_free FROM ok) AND (coalesce(c.live, false) OR (c.name IS NOT NULL "
+      "AND NOT EXISTS (SELECT 1 FROM cur WHERE live) "
+      "AND c.name NOT IN (SELECT name FROM free))), "
+      "1 / CASE WHEN (SELECT count(*) FROM granted) IN (0, (SELECT count(*) FROM req)) "
+      "THEN 1 ELSE 0 END "
+      "FROM req LEFT JOIN granted g ON g.name = req.n LEFT JOIN cur c ON c.name = req.n "
+      "ORDER BY req.i";
+  // A live lease's metadata (an election's proclaim), matched on name, nonce and token: never an
+  // ended lease's. Like a release it does not wait for a row locked by another open transaction
+  // (a fenced one, possibly the caller's own): such a row is reported `locked`, and the backend
+  // looks again briefly before giving up. It notifies only when a waiter or observer marked the
+  // row, as releases do. $1 name, $2 nonce, $3 token, $4 metadata, $5 the channel. Rows of
+  // (updated, notified, locked).
+  set_metadata =
+      "WITH target AS (SELECT name, waiters_until > now() AS waited FROM " + locks +
+      " WHERE name = $1::text AND nonce = $2::text AND token = $3::bigint AND expires_at > now() "
+      "FOR UPDATE SKIP LOCKED), "
+      "updated AS (UPDATE " +
+      locks +
+      " l SET metadata = $4::text FROM target WHERE l.name = target.name "
+      "RETURNING target.waited) "
+      "SELECT true, CASE WHEN waited THEN pg_notify($5::text, $1::text)::text END, false "
+      "FROM updated UNION ALL SELECT false, NULL, true FROM " +
+      locks +
+      " WHERE name = $1::text AND nonce = $2::text AND token = $3::bigint "
+      "AND expires_at > now() AND NOT EXISTS (SELECT 1 FROM target)";
   // $1: json array of {i, k (0 lock, 1 semaphore holder), n (name), o (nonce), t (token),
   // ms (ttl)}. `renew` handles locks only (k is ignored): a batch without semaphore leases
   // touches no semaphore table (no plan over them, no grant on them needed); `renew_mixed`

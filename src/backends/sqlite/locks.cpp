@@ -102,6 +102,84 @@ acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline un
   return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
 }
 
+// All or nothing in ONE write transaction: each name is checked as try_acquire checks it, and
+// only when every one is free are they all granted (tokens drawn in the request order); a
+// refusal rolls back, so nothing is written and no token is drawn. A first look without the
+// write lock answers most refusals, as in try_acquire. No ticket is taken (not fair).
+std::vector<acquire_result> sqlite_backend::try_acquire_all(
+    const std::vector<acquire_request>& requests, deadline until) {
+  std::string what = "acquire";
+  for (const auto& r : requests) what += (what.size() > 7 ? ", " : " ") + quoted(r.name);
+  std::vector<acquire_result> out(requests.size());
+  if (requests.empty()) return out;
+  auto c = checkout(until, false, what);
+  bool refused = false;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto look = c->prepare(sql::lock_look, what);
+    look.bind(1, requests[i].name);
+    if (look.step() && look.integer(0) > 0 && look.text(1) != requests[i].nonce) {
+      out[i].holder_expires_in = milliseconds{look.integer(0)};
+      out[i].blocking = true;
+      refused = true;
+    }
+  }
+  if (refused) return out;
+  write_transaction tx(*c, what);
+  const std::int64_t now = c->now_ms(what);
+  std::vector<std::int64_t> floors(requests.size(), 1);
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto cur = c->prepare(sql::lock_current, what);
+    cur.bind(1, requests[i].name);
+    if (!cur.step()) continue;
+    floors[i] = cur.integer(0) + 1;
+    // A live row, even one carrying this attempt's nonce: the nonces are fresh per attempt, so
+    // that cannot be a grant of this call.
+    if (cur.integer(1) > now) {
+      out[i].holder_expires_in = milliseconds{cur.integer(1) - now};
+      out[i].blocking = true;
+      refused = true;
+    }
+  }
+  if (refused) return out;  // rolls back: nothing written
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    const auto& r = requests[i];
+    std::int64_t token = next_token(*c, floors[i], what);
+    std::int64_t expires = now + r.ttl.count();
+    {
+      auto up = c->prepare(sql::lock_upsert, what);
+      up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
+      up.bind(6, expires).bind(7, r.metadata);
+      up.step();
+    }
+    drop_taken_tickets(*c, r.name, r.nonce, now, what);
+    out[i].granted = grant{token, from_epoch_ms(now), from_epoch_ms(expires)};
+  }
+  tx.commit();
+  return out;
+}
+
+bool sqlite_backend::update_metadata(const lease_key& key, std::string_view metadata,
+                                     deadline until) {
+  const std::string what =
+      "update metadata of " + quoted(key.name) + " (token " + std::to_string(key.token) + ")";
+  bool updated = false;
+  {
+    auto c = checkout(until, false, what);
+    write_transaction tx(*c, what);
+    std::int64_t now = c->now_ms(what);
+    {
+      auto up = c->prepare(sql::lock_set_metadata, what);
+      up.bind(1, metadata).bind(2, key.name).bind(3, key.nonce).bind(4, key.token).bind(5, now);
+      up.step();
+      updated = sqlite3_changes(c->get()) > 0;
+    }
+    tx.commit();
+  }
+  // Observers in this process see it at once; in other processes, at their next poll.
+  if (updated) registry()->notify_observers(key.name);
+  return updated;
+}
+
 std::vector<renew_result> sqlite_backend::renew(const std::vector<renew_request>& requests,
                                                 deadline until) {
   std::vector<renew_result> out;

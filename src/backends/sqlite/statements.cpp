@@ -89,6 +89,11 @@ const char lock_abandon[] =
   "?3), revoke_token = token WHERE name = ?2 AND (?4 = 0 OR token = ?4) AND expires_at > ?1"
 const char lock_request_release[] = SQLOCK_REQUEST_RELEASE("sqlock_locks");
 const char holder_request_release[] = SQLOCK_REQUEST_RELEASE("sqlock_semaphore_holders");
+// A live lease's metadata (an election's proclaim): never an ended lease's, which would not revive
+// it anyway but would change what `show` reports of a lease that is over.
+const char lock_set_metadata[] =
+    "UPDATE sqlock_locks SET metadata = ?1 "
+    "WHERE name = ?2 AND nonce = ?3 AND token = ?4 AND expires_at > ?5";
 // nonce '' marks the lease as ended by an admin, so its holder can tell why it lost it.
 const char lock_force_release[] =
     "UPDATE sqlock_locks SET expires_at = ?1, nonce = '' WHERE name = ?2 AND expires_at > ?1";

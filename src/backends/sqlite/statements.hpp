@@ -43,6 +43,7 @@ extern const char lock_release[];
 extern const char lock_renew_by_token[];
 extern const char lock_release_by_token[];
 extern const char lock_abandon[];
+extern const char lock_set_metadata[];
 extern const char lock_force_release[];
 extern const char lock_inspect[];
 extern const char lock_waiters[];
