@@ -16,7 +16,9 @@
 --                   it ends the lease (SQLite has no transaction-local settings; triggers cannot
 --                   read temporary tables), and deletes it before committing.
 -- Precedence: force-released, revoked, taken over, lost, released. One record per (kind, name,
--- token): INSERT OR IGNORE.
+-- token): the INSERT checks NOT EXISTS first (write transactions are serialised, so that is
+-- exact), because an INSERT OR IGNORE in a trigger takes the conflict policy of the statement
+-- that fired it (ABORT for the grant's upsert), so a second end of the same lease would fail it.
 -- The switch is the settings row 'history' ('on'/'off', default 'off'), read by the triggers'
 -- WHEN clauses after the cheap test on the row change, so a renewal (same token, later expiry)
 -- never reads it. Triggers run inside the statement that changed the row, in its transaction.
@@ -71,7 +73,8 @@ BEGIN
         FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now,
                      EXISTS (SELECT 1 FROM sqlock_settings
                              WHERE key = 'ending' AND value = 'lost') AS lost) c) e
-  WHERE e.how IS NOT NULL;
+  WHERE e.how IS NOT NULL AND NOT EXISTS (SELECT 1 FROM sqlock_history x
+    WHERE x.name = OLD.name AND x.kind = 'lock' AND x.token = OLD.token);
 END;
 
 CREATE TRIGGER sqlock_locks_history_delete AFTER DELETE ON sqlock_locks FOR EACH ROW
@@ -85,7 +88,9 @@ BEGIN
               WHEN OLD.revoke_token = OLD.token THEN 'revoked'
               WHEN OLD.expires_at > c.now THEN 'force-released'
               ELSE 'expired' END
-  FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now) c;
+  FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now) c
+  WHERE NOT EXISTS (SELECT 1 FROM sqlock_history x
+    WHERE x.name = OLD.name AND x.kind = 'lock' AND x.token = OLD.token);
 END;
 
 CREATE TRIGGER sqlock_semaphore_holders_history AFTER UPDATE ON sqlock_semaphore_holders
@@ -116,7 +121,8 @@ BEGIN
         FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now,
                      EXISTS (SELECT 1 FROM sqlock_settings
                              WHERE key = 'ending' AND value = 'lost') AS lost) c) e
-  WHERE e.how IS NOT NULL;
+  WHERE e.how IS NOT NULL AND NOT EXISTS (SELECT 1 FROM sqlock_history x
+    WHERE x.name = OLD.name AND x.kind = 'semaphore' AND x.token = OLD.token);
 END;
 
 CREATE TRIGGER sqlock_semaphore_holders_history_delete AFTER DELETE ON sqlock_semaphore_holders
@@ -131,7 +137,9 @@ BEGIN
               WHEN OLD.revoke_token = OLD.token THEN 'revoked'
               WHEN OLD.expires_at > c.now THEN 'force-released'
               ELSE 'expired' END
-  FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now) c;
+  FROM (SELECT CAST(ROUND((julianday('now') - 2440587.5) * 86400000) AS INTEGER) AS now) c
+  WHERE NOT EXISTS (SELECT 1 FROM sqlock_history x
+    WHERE x.name = OLD.name AND x.kind = 'semaphore' AND x.token = OLD.token);
 END;
 
 INSERT INTO sqlock_schema_version (version, applied_at)
