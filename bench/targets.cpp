@@ -82,8 +82,8 @@ void verdicts(const config& cfg, report& rep) {
         cycles_vs(hist, tl, m("s1", "cycles/s, " + tl, history_on_variant),
                   m("s1", "cycles/s, " + tl, "sqlock"));
       }
-      rep.target({"18. (reported) PostgreSQL: history on / off, uncontended cycle", hist.str(),
-                  -1, "no target"});
+      rep.target({"18. (reported) PostgreSQL: history on / off, uncontended cycle", hist.str(), -1,
+                  "no target"});
     }
     const std::string t8 = std::to_string(cfg.thread_counts.back()) + " threads";
     double n1 = m("s1", "notify cost: cycles/s, " + t8,

@@ -85,8 +85,7 @@ int run_history(const globals& g, const history_options& o) {
     styles.push_back({bold, nullptr, nullptr, nullptr, nullptr, nullptr, how, nullptr, dim});
   }
   print_table(stdout,
-              {"NAME", "KIND", "TOKEN", "OWNER", "GRANTED", "ENDED", "HOW", "HELD_FOR",
-               "METADATA"},
+              {"NAME", "KIND", "TOKEN", "OWNER", "GRANTED", "ENDED", "HOW", "HELD_FOR", "METADATA"},
               rows, styles, g.color_stdout());
   std::fflush(stdout);
   return exit_code::ok;

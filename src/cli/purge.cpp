@@ -9,8 +9,7 @@ namespace sqlock::cli {
 
 namespace {
 
-int run_purge(const globals& g, const std::string& free_for_text,
-              const std::string& history_text) {
+int run_purge(const globals& g, const std::string& free_for_text, const std::string& history_text) {
   auto free_for = parse_duration(free_for_text, "--free-for");
   std::optional<std::chrono::milliseconds> history_age;
   if (!history_text.empty()) history_age = parse_duration(history_text, "--history-older-than");

@@ -110,8 +110,8 @@ TEST_CASE_TEMPLATE("history: a released lease is recorded as released, with who 
   CHECK(h[1].ended_how == lease_end::live);
 }
 
-TEST_CASE_TEMPLATE("history: a lapsed lease taken over is recorded as taken over, at its expiry",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("history: a lapsed lease taken over is recorded as taken over, at its expiry", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -149,8 +149,8 @@ TEST_CASE_TEMPLATE("history: a lapsed lease whose row is purged is recorded as e
   CHECK(h[0].ended_at == held->expires_at());
 }
 
-TEST_CASE_TEMPLATE("history: a force release is recorded as force-released, not as taken over",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("history: a force release is recorded as force-released, not as taken over", F,
+                   SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto admin = make_client(db, "admin");
@@ -182,9 +182,10 @@ TEST_CASE_TEMPLATE("history: an in-doubt acquire cleaned up by the client is rec
   CHECK(h[0].owner == c.owner());
 }
 
-TEST_CASE_TEMPLATE("history: a backend's abandon records lost, a release retried by abandon "
-                   "records released",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "history: a backend's abandon records lost, a release retried by abandon "
+    "records released",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto c = make_client(db);
   c->enable_history();
@@ -209,9 +210,10 @@ TEST_CASE_TEMPLATE("history: a backend's abandon records lost, a release retried
   CHECK(find(hs, s1.granted->token)->kind == sqlock::lease_kind::semaphore);
 }
 
-TEST_CASE_TEMPLATE("history: a release that hands the lock to a queued waiter records the old "
-                   "lease as released",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "history: a release that hands the lock to a queued waiter records the old "
+    "lease as released",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -242,9 +244,10 @@ TEST_CASE_TEMPLATE("history: a release that hands the lock to a queued waiter re
   CHECK(h[0].ended_at <= h[1].granted_at);
 }
 
-TEST_CASE_TEMPLATE("history: semaphore holders are recorded released, force-released and "
-                   "expired",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "history: semaphore holders are recorded released, force-released and "
+    "expired",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto c = make_client(db, "a");
   c->enable_history();
@@ -309,9 +312,10 @@ TEST_CASE_TEMPLATE("history: disabling stops recording and keeps what was record
   CHECK(h.size() == 2);
 }
 
-TEST_CASE_TEMPLATE("history: since keeps the leases of the recent past; purge_history trims the "
-                   "old ones",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "history: since keeps the leases of the recent past; purge_history trims the "
+    "old ones",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto c = make_client(db);
   c->enable_history();
@@ -351,9 +355,10 @@ TEST_CASE_TEMPLATE("history: since keeps the leases of the recent past; purge_hi
   CHECK(code_of([&] { (void)c->history(of(std::string(300, 'x'))); }) == errc::invalid_argument);
 }
 
-TEST_CASE_TEMPLATE("history: under contention every grant is recorded once and no two leases "
-                   "of a name overlap",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "history: under contention every grant is recorded once and no two leases "
+    "of a name overlap",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto admin = make_client(db, "admin");
   admin->enable_history();

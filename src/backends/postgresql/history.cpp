@@ -3,10 +3,11 @@
 // it. Recording is done by the triggers of 010_history.up.sql, in the statements that end
 // leases; the only C++ part of it is the 'lost' mark of abandon (locks.cpp).
 
+#include "backends/common/history.hpp"
+
 #include <algorithm>
 
 #include "backends/common/backend_common.hpp"
-#include "backends/common/history.hpp"
 #include "backends/postgresql/backend.hpp"
 #include "backends/postgresql/rows.hpp"
 

@@ -207,8 +207,8 @@ bool postgresql_backend::abandon(const lease_key& key, deadline until) {
   if (key.kind == lease_kind::semaphore)
     return end_lease("clean up semaphore acquire " + quoted(key.name),
                      lost ? "sqlock_sem_abandon_lost" : "sqlock_sem_abandon",
-                     lost ? &statements::sem_abandon_lost : &statements::sem_abandon, params,
-                     until, key.kind);
+                     lost ? &statements::sem_abandon_lost : &statements::sem_abandon, params, until,
+                     key.kind);
   const std::string what = "clean up acquire " + quoted(key.name);
   {
     // First out of the queue, then (in a later snapshot) end whatever lease the nonce holds,

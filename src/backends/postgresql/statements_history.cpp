@@ -38,8 +38,8 @@ void statements::history_statements() {
             current("lock", locks, "1::bigint", "c.nonce = ''") + " UNION ALL " +
             current("semaphore", holders, "c.units", "c.forced") +
             ") a ORDER BY granted_at DESC, token DESC LIMIT $3::bigint";
-  history_enabled = "SELECT coalesce((SELECT value = 'on' FROM " + settings +
-                    " WHERE key = 'history'), false)";
+  history_enabled =
+      "SELECT coalesce((SELECT value = 'on' FROM " + settings + " WHERE key = 'history'), false)";
   // The switch is a SECURITY DEFINER function: enabling the triggers takes the tables' owner.
   set_history = "SELECT " + schema_ident + ".sqlock_set_history($1::boolean)";
   // $1 older_than ms. In batches (each its own autocommit statement), skipping rows another

@@ -299,8 +299,7 @@ void statements::lock_statements() {
   auto lock_release = [&](const std::string& lock_clause, bool report_locked, bool lost = false) {
     std::string q =
         "WITH target AS (SELECT name, waiters_until > now() AS waited FROM " + locks + " WHERE " +
-        mine +
-        (lost ? " AND pg_catalog.set_config('sqlock.ending', 'lost', true) = 'lost'" : "") +
+        mine + (lost ? " AND pg_catalog.set_config('sqlock.ending', 'lost', true) = 'lost'" : "") +
         " FOR UPDATE" + lock_clause +
         "), "
         "head AS (SELECT w.nonce, w.owner, w.metadata, w.ttl_ms, w.attempt, w.channel FROM " +

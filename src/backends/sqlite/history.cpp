@@ -3,12 +3,13 @@
 // Recording is done by the triggers of 010_history.up.sql, in the statements that end leases;
 // the only C++ part of it is the 'lost' mark of abandon (locks.cpp, semaphores.cpp).
 
+#include "backends/common/history.hpp"
+
 #include <sqlite3.h>
 
 #include <algorithm>
 
 #include "backends/common/backend_common.hpp"
-#include "backends/common/history.hpp"
 #include "backends/sqlite/backend.hpp"
 #include "backends/sqlite/errors.hpp"
 #include "backends/sqlite/rows.hpp"
