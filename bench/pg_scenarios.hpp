@@ -89,6 +89,9 @@ run_result bare_lock_cycles(const config& cfg, const statements& st, int threads
 /// two flushed commits); scenario 2 is the naive retry loop on them. $1 name, $2 owner, $3
 /// nonce, $4 ttl ms / $1 name, $2 nonce, $3 token.
 extern const std::string naive_acquire, naive_release;
+/// Issue 18: sqlock's cycle with the history of leases on (schema 10: a trigger records each
+/// released lease in the release's statement); "sqlock" is the same cycle with it off.
+inline const std::string history_on_variant = "sqlock, history on";
 inline const std::string two_durable_variant =
     "bare libpq, two durable statements (minimal upsert + UPDATE)";
 inline const std::string schema3_variant =

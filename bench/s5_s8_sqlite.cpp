@@ -70,11 +70,18 @@ void run_sqlite(const config& cfg, report& rep) {
               "fsync each); sqlock's release that hands nothing over commits with "
               "synchronous=NORMAL (issue 14: only a grant must be durable).");
   const std::string file = fresh_database(cfg.sqlite_dir + "/bench.db");
+  // Issue 18: sqlock's cycle again with the history of leases on (a trigger records each
+  // released lease in the release's transaction), switched on around that run only.
+  auto with_history = [&](bool on) { sqlock::client("sqlite:" + file).enable_history(on); };
   for (int r = 0; r < cfg.repeats; ++r)
-    for (int procs : {1, 2})
+    for (int procs : {1, 2}) {
       for (std::string impl : {"sqlock", "bare"})
         run_processes(cfg, rep, s5, file, impl,
                       impl == "sqlock" ? "sqlock" : "bare sqlite3, same statements", procs, r);
+      with_history(true);
+      run_processes(cfg, rep, s5, file, "sqlock", "sqlock, history on", procs, r);
+      with_history(false);
+    }
 }
 
 void run_sqlite_semaphores(const config& cfg, report& rep) {

@@ -74,6 +74,17 @@ void verdicts(const config& cfg, report& rep) {
            "statements at 1 thread, >= 1.0x at 8",
            meas.str() + floor.str(), met ? 1 : 0, ""});
     }
+    {
+      // Issue 18: the history's cost on the uncontended cycle, stated, no target.
+      std::ostringstream hist;
+      for (int t : cfg.thread_counts) {
+        std::string tl = threads_label(t);
+        cycles_vs(hist, tl, m("s1", "cycles/s, " + tl, history_on_variant),
+                  m("s1", "cycles/s, " + tl, "sqlock"));
+      }
+      rep.target({"18. (reported) PostgreSQL: history on / off, uncontended cycle", hist.str(), -1,
+                  "no target"});
+    }
     const std::string t8 = std::to_string(cfg.thread_counts.back()) + " threads";
     double n1 = m("s1", "notify cost: cycles/s, " + t8,
                   "sqlock, every release notifies (row marked by a waiter)");
@@ -190,6 +201,12 @@ void verdicts(const config& cfg, report& rep) {
          "(grant and release each a durable BEGIN IMMEDIATE)",
          x(ratio(s1p, b1p)) + " (" + report::fmt(s1p) + " vs " + report::fmt(b1p) + " cycles/s)",
          ratio(s1p, b1p) >= 1.0 ? 1 : 0, ""});
+    std::ostringstream hist;
+    for (auto w : {"1 process", "2 processes"})
+      cycles_vs(hist, w, m("s5", std::string("cycles/s, ") + w, history_on_variant),
+                m("s5", std::string("cycles/s, ") + w, "sqlock"));
+    rep.target({"18. (reported) SQLite: history on / off, acquire+release cycle", hist.str(), -1,
+                "no target"});
   }
   if (cfg.wants("7") && !cfg.pg_url.empty()) {
     std::ostringstream meas, rel, bare_rel;

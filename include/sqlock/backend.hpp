@@ -97,6 +97,15 @@ class SQLOCK_EXPORT row_locked : public error {
       : error(errc::unavailable, message, std::move(backend), std::move(sqlstate)) {}
 };
 
+/// What the history operations of `backend` throw by default: a backend written before schema
+/// 10 keeps no history. An `errc::usage` error (the caller asked for something this backend
+/// cannot do).
+class SQLOCK_EXPORT unsupported_operation : public error {
+ public:
+  explicit unsupported_operation(const std::string& message, std::string backend = {})
+      : error(errc::usage, message, std::move(backend)) {}
+};
+
 /// PostgreSQL's lock_not_available, the sqlstate a `row_locked` from PostgreSQL carries.
 /// (Before `row_locked` existed, this sqlstate on an `unavailable` error was the signal; the
 /// client still honours it from backends written against that.)
@@ -324,6 +333,36 @@ class SQLOCK_EXPORT backend {
   /// `renew_result::server_epoch`): a lease last confirmed under an older epoch is `at_risk`
   /// until a renewal confirms it on the current server.
   virtual std::uint64_t server_epoch() const noexcept { return 0; }
+
+  /// The history of leases (schema 10): the recorded ended leases that `filter` selects, with
+  /// the current rows' leases that are not recorded (live, or lapsed with nothing touching the
+  /// row since: `expired`), oldest grant first. Works with the history off too (it then shows
+  /// what was recorded while it was on, and the current rows).
+  /// Default (a backend without history): throws `unsupported_operation`.
+  virtual std::vector<history_record> history(const history_filter& filter, deadline until) {
+    (void)filter;
+    (void)until;
+    throw unsupported_operation(std::string(kind()) + ": this backend keeps no lease history");
+  }
+  /// Turns the recording of ended leases on or off for the whole database (every client).
+  /// Returns whether it was on before. Default: throws `unsupported_operation`.
+  virtual bool set_history_enabled(bool on, deadline until) {
+    (void)on;
+    (void)until;
+    throw unsupported_operation(std::string(kind()) + ": this backend keeps no lease history");
+  }
+  /// Whether ended leases are recorded. Default: false (nothing is).
+  virtual bool history_enabled(deadline until) {
+    (void)until;
+    return false;
+  }
+  /// Deletes recorded leases that ended at least `older_than` ago by the database clock;
+  /// returns how many. Default: throws `unsupported_operation`.
+  virtual std::size_t purge_history(std::chrono::milliseconds older_than, deadline until) {
+    (void)older_than;
+    (void)until;
+    throw unsupported_operation(std::string(kind()) + ": this backend keeps no lease history");
+  }
 };
 
 /// Forwards every call to a wrapped backend (leveldb's `EnvWrapper`): derive from it and
@@ -403,6 +442,16 @@ class SQLOCK_EXPORT backend_wrapper : public backend {
   }
   bool wakes_other_processes() const noexcept override { return wrapped_->wakes_other_processes(); }
   std::uint64_t server_epoch() const noexcept override { return wrapped_->server_epoch(); }
+  std::vector<history_record> history(const history_filter& filter, deadline until) override {
+    return wrapped_->history(filter, until);
+  }
+  bool set_history_enabled(bool on, deadline until) override {
+    return wrapped_->set_history_enabled(on, until);
+  }
+  bool history_enabled(deadline until) override { return wrapped_->history_enabled(until); }
+  std::size_t purge_history(std::chrono::milliseconds older_than, deadline until) override {
+    return wrapped_->purge_history(older_than, until);
+  }
 
  private:
   std::shared_ptr<backend> wrapped_;

@@ -137,6 +137,22 @@ class SQLOCK_EXPORT client {
   /// Tokens stay monotonic across purges: a purged name later gets a larger token.
   std::size_t purge(std::chrono::milliseconds free_for);
 
+  /// History of leases (schema 10), for postmortems: who held what, when. Off by default;
+  /// `enable_history` switches it for the whole database. Returns: the leases `filter`
+  /// selects, oldest grant first: those that ended while the history was on, as recorded in
+  /// the statement that ended them, and the current rows' leases not recorded yet (live, or
+  /// lapsed: `expired`, ended at their expiry). Throws: `errc::invalid_argument` for a bad name
+  /// or a negative `since`, before any I/O.
+  std::vector<history_record> history(const history_filter& filter = {});
+  /// Admin: records ended leases from now on (`on`), or stops recording (the recorded history
+  /// stays). Every client of the database honours it. Returns: whether it was on before.
+  bool enable_history(bool on = true);
+  /// Whether ended leases are being recorded.
+  bool history_enabled();
+  /// Admin: deletes recorded leases that ended at least `older_than` ago (database clock).
+  /// Returns: how many. Throws: `errc::invalid_argument` for a negative `older_than`.
+  std::size_t purge_history(std::chrono::milliseconds older_than);
+
   /// 0 when not migrated.
   int schema_version();
   /// Applies pending migrations (repeatable; concurrent callers serialise); returns the version.

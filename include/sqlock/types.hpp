@@ -214,6 +214,40 @@ struct list_filter {
   std::size_t limit = 0;  ///< 0 = no limit
 };
 
+/// How a lease ended, as the history records it (schema 10; see `client::history`).
+enum class lease_end {
+  live,            ///< not ended (read from the current row)
+  released,        ///< its holder released it (a release that handed the lock on, too)
+  expired,         ///< it lapsed and nobody took it yet (recorded when its row is deleted)
+  taken_over,      ///< it lapsed and a later grant replaced it; ended at its expiry
+  force_released,  ///< an admin ended it (force release)
+  revoked,         ///< it ended while a release request for it was pending
+  lost,            ///< ended by the client's cleanup of a grant it never learnt of (abandon)
+};
+/// "live", "released", "expired", "taken over", "force-released", "revoked", "lost".
+SQLOCK_EXPORT const char* to_string(lease_end how) noexcept;
+
+/// Which leases `client::history` returns: leases of every name, or of one, oldest grant first.
+struct history_filter {
+  std::string name;  ///< exactly this name (a lock's and a semaphore's); empty = every name
+  /// > 0: only leases live at some moment of the last `since` by the database clock (not ended,
+  /// or ended within it). 0 = no bound. Default: 0.
+  std::chrono::milliseconds since{0};
+  std::size_t limit = 0;  ///< > 0: only the `limit` most recently granted. 0 = no limit.
+};
+
+/// One lease of a lock or of a semaphore, from the history or (live, or lapsed and not recorded
+/// yet) from its current row.
+struct history_record {
+  lease_kind kind = lease_kind::lock;
+  std::string name, owner, metadata;
+  std::int64_t token = 0;
+  std::int64_t count = 1;  ///< units of a semaphore holder; 1 for a lock
+  /// Database clock. `ended_at` is meaningful unless `ended_how` is `live`.
+  std::chrono::system_clock::time_point granted_at, ended_at;
+  lease_end ended_how = lease_end::live;
+};
+
 /// A lock granted by SQL inside the caller's own transaction (`sqlock::postgresql::try_acquire`),
 /// which only that transaction's commit makes real: `client::adopt` then makes it a lease.
 struct transaction_grant {

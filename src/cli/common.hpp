@@ -164,6 +164,7 @@ void add_purge(CLI::App& app, globals& g);
 void add_migrate(CLI::App& app, globals& g);
 void add_run(CLI::App& app, globals& g);
 void add_elect(CLI::App& app, globals& g);
+void add_history(CLI::App& app, globals& g);
 void add_version(CLI::App& app, globals& g);
 
 /// What `list` and `watch` show: locks, semaphores or both.

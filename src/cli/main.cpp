@@ -75,6 +75,7 @@ int main(int argc, char** argv) {
   add_migrate(app, g);
   add_run(app, g);
   add_elect(app, g);
+  add_history(app, g);
   add_version(app, g);
 
   for (int i = 1; i < argc; ++i) {

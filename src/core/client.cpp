@@ -588,6 +588,35 @@ std::size_t client::purge(std::chrono::milliseconds free_for) {
   return core_->db().purge(free_for, core_->op_deadline());
 }
 
+std::vector<history_record> client::history(const history_filter& filter) {
+  if (!filter.name.empty()) detail::validate_name(filter.name);
+  if (filter.since < std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "history: since must not be negative");
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().history(filter, core_->op_deadline());
+}
+
+bool client::enable_history(bool on) {
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().set_history_enabled(on, core_->op_deadline());
+}
+
+bool client::history_enabled() {
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().history_enabled(core_->op_deadline());
+}
+
+std::size_t client::purge_history(std::chrono::milliseconds older_than) {
+  if (older_than < std::chrono::milliseconds::zero())
+    throw error(errc::invalid_argument, "purge history: older_than must not be negative");
+  core_->ensure_open();
+  core_->ensure_schema();
+  return core_->db().purge_history(older_than, core_->op_deadline());
+}
+
 int client::schema_version() {
   core_->ensure_open();
   return core_->db().schema_version(core_->op_deadline());

@@ -47,6 +47,26 @@ const char* to_string(lease_state state) noexcept {
   return "unknown";
 }
 
+const char* to_string(lease_end how) noexcept {
+  switch (how) {
+    case lease_end::live:
+      return "live";
+    case lease_end::released:
+      return "released";
+    case lease_end::expired:
+      return "expired";
+    case lease_end::taken_over:
+      return "taken over";
+    case lease_end::force_released:
+      return "force-released";
+    case lease_end::revoked:
+      return "revoked";
+    case lease_end::lost:
+      return "lost";
+  }
+  return "unknown";
+}
+
 const char* to_string(log_level level) noexcept {
   switch (level) {
     case log_level::debug:

@@ -35,6 +35,7 @@ TEST_CASE("--help exits 0 on the tool and on every command, with examples") {
                                                         {"migrate", "print"},
                                                         {"run"},
                                                         {"elect"},
+                                                        {"history"},
                                                         {"version"}}) {
     cmd.push_back("--help");
     auto h = run(sqlock(cmd));
@@ -213,7 +214,7 @@ TEST_CASE("colour only when asked for, or on a terminal without NO_COLOR") {
 
 TEST_CASE("the man page and the bash completion cover every subcommand, from the tool's help") {
   const std::vector<std::string> commands{"list",    "show", "watch", "release", "purge",
-                                          "migrate", "run",  "elect", "version"};
+                                          "migrate", "run",  "elect", "version", "history"};
   auto help = run(sqlock({"--help"}));
   for (const auto& c : commands) CHECK(contains(help.out, "  " + c + " "));
   // sqlock.1 is written at build time from `sqlock --help` and every `sqlock CMD --help`.

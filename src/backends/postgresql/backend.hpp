@@ -129,6 +129,12 @@ class postgresql_backend final : public backend {
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
 
+  // history.cpp (schema 10)
+  std::vector<history_record> history(const history_filter& f, deadline until) override;
+  bool set_history_enabled(bool on, deadline until) override;
+  bool history_enabled(deadline until) override;
+  std::size_t purge_history(milliseconds older_than, deadline until) override;
+
   // notifications.cpp: used by the listener's self-test; notifies through the main URL, as a
   // release would.
   void notify_self(const std::string& payload, deadline until);

@@ -312,11 +312,17 @@ bool postgresql_backend::release(const lease_key& key, deadline until) {
 
 bool postgresql_backend::abandon(const lease_key& key, deadline until) {
   const std::vector<param> params{key.name, key.nonce, std::nullopt, channel_, handoff_channel_};
+  // Without a token, the lease (if any) is a grant the client never learnt of (an in-doubt
+  // acquire, a lock handed to a waiter that gave up): the history records it as 'lost'. With
+  // one, it is the background retry of a release: recorded as released.
+  const bool lost = key.token == 0;
   // A semaphore's function leaves the queue first, then ends what the nonce holds in a later
   // snapshot (006_semaphore_handoff.up.sql), as the two statements below do for a lock.
   if (key.kind == lease_kind::semaphore)
-    return end_lease("clean up semaphore acquire " + quoted(key.name), "sqlock_sem_abandon",
-                     &statements::sem_abandon, params, until, key.kind);
+    return end_lease("clean up semaphore acquire " + quoted(key.name),
+                     lost ? "sqlock_sem_abandon_lost" : "sqlock_sem_abandon",
+                     lost ? &statements::sem_abandon_lost : &statements::sem_abandon, params, until,
+                     key.kind);
   const std::string what = "clean up acquire " + quoted(key.name);
   {
     // First out of the queue, then (in a later snapshot) end whatever lease the nonce holds,
@@ -324,7 +330,8 @@ bool postgresql_backend::abandon(const lease_key& key, deadline until) {
     auto c = checkout(until, what);
     run(*c, what, "sqlock_leave_queue", sql().leave_queue, {key.name, key.nonce}, until);
   }
-  return end_lease(what, "sqlock_abandon", &statements::abandon, params, until);
+  return end_lease(what, lost ? "sqlock_abandon_lost" : "sqlock_abandon",
+                   lost ? &statements::abandon_lost : &statements::abandon, params, until);
 }
 
 bool postgresql_backend::force_release(std::string_view name, deadline until) {

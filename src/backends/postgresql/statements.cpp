@@ -37,10 +37,13 @@ statements::statements(const connection& c, const std::string& schema) {
   holders = schema_ident + ".sqlock_semaphore_holders";
   tickets = schema_ident + ".sqlock_semaphore_tickets";
   waiters = schema_ident + ".sqlock_lock_waiters";
+  history_table = schema_ident + ".sqlock_history";
+  settings = schema_ident + ".sqlock_settings";
   next_token = "nextval(" + c.escape_literal(schema_ident + ".sqlock_token_seq") + "::regclass)";
   lock_statements();
   semaphore_statements();
   admin_statements();
+  history_statements();
 }
 
 }  // namespace sqlock::detail::pg

@@ -44,7 +44,10 @@ struct statements {
   std::string purge_begin, purge_delete, sem_purge_begin;
   // Migrations.
   std::string migrate_begin, schema_exists, create_schema, set_search_path, delete_version;
+  // History (schema 10, statements_history.cpp), and the abandons that record 'lost'.
+  std::string history, history_enabled, set_history, purge_history, abandon_lost, sem_abandon_lost;
   std::string locks, semaphores, holders, tickets, waiters;  // qualified table names
+  std::string history_table, settings;                       // qualified (schema 10)
   std::string next_token;  // nextval() of the schema's token sequence
 
   statements(const connection& c, const std::string& schema);
@@ -55,6 +58,7 @@ struct statements {
   void lock_statements();
   void semaphore_statements();
   void admin_statements();
+  void history_statements();
 };
 
 /// Inside a down step's transaction: locks the tables whose live rows are counted.

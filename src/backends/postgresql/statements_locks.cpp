@@ -402,10 +402,15 @@ void statements::lock_statements() {
   // Columns: ended, the name notification, locked, the unflushed setting, then the handoff's
   // nonce, token, attempt, acquired_us, expires_us (NULLs when nothing was handed over). $5 is
   // the releasing client's handoff channel (the fallback above).
-  auto lock_release = [&](const std::string& lock_clause, bool report_locked) {
+  // `lost` (schema 10): the abandon of a grant the client never learnt of marks its transaction
+  // (sqlock.ending, transaction-local) so that the history trigger records the lease it ends as
+  // 'lost'. The mark sits in `target`'s WHERE, so it is set whenever a row is ended; AFTER
+  // triggers run at the end of the statement, after it.
+  auto lock_release = [&](const std::string& lock_clause, bool report_locked, bool lost = false) {
     std::string q =
         "WITH target AS (SELECT name, waiters_until > now() AS waited FROM " + locks + " WHERE " +
-        mine + " FOR UPDATE" + lock_clause +
+        mine + (lost ? " AND pg_catalog.set_config('sqlock.ending', 'lost', true) = 'lost'" : "") +
+        " FOR UPDATE" + lock_clause +
         "), "
         "head AS (SELECT w.nonce, w.owner, w.metadata, w.ttl_ms, w.attempt, w.channel FROM " +
         waiters +
@@ -443,6 +448,7 @@ void statements::lock_statements() {
   };
   release = lock_release(" SKIP LOCKED", true);
   abandon = release;  // called with a NULL token: any lease carrying the nonce
+  abandon_lost = lock_release(" SKIP LOCKED", true, true);
   // A waiter that leaves (abandon) first drops its ticket, in a statement of its own: once that
   // committed, no release can hand it the lock any more, and one that did so before (consuming
   // the ticket) committed before this DELETE finished, so the release by nonce that follows,

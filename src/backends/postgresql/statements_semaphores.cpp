@@ -32,6 +32,15 @@ void statements::semaphore_statements() {
   };
   sem_release = sem_end("false");
   sem_abandon = sem_release;  // called with a NULL token
+  // As the lock's abandon_lost (schema 10): the function's arguments are evaluated before it
+  // runs, so the channel argument carries the transaction-local mark for the history trigger.
+  sem_abandon_lost =
+      "SELECT ended, notified, locked, unflushed, next, token, attempt, "
+      "acquired_us, expires_us FROM " +
+      schema_ident +
+      ".sqlock_semaphore_release($1::text, $2::text, $3::bigint, "
+      "CASE WHEN pg_catalog.set_config('sqlock.ending', 'lost', true) = 'lost' "
+      "THEN $4::text END, $5::text, false)";
   sem_release_waiting = sem_end("true");
   // $1 name, $2 token (0: every live holder), $3 channel. Waits for a fenced transaction,
   // like the lock's force release. `forced` tells the holder why its renewal failed. The

@@ -71,6 +71,12 @@ class sqlite_backend final : public backend {
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
 
+  // history.cpp (schema 10)
+  std::vector<history_record> history(const history_filter& f, deadline until) override;
+  bool set_history_enabled(bool on, deadline until) override;
+  bool history_enabled(deadline until) override;
+  std::size_t purge_history(milliseconds older_than, deadline until) override;
+
   // locks.cpp: the next token (or fair-waiting ticket), at least `floor`, drawn in c's open
   // write transaction.
   static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);

@@ -292,6 +292,10 @@ bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until
       std::int64_t now = c->now_ms(what);
       ended = false;
       std::int64_t token = 0;
+      // An abandon without a token ends a grant the client never learnt of: the history
+      // trigger records it as 'lost' while this transaction holds the mark (schema 10).
+      const bool lost = abandon && key.token == 0;
+      if (lost) c->prepare(sql::history_mark_lost, what).step();
       {
         auto s = c->prepare(abandon ? sql::lock_abandon : sql::lock_release, what);
         s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
@@ -301,6 +305,7 @@ bool sqlite_backend::end_lock(const lease_key& key, bool abandon, deadline until
           token = s.integer(0);
         }
       }
+      if (lost) c->prepare(sql::history_unmark, what).step();
       if (abandon) {
         auto drop = c->prepare(sql::waiter_drop, what);
         drop.bind(1, key.name).bind(2, key.nonce).step();

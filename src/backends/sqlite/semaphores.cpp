@@ -89,6 +89,9 @@ holder_end end_holder_rows(connection& c, const lease_key& key, bool abandon, st
     drop.bind(1, key.name).bind(2, key.nonce).step();
     out.ticket_dropped = sqlite3_changes(c.get()) > 0;
   }
+  // As a lock's abandon (end_lock): a grant the client never learnt of is recorded 'lost'.
+  const bool lost = abandon && key.token == 0;
+  if (lost) c.prepare(sql::history_mark_lost, what).step();
   {
     auto s = c.prepare(abandon ? sql::holder_abandon : sql::holder_release, what);
     s.bind(1, now).bind(2, key.name).bind(3, key.nonce);
@@ -96,6 +99,7 @@ holder_end end_holder_rows(connection& c, const lease_key& key, bool abandon, st
     s.step();
     out.ended = sqlite3_changes(c.get()) > 0;
   }
+  if (lost) c.prepare(sql::history_unmark, what).step();
   if (!out.ended && !out.ticket_dropped) return out;
   auto v = semaphore_view(c, key.name, key.nonce, now, what);
   struct waiter {
