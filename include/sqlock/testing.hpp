@@ -166,6 +166,9 @@ class SQLOCK_EXPORT memory_backend final : public backend {
   std::optional<lock_record> inspect(std::string_view name, deadline until) override;
   std::vector<lock_record> list(const list_filter& filter, deadline until) override;
   bool force_release(std::string_view name, deadline until) override;
+  std::size_t request_release(lease_kind kind, std::string_view name, std::int64_t token,
+                              std::chrono::milliseconds grace, deadline until) override;
+  bool update_metadata(const lease_key& key, std::string_view metadata, deadline until) override;
   std::size_t purge(std::chrono::milliseconds free_for, deadline until) override;
 
   acquire_result try_acquire_semaphore(const semaphore_request& request, deadline until) override;

@@ -7,6 +7,7 @@
 
 #include <sqlock/testing.hpp>
 
+#include "backends/common/backend_common.hpp"
 #include "util/util.hpp"
 
 namespace sqlock::testing {
@@ -181,7 +182,7 @@ std::vector<renew_result> fault_injector::renew(const std::vector<renew_request>
   }
   auto out = wrapped().renew(requests, until);
   for (std::size_t i = 0; i < requests.size() && i < out.size(); ++i)
-    if (lost[i]) out[i] = renew_result{*lost[i], {}, 0};
+    if (lost[i]) out[i] = sqlock::detail::not_renewed(*lost[i]);
   return out;
 }
 

@@ -9,6 +9,7 @@
 // files: memory_locks.cpp beside src/backends/sqlite/locks.cpp, memory_semaphores.cpp beside
 // semaphores.cpp, memory_backend.cpp beside admin.cpp and backend.cpp.
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -19,7 +20,9 @@
 
 #include <sqlock/testing.hpp>
 
+#include "backends/common/backend_common.hpp"
 #include "backends/common/watch_registry.hpp"
+#include "util/util.hpp"
 
 namespace sqlock::testing::detail {
 
@@ -32,6 +35,7 @@ struct lock_row {
   std::string owner, nonce, metadata;  // nonce "" after a force release
   std::int64_t token = 0;
   std::int64_t acquired_at = 0, expires_at = 0;  // epoch ms; live while now < expires_at
+  std::int64_t revoke_token = 0, revoke_by = 0;  // schema 9: a release request on `token`
 };
 
 // sqlock_lock_waiters: a queued waiter of a lock (schema 4).
@@ -48,8 +52,41 @@ struct holder_row {
   std::string owner, metadata;
   std::int64_t token = 0, units = 0;
   std::int64_t acquired_at = 0, expires_at = 0;
-  bool forced = false;  // ended by an admin
+  bool forced = false;                           // ended by an admin
+  std::int64_t revoke_token = 0, revoke_by = 0;  // schema 9: a release request on `token`
 };
+
+// A renewal's new expiry (lock or holder row): never earlier than it was, and never past a
+// pending release request's deadline (the SQLite backend's SQLOCK_RENEWED_EXPIRY).
+template <class Row>
+std::int64_t renewed_expiry(const Row& row, std::int64_t now, milliseconds ttl) {
+  std::int64_t want = now + ttl.count();
+  if (row.revoke_token == row.token) want = std::min(want, row.revoke_by);
+  return std::max(row.expires_at, want);
+}
+
+// Renews `row` (live, ours) at `now` and says how (the time left, a pending request).
+template <class Row>
+renew_result renew_row(Row& row, std::int64_t now, milliseconds ttl) {
+  row.expires_at = renewed_expiry(row, now, ttl);
+  renew_result out;
+  out.outcome = renew_outcome::renewed;
+  out.expires_at = sqlock::detail::from_epoch_ms(row.expires_at);
+  out.expires_in = milliseconds{std::max<std::int64_t>(1, row.expires_at - now)};
+  if (row.revoke_token == row.token)
+    out.revoke_in = milliseconds{std::max<std::int64_t>(0, row.revoke_by - now)};
+  return out;
+}
+
+// Marks a live row with a release request whose deadline is `by` (never later than an earlier
+// request's on the same lease) and caps its expiry there.
+template <class Row>
+void request_row_release(Row& row, std::int64_t by) {
+  if (row.revoke_token == row.token) by = std::min(by, row.revoke_by);
+  row.revoke_token = row.token;
+  row.revoke_by = by;
+  row.expires_at = std::min(row.expires_at, by);
+}
 
 // sqlock_semaphore_tickets: a queued fair waiter (schema 2, handoff fields schema 6).
 struct semaphore_ticket {

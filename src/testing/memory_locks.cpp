@@ -142,7 +142,7 @@ acquire_result memory_backend::try_acquire(const acquire_request& r, deadline) {
   if (handed) {
     // Taken as a renewal would be: its token, and an expiry no earlier than it had.
     auto& l = row->second;
-    l.expires_at = std::max(l.expires_at, now + r.ttl.count());
+    l.expires_at = detail::renewed_expiry(l, now, r.ttl);
     grant g{l.token, from_epoch_ms(l.acquired_at), from_epoch_ms(l.expires_at)};
     detail::drop_taken_tickets(db, r.name, r.nonce, now);
     return {g, milliseconds::zero()};
@@ -211,18 +211,19 @@ std::vector<renew_result> memory_backend::renew(const std::vector<renew_request>
     }
     auto row = db.locks.find(r.key.name);
     if (row == db.locks.end()) {
-      out.push_back({renew_outcome::missing, {}});
+      out.push_back(sqlock::detail::not_renewed(renew_outcome::missing));
       continue;
     }
     auto& l = row->second;
     if (l.nonce == r.key.nonce && l.token == r.key.token && l.expires_at > now) {
       // Never shortens: a renewal that arrives after a newer one keeps the later expiry.
-      l.expires_at = std::max(l.expires_at, now + r.ttl.count());
-      out.push_back({renew_outcome::renewed, from_epoch_ms(l.expires_at)});
+      out.push_back(detail::renew_row(l, now, r.ttl));
       continue;
     }
     // No transactions here: nothing else can hold the row, so never busy.
-    out.push_back({sqlock::detail::refused_renewal(r.key, l.nonce, l.token, false), {}});
+    auto o = sqlock::detail::refused_renewal(r.key, l.nonce, l.token, false);
+    if (o == renew_outcome::expired && l.revoke_token == l.token) o = renew_outcome::revoked;
+    out.push_back(sqlock::detail::not_renewed(o));
   }
   return out;
 }
@@ -238,6 +239,56 @@ bool memory_backend::abandon(const lease_key& key, deadline) {
   const std::string what = "clean up acquire " + quoted(key.name);
   if (key.kind == lease_kind::semaphore) return detail::end_holder(*db_, key, true, what);
   return detail::end_lock(*db_, key, true, what);
+}
+
+std::size_t memory_backend::request_release(lease_kind kind, std::string_view name,
+                                            std::int64_t token, milliseconds grace, deadline) {
+  const std::string what = "request release of " + quoted(name);
+  auto& db = *db_;
+  std::size_t marked = 0;
+  {
+    std::lock_guard<std::mutex> lock(db.mu);
+    db.require(kind == lease_kind::semaphore ? detail::schema_semaphores : detail::schema_locks,
+               what);
+    const std::int64_t now = db.now_ms();
+    const std::int64_t by = now + grace.count();
+    if (kind == lease_kind::lock) {
+      auto row = db.locks.find(std::string(name));
+      if (row != db.locks.end() && row->second.expires_at > now &&
+          (token == 0 || row->second.token == token)) {
+        detail::request_row_release(row->second, by);
+        marked = 1;
+      }
+    } else if (auto s = db.semaphores.find(std::string(name)); s != db.semaphores.end()) {
+      for (auto& [nonce, h] : s->second.holders) {
+        if (h.expires_at <= now || (token != 0 && h.token != token)) continue;
+        detail::request_row_release(h, by);
+        ++marked;
+      }
+    }
+  }
+  if (marked > 0) db.registry.notify(name);
+  return marked;
+}
+
+bool memory_backend::update_metadata(const lease_key& key, std::string_view metadata, deadline) {
+  const std::string what = "update metadata of " + quoted(key.name);
+  auto& db = *db_;
+  bool updated = false;
+  {
+    std::lock_guard<std::mutex> lock(db.mu);
+    db.require(detail::schema_locks, what);
+    const std::int64_t now = db.now_ms();
+    auto row = db.locks.find(key.name);
+    if (key.kind == lease_kind::lock && row != db.locks.end() && row->second.nonce == key.nonce &&
+        row->second.token == key.token && row->second.expires_at > now) {
+      row->second.metadata = std::string(metadata);
+      updated = true;
+    }
+  }
+  // Observers read the new value at once (as a release wakes them).
+  if (updated) db.registry.notify(key.name);
+  return updated;
 }
 
 bool memory_backend::force_release(std::string_view name, deadline) {

@@ -124,18 +124,18 @@ std::int64_t add_holder(memory_database& db, const semaphore_request& r, const s
 
 renew_result renew_holder(memory_database& db, std::int64_t now, const renew_request& r) {
   auto s = db.semaphores.find(r.key.name);
-  if (s == db.semaphores.end()) return {renew_outcome::expired, {}};
+  using sqlock::detail::not_renewed;
+  if (s == db.semaphores.end()) return not_renewed(renew_outcome::expired);
   auto h = s->second.holders.find(r.key.nonce);
   if (h == s->second.holders.end() || h->second.token != r.key.token)
     // A holder row ends by expiry, release or an admin, and is deleted by a later grant:
     // missing is an ordinary end here.
-    return {renew_outcome::expired, {}};
+    return not_renewed(renew_outcome::expired);
   auto& row = h->second;
-  if (row.expires_at > now) {
-    row.expires_at = std::max(row.expires_at, now + r.ttl.count());
-    return {renew_outcome::renewed, from_epoch_ms(row.expires_at)};
-  }
-  return {row.forced ? renew_outcome::force_released : renew_outcome::expired, {}};
+  if (row.expires_at > now) return renew_row(row, now, r.ttl);
+  return not_renewed(row.forced                         ? renew_outcome::force_released
+                     : row.revoke_token == row.token ? renew_outcome::revoked
+                                                     : renew_outcome::expired);
 }
 
 // A holder's release (`abandon`: the nonce's ticket first, then whatever it holds) that hands
@@ -207,7 +207,7 @@ acquire_result memory_backend::try_acquire_semaphore(const semaphore_request& r,
       // wake-up missed). Taken as a renewal would, so its local clock can start at this attempt.
       auto h = s->second.holders.find(r.nonce);
       if (h != s->second.holders.end() && h->second.expires_at > now) {
-        h->second.expires_at = std::max(h->second.expires_at, now + r.ttl.count());
+        h->second.expires_at = renewed_expiry(h->second, now, r.ttl);
         s->second.tickets.erase(r.nonce);
         return {grant{h->second.token, from_epoch_ms(h->second.acquired_at),
                       from_epoch_ms(h->second.expires_at)},

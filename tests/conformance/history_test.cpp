@@ -58,7 +58,7 @@ bool lapsed(sqlock::client& c, const std::string& name) {
 
 }  // namespace
 
-TEST_CASE_TEMPLATE("history: off by default, nothing is recorded", F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE("history: off by default, nothing is recorded", F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto c = make_client(db, "a");
   CHECK_FALSE(c->history_enabled());
@@ -79,7 +79,7 @@ TEST_CASE_TEMPLATE("history: off by default, nothing is recorded", F, SQLOCK_TES
 }
 
 TEST_CASE_TEMPLATE("history: a released lease is recorded as released, with who and when", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -111,7 +111,7 @@ TEST_CASE_TEMPLATE("history: a released lease is recorded as released, with who 
 }
 
 TEST_CASE_TEMPLATE("history: a lapsed lease taken over is recorded as taken over, at its expiry", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -132,7 +132,7 @@ TEST_CASE_TEMPLATE("history: a lapsed lease taken over is recorded as taken over
 }
 
 TEST_CASE_TEMPLATE("history: a lapsed lease whose row is purged is recorded as expired", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   a->enable_history();
@@ -150,7 +150,7 @@ TEST_CASE_TEMPLATE("history: a lapsed lease whose row is purged is recorded as e
 }
 
 TEST_CASE_TEMPLATE("history: a force release is recorded as force-released, not as taken over", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto admin = make_client(db, "admin");
@@ -168,7 +168,7 @@ TEST_CASE_TEMPLATE("history: a force release is recorded as force-released, not 
 }
 
 TEST_CASE_TEMPLATE("history: an in-doubt acquire cleaned up by the client is recorded as lost", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto fb = std::make_shared<faulty_backend>(sqlock::open_backend(db.url(), db.options().backend));
   sqlock::client c(fb, db.options());
@@ -185,7 +185,7 @@ TEST_CASE_TEMPLATE("history: an in-doubt acquire cleaned up by the client is rec
 TEST_CASE_TEMPLATE(
     "history: a backend's abandon records lost, a release retried by abandon "
     "records released",
-    F, SQLOCK_TEST_FIXTURES) {
+    F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto c = make_client(db);
   c->enable_history();
@@ -213,7 +213,7 @@ TEST_CASE_TEMPLATE(
 TEST_CASE_TEMPLATE(
     "history: a release that hands the lock to a queued waiter records the old "
     "lease as released",
-    F, SQLOCK_TEST_FIXTURES) {
+    F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto a = make_client(db, "a");
   auto b = make_client(db, "b");
@@ -247,7 +247,7 @@ TEST_CASE_TEMPLATE(
 TEST_CASE_TEMPLATE(
     "history: semaphore holders are recorded released, force-released and "
     "expired",
-    F, SQLOCK_TEST_FIXTURES) {
+    F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto c = make_client(db, "a");
   c->enable_history();
@@ -288,7 +288,7 @@ TEST_CASE_TEMPLATE(
 }
 
 TEST_CASE_TEMPLATE("history: disabling stops recording and keeps what was recorded", F,
-                   SQLOCK_TEST_FIXTURES) {
+                   SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto c = make_client(db);
   c->enable_history();
@@ -315,7 +315,7 @@ TEST_CASE_TEMPLATE("history: disabling stops recording and keeps what was record
 TEST_CASE_TEMPLATE(
     "history: since keeps the leases of the recent past; purge_history trims the "
     "old ones",
-    F, SQLOCK_TEST_FIXTURES) {
+    F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto c = make_client(db);
   c->enable_history();
@@ -358,7 +358,7 @@ TEST_CASE_TEMPLATE(
 TEST_CASE_TEMPLATE(
     "history: under contention every grant is recorded once and no two leases "
     "of a name overlap",
-    F, SQLOCK_TEST_FIXTURES) {
+    F, SQLOCK_DATABASE_FIXTURES) {
   F db;
   auto admin = make_client(db, "admin");
   admin->enable_history();

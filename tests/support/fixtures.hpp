@@ -68,11 +68,14 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 }  // namespace sqlock_test
 
 #include "memory_fixture.hpp"
+// SQLOCK_DATABASE_FIXTURES: the backends that keep their rows in a database file or server.
+// The lease history (history_test.cpp) is a table those keep for postmortems; the memory
+// backend of the test kit has none (its rows vanish with the process), so it is not among them.
 #if SQLOCK_HAVE_POSTGRESQL
 #include "postgresql_fixture.hpp"
-#define SQLOCK_TEST_FIXTURES                                                                    \
-  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture, \
-      sqlock_test::memory_fixture
+#define SQLOCK_DATABASE_FIXTURES \
+  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture
 #else
-#define SQLOCK_TEST_FIXTURES sqlock_test::sqlite_fixture, sqlock_test::memory_fixture
+#define SQLOCK_DATABASE_FIXTURES sqlock_test::sqlite_fixture
 #endif
+#define SQLOCK_TEST_FIXTURES SQLOCK_DATABASE_FIXTURES, sqlock_test::memory_fixture
