@@ -144,6 +144,7 @@ int campaign(const globals& g, const elect_options& o) {
   lease_session session(g);
   client& c = session.get_client();
   lo.on_lost = session.on_lost();
+  lo.on_revoke_requested = session.on_revoke_requested();
   const std::string quoted_name = quoted;
   if (!o.value_file.empty()) {
     // SIGHUP re-reads the file (during the campaign too: the winner proclaims what it read).
@@ -207,7 +208,7 @@ int campaign(const globals& g, const elect_options& o) {
     return session.run_command(*held, path, o.command, env, grace, what);
   }
   int sig = session.hold(*held, what, announce);
-  info(g, "resigned " + what + ": " + strsignal(sig));
+  info(g, "resigned " + what + ": " + (sig != 0 ? strsignal(sig) : "release requested"));
   return exit_code::ok;
 }
 

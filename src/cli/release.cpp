@@ -2,6 +2,8 @@
 // `sqlock release NAME --force`: ends whoever's lease it is (an administrator breaking a stuck
 // lock); with --semaphore, the holders of the semaphore NAME (or the one with --token T). The
 // holders learn at their next renewal, at most ttl/3 later.
+// `sqlock release NAME --request [--grace D]`: the polite form (schema 9): asks the holder to
+// finish and let go within D (default 30s); its lease ends there at the latest.
 
 #include <unistd.h>
 
@@ -13,13 +15,49 @@ namespace sqlock::cli {
 
 namespace {
 
+using std::chrono::milliseconds;
+
 struct release_options {
   std::string name;
   bool force = false;
   bool yes = false;
   bool semaphore = false;
   std::int64_t token = 0;  // 0: every holder
+  bool request = false;
+  std::string grace;  // --grace, with --request
 };
+
+// `--request`: asks the holder(s) to let go within --grace. Changes nothing when not held.
+int request_release(const globals& g, client& c, const release_options& o) {
+  const milliseconds grace =
+      o.grace.empty() ? milliseconds{30000} : parse_duration(o.grace, "--grace");
+  const std::string quoted = (o.semaphore ? "semaphore '" : "'") + printable(o.name) + "'";
+  std::size_t asked;
+  std::string holder;
+  if (o.semaphore) {
+    asked = c.request_release_semaphore(o.name, grace, o.token);
+  } else {
+    auto r = c.inspect(o.name);
+    asked = c.request_release(o.name, grace) ? 1 : 0;
+    if (asked && r) holder = fmt::format(" ({}, token {})", printable(r->owner), r->token);
+  }
+  if (g.format() == output_format::json) {
+    print_json({{"kind", o.semaphore ? "semaphore" : "lock"},
+                {"name", o.name},
+                {"requested", asked},
+                {"grace_ms", grace.count()}});
+  } else if (asked > 0) {
+    if (!g.quiet)
+      print(stdout,
+            "asked the holder{} of {}{} to release within {} (it hears at its next renewal, at "
+            "most ttl/3 later; its lease ends by then at the latest)\n",
+            asked > 1 ? fmt::format("s ({})", asked) : std::string(), quoted, holder,
+            format_duration(grace));
+  } else {
+    info(g, quoted + " is not held; nothing to ask");
+  }
+  return exit_code::ok;
+}
 
 // Asks before ending someone's lease; throws when declined or when no terminal can ask.
 void confirm_or_throw(const release_options& o, const std::string& question,
@@ -120,8 +158,18 @@ int release_semaphore(const globals& g, client& c, const release_options& o) {
 }
 
 int run_release(const globals& g, const release_options& o) {
+  if (o.request && o.force) usage_error("--request and --force: choose one");
+  if (!o.grace.empty() && !o.request) usage_error("--grace applies to --request");
+  if (o.request) {
+    if (o.token != 0 && !o.semaphore) usage_error("--token applies to semaphores: add --semaphore");
+    if (o.token < 0) usage_error("--token: must be a positive fencing token");
+    auto c = open_client(g);
+    return request_release(g, *c, o);
+  }
   if (!o.force)
-    usage_error("release ends someone else's lease: pass --force to confirm that is intended");
+    usage_error(
+        "release ends someone else's lease: pass --force to confirm that is intended, or "
+        "--request to ask its holder to let go");
   if (o.token != 0 && !o.semaphore) usage_error("--token applies to semaphores: add --semaphore");
   if (o.token < 0) usage_error("--token: must be a positive fencing token");
   auto c = open_client(g);
@@ -133,9 +181,14 @@ int run_release(const globals& g, const release_options& o) {
 void add_release(CLI::App& app, globals& g) {
   auto o = std::make_shared<release_options>();
   auto* sub = app.add_subcommand(
-      "release", "Force-release a lock or a semaphore's holders: end their leases (needs --force)");
+      "release",
+      "Force-release a lock or a semaphore's holders (--force), or ask them to let go (--request)");
   sub->add_option("name", o->name, "Lock (or, with --semaphore, semaphore) name")->required();
   sub->add_flag("--force", o->force, "Required: end a lease this process does not hold");
+  sub->add_flag("--request", o->request,
+                "Ask the holder to finish and let go within --grace (its lease ends by then)");
+  sub->add_option("--grace", o->grace, "With --request: how long the holder has (default 30s)")
+      ->type_name("D");
   sub->add_flag("-y,--yes", o->yes, "Do not ask for confirmation (required without a terminal)");
   sub->add_flag("--semaphore", o->semaphore,
                 "Release the semaphore NAME's holders (all of them, or the one with --token)");
@@ -152,7 +205,9 @@ void add_release(CLI::App& app, globals& g) {
       "Examples:\n"
       "  sqlock release nightly-report --force\n"
       "  sqlock release nightly-report --force --yes    # from a script\n"
-      "  sqlock release worker-pool --force --semaphore --token 4711 --yes");
+      "  sqlock release worker-pool --force --semaphore --token 4711 --yes\n"
+      "  sqlock release nightly-report --request --grace 30s   # ask politely: `sqlock run`\n"
+      "                                 # sends its command SIGTERM, `sqlock elect` resigns");
   sub->callback([&g, o] { g.action = [&g, o] { return run_release(g, *o); }; });
 }
 

@@ -110,6 +110,7 @@ int run_several(const globals& g, const run_options& o, lock_options lo,
   lease_session session(g);
   client& c = session.get_client();
   lo.on_lost = session.on_lost();
+  lo.on_revoke_requested = session.on_revoke_requested();
   const milliseconds budget =
       o.nonblock ? milliseconds::zero() : wait.value_or(milliseconds::max());
   // (session.acquire handles a signal during the wait; it returns one lease, so the leases
@@ -193,6 +194,7 @@ int run_run(const globals& g, run_options o) {
   lease_session session(g);
   client& c = session.get_client();
   lo.on_lost = session.on_lost();
+  lo.on_revoke_requested = session.on_revoke_requested();
   semaphore_options so;
   if (sem) {
     so = *sem;

@@ -63,6 +63,8 @@ struct supervisor {
   client* owner = nullptr;  // shut down by a signal that arrives while waiting
   bool lost = false;
   std::string lost_reason;
+  // A release request heard (lock_options::on_revoke_requested): the grace it left.
+  std::optional<milliseconds> revoke_grace;
   std::map<int, std::function<void()>> handlers;  // lease_session::on_signal
   std::atomic<bool> stop{false};
 };
@@ -326,6 +328,17 @@ std::function<void(const lost_event&)> lease_session::on_lost() {
   };
 }
 
+std::function<void(const revoke_event&)> lease_session::on_revoke_requested() {
+  auto sv = sv_;
+  return [sv](const revoke_event& e) {
+    {
+      std::lock_guard<std::mutex> lock(sv->mu);
+      sv->revoke_grace = e.grace;
+    }
+    sv->wake();
+  };
+}
+
 std::optional<lease> lease_session::acquire(const std::function<std::optional<lease>()>& acquire,
                                             const std::string& what) {
   auto interrupted = [&]() -> int {
@@ -389,6 +402,7 @@ int lease_session::run_command(const std::vector<lease*>& leases, const std::str
   int status = 0;
   bool leader_done = false;
   bool terminating = false, killed = false;
+  bool revoked = false;  // stopping because a release was requested (not because it was lost)
   steady::time_point kill_at{};
   bool leftovers = false, leftovers_termed = false, leftovers_killed = false;
   steady::time_point leftovers_at{};
@@ -412,16 +426,28 @@ int lease_session::run_command(const std::vector<lease*>& leases, const std::str
     auto now = steady::now();
     if (!terminating) {
       std::string reason;
+      std::optional<milliseconds> revoke_grace;
       {
         std::lock_guard<std::mutex> lock(sv.mu);
         if (sv.lost) reason = sv.lost_reason;
+        revoke_grace = sv.revoke_grace;
       }
-      if (reason.empty() && held.lost()) reason = "lost";
-      if (!reason.empty()) {
+      if (reason.empty() && revoke_grace && !leader_done) {
+        // Someone asked us to let go (`sqlock release NAME --request`): CMD gets SIGTERM and
+        // the request's grace to finish, then SIGKILL. Finished in time, its status is ours.
+        revoked = terminating = true;
+        // (Renewals go on up to the deadline; the lease's loss there, which comes a safety
+        // margin earlier by the local clock, kills at once: see below.)
+        auto left = *revoke_grace;
+        why = "release requested, " + format_duration(left) + " of grace";
+        kill_at = now + left;
+      }
+      if (!terminating && reason.empty() && held.lost()) reason = "lost";
+      if (!terminating && !reason.empty()) {
         terminating = true;
         why = "lease lost (" + reason + ")";
         kill_at = now + grace;
-      } else if (held.state() == lease_state::at_risk) {
+      } else if (!terminating && held.state() == lease_state::at_risk) {
         // Renewals are failing: CMD must be dead by the safety deadline, so the stop sequence
         // starts a grace period before it.
         auto left = held.remaining();
@@ -438,7 +464,7 @@ int lease_session::run_command(const std::vector<lease*>& leases, const std::str
         ::kill(-pid, SIGTERM);
       }
     }
-    if (terminating && !killed && now >= kill_at) {
+    if (terminating && !killed && (now >= kill_at || (revoked && held.lost()))) {
       ::kill(-pid, SIGKILL);
       killed = true;
     }
@@ -473,6 +499,17 @@ int lease_session::run_command(const std::vector<lease*>& leases, const std::str
     sv.child_pgid = 0;
   }
 
+  if (revoked && !killed && !held.lost()) {
+    // CMD finished within the grace of a release request: release, and exit as CMD did.
+    info(g_, what + ": released on request; the command finished within its grace");
+    try {
+      held.release();
+    } catch (const error& e) {
+      warn(g_, std::string("release failed (the lease expires by itself): ") + e.what());
+    }
+    return status_to_exit(status);
+  }
+  if (revoked) throw exit_error(exit_code::lease_lost, "");
   if (terminating && !held.lost()) {
     // Stopped because renewals were failing: the lease ends at its safety deadline unless a
     // renewal gets through first. Releasing now would only block on the unresponsive
@@ -515,9 +552,24 @@ int lease_session::hold(lease& held, const std::string& what,
       sig = sv.pending_signal;
       if (sv.lost) reason = sv.lost_reason;
     }
+    bool revoke = false;
+    {
+      std::lock_guard<std::mutex> lock(sv.mu);
+      revoke = sv.revoke_grace.has_value();
+    }
     if (reason.empty() && held.lost()) reason = "lost";
     if (!reason.empty())
       throw exit_error(exit_code::lease_lost, what + ": lease lost (" + reason + ")");
+    if (revoke) {
+      // A release was requested and there is no command to finish: let go at once.
+      info(g_, what + ": release requested; releasing");
+      try {
+        held.release();
+      } catch (const error& e) {
+        warn(g_, std::string("release failed (the lease expires by itself): ") + e.what());
+      }
+      return 0;
+    }
     if (sig != 0) {
       try {
         held.release();

@@ -62,6 +62,11 @@ class lease_session {
   /// For lock_options::on_lost: records the loss and wakes the supervision.
   std::function<void(const lost_event&)> on_lost();
 
+  /// For lock_options::on_revoke_requested: a release request stops CMD (SIGTERM, then SIGKILL
+  /// when its grace runs out; exit status CMD's if it finished in time, 75 otherwise) or ends
+  /// a hold at once.
+  std::function<void(const revoke_event&)> on_revoke_requested();
+
   /// Runs `acquire` (which may wait). A signal during the wait cancels it: prints "interrupted
   /// (...) while waiting for WHAT" and throws exit_error(128+N).
   std::optional<lease> acquire(const std::function<std::optional<lease>()>& acquire,
@@ -89,10 +94,10 @@ class lease_session {
                   std::chrono::milliseconds grace, const std::string& what);
 
   /// Holds `held` without a command. `announce` runs once the hold has begun (signals no longer
-  /// cancel the client). Returns N after SIGINT, SIGTERM or SIGHUP (the lease is then released,
-  /// with a warning if that fails; a signal that arrived before the hold began shut the client
-  /// down, which released it, and `announce` does not run); throws exit_error(75) when the
-  /// lease is lost.
+  /// cancel the client). Returns 0 after a release request (the lease is released), N after SIGINT,
+  /// SIGTERM or SIGHUP (the lease is then released, with a warning if that fails; a signal that
+  /// arrived before the hold began shut the client down, which released it, and `announce` does not
+  /// run); throws exit_error(75) when the lease is lost.
   int hold(lease& held, const std::string& what, const std::function<void()>& announce);
 
  private:

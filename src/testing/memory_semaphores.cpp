@@ -133,7 +133,7 @@ renew_result renew_holder(memory_database& db, std::int64_t now, const renew_req
     return not_renewed(renew_outcome::expired);
   auto& row = h->second;
   if (row.expires_at > now) return renew_row(row, now, r.ttl);
-  return not_renewed(row.forced                         ? renew_outcome::force_released
+  return not_renewed(row.forced                      ? renew_outcome::force_released
                      : row.revoke_token == row.token ? renew_outcome::revoked
                                                      : renew_outcome::expired);
 }

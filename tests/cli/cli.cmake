@@ -10,6 +10,7 @@ add_executable(sqlock_cli_tests
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_coordination_test.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_hardening_test.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_multi_test.cpp
+  ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_revocation_test.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_history_test.cpp
   ${CMAKE_CURRENT_SOURCE_DIR}/cli/cli_process_group_test.cpp)
 target_link_libraries(sqlock_cli_tests PRIVATE doctest::doctest nlohmann_json::nlohmann_json SQLite::SQLite3

@@ -51,9 +51,10 @@ struct heard {
 };
 }  // namespace
 
-TEST_CASE_TEMPLATE("request_release: the holder hears its grace, is renewed up to it, then loses "
-                   "the lease, and another client gets the lock",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "request_release: the holder hears its grace, is renewed up to it, then loses "
+    "the lease, and another client gets the lock",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto holder = make_client(db, "holder");
   auto admin = make_client(db, "admin");
@@ -90,9 +91,10 @@ TEST_CASE_TEMPLATE("request_release: the holder hears its grace, is renewed up t
   CHECK(next->token() > l->token());
 }
 
-TEST_CASE_TEMPLATE("request_release: a holder that releases within the grace hands the lock on, "
-                   "and the request never touches the next lease",
-                   F, SQLOCK_TEST_FIXTURES) {
+TEST_CASE_TEMPLATE(
+    "request_release: a holder that releases within the grace hands the lock on, "
+    "and the request never touches the next lease",
+    F, SQLOCK_TEST_FIXTURES) {
   F db;
   auto holder = make_client(db, "holder");
   auto admin = make_client(db, "admin");
@@ -160,8 +162,10 @@ TEST_CASE_TEMPLATE("request_release: a free lock or a bad input changes nothing"
   CHECK(after->expires_at == before->expires_at);
   CHECK(code_of([&] { (void)c->request_release("", 1s); }) == errc::invalid_argument);
   CHECK(code_of([&] { (void)c->request_release("job", -1ms); }) == errc::invalid_argument);
-  CHECK(code_of([&] { (void)c->request_release("job", sqlock::max_ttl + 1ms); }) == errc::invalid_argument);
-  CHECK(code_of([&] { (void)c->request_release_semaphore("job", 1s, -1); }) == errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->request_release("job", sqlock::max_ttl + 1ms); }) ==
+        errc::invalid_argument);
+  CHECK(code_of([&] { (void)c->request_release_semaphore("job", 1s, -1); }) ==
+        errc::invalid_argument);
 }
 
 TEST_CASE_TEMPLATE("request_release_semaphore: asks one holder by token, or every holder", F,
