@@ -169,6 +169,8 @@ class SQLOCK_EXPORT memory_backend final : public backend {
   std::size_t request_release(lease_kind kind, std::string_view name, std::int64_t token,
                               std::chrono::milliseconds grace, deadline until) override;
   bool update_metadata(const lease_key& key, std::string_view metadata, deadline until) override;
+  std::vector<acquire_result> try_acquire_all(const std::vector<acquire_request>& requests,
+                                              deadline until) override;
   std::size_t purge(std::chrono::milliseconds free_for, deadline until) override;
 
   acquire_result try_acquire_semaphore(const semaphore_request& request, deadline until) override;

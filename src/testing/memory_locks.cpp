@@ -118,16 +118,53 @@ bool end_lock(memory_database& db, const lease_key& key, bool abandon, const std
 // A semaphore holder's renewal and release (memory_semaphores.cpp); renew_holder with mu held.
 renew_result renew_holder(memory_database& db, std::int64_t now, const renew_request& r);
 bool end_holder(memory_database& db, const lease_key& key, bool abandon, const std::string& what);
+acquire_result try_acquire_locked(memory_database& db, const acquire_request& r, std::int64_t now,
+                                  const std::string& what);
 
 }  // namespace detail
 
 acquire_result memory_backend::try_acquire(const acquire_request& r, deadline) {
   const std::string what = "acquire " + quoted(r.name);
-  const bool queue = r.waiting && r.queue;
+  auto& db = *db_;
+  std::lock_guard<std::mutex> lock(db.mu);
+  db.require(detail::schema_lock_queue, what);
+  return detail::try_acquire_locked(db, r, db.now_ms(), what);
+}
+
+// All or nothing, in one step under the database's mutex: refused (nothing written, the names
+// that refused it marked `blocking`) unless every name is free or already this attempt's.
+std::vector<acquire_result> memory_backend::try_acquire_all(
+    const std::vector<acquire_request>& requests, deadline) {
+  const std::string what = "acquire " + std::to_string(requests.size()) + " locks";
   auto& db = *db_;
   std::lock_guard<std::mutex> lock(db.mu);
   db.require(detail::schema_lock_queue, what);
   const std::int64_t now = db.now_ms();
+  std::vector<acquire_result> out(requests.size());
+  bool refused = false;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto row = db.locks.find(requests[i].name);
+    if (row == db.locks.end() || row->second.expires_at <= now ||
+        (!requests[i].nonce.empty() && row->second.nonce == requests[i].nonce))
+      continue;
+    out[i].holder_expires_in = milliseconds{row->second.expires_at - now};
+    out[i].blocking = refused = true;
+  }
+  if (refused) return out;
+  for (std::size_t i = 0; i < requests.size(); ++i) {
+    auto plain = requests[i];
+    plain.waiting = plain.queue = plain.fair = false;  // no queue: every name is free
+    out[i] = detail::try_acquire_locked(db, plain, now, what);
+  }
+  return out;
+}
+
+namespace detail {
+
+// One grant attempt (memory_backend::try_acquire), with the database's mutex held.
+acquire_result try_acquire_locked(memory_database& db, const acquire_request& r, std::int64_t now,
+                                  const std::string& what) {
+  const bool queue = r.waiting && r.queue;
   std::int64_t floor = 1;
   std::int64_t refused_for = 0;  // > 0: refused, for the time until the obstacle lapses (ms)
   bool handed = false;           // the row holds a lease of this nonce: a release handed it over
@@ -192,6 +229,8 @@ acquire_result memory_backend::try_acquire(const acquire_request& r, deadline) {
   return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
 }
 
+}  // namespace detail
+
 std::vector<renew_result> memory_backend::renew(const std::vector<renew_request>& requests,
                                                 deadline) {
   std::vector<renew_result> out;
@@ -243,7 +282,7 @@ bool memory_backend::abandon(const lease_key& key, deadline) {
 
 std::size_t memory_backend::request_release(lease_kind kind, std::string_view name,
                                             std::int64_t token, milliseconds grace, deadline) {
-  const std::string what = "request release of " + quoted(name);
+  const std::string what = sqlock::detail::describe_request(kind, name);
   auto& db = *db_;
   std::size_t marked = 0;
   {

@@ -30,6 +30,13 @@ inline renew_outcome refused_renewal(const lease_key& key, std::string_view row_
   return renew_outcome::taken_over;
 }
 
+/// "request release of 'name'" (or "... of semaphore 'name'"), for messages.
+inline std::string describe_request(lease_kind kind, std::string_view name) {
+  return std::string(kind == lease_kind::semaphore ? "request release of semaphore "
+                                                   : "request release of ") +
+         quoted(name);
+}
+
 /// "renew 'name' (token 42)" or "renew 3 leases", for messages.
 inline std::string describe_renewal(const std::vector<renew_request>& requests) {
   if (requests.size() == 1)

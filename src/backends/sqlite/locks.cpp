@@ -219,8 +219,7 @@ std::size_t sqlite_backend::request_release(lease_kind kind, std::string_view na
                                             std::int64_t token, milliseconds grace,
                                             deadline until) {
   const bool sem = kind == lease_kind::semaphore;
-  const std::string what =
-      std::string(sem ? "request release of semaphore " : "request release of ") + quoted(name);
+  const std::string what = describe_request(kind, name);
   std::size_t marked;
   {
     auto c = checkout(until, false, what);
