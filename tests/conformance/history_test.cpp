@@ -439,3 +439,26 @@ TEST_CASE("history: a backend without history says so with a typed error") {
         errc::usage);
   CHECK_FALSE(base.sqlock::backend::history_enabled(soon()));
 }
+
+TEST_CASE_TEMPLATE("history: a lease released after a release request is recorded as revoked", F,
+                   SQLOCK_DATABASE_FIXTURES) {
+  F db;
+  auto a = make_client(db, "a");
+  auto admin = make_client(db, "admin");
+  a->enable_history();
+  auto held = a->try_acquire("deploy", ttl(30s));
+  REQUIRE(held);
+  const auto token = held->token();
+  REQUIRE(admin->request_release("deploy", 10s));
+  held->release();                     // the polite answer
+  auto other = a->try_acquire("job");  // an unrelated lease, released plainly
+  REQUIRE(other);
+  other->release();
+  auto h = admin->history(of("deploy"));
+  auto r = find(h, token);
+  REQUIRE(r);
+  CHECK(r->ended_how == lease_end::revoked);
+  auto plain = admin->history(of("job"));
+  REQUIRE(plain.size() == 1);
+  CHECK(plain[0].ended_how == lease_end::released);
+}
