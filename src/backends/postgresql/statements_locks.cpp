@@ -8,6 +8,17 @@ namespace sqlock::detail::pg {
 
 void statements::lock_statements() {
   const std::string& seq = next_token;
+  // The grant's upsert onto an existing row (after `INSERT INTO locks AS l ... SELECT ...`): only
+  // a lapsed lease is replaced, and its token becomes GREATEST(nextval, token + 1), so tokens
+  // strictly increase per name even across a failover or a purge. The single and the
+  // all-or-nothing acquire share it.
+  const std::string regrant_lapsed =
+      " ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
+      "token = GREATEST(" +
+      seq +
+      ", l.token + 1), acquired_at = excluded.acquired_at, "
+      "expires_at = excluded.expires_at, metadata = excluded.metadata "
+      "WHERE l.expires_at <= now() ";
   // Commits of soft state (a release, a waiter's ticket and mark) do not wait for their WAL
   // flush: see the releases below.
   const std::string unflushed = unflushed_commit;
@@ -67,16 +78,9 @@ void statements::lock_statements() {
       ", now(), "
       "now() + $5::bigint * interval '1 millisecond', $4::text "
       "WHERE NOT EXISTS (SELECT 1 FROM cur WHERE live) AND (SELECT ok FROM eligible) "
-      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free)) "
-      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
-      "token = GREATEST(" +
-      seq +
-      ", l.token + 1), acquired_at = excluded.acquired_at, "
-      "expires_at = excluded.expires_at, metadata = excluded.metadata "
-      "WHERE l.expires_at <= now() "
-      "RETURNING l.token, " +
-      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
-      " AS expires_us), ";
+      "AND (NOT EXISTS (SELECT 1 FROM cur) OR EXISTS (SELECT 1 FROM free))" +
+      regrant_lapsed + "RETURNING l.token, " + epoch_us("l.acquired_at") + " AS acquired_us, " +
+      epoch_us("l.expires_at") + " AS expires_us), ";
   acquire =
       "WITH cur AS (SELECT nonce, expires_at > now() AS live, " + epoch_us("expires_at - now()") +
       " AS left_us, "
@@ -208,15 +212,9 @@ void statements::lock_statements() {
       "SELECT req.n, req.w, req.o, " +
       seq +
       ", now(), now() + req.ms * interval '1 millisecond', req.m FROM req "
-      "WHERE (SELECT all_free FROM ok) ORDER BY req.n "
-      "ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, nonce = excluded.nonce, "
-      "token = GREATEST(" +
-      seq +
-      ", l.token + 1), acquired_at = excluded.acquired_at, "
-      "expires_at = excluded.expires_at, metadata = excluded.metadata "
-      "WHERE l.expires_at <= now() "
-      "RETURNING l.name, l.token, " +
-      epoch_us("l.acquired_at") + " AS acquired_us, " + epoch_us("l.expires_at") +
+      "WHERE (SELECT all_free FROM ok) ORDER BY req.n" +
+      regrant_lapsed + "RETURNING l.name, l.token, " + epoch_us("l.acquired_at") +
+      " AS acquired_us, " + epoch_us("l.expires_at") +
       " AS expires_us), "
       "marked AS (UPDATE " +
       locks +

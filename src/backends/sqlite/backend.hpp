@@ -80,6 +80,10 @@ class sqlite_backend final : public backend {
   // locks.cpp: the next token (or fair-waiting ticket), at least `floor`, drawn in c's open
   // write transaction.
   static std::int64_t next_token(connection& c, std::int64_t floor, const std::string& what);
+  /// Grants `r` at `now` in the caller's write transaction: a token of at least `floor`, the
+  /// row written, the nonce's queue ticket dropped (try_acquire, try_acquire_all).
+  static grant write_grant(connection& c, const acquire_request& r, std::int64_t floor,
+                           std::int64_t now, const std::string& what);
 
  private:
   // pool.cpp. A pooled connection: back to the pool when done, dropped if it broke.

@@ -15,6 +15,20 @@
 
 namespace sqlock::detail::sqlite {
 
+grant sqlite_backend::write_grant(connection& c, const acquire_request& r, std::int64_t floor,
+                                  std::int64_t now, const std::string& what) {
+  std::int64_t token = next_token(c, floor, what);
+  std::int64_t expires = now + r.ttl.count();
+  {
+    auto up = c.prepare(sql::lock_upsert, what);
+    up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
+    up.bind(6, expires).bind(7, r.metadata);
+    up.step();
+  }
+  drop_taken_tickets(c, r.name, r.nonce, now, what);
+  return grant{token, from_epoch_ms(now), from_epoch_ms(expires)};
+}
+
 acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline until) {
   const std::string what = "acquire " + quoted(r.name);
   const bool queue = r.waiting && r.queue;
@@ -89,17 +103,9 @@ acquire_result sqlite_backend::try_acquire(const acquire_request& r, deadline un
     out.queued = true;
     return out;
   }
-  std::int64_t token = next_token(*c, floor, what);
-  std::int64_t expires = now + r.ttl.count();
-  {
-    auto up = c->prepare(sql::lock_upsert, what);
-    up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
-    up.bind(6, expires).bind(7, r.metadata);
-    up.step();
-  }
-  drop_taken_tickets(*c, r.name, r.nonce, now, what);
+  grant g = write_grant(*c, r, floor, now, what);
   tx.commit();
-  return {grant{token, from_epoch_ms(now), from_epoch_ms(expires)}, milliseconds::zero()};
+  return {g, milliseconds::zero()};
 }
 
 // All or nothing in ONE write transaction: each name is checked as try_acquire checks it, and
@@ -142,17 +148,7 @@ std::vector<acquire_result> sqlite_backend::try_acquire_all(
   }
   if (refused) return out;  // rolls back: nothing written
   for (std::size_t i = 0; i < requests.size(); ++i) {
-    const auto& r = requests[i];
-    std::int64_t token = next_token(*c, floors[i], what);
-    std::int64_t expires = now + r.ttl.count();
-    {
-      auto up = c->prepare(sql::lock_upsert, what);
-      up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
-      up.bind(6, expires).bind(7, r.metadata);
-      up.step();
-    }
-    drop_taken_tickets(*c, r.name, r.nonce, now, what);
-    out[i].granted = grant{token, from_epoch_ms(now), from_epoch_ms(expires)};
+    out[i].granted = write_grant(*c, requests[i], floors[i], now, what);
   }
   tx.commit();
   return out;
