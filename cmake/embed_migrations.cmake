@@ -3,7 +3,7 @@
 # Writes a C++ file defining sqlock::embedded_migrations(backend) (<sqlock/migrations.hpp>) from
 # migrations/<backend>/NNN_name.{up,down}.sql.
 set(body "")
-foreach(backend IN ITEMS postgresql sqlite)
+foreach(backend IN ITEMS postgresql sqlite mariadb)
   file(GLOB ups RELATIVE ${SOURCE_DIR}/migrations/${backend} ${SOURCE_DIR}/migrations/${backend}/*.up.sql)
   list(SORT ups)
   string(APPEND body "  if (backend == \"${backend}\") {\n    static const std::vector<migration> m = {\n")

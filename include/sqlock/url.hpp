@@ -16,8 +16,9 @@ namespace sqlock {
 
 struct parsed_url {
   /// `memory`: `memory:NAME`, a process-wide in-memory database (<sqlock/testing.hpp>).
-  enum class kind { sqlite, postgresql, memory } backend;
-  std::string location;  // sqlite: path or file: URI; postgresql: the URL/conninfo as given;
+  /// `mariadb`: `mariadb://` or `mysql://` (MariaDB 10.6+, MySQL 8.0.1+).
+  enum class kind { sqlite, postgresql, memory, mariadb } backend;
+  std::string location;  // sqlite: path or file: URI; postgresql and mariadb: the URL as given;
                          // memory: the database's name
   bool uri = false;      // sqlite: location is a file: URI
 };

@@ -76,6 +76,8 @@ std::string url_backend_kind(const std::string& url) {
         return "sqlite";
       case sqlock::parsed_url::kind::memory:
         return "memory";
+      case sqlock::parsed_url::kind::mariadb:
+        return "mariadb";
       case sqlock::parsed_url::kind::postgresql:
         break;
     }

@@ -15,6 +15,9 @@ std::shared_ptr<backend> make_sqlite_backend(const std::string& location, bool u
 /// `conninfo` is a libpq URI or key=value string, as the user gave it.
 std::shared_ptr<backend> make_postgresql_backend(const std::string& conninfo,
                                                  const backend_options& options);
+/// `url` is a mariadb:// or mysql:// URL as the user gave it.
+std::shared_ptr<backend> make_mariadb_backend(const std::string& url,
+                                              const backend_options& options);
 /// The process-wide memory database `name` (src/testing/, <sqlock/testing.hpp>).
 std::shared_ptr<backend> make_memory_backend(const std::string& name,
                                              const backend_options& options);

@@ -320,6 +320,8 @@ parsed_url parse_database_url(const std::string& url) {
   if (url.find('\0') != std::string::npos) bad(url, "contains a NUL byte");
   if (starts_with(url, "postgresql://") || starts_with(url, "postgres://"))
     return {parsed_url::kind::postgresql, url, false};
+  if (starts_with(url, "mariadb://") || starts_with(url, "mysql://"))
+    return {parsed_url::kind::mariadb, url, false};
   if (starts_with(url, "memory:")) {
     // The test kit's in-memory database, shared by name within this process.
     if (url.size() == 7) bad(url, "no database name (memory:NAME)");
@@ -354,8 +356,8 @@ parsed_url parse_database_url(const std::string& url) {
   std::smatch m;
   if (std::regex_search(url, m, scheme) && m[1].length() > 1)
     bad(url, "unsupported scheme '" + m[1].str() +
-                 "' (use postgresql://, postgres://, a libpq key=value string, sqlite:PATH, "
-                 "a file: URI, a plain path, or memory:NAME in tests)");
+                 "' (use postgresql://, postgres://, a libpq key=value string, mariadb://, "
+                 "mysql://, sqlite:PATH, a file: URI, a plain path, or memory:NAME in tests)");
   return {parsed_url::kind::sqlite, url, false};
 }
 
@@ -364,6 +366,15 @@ std::shared_ptr<backend> open_backend(const std::string& database_url,
   auto parsed = detail::parse_database_url(database_url);
   if (parsed.backend == detail::parsed_url::kind::memory)
     return detail::make_memory_backend(parsed.location, options);
+  if (parsed.backend == detail::parsed_url::kind::mariadb) {
+#if SQLOCK_HAVE_MARIADB
+    return detail::make_mariadb_backend(parsed.location, options);
+#else
+    throw error(errc::invalid_argument,
+                "this sqlock was built without MariaDB/MySQL support "
+                "(SQLOCK_WITH_MARIADB=OFF)");
+#endif
+  }
   if (parsed.backend == detail::parsed_url::kind::sqlite) {
 #if SQLOCK_HAVE_SQLITE
     return detail::make_sqlite_backend(parsed.location, parsed.uri, options);

@@ -1,0 +1,3 @@
+-- SPDX-License-Identifier: Apache-2.0
+-- Nothing to undo (schema 9 adds nothing on MariaDB/MySQL).
+SELECT 1;
