@@ -81,6 +81,12 @@ class mariadb_backend final : public backend {
   std::size_t force_release_semaphore(std::string_view name, std::int64_t token,
                                       deadline until) override;
 
+  // history.cpp (schema 10)
+  std::vector<history_record> history(const history_filter& f, deadline until) override;
+  bool set_history_enabled(bool on, deadline until) override;
+  bool history_enabled(deadline until) override;
+  std::size_t purge_history(milliseconds older_than, deadline until) override;
+
  private:
   // pool.cpp. A pooled connection: back to the pool when done, dropped if it broke or was left
   // inside a transaction.

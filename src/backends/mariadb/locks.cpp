@@ -252,7 +252,12 @@ bool mariadb_backend::end_lock(const lease_key& key, bool abandon, deadline unti
     auto row = lock_current(*c, key.name, what);
     if (row && row->expires_at > now && row->nonce == key.nonce &&
         (abandon || row->token == key.token)) {
+      // An abandon without a token ends a grant the client never learnt of: the history
+      // trigger records it as 'lost' while the session carries the mark (schema 10).
+      const bool lost = abandon && key.token == 0;
+      if (lost) c->prepare(sql::history_mark_lost, what).run();
       c->prepare(sql::lock_set_expiry, what).bind(1, now).bind(2, key.name).run();
+      if (lost) c->prepare(sql::history_unmark, what).run();
       ended = true;
       token = row->token;
     }

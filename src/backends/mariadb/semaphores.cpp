@@ -185,11 +185,15 @@ bool mariadb_backend::end_holder(const lease_key& key, bool abandon, deadline un
           c->prepare(sql::ticket_drop, what).bind(1, key.name).bind(2, key.nonce).run() > 0;
     auto h = lock_holder(*c, key.name, key.nonce, what);
     if (h && h->expires_at > now && (abandon || h->token == key.token)) {
+      // As a lock's abandon (end_lock): a grant the client never learnt of is recorded 'lost'.
+      const bool lost = abandon && key.token == 0;
+      if (lost) c->prepare(sql::history_mark_lost, what).run();
       c->prepare(sql::holder_set_expiry, what)
           .bind(1, now)
           .bind(2, key.name)
           .bind(3, key.nonce)
           .run();
+      if (lost) c->prepare(sql::history_unmark, what).run();
       ended = true;
     }
     if (ended || ticket_dropped) {

@@ -236,4 +236,37 @@ const char purge_delete_holders[] = "DELETE FROM sqlock_semaphore_holders WHERE 
 const char purge_delete_tickets[] = "DELETE FROM sqlock_semaphore_tickets WHERE name = ?1";
 const char purge_delete_semaphore[] = "DELETE FROM sqlock_semaphores WHERE name = ?1";
 
+// History (schema 10, 010_history.up.sql). ?1 name ('' = every name), ?2 the horizon of
+// `since` (epoch µs; NULL: no bound), ?3 limit, ?4 now. The recorded leases and the current
+// rows' leases not recorded, newest grants first so that LIMIT keeps the latest.
+const char history_read[] =
+    "SELECT kind, name, token, owner, metadata, units, granted_at, ended_at, ended_how FROM ("
+    "SELECT h.kind, h.name, h.token, h.owner, h.metadata, h.units, h.granted_at, h.ended_at, "
+    "h.ended_how FROM sqlock_history h WHERE (?1 = '' OR h.name = ?1) "
+    "AND (?2 IS NULL OR h.ended_at > ?2) "
+    "UNION ALL SELECT 'lock', c.name, c.token, c.owner, c.metadata, 1, c.acquired_at, "
+    "c.expires_at, CASE WHEN c.expires_at > ?4 THEN 'live' WHEN c.nonce = '' THEN "
+    "'force-released' WHEN c.revoke_token = c.token THEN 'revoked' ELSE 'expired' END "
+    "FROM sqlock_locks c WHERE (?1 = '' OR c.name = ?1) AND (?2 IS NULL OR c.expires_at > ?2) "
+    "AND NOT EXISTS (SELECT 1 FROM sqlock_history x WHERE x.name = c.name AND x.kind = 'lock' "
+    "AND x.token = c.token) "
+    "UNION ALL SELECT 'semaphore', c.name, c.token, c.owner, c.metadata, c.units, "
+    "c.acquired_at, c.expires_at, CASE WHEN c.expires_at > ?4 THEN 'live' WHEN c.forced THEN "
+    "'force-released' WHEN c.revoke_token = c.token THEN 'revoked' ELSE 'expired' END "
+    "FROM sqlock_semaphore_holders c WHERE (?1 = '' OR c.name = ?1) "
+    "AND (?2 IS NULL OR c.expires_at > ?2) AND NOT EXISTS (SELECT 1 FROM sqlock_history x "
+    "WHERE x.name = c.name AND x.kind = 'semaphore' AND x.token = c.token)"
+    ") AS t ORDER BY granted_at DESC, token DESC LIMIT ?3";
+const char history_enabled[] =
+    "SELECT coalesce((SELECT value = 'on' FROM sqlock_settings WHERE name = 'history'), 0)";
+const char history_set[] =
+    "INSERT INTO sqlock_settings (name, value) VALUES ('history', ?1) "
+    "ON DUPLICATE KEY UPDATE value = ?1";
+const char history_purge[] =
+    "DELETE FROM sqlock_history WHERE ended_at <= ?1 ORDER BY ended_at LIMIT ?2";
+// Set and cleared by an abandon's write transaction (of a grant the client never learnt of)
+// around the UPDATE that ends the lease: the trigger records it as 'lost'.
+const char history_mark_lost[] = "SET @sqlock_ending = 'lost'";
+const char history_unmark[] = "SET @sqlock_ending = NULL";
+
 }  // namespace sqlock::detail::mariadb::sql

@@ -92,4 +92,12 @@ extern const char purge_delete_holders[];
 extern const char purge_delete_tickets[];
 extern const char purge_delete_semaphore[];
 
+// History (schema 10; history.cpp, and the 'lost' mark of abandon in locks.cpp/semaphores.cpp).
+extern const char history_read[];
+extern const char history_enabled[];
+extern const char history_set[];
+extern const char history_purge[];
+extern const char history_mark_lost[];
+extern const char history_unmark[];
+
 }  // namespace sqlock::detail::mariadb::sql
