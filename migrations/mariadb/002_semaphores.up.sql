@@ -48,4 +48,25 @@ CREATE TABLE IF NOT EXISTS sqlock_semaphore_tickets (
   CONSTRAINT sqlock_semaphore_tickets_units CHECK (units BETWEEN 1 AND 1000000000)
 ) ENGINE=InnoDB;
 
+-- Fencing with a semaphore holder, as sqlock_assert_held (001_locks.up.sql) with a lock:
+--   SELECT sqlock_semaphore_assert_held('exporters', 42);
+-- fails with SQLSTATE '45001' unless holder_token is a live holder of semaphore sem_name by the
+-- server's clock, and share-locks that holder's row (only that one) until the caller's
+-- transaction ends. SQL SECURITY DEFINER, EXECUTE granted to nobody by default.
+CREATE FUNCTION IF NOT EXISTS sqlock_semaphore_assert_held(sem_name VARBINARY(255),
+                                                          holder_token BIGINT)
+RETURNS INT SQL SECURITY DEFINER READS SQL DATA
+BEGIN
+  DECLARE found_expiry BIGINT DEFAULT NULL;
+  DECLARE found_forced TINYINT DEFAULT 0;
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET found_expiry = NULL;
+  SELECT expires_at, forced INTO found_expiry, found_forced FROM sqlock_semaphore_holders
+  WHERE name = sem_name AND token = holder_token LOCK IN SHARE MODE;
+  IF found_expiry IS NULL OR found_forced <> 0 OR found_expiry <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) THEN
+    SIGNAL SQLSTATE '45001'
+      SET MESSAGE_TEXT = 'sqlock: lease lost: the token is not a live holder of the semaphore';
+  END IF;
+  RETURN 1;
+END;
+
 INSERT IGNORE INTO sqlock_schema_version (version, applied_at) VALUES (2, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)));
