@@ -97,7 +97,9 @@ TEST_SUITE("mariadb") {
     CHECK(test.value("SELECT @@character_set_database") == "utf8mb4");
     CHECK_THROWS(test.exec("CREATE DATABASE sqlockX"));  // only `sqlock` and `sqlock\_%`
     CHECK_THROWS(test.exec("CREATE DATABASE other"));
-    mariadb_session runtime(required_env("SQLOCK_TEST_MARIADB_RUNTIME_URL"));
+    // No database: MariaDB refuses a connection to one the user has no privilege on.
+    mariadb_session runtime(
+        mariadb_url_with_database(required_env("SQLOCK_TEST_MARIADB_RUNTIME_URL"), ""));
     CHECK(runtime.value("SELECT COUNT(*) FROM information_schema.SCHEMATA") == "1");  // i_s only
     CHECK_THROWS(runtime.exec("CREATE TABLE sqlock.t (x INT)"));
     mariadb_session admin(mariadb_admin_url());
