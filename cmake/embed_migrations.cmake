@@ -1,10 +1,14 @@
 # SPDX-License-Identifier: Apache-2.0
 # cmake -DSOURCE_DIR=... -DOUT=... -P embed_migrations.cmake
 # Writes a C++ file defining sqlock::embedded_migrations(backend) (<sqlock/migrations.hpp>) from
-# migrations/<backend>/NNN_name.{up,down}.sql.
+# migrations/<backend>/NNN_name.{up,down}.sql. A backend without a folder yet has no migrations.
 set(body "")
 foreach(backend IN ITEMS postgresql sqlite mariadb)
-  file(GLOB ups RELATIVE ${SOURCE_DIR}/migrations/${backend} ${SOURCE_DIR}/migrations/${backend}/*.up.sql)
+  set(ups "")
+  if(IS_DIRECTORY ${SOURCE_DIR}/migrations/${backend})
+    file(GLOB ups RELATIVE ${SOURCE_DIR}/migrations/${backend}
+         ${SOURCE_DIR}/migrations/${backend}/*.up.sql)
+  endif()
   list(SORT ups)
   string(APPEND body "  if (backend == \"${backend}\") {\n    static const std::vector<migration> m = {\n")
   foreach(up IN LISTS ups)

@@ -22,6 +22,7 @@ function(sqlock_embed_migrations out_var)
   set(out ${CMAKE_CURRENT_BINARY_DIR}/embedded_migrations.cpp)
   set(files)
   foreach(backend IN ITEMS postgresql sqlite mariadb)
+    # CONFIGURE_DEPENDS: a file added later (even the first of a new folder) re-runs CMake.
     file(GLOB sql CONFIGURE_DEPENDS ${PROJECT_SOURCE_DIR}/migrations/${backend}/*.sql)
     list(APPEND files ${sql})
   endforeach()

@@ -29,10 +29,14 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
   COMPATIBILITY SameMinorVersion)
 install(FILES ${PROJECT_BINARY_DIR}/sqlockConfig.cmake ${PROJECT_BINARY_DIR}/sqlockConfigVersion.cmake
         DESTINATION ${config_dir})
+if(SQLOCK_WITH_MARIADB)
+  # No CMake or Debian package ships a find module for Connector/C: sqlockConfig.cmake uses ours.
+  install(FILES cmake/FindMariaDB.cmake DESTINATION ${config_dir})
+endif()
 
 # pkg-config. libpqxx is not a dependency: the backend speaks libpq; only
 # <sqlock/postgresql.hpp>, an optional header, uses libpqxx, and its users link it themselves.
-# The static library needs libpq and SQLite, named in Libs (a static-only install) or
+# The static library needs libpq, SQLite and MariaDB Connector/C, named in Libs (a static-only install) or
 # Libs.private (beside the shared library: `pkg-config --static`). By name, not as Requires:
 # `pkg-config --static` would then also pull in libpq's own private libraries (-lpgcommon
 # -lpgport), which Debian does not ship.
@@ -42,6 +46,11 @@ if(SQLOCK_WITH_POSTGRESQL)
 endif()
 if(SQLOCK_WITH_SQLITE)
   string(APPEND backend_libs " -lsqlite3")
+endif()
+if(SQLOCK_WITH_MARIADB)
+  # Not Requires: libmariadb: its Libs.private (-lssl -lcrypto -lz ...) are for a static
+  # libmariadb.a, which `pkg-config --static` would then demand though libmariadb.so is linked.
+  string(APPEND backend_libs " -lmariadb")
 endif()
 if(BUILD_SHARED_LIBS)
   set(SQLOCK_PC_LIBS "")

@@ -77,6 +77,13 @@ struct raw_db<sqlock_test::pgbouncer_fixture> : raw_postgresql {
 };
 #endif
 
+#if SQLOCK_HAVE_MARIADB
+template <>
+struct raw_db<sqlock_test::mariadb_fixture> : sqlock_test::raw_mariadb {
+  using raw_mariadb::raw_mariadb;
+};
+#endif
+
 }  // namespace
 
 TEST_CASE_TEMPLATE("exactly one of many concurrent acquirers wins a fresh name and an expired name",

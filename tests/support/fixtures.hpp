@@ -79,3 +79,12 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 #define SQLOCK_DATABASE_FIXTURES sqlock_test::sqlite_fixture
 #endif
 #define SQLOCK_TEST_FIXTURES SQLOCK_DATABASE_FIXTURES, sqlock_test::memory_fixture
+// SQLOCK_MARIADB_FIXTURE: the MariaDB fixture with a leading comma when the backend is built,
+// else nothing, to append to a list: `sqlock_test::sqlite_fixture SQLOCK_MARIADB_FIXTURE`. Not
+// yet in the lists above: it joins them when the MariaDB backend passes the suite.
+#if SQLOCK_HAVE_MARIADB
+#include "mariadb_fixture.hpp"
+#define SQLOCK_MARIADB_FIXTURE , sqlock_test::mariadb_fixture
+#else
+#define SQLOCK_MARIADB_FIXTURE
+#endif
