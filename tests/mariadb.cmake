@@ -7,5 +7,6 @@ target_link_libraries(sqlock_tests PRIVATE MariaDB::MariaDB)
 # MariaDB-only tests live in TEST_SUITE("mariadb"), which the `unit` entry excludes.
 add_test(NAME mariadb COMMAND sqlock_tests --test-suite=mariadb)
 set_tests_properties(mariadb PROPERTIES TIMEOUT 600)
-# conformance.mariadb (`sqlock_tests --test-case=*<mariadb>*`) comes with SQLOCK_MARIADB_FIXTURE
-# in the fixture lists (tests/support/fixtures.hpp): before that it would run no case, and pass.
+# The conformance suite on the MariaDB fixture (every TEST_CASE_TEMPLATE instantiated for it).
+add_test(NAME conformance.mariadb COMMAND sqlock_tests --test-case=*<mariadb>*)
+set_tests_properties(conformance.mariadb PROPERTIES TIMEOUT 1200)

@@ -195,8 +195,10 @@ void add_migrate(CLI::App& app, globals& g) {
   auto p = std::make_shared<print_options>();
   auto* print = sub->add_subcommand(
       "print", "Write the embedded migration SQL to stdout (no database needed)");
-  print->add_option("--backend", p->backend, "postgresql or sqlite (default: the URL's backend)")
-      ->check(CLI::IsMember({"postgresql", "sqlite"}))
+  print
+      ->add_option("--backend", p->backend,
+                   "postgresql, sqlite or mariadb (default: the URL's backend)")
+      ->check(CLI::IsMember({"postgresql", "sqlite", "mariadb"}))
       ->type_name("BACKEND");
   print->add_flag("--down", p->down, "The down migrations, newest first");
   print->footer(

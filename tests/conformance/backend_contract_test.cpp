@@ -64,6 +64,8 @@ struct raw_postgresql {
   std::string value(const std::string& sql) { return session.value(sql); }
   std::string locks() const { return schema + ".sqlock_locks"; }
   std::string now() const { return "now()"; }
+  /// What a fenced transaction does to a lock row (sqlock_assert_held): a share lock.
+  std::string share_lock() const { return " FOR SHARE"; }
   sqlock_test::pg_session session;
   std::string schema;
 };
@@ -199,9 +201,10 @@ TEST_CASE_TEMPLATE("renew classifies every outcome and skips rows locked by an o
       REQUIRE(rs.size() == 6);
       CHECK(rs[1].outcome == sqlock::renew_outcome::renewed);
     } else {
-      // PostgreSQL: the fenced transaction share-locks one row; the renewal skips it at once.
+      // PostgreSQL and MariaDB: the fenced transaction share-locks one row; the renewal skips
+      // it at once.
       raw.exec("BEGIN");
-      raw.exec("SELECT 1 FROM " + locks + " WHERE name = 'locked' FOR SHARE");  // a fenced tx
+      raw.exec("SELECT 1 FROM " + locks + " WHERE name = 'locked'" + raw.share_lock());
       auto start = steady::now();
       rs = b->renew(all, soon());
       CHECK(steady::now() - start < 2s);  // skipped, not waited for
@@ -253,6 +256,31 @@ TEST_CASE_TEMPLATE(
                "), nonce = 'A', expires_at = " + raw.now() + " WHERE name = 'x'");
       ta = std::stoll(raw.value("SELECT token FROM " + locks + " WHERE name = 'x'"));
       raw.exec("COMMIT");
+#if SQLOCK_HAVE_MARIADB
+    } else if constexpr (std::is_same_v<F, sqlock_test::mariadb_fixture>) {
+      // MariaDB: another session holds the row lock (as a fenced transaction's share lock
+      // would): the acquirer, which holds the token counter's row, locks the lock row with
+      // NOWAIT and is refused at once with no known expiry, drawing nothing. Then that session
+      // grants the name itself (the counter first, as sqlock's writers do) and commits; the
+      // grant after it draws a larger token.
+      const std::string counter =
+          "SELECT value FROM " + raw.database + ".sqlock_counters WHERE name = 'token'";
+      raw.exec("BEGIN");
+      raw.exec("SELECT 1 FROM " + locks + " WHERE name = 'x' FOR UPDATE");
+      const auto before = raw.value(counter);
+      auto start = steady::now();
+      auto refused = b->try_acquire(request("x", "waiter"), steady::now() + 20s);
+      CHECK(steady::now() - start < 3s);
+      CHECK_FALSE(refused.granted);
+      CHECK(refused.holder_expires_in == 0ms);
+      CHECK(raw.value(counter) == before);
+      raw.exec("UPDATE " + raw.database +
+               ".sqlock_counters SET value = value + 1 WHERE name = 'token'");
+      raw.exec("UPDATE " + locks + " SET token = (" + counter +
+               "), nonce = 'A', expires_at = " + raw.now() + " WHERE name = 'x'");
+      ta = std::stoll(raw.value("SELECT token FROM " + locks + " WHERE name = 'x'"));
+      raw.exec("COMMIT");
+#endif
     } else {
 #if SQLOCK_HAVE_POSTGRESQL
       // PostgreSQL: another session holds the row lock (as a fenced transaction's share lock

@@ -41,10 +41,14 @@ std::size_t queued(sqlock::client& c, const std::string& name) {
 }
 
 /// Whether a release wakes waiters in other processes on the fixture's backend: PostgreSQL
-/// through NOTIFY (both PostgreSQL fixtures listen on the server directly); SQLite wakes only
-/// the waiters of its own process.
+/// through NOTIFY (both PostgreSQL fixtures listen on the server directly); SQLite and MariaDB
+/// wake only the waiters of their own process (others poll).
 template <class F>
-constexpr bool wakes_other_processes = !std::is_same_v<F, sqlite_fixture>;
+constexpr bool wakes_other_processes = !std::is_same_v<F, sqlite_fixture>
+#if SQLOCK_HAVE_MARIADB
+                                       && !std::is_same_v<F, mariadb_fixture>
+#endif
+    ;
 
 }  // namespace
 

@@ -71,20 +71,20 @@ std::unique_ptr<sqlock::client> make_client(const F& db, std::string owner = {})
 // SQLOCK_DATABASE_FIXTURES: the backends that keep their rows in a database file or server.
 // The lease history (history_test.cpp) is a table those keep for postmortems; the memory
 // backend of the test kit has none (its rows vanish with the process), so it is not among them.
-#if SQLOCK_HAVE_POSTGRESQL
-#include "postgresql_fixture.hpp"
-#define SQLOCK_DATABASE_FIXTURES \
-  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, sqlock_test::pgbouncer_fixture
-#else
-#define SQLOCK_DATABASE_FIXTURES sqlock_test::sqlite_fixture
-#endif
-#define SQLOCK_TEST_FIXTURES SQLOCK_DATABASE_FIXTURES, sqlock_test::memory_fixture
 // SQLOCK_MARIADB_FIXTURE: the MariaDB fixture with a leading comma when the backend is built,
-// else nothing, to append to a list: `sqlock_test::sqlite_fixture SQLOCK_MARIADB_FIXTURE`. Not
-// yet in the lists above: it joins them when the MariaDB backend passes the suite.
+// else nothing.
 #if SQLOCK_HAVE_MARIADB
 #include "mariadb_fixture.hpp"
 #define SQLOCK_MARIADB_FIXTURE , sqlock_test::mariadb_fixture
 #else
 #define SQLOCK_MARIADB_FIXTURE
 #endif
+#if SQLOCK_HAVE_POSTGRESQL
+#include "postgresql_fixture.hpp"
+#define SQLOCK_DATABASE_FIXTURES                                \
+  sqlock_test::sqlite_fixture, sqlock_test::postgresql_fixture, \
+      sqlock_test::pgbouncer_fixture SQLOCK_MARIADB_FIXTURE
+#else
+#define SQLOCK_DATABASE_FIXTURES sqlock_test::sqlite_fixture SQLOCK_MARIADB_FIXTURE
+#endif
+#define SQLOCK_TEST_FIXTURES SQLOCK_DATABASE_FIXTURES, sqlock_test::memory_fixture

@@ -81,6 +81,8 @@ struct raw_mariadb {
   /// The database clock as the schema stores it (epoch microseconds, UTC, whatever the
   /// session's time_zone).
   std::string now() const { return "TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6))"; }
+  /// What a fenced transaction does to a lock row (sqlock_assert_held): a share lock.
+  std::string share_lock() const { return " LOCK IN SHARE MODE"; }
   mariadb_session session;
   std::string database;  // quoted
 };

@@ -117,7 +117,7 @@ TEST_CASE("the wait backoff doubles with jitter up to its cap") {
 
 TEST_CASE("the embedded migrations equal the files in migrations/") {
   namespace fs = std::filesystem;
-  for (const char* backend : {"postgresql", "sqlite"}) {
+  for (const char* backend : {"postgresql", "sqlite", "mariadb"}) {
     CAPTURE(backend);
     const auto& ms = sqlock::detail::embedded_migrations(backend);
     std::size_t files = 0;

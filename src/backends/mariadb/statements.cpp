@@ -24,8 +24,13 @@ const char now[] = "SELECT " NOW;
 const char begin[] = "START TRANSACTION";
 const char commit[] = "COMMIT";
 const char rollback[] = "ROLLBACK";
+// The clock is read once the lock is granted: SYSDATE(6) is the time it is evaluated (the
+// session's time zone is UTC), where NOW() and UTC_TIMESTAMP() are the statement's start, which
+// may be long before the lock was granted: a later writer would then write an earlier instant
+// than the one before it (a release ending before its grant).
 const char write_lock[] =
-    "SELECT value, " NOW " FROM sqlock_counters WHERE name = 'token' FOR UPDATE";
+    "SELECT value, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', SYSDATE(6)) FROM sqlock_counters "
+    "WHERE name = 'token' FOR UPDATE";
 const char set_counter[] = "UPDATE sqlock_counters SET value = ?1 WHERE name = 'token'";
 
 // Schema administration.
