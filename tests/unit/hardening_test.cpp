@@ -30,10 +30,14 @@ struct hostile {
 
 std::vector<std::string> hostile_urls() {
   std::vector<std::string> out;
-  for (std::string pw : {"Kx7Qa?Vb8Wm", "Kx7Qa#Vb8Wm", "Kx7Qa@Vb8Wm", "Kx7Qa%Vb8Wm", "Kx7Qa%4",
-                         "Kx7Qa%40Vb8Wm", "Kx7Qa/Vb8Wm", "Kx7Qa'Vb8Wm", "Kx7Qa\\Vb8Wm",
-                         "Kx7Qa Vb8Wm", "Kx7Qa@Vb8Wm?Yt3Zn#Jr5Lp", "Kx7Qa:Vb8Wm", "Kx7Qa%00Vb8Wm"})
+  for (std::string pw :
+       {"Kx7Qa?Vb8Wm", "Kx7Qa#Vb8Wm", "Kx7Qa@Vb8Wm", "Kx7Qa%Vb8Wm", "Kx7Qa%4", "Kx7Qa%40Vb8Wm",
+        "Kx7Qa/Vb8Wm", "Kx7Qa'Vb8Wm", "Kx7Qa\\Vb8Wm", "Kx7Qa Vb8Wm", "Kx7Qa@Vb8Wm?Yt3Zn#Jr5Lp",
+        "Kx7Qa:Vb8Wm", "Kx7Qa%00Vb8Wm"}) {
     out.push_back("postgresql://app:" + pw + "@127.0.0.1:1/db");
+    out.push_back("mariadb://app:" + pw + "@127.0.0.1:1/db");
+    out.push_back("mysql://app:" + pw + "@127.0.0.1:1/db?connect_timeout=2");
+  }
   for (std::string q :
        {"password=Kx7Qa%Vb8Wm", "sslpassword=Kx7QaVb8Wm", "passw%6Frd=Kx7QaVb8Wm",
         "PASSWORD=Kx7QaVb8Wm", "password=Kx7Qa&Vb8Wm&sslmode=disable", "password=Kx7Qa%zzVb8Wm",
@@ -49,6 +53,8 @@ std::vector<std::string> hostile_urls() {
     out.push_back(kv);
   out.push_back("postgresql:/app:Kx7Qa@Vb8Wm@127.0.0.1:1/db");
   out.push_back("mysql://app:Kx7Qa@Vb8Wm@h/db");
+  out.push_back("mariadb://app:Kx7Qa?Vb8Wm=Yt3Zn@127.0.0.1:1/db");
+  out.push_back("mariadb://app@127.0.0.1:1/db?password=Kx7QaVb8Wm");
   return out;
 }
 

@@ -82,6 +82,7 @@ connection::connection(const connection_params& p, deadline until, const std::st
                 kind_name);
   }
   exec(sql::session_setup, ctx);
+  if (is_mariadb) exec(sql::session_setup_mariadb, ctx);
 }
 
 connection::~connection() {

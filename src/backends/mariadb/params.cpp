@@ -8,15 +8,18 @@
 #include <optional>
 
 #include <sqlock/error.hpp>
-#include <sqlock/url.hpp>
 
+#include "backends/common/url.hpp"
 #include "backends/mariadb/errors.hpp"
 
 namespace sqlock::detail::mariadb {
 namespace {
 
+// `why` may quote a piece of the URL (a parameter's name): redact_message hides any piece of a
+// secret in it, wherever the parse cut the URL.
 [[noreturn]] void bad(const std::string& url, const std::string& why) {
-  throw error(errc::invalid_argument, "database URL '" + redact_url(url) + "': " + why, kind_name);
+  throw error(errc::invalid_argument,
+              redact_message("database URL '" + redact_url(url) + "': " + why, url), kind_name);
 }
 
 int hex(char c) {

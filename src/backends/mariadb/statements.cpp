@@ -20,6 +20,12 @@ const char session_setup[] =
     "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED; "
     "SET time_zone = '+00:00', innodb_lock_wait_timeout = 5, "
     "sql_mode = 'STRICT_ALL_TABLES,NO_ENGINE_SUBSTITUTION,ERROR_FOR_DIVISION_BY_ZERO'";
+// MariaDB only (MySQL has no such variable): a session left inside a transaction for 3 s (a
+// client paused or cut off half way through a write) is ended by the server, which rolls it back
+// and frees the token counter's row: without it, one frozen client would stop every writer on the
+// database until its connection timed out (wait_timeout, 8 hours by default). sqlock's own
+// transactions send their statements back to back.
+const char session_setup_mariadb[] = "SET SESSION idle_transaction_timeout = 3";
 const char now[] = "SELECT " NOW;
 const char begin[] = "START TRANSACTION";
 const char commit[] = "COMMIT";

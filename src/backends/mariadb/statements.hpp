@@ -13,6 +13,7 @@ namespace sqlock::detail::mariadb::sql {
 
 // Connection and transactions.
 extern const char session_setup[];
+extern const char session_setup_mariadb[];
 extern const char now[];
 extern const char begin[];
 extern const char commit[];
