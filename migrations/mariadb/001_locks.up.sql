@@ -53,7 +53,8 @@ INSERT IGNORE INTO sqlock_counters (name, value) VALUES ('token', 0);
 -- live lease of lock_name by the server's clock, and share-locks the lock row until the
 -- caller's transaction ends, so no takeover can commit in between (the holder's own renewals
 -- skip the row meanwhile: keep fenced transactions well under ttl/2). The share lock is taken
--- only when the token is the current one, and the message never names the current token.
+-- only when the token is the current one (a plain read decides that first), and the message
+-- never names the current token.
 -- SQL SECURITY DEFINER: callers need no rights on the tables, only EXECUTE on the function,
 -- which nobody but its creator has until granted (MariaDB and MySQL grant no routine to PUBLIC):
 --   GRANT EXECUTE ON FUNCTION db.sqlock_assert_held TO 'app'@'%';
@@ -63,14 +64,25 @@ INSERT IGNORE INTO sqlock_counters (name, value) VALUES ('token', 0);
 CREATE FUNCTION IF NOT EXISTS sqlock_assert_held(lock_name VARBINARY(255), lock_token BIGINT)
 RETURNS INT SQL SECURITY DEFINER READS SQL DATA
 BEGIN
+  DECLARE current_token BIGINT DEFAULT NULL;
   DECLARE found_expiry BIGINT DEFAULT NULL;
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET found_expiry = NULL;
-  SELECT expires_at INTO found_expiry FROM sqlock_locks
-  WHERE name = lock_name AND token = lock_token LOCK IN SHARE MODE;
-  IF found_expiry IS NULL THEN
-    IF NOT EXISTS (SELECT 1 FROM sqlock_locks WHERE name = lock_name) THEN
-      SIGNAL SQLSTATE '45001' SET MESSAGE_TEXT = 'sqlock: lease lost: there is no such lock';
-    END IF;
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET current_token = NULL;
+  -- A plain read first: InnoDB's locking read locks the row it reads whatever its token, and a
+  -- failed check must lock nothing. (In a REPEATABLE READ transaction this read uses the
+  -- transaction's snapshot: a lease granted after that snapshot reads as stale, a refusal
+  -- that is only ever safe. Take the lease before starting the transaction.)
+  SELECT token INTO current_token FROM sqlock_locks WHERE name = lock_name;
+  IF current_token IS NULL THEN
+    SIGNAL SQLSTATE '45001' SET MESSAGE_TEXT = 'sqlock: lease lost: there is no such lock';
+  END IF;
+  IF lock_token IS NULL OR current_token <> lock_token THEN
+    SIGNAL SQLSTATE '45001'
+      SET MESSAGE_TEXT = 'sqlock: lease lost: the token is stale (the lock was granted again)';
+  END IF;
+  -- The current token: lock the row and decide on its latest version.
+  SELECT token, expires_at INTO current_token, found_expiry FROM sqlock_locks
+  WHERE name = lock_name LOCK IN SHARE MODE;
+  IF current_token IS NULL OR current_token <> lock_token THEN
     SIGNAL SQLSTATE '45001'
       SET MESSAGE_TEXT = 'sqlock: lease lost: the token is stale (the lock was granted again)';
   END IF;

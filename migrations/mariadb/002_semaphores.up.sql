@@ -57,12 +57,22 @@ CREATE FUNCTION IF NOT EXISTS sqlock_semaphore_assert_held(sem_name VARBINARY(25
                                                           holder_token BIGINT)
 RETURNS INT SQL SECURITY DEFINER READS SQL DATA
 BEGIN
+  DECLARE holder_nonce VARBINARY(255) DEFAULT NULL;
+  DECLARE found_token BIGINT DEFAULT NULL;
   DECLARE found_expiry BIGINT DEFAULT NULL;
   DECLARE found_forced TINYINT DEFAULT 0;
-  DECLARE CONTINUE HANDLER FOR NOT FOUND SET found_expiry = NULL;
-  SELECT expires_at, forced INTO found_expiry, found_forced FROM sqlock_semaphore_holders
-  WHERE name = sem_name AND token = holder_token LOCK IN SHARE MODE;
-  IF found_expiry IS NULL OR found_forced <> 0 OR found_expiry <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) THEN
+  DECLARE CONTINUE HANDLER FOR NOT FOUND SET holder_nonce = NULL;
+  -- Find the holder with a plain read (a locking read by token would lock every holder row of
+  -- the semaphore it scans), then lock that one row by its key and decide on its latest version.
+  SELECT nonce INTO holder_nonce FROM sqlock_semaphore_holders
+  WHERE name = sem_name AND token = holder_token;
+  IF holder_nonce IS NOT NULL THEN
+    SELECT token, expires_at, forced INTO found_token, found_expiry, found_forced
+    FROM sqlock_semaphore_holders WHERE name = sem_name AND nonce = holder_nonce
+    LOCK IN SHARE MODE;
+  END IF;
+  IF holder_nonce IS NULL OR found_token IS NULL OR found_token <> holder_token
+     OR found_forced <> 0 OR found_expiry <= TIMESTAMPDIFF(MICROSECOND, '1970-01-01', UTC_TIMESTAMP(6)) THEN
     SIGNAL SQLSTATE '45001'
       SET MESSAGE_TEXT = 'sqlock: lease lost: the token is not a live holder of the semaphore';
   END IF;

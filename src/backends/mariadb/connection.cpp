@@ -134,7 +134,7 @@ int connection::wait_for(int status, const std::string& what, errc on_timeout) {
 void connection::fail(const std::string& what, errc after_send) {
   const unsigned n = mysql_errno(db_);
   const errc code = code_for(n, after_send);
-  if (n >= 2000 || code == after_send) broken_ = true;  // client-side errors: the link is gone
+  if (connection_lost(n)) broken_ = true;
   std::string msg = what + " on mariadb: " + mysql_error(db_) + advice_for(n);
   if (row_is_locked(n)) throw row_locked(msg, kind_name, mysql_sqlstate(db_));
   throw error(code, msg, kind_name, mysql_sqlstate(db_));
@@ -143,7 +143,7 @@ void connection::fail(const std::string& what, errc after_send) {
 void connection::fail_stmt(MYSQL_STMT* s, const std::string& what, errc after_send) {
   const unsigned n = mysql_stmt_errno(s);
   const errc code = code_for(n, after_send);
-  if (n >= 2000 || code == after_send) broken_ = true;
+  if (connection_lost(n)) broken_ = true;
   std::string msg = what + " on mariadb: " + mysql_stmt_error(s) + advice_for(n);
   if (row_is_locked(n)) throw row_locked(msg, kind_name, mysql_stmt_sqlstate(s));
   throw error(code, msg, kind_name, mysql_stmt_sqlstate(s));

@@ -9,7 +9,14 @@ bool row_is_locked(unsigned errnum) noexcept {
   return errnum == 1205 || errnum == 3572 || errnum == 1213;
 }
 
+bool connection_lost(unsigned errnum) noexcept {
+  return (errnum >= 2000 && errnum < 3000) || errnum == 1053 || errnum == 1927 || errnum == 4031;
+}
+
 errc code_for(unsigned errnum, errc after_send) noexcept {
+  // Misuse and configuration first; any other loss of the connection: after_send.
+  if (connection_lost(errnum) && errnum != 2005 && errnum != 2031 && errnum != 2014)
+    return after_send;
   switch (errnum) {
     case 1146:  // ER_NO_SUCH_TABLE
     case 1054:  // ER_BAD_FIELD_ERROR
@@ -32,10 +39,6 @@ errc code_for(unsigned errnum, errc after_send) noexcept {
     case 2031:  // CR_PARAMS_NOT_BOUND
     case 2014:  // CR_COMMANDS_OUT_OF_SYNC
       return errc::internal;
-    case 2006:  // CR_SERVER_GONE_ERROR
-    case 2013:  // CR_SERVER_LOST
-    case 2055:  // CR_SERVER_LOST_EXTENDED
-      return after_send;
     default:
       return errc::unavailable;
   }
@@ -52,6 +55,9 @@ std::string advice_for(unsigned errnum) {
     case 1205:
     case 3572:
       return " (a row is locked by another open transaction)";
+    case 1461:
+      return " (the server's max_prepared_stmt_count is reached: every sqlock connection keeps "
+             "about 60 prepared statements; raise it, or lower backend_options::pool_size)";
     default:
       return {};
   }
