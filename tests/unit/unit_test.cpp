@@ -50,8 +50,9 @@ TEST_CASE("database URLs choose the backend") {
 
 TEST_CASE("bad database URLs are invalid_argument and never show the password") {
   for (const char* bad :
-       {"", ":memory:", "sqlite::memory:", "file::memory:", "file:x.db?mode=memory", "sqlite:",
-        "sqlite://relative/path", "mysql://u:hunter2@host/db", "redis://:hunter2@host"}) {
+       {"", ":memory:", "sqlite::memory:", "file::memory:", "file:x.db?mode=memory",
+        "sqlite:", "sqlite://relative/path", "mysql://u:hunter2@host/",
+        "mariadb://u:hunter2@host:99999/db", "redis://:hunter2@host"}) {
     CAPTURE(bad);
     auto e = error_of([&] { (void)sqlock::open_backend(bad); });
     CHECK(e.code() == errc::invalid_argument);

@@ -9,6 +9,7 @@
 
 #include "backends/common/backend_common.hpp"
 #include "backends/common/migrations.hpp"
+#include "backends/common/rows.hpp"
 #include "backends/mariadb/backend.hpp"
 #include "backends/mariadb/errors.hpp"
 #include "backends/mariadb/rows.hpp"
@@ -71,18 +72,8 @@ void mariadb_backend::refuse_live_leases(connection& c, const migration_step& st
   const bool locks = step.drops_locks(target), holders = step.drops_holders(target);
   live_leases live;
   const std::int64_t now = c.now_us(what);
-  auto count = [&](const char* text, const char* label) {
-    auto s = c.prepare(text, what);
-    s.bind(1, now);
-    std::int64_t total = 0;
-    while (s.step()) {
-      total = s.integer(0);
-      live.add(label, s.text(1), s.integer(2), s.text(3));
-    }
-    live.total(total);
-  };
-  if (locks) count(sql::count_live_locks, "lock");
-  if (holders) count(sql::count_live_holders, "semaphore");
+  if (locks) count_live_leases(c, sql::count_live_locks, now, "lock", live, what);
+  if (holders) count_live_leases(c, sql::count_live_holders, now, "semaphore", live, what);
   auto warning = live.verdict(kind_name, step.m->version, options.force);
   if (warning.empty() || !options_.log) return;
   try {

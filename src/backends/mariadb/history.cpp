@@ -28,17 +28,7 @@ std::vector<history_record> mariadb_backend::history(const history_filter& f, de
   s.bind(4, now);
   std::vector<history_record> out;
   while (s.step()) {
-    history_record h;
-    h.kind = s.text(0) == "semaphore" ? lease_kind::semaphore : lease_kind::lock;
-    h.name = s.text(1);
-    h.token = s.integer(2);
-    h.owner = s.text(3);
-    h.metadata = s.text(4);
-    h.count = s.integer(5);
-    h.granted_at = from_epoch_us(s.integer(6));
-    h.ended_how = parse_lease_end(s.text(8), kind_name);
-    if (h.ended_how != lease_end::live) h.ended_at = from_epoch_us(s.integer(7));
-    out.push_back(std::move(h));
+    out.push_back(read_history_row(s, us_time, kind_name));
   }
   std::reverse(out.begin(), out.end());  // the statement returns the newest first
   return out;

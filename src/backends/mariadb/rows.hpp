@@ -10,21 +10,18 @@
 
 #include <sqlock/backend.hpp>
 
+#include "backends/common/rows.hpp"
 #include "backends/mariadb/connection.hpp"
+#include "backends/mariadb/statements.hpp"
 
 namespace sqlock::detail::mariadb {
 
-/// The schema's unit: microseconds.
-inline std::int64_t us(std::chrono::milliseconds d) { return d.count() * 1000; }
-inline std::chrono::system_clock::time_point from_epoch_us(std::int64_t v) {
-  return std::chrono::system_clock::time_point(
-      std::chrono::duration_cast<std::chrono::system_clock::duration>(
-          std::chrono::microseconds{v}));
-}
+/// Epoch microseconds: the unit of this backend's times.
+inline constexpr stored_time us_time{1000};
+inline std::int64_t us(std::chrono::milliseconds d) { return us_time.of(d); }
+inline std::chrono::system_clock::time_point from_epoch_us(std::int64_t v) { return us_time.at(v); }
 /// A duration in µs as milliseconds, rounded down (a time left is never overstated).
-inline std::chrono::milliseconds ms_floor(std::int64_t v) {
-  return std::chrono::milliseconds{v >= 0 ? v / 1000 : -((-v + 999) / 1000)};
-}
+inline std::chrono::milliseconds ms_floor(std::int64_t v) { return us_time.ms(v); }
 
 /// A renewal's new expiry (and a handed lease's): later, never earlier, than `expires`; and for
 /// a lease with a pending release request (`revoke_by` set: revoke_token is its token) never
@@ -47,11 +44,14 @@ inline renew_result renewed(std::int64_t now, std::int64_t expires,
 }
 
 /// A row of sql::lock_inspect or sql::lock_list.
-lock_record read_record(const statement& s);
+inline lock_record read_record(const statement& s) { return read_lock_record(s, us_time); }
 
 /// The semaphore `name` with `limit` as seen at `now` (epoch µs): its live holders and queued
 /// waiters.
-semaphore_record read_semaphore(connection& c, std::string name, std::int64_t limit,
-                                std::int64_t now, const std::string& what);
+inline semaphore_record read_semaphore(connection& c, std::string name, std::int64_t limit,
+                                       std::int64_t now, const std::string& what) {
+  return read_semaphore_rows(c, sql::semaphore_holders, sql::semaphore_tickets, std::move(name),
+                             limit, now, us_time, what);
+}
 
 }  // namespace sqlock::detail::mariadb

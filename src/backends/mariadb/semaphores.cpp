@@ -15,55 +15,10 @@
 namespace sqlock::detail::mariadb {
 namespace {
 
-// A semaphore as one attempt sees it (inside or outside the write transaction).
-struct semaphore_state {
-  bool exists = false;
-  std::int64_t limit = 0, token = 0, used = 0;
-  std::optional<std::int64_t> head, mine;  // oldest other live ticket; this nonce's ticket
-  bool others_queued = false;
-  std::int64_t soonest = 0;  // first lapse of a holder or another ticket (epoch µs); 0: none
-  bool grantable(const semaphore_request& r) const {
-    if (used > 0 && limit != r.limit) return true;  // let the write transaction report it
-    if (used + r.count > r.limit) return false;
-    return !head || (mine && *mine < *head);  // no older live ticket
-  }
-  milliseconds retry_in(std::int64_t now) const {
-    return soonest == 0 ? milliseconds::zero() : std::max(milliseconds{1}, ms_floor(soonest - now));
-  }
-};
-
 semaphore_state semaphore_view(connection& c, const std::string& name, const std::string& nonce,
                                std::int64_t now, const std::string& what) {
-  semaphore_state v;
-  auto sem = c.prepare(sql::semaphore_row, what);
-  sem.bind(1, name);
-  if (!sem.step()) return v;
-  v.exists = true;
-  v.limit = sem.integer(0);
-  v.token = sem.integer(1);
-  auto h = c.prepare(sql::semaphore_usage, what);
-  h.bind(1, name).bind(2, now);
-  h.step();
-  v.used = h.integer(0);
-  if (!h.is_null(1)) v.soonest = h.integer(1);
-  auto t = c.prepare(sql::semaphore_queue, what);
-  t.bind(1, name).bind(2, now).bind(3, nonce);
-  t.step();
-  if (!t.is_null(0)) v.head = t.integer(0);
-  if (!t.is_null(1)) v.mine = t.integer(1);
-  v.others_queued = v.head.has_value();
-  if (!t.is_null(2)) v.soonest = v.soonest == 0 ? t.integer(2) : std::min(v.soonest, t.integer(2));
-  return v;
-}
-
-void check_semaphore_limit(const semaphore_state& v, const semaphore_request& r,
-                           const std::string& what) {
-  if (v.exists && v.used > 0 && v.limit != r.limit)
-    throw error(errc::invalid_argument,
-                what + ": the semaphore has limit " + std::to_string(v.limit) +
-                    " (its live holders use it); this acquisition asks for limit " +
-                    std::to_string(r.limit),
-                kind_name);
+  return read_semaphore_state(c, sql::semaphore_row, sql::semaphore_usage, sql::semaphore_queue,
+                              name, nonce, now, what);
 }
 
 // Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the last
@@ -119,7 +74,7 @@ acquire_result mariadb_backend::try_acquire_semaphore(const semaphore_request& r
   if (!(r.waiting && r.fair)) {
     const std::int64_t now = c->now_us(what);
     auto v = semaphore_view(*c, r.name, r.nonce, now, what);
-    if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now)};
+    if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now, us_time)};
   }
   write_transaction tx(*c, what);
   const std::int64_t now = tx.now();
@@ -142,7 +97,7 @@ acquire_result mariadb_backend::try_acquire_semaphore(const semaphore_request& r
     }
   }
   auto v = semaphore_view(*c, r.name, r.nonce, now, what);
-  check_semaphore_limit(v, r, what);
+  check_semaphore_limit(v, r, what, kind_name);
   if (v.exists && !v.grantable(r)) {
     if (r.waiting && r.fair) {
       auto keep = c->prepare(sql::ticket_keep, what);
@@ -159,7 +114,7 @@ acquire_result mariadb_backend::try_acquire_semaphore(const semaphore_request& r
       }
       tx.commit();
     }
-    return {std::nullopt, v.retry_in(now)};
+    return {std::nullopt, v.retry_in(now, us_time)};
   }
   const std::int64_t token = add_holder(*c, tx, r, v, what);
   tx.commit(errc::in_doubt);

@@ -6,6 +6,7 @@
 
 #include "backends/common/backend_common.hpp"
 #include "backends/common/migrations.hpp"
+#include "backends/common/rows.hpp"
 #include "backends/sqlite/backend.hpp"
 #include "backends/sqlite/statements.hpp"
 
@@ -59,18 +60,9 @@ void sqlite_backend::refuse_live_leases(connection& c, const migration_step& ste
   const std::string what = "migrate down: count live leases";
   const bool locks = step.drops_locks(target), holders = step.drops_holders(target);
   live_leases live;
-  auto count = [&](const char* text, const char* label) {
-    auto s = c.prepare(text, what);
-    s.bind(1, c.now_ms(what));
-    std::int64_t total = 0;
-    while (s.step()) {
-      total = s.integer(0);
-      live.add(label, s.text(1), s.integer(2), s.text(3));
-    }
-    live.total(total);
-  };
-  if (locks) count(sql::count_live_locks, "lock");
-  if (holders) count(sql::count_live_holders, "semaphore");
+  const std::int64_t now = c.now_ms(what);
+  if (locks) count_live_leases(c, sql::count_live_locks, now, "lock", live, what);
+  if (holders) count_live_leases(c, sql::count_live_holders, now, "semaphore", live, what);
   auto warning = live.verdict(kind_name, step.m->version, options.force);
   if (warning.empty() || !options_.log) return;
   try {

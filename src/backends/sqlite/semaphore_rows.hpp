@@ -11,32 +11,29 @@
 
 #include <sqlock/backend.hpp>
 
+#include "backends/common/rows.hpp"
 #include "backends/sqlite/connection.hpp"
+#include "backends/sqlite/errors.hpp"
+#include "backends/sqlite/statements.hpp"
 
 namespace sqlock::detail::sqlite {
 
-// A semaphore as one attempt sees it (inside or outside the write transaction).
-struct semaphore_state {
-  bool exists = false;
-  std::int64_t limit = 0, token = 0, used = 0;
-  std::optional<std::int64_t> head, mine;  // oldest other live ticket; this nonce's ticket
-  bool others_queued = false;
-  std::int64_t soonest = 0;  // first lapse of a holder or another ticket (epoch ms); 0: none
+using detail::semaphore_state;
 
-  bool grantable(const semaphore_request& r) const {
-    if (used > 0 && limit != r.limit) return true;  // let the write transaction report it
-    if (used + r.count > r.limit) return false;
-    return !head || (mine && *mine < *head);  // no older live ticket
-  }
-  std::chrono::milliseconds retry_in(std::int64_t now) const;
-};
-
-semaphore_state semaphore_view(connection& c, const std::string& name, const std::string& nonce,
-                               std::int64_t now, const std::string& what);
+// The semaphore `name` as the attempt of `nonce` sees it at `now` (inside or outside the write
+// transaction).
+inline semaphore_state semaphore_view(connection& c, const std::string& name,
+                                      const std::string& nonce, std::int64_t now,
+                                      const std::string& what) {
+  return read_semaphore_state(c, sql::semaphore_row, sql::semaphore_usage, sql::semaphore_queue,
+                              name, nonce, now, what);
+}
 
 /// errc::invalid_argument when the semaphore's live holders use another limit than `r`'s.
-void check_semaphore_limit(const semaphore_state& v, const semaphore_request& r,
-                           const std::string& what);
+inline void check_semaphore_limit(const semaphore_state& v, const semaphore_request& r,
+                                  const std::string& what) {
+  detail::check_semaphore_limit(v, r, what, kind_name);
+}
 
 /// Grants `r` (seen as `v`, grantable) in c's open write transaction at `now`: ended holders
 /// and lapsed tickets (and this nonce's) go, a holder row with a new token comes. Its token.

@@ -15,45 +15,6 @@
 
 namespace sqlock::detail::sqlite {
 
-semaphore_state semaphore_view(connection& c, const std::string& name, const std::string& nonce,
-                               std::int64_t now, const std::string& what) {
-  semaphore_state v;
-  auto sem = c.prepare(sql::semaphore_row, what);
-  sem.bind(1, name);
-  if (!sem.step()) return v;
-  v.exists = true;
-  v.limit = sem.integer(0);
-  v.token = sem.integer(1);
-  auto h = c.prepare(sql::semaphore_usage, what);
-  h.bind(1, name).bind(2, now);
-  h.step();
-  v.used = h.integer(0);
-  if (!h.is_null(1)) v.soonest = h.integer(1);
-  auto t = c.prepare(sql::semaphore_queue, what);
-  t.bind(1, name).bind(2, now).bind(3, nonce);
-  t.step();
-  if (!t.is_null(0)) v.head = t.integer(0);
-  if (!t.is_null(1)) v.mine = t.integer(1);
-  v.others_queued = v.head.has_value();
-  if (!t.is_null(2)) v.soonest = v.soonest == 0 ? t.integer(2) : std::min(v.soonest, t.integer(2));
-  return v;
-}
-
-milliseconds semaphore_state::retry_in(std::int64_t now) const {
-  return soonest == 0 ? milliseconds::zero()
-                      : milliseconds{std::max<std::int64_t>(soonest - now, 1)};
-}
-
-void check_semaphore_limit(const semaphore_state& v, const semaphore_request& r,
-                           const std::string& what) {
-  if (v.exists && v.used > 0 && v.limit != r.limit)
-    throw error(errc::invalid_argument,
-                what + ": the semaphore has limit " + std::to_string(v.limit) +
-                    " (its live holders use it); this acquisition asks for limit " +
-                    std::to_string(r.limit),
-                kind_name);
-}
-
 // Granted: drop ended holders and lapsed tickets (and ours); changed_at remembers when the last
 // of them ended, for purge.
 std::int64_t add_holder(connection& c, const semaphore_request& r, const semaphore_state& v,
@@ -148,7 +109,7 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
   if (!(r.waiting && r.fair)) {
     std::int64_t now = c->now_ms(what);
     auto v = semaphore_view(*c, r.name, r.nonce, now, what);
-    if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now)};
+    if (v.exists && !v.grantable(r)) return {std::nullopt, v.retry_in(now, ms_time)};
   }
   write_transaction tx(*c, what);
   std::int64_t now = c->now_ms(what);
@@ -191,7 +152,7 @@ acquire_result sqlite_backend::try_acquire_semaphore(const semaphore_request& r,
       }
       tx.commit();
     }
-    return {std::nullopt, v.retry_in(now)};
+    return {std::nullopt, v.retry_in(now, ms_time)};
   }
   std::int64_t token = add_holder(*c, r, v, now, what);
   std::int64_t expires = now + r.ttl.count();
