@@ -122,13 +122,15 @@ class MariaDBScenarios:
 
     def kill_holders_in_soak(self, d, url, fport, ttl, dur, kills):
         """A soak of 6 workers on 3 names with holds of 200-600 ms; every dur/(kills+1) ms one
-        worker that holds a lease at that moment is killed (kill -9). Returns the histories,
-        the worker errors and per kill (time, worker, name, token, lease)."""
-        ps, hist = self.workers(d, 6, "soak", lambda i: [
-            "--names", "mk-a,mk-b,mk-c", "--ttl-ms", ttl, "--hold-min-ms", 200,
-            "--hold-max-ms", 600, "--wait-ms", 4 * ttl, "--duration-ms", dur,
-            "--fence-port", fport, "--seed", i + 1], tag="s", url=url)
-        killed = []
+        worker that holds a lease at that moment is killed (kill -9) and a fresh worker takes
+        its place for the rest of the run. Returns the histories, the worker errors and per
+        kill (time, worker, name, token, lease)."""
+        def args(left_ms, seed):
+            return ["--names", "mk-a,mk-b,mk-c", "--ttl-ms", ttl, "--hold-min-ms", 200,
+                    "--hold-max-ms", 600, "--wait-ms", 4 * ttl, "--duration-ms", left_ms,
+                    "--fence-port", fport, "--seed", seed]
+        ps, hist = self.workers(d, 6, "soak", lambda i: args(dur, i + 1), tag="s", url=url)
+        killed, done, done_hist = [], [], []
         t0 = time.monotonic()
         for k in range(kills):
             time.sleep(max(0, (k + 1) * dur / (kills + 1) / 1000 - (time.monotonic() - t0)))
@@ -154,15 +156,21 @@ class MariaDBScenarios:
                         lease, (name, token) = next(iter(held.items()))
                         t = now()
                         p.kill()
-                        victim = (t, "s%d" % i, name, token, lease)
+                        victim = (t, h, name, token, lease)
+                        left = int(dur - (time.monotonic() - t0) * 1000)
+                        rp, rh = self.workers(d, 1, "soak", lambda _: args(left, 100 + k),
+                                              tag="r%d-" % k, url=url)
+                        done.append(ps[i])
+                        ps[i], hist[i] = rp[0], rh[0]
+                        done_hist.append(h)
                         break
                 if victim is None:
                     time.sleep(0.01)
             if victim is None:
                 raise Fail("no worker held a lease to kill within 3 s")
             killed.append(victim)
-        errs = self.wait_all(ps, dur / 1000 + 8 * ttl / 1000 + 30)
-        return hist, errs, killed
+        errs = self.wait_all(ps + done, dur / 1000 + 8 * ttl / 1000 + 30)
+        return hist + done_hist, errs, killed
 
     def s30_mariadb_kill(self):
         t0 = time.monotonic()
@@ -206,8 +214,8 @@ class MariaDBScenarios:
         hist += [vh, wh]
         out.update(incs_takeover_ms=round(take_a), granted_crash_takeover_ms=round(take_b),
                    release_crash_takeover_ms=round(take_c))
-        # (d) holders killed mid-lease during a soak: each killed lease's name is granted again,
-        # with a larger token, within ttl + 1 s of the kill.
+        # (d) holders killed mid-lease during a soak (6 workers, each killed one replaced): each
+        # killed lease's name is granted again, with a larger token, within ttl + 1 s of the kill.
         sd = self.dir("mariadb-kill-soak")
         shist, errs, killed = self.kill_holders_in_soak(sd, url, fport, ttl,
                                                         4000 if self.quick else 30000,
