@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: Apache-2.0
 """The fault suite's scenario driver. Run it through scripts/fault (which builds the fault
-build and starts the servers); it needs the environment scripts/with-postgres exports.
+build and starts the servers); it needs the environment scripts/with-postgres and
+scripts/with-mariadb export.
 
 usage: driver.py --build DIR --profile quick|full [--only a,b] [--work DIR]
                  [--broken-build DIR] [--asan-build DIR] [--tsan-build DIR]
@@ -23,11 +24,12 @@ from ha import HAScenarios  # noqa: E402
 from harness import Harness  # noqa: E402
 from late import LateScenarios  # noqa: E402
 from locks import LockScenarios  # noqa: E402
+from mariadb import MariaDBScenarios  # noqa: E402
 from semaphores import SemaphoreScenarios  # noqa: E402
 
 
 class Suite(Harness, LockScenarios, AdversarialScenarios, SemaphoreScenarios, LateScenarios,
-            CrashScenarios, HAScenarios):
+            CrashScenarios, HAScenarios, MariaDBScenarios):
     pass
 
 
@@ -42,11 +44,15 @@ SCENARIOS = [("soak", "s1_soak"), ("herd", "s2_herd"), ("kill", "s3_kill"), ("st
              ("nemesis", "s20_nemesis"), ("ha_kill", "s22_ha_kill"),
              ("ha_switchover", "s23_ha_switchover"), ("ha_freeze", "s24_ha_freeze"),
              ("ha_standby", "s25_ha_standby_lost"), ("ha_etcd", "s26_ha_etcd_restart"),
-             ("ha_async", "s27_ha_async"), ("sanitizers", "s12_sanitizers"),
+             ("ha_async", "s27_ha_async"), ("mariadb", "s28_mariadb"),
+             ("sem_mariadb", "s29_sem_mariadb"), ("mariadb_kill", "s30_mariadb_kill"),
+             ("mariadb_restart", "s31_mariadb_restart"),
+             ("mariadb_nemesis", "s32_mariadb_nemesis"), ("sanitizers", "s12_sanitizers"),
              ("broken", "broken_build_check")]
 QUICK = ["soak", "herd", "kill", "stop", "proxy", "pgbouncer", "sqlite", "skew", "inputs",
          "security", "restart", "crash_release", "sem_soak", "sem_kill", "sem_sqlite",
-         "late_renewal", "nemesis", "ha_kill"]
+         "late_renewal", "nemesis", "ha_kill", "mariadb", "sem_mariadb", "mariadb_kill",
+         "mariadb_restart", "mariadb_nemesis"]
 
 
 def main():
