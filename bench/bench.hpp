@@ -23,6 +23,7 @@ struct config {
   std::string etcd_bench;     ///< the Go client of etcd's Mutex (bench/etcd); empty: skip etcd
   std::string etcd_endpoint;  ///< etcd's client address, host:port
   std::string sqlite_dir;
+  std::string mariadb_url;  ///< scenario 9; the password comes from SQLOCK_MARIADB_PASSFILE
   std::string out_dir;
   std::string self_exe;
   bool smoke = false;
@@ -36,7 +37,7 @@ struct config {
   std::chrono::milliseconds idle_window{10000};
   std::vector<long> table_sizes{1000, 100000, 1000000};
   int purge_repeats = 3;
-  std::set<std::string> only;  ///< scenario numbers to run ("1".."8"); empty: all
+  std::set<std::string> only;  ///< scenario numbers to run ("1".."9"); empty: all
   bool wants(const std::string& s) const { return only.empty() || only.count(s) > 0; }
 };
 
@@ -44,6 +45,11 @@ void run_postgresql(const config& cfg, report& rep);
 void run_sqlite(const config& cfg, report& rep);
 /// Scenario 8: the semaphore cycle on SQLite in one and two processes.
 void run_sqlite_semaphores(const config& cfg, report& rep);
+/// Scenario 9: the lock cycle on MariaDB against the bare Connector/C loop (s9_mariadb.cpp;
+/// only when built with SQLOCK_WITH_MARIADB).
+void run_mariadb(const config& cfg, report& rep);
+/// "10.11.x-MariaDB (innodb_flush_log_at_trx_commit 1, ...)" for the results' preamble.
+std::string mariadb_version(const config& cfg);
 /// The child side of the SQLite scenarios (`sqlock_bench sqlite-worker ...`).
 int sqlite_worker_main(int argc, char** argv);
 

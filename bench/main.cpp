@@ -35,12 +35,13 @@ void usage() {
                "--etcd)\n"
                "  --etcd HOST:PORT    etcd for the etcd Mutex peer (optional, with --etcd-bench)\n"
                "  --sqlite-dir DIR    where the SQLite file goes (required for scenario 5)\n"
+               "  --mariadb URL       MariaDB for scenario 9 (password: SQLOCK_MARIADB_PASSFILE)\n"
                "  --out DIR           results directory (required)\n"
                "  --smoke             tiny durations and sizes, one repeat (seconds in total)\n"
                "  --repeats N         repeats per scenario (default 3)\n"
                "  --seconds S         one measured run (default 3)\n"
                "  --only LIST         scenarios to run, e.g. 1,5 (7, 8: semaphores on PostgreSQL, "
-               "SQLite)\n"
+               "SQLite; 9: MariaDB)\n"
                "  sqlock_bench sqlite-worker ...   (internal: one SQLite process)\n";
 }
 
@@ -104,6 +105,8 @@ int main(int argc, char** argv) {
       cfg.etcd_endpoint = val();
     else if (a == "--sqlite-dir")
       cfg.sqlite_dir = val();
+    else if (a == "--mariadb")
+      cfg.mariadb_url = val();
     else if (a == "--out")
       cfg.out_dir = val();
     else if (a == "--smoke")
@@ -121,7 +124,8 @@ int main(int argc, char** argv) {
       return 64;
     }
   }
-  if (cfg.out_dir.empty() || (cfg.pg_url.empty() && cfg.sqlite_dir.empty())) {
+  if (cfg.out_dir.empty() ||
+      (cfg.pg_url.empty() && cfg.sqlite_dir.empty() && cfg.mariadb_url.empty())) {
     usage();
     return 64;
   }
@@ -130,6 +134,18 @@ int main(int argc, char** argv) {
     std::cerr << "sqlock_bench: --pg needs --pg-admin, --pg-capture and --pg-log\n";
     return 64;
   }
+  // Scenario 9 asked for by number needs its server; given a server, it never skips silently.
+  if (cfg.only.count("9") && cfg.mariadb_url.empty()) {
+    std::cerr << "sqlock_bench: --only 9 (MariaDB) needs --mariadb URL\n";
+    return 64;
+  }
+#ifndef SQLOCK_BENCH_MARIADB
+  if (!cfg.mariadb_url.empty()) {
+    std::cerr << "sqlock_bench: --mariadb given, but this build has no MariaDB backend "
+                 "(configure with -DSQLOCK_WITH_MARIADB=ON)\n";
+    return 64;
+  }
+#endif
   if (cfg.etcd_bench.empty() != cfg.etcd_endpoint.empty()) {
     std::cerr << "sqlock_bench: --etcd-bench and --etcd go together\n";
     return 64;
@@ -153,7 +169,8 @@ int main(int argc, char** argv) {
   auto started = std::time(nullptr);
   char when[64];
   std::strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", std::gmtime(&started));
-  std::string pg_version = "not run", redis_version = "not run", etcd_version_line = "not run";
+  std::string pg_version = "not run", redis_version = "not run", etcd_version_line = "not run",
+              mariadb_line = "not run";
   try {
     if (!cfg.pg_url.empty()) {
       pg c(cfg.pg_url);
@@ -175,6 +192,12 @@ int main(int argc, char** argv) {
           ", etcd's defaults: its WAL is fsync'd on every commit (no --unsafe-no-fsync), so a "
           "grant costs a disk flush as a PostgreSQL commit does; one Go client process per "
           "measured run";
+#ifdef SQLOCK_BENCH_MARIADB
+    if (!cfg.mariadb_url.empty() && cfg.wants("9"))
+      mariadb_line = mariadb_version(cfg) +
+                     ", on TCP loopback; sqlock and the bare loop connect "
+                     "the same way";
+#endif
     if (!cfg.pg_url.empty()) run_postgresql(cfg, rep);
     if (!cfg.sqlite_dir.empty() && cfg.wants("5")) {
       std::cerr << "scenario 5: SQLite\n";
@@ -184,6 +207,12 @@ int main(int argc, char** argv) {
       std::cerr << "scenario 8: SQLite semaphores\n";
       run_sqlite_semaphores(cfg, rep);
     }
+#ifdef SQLOCK_BENCH_MARIADB
+    if (!cfg.mariadb_url.empty() && cfg.wants("9")) {
+      std::cerr << "scenario 9: MariaDB\n";
+      run_mariadb(cfg, rep);
+    }
+#endif
   } catch (const std::exception& e) {
     std::cerr << "sqlock_bench: FAILED: " << e.what() << "\n";
     rep.write(cfg.out_dir);
@@ -201,6 +230,7 @@ int main(int argc, char** argv) {
       << "- Redis: " << redis_version << "\n"
       << "- etcd: " << etcd_version_line << "\n"
       << "- SQLite: " << sqlite3_libversion() << ", file on local disk\n"
+      << "- MariaDB: " << mariadb_line << "\n"
       << "- Each figure: " << cfg.repeats << " repeated runs of " << cfg.run.count()
       << " ms (unless stated), variants interleaved within each repeat so that noise hits them "
          "alike; the table shows the median, min and max over the repeats of the per-run "

@@ -8,6 +8,8 @@
 #                              BENCH_PG_LOG, BENCH_PGBENCH, PGPASSFILE
 # After bench_start_redis:     BENCH_REDIS (host:port)
 # After bench_start_etcd:      BENCH_ETCD (host:port of the client URL)
+# After bench_start_mariadb:   BENCH_MARIADB_URL, SQLOCK_MARIADB_PASSFILE (exported: sqlock and
+#                              the bare Connector/C loop read the password from it)
 # bench_stop (installed as the EXIT trap by bench_servers_init) stops what was started.
 
 PGBIN=${SQLOCK_PGBIN:-/usr/lib/postgresql/15/bin}
@@ -15,6 +17,7 @@ bench_tmp=
 bench_pg_started=0
 bench_redis_pid=
 bench_etcd_pid=
+bench_mariadb_pid=
 
 bench_as_postgres() {
   if [ "$(id -un)" = postgres ]; then "$@"; else runuser -u postgres -- "$@"; fi
@@ -30,6 +33,13 @@ bench_stop() {
   if [ -n "$bench_etcd_pid" ]; then
     kill "$bench_etcd_pid" 2>/dev/null
     wait "$bench_etcd_pid" 2>/dev/null
+  fi
+  if [ -n "$bench_mariadb_pid" ]; then
+    kill "$bench_mariadb_pid" 2>/dev/null
+    # The data is thrown away: a clean shutdown need not be waited for long.
+    for _ in $(seq 1 50); do kill -0 "$bench_mariadb_pid" 2>/dev/null || break; sleep 0.1; done
+    kill -9 "$bench_mariadb_pid" 2>/dev/null
+    wait "$bench_mariadb_pid" 2>/dev/null
   fi
   if [ "$bench_pg_started" = 1 ]; then
     bench_as_postgres "$PGBIN/pg_ctl" -D "$bench_tmp/data" -m immediate -w stop >/dev/null 2>&1
@@ -197,4 +207,93 @@ bench_start_etcd() {
     sleep 0.2
   done
   bench_fail_with_log "etcd did not become healthy" "$bench_tmp/etcd/etcd.log"
+}
+
+# MariaDB 10.11 (Debian's mariadb-server), started as scripts/with-mariadb starts it (its own
+# config file only, loopback TCP, the server as `mysql` when we are root), but durable: every
+# commit flushes InnoDB's redo log (innodb_flush_log_at_trx_commit = 1), as PostgreSQL's
+# synchronous_commit = on flushes its WAL; no binary log (so sync_binlog does not apply), as a
+# single server without replicas runs. The buffer pool holds the benchmark's rows.
+bench_start_mariadb() {
+  local mariadbd=${SQLOCK_MARIADBD:-/usr/sbin/mariadbd}
+  local install_db=${SQLOCK_MARIADB_INSTALL_DB:-/usr/bin/mariadb-install-db}
+  local client=${SQLOCK_MARIADB_CLIENT:-/usr/bin/mariadb}
+  for bin in "$mariadbd" "$install_db" "$client"; do
+    [ -x "$bin" ] || { echo "bench: $bin not found (scripts/deps all)" >&2; exit 69; }
+  done
+  local as_user=() root=0
+  [ "$(id -u)" -eq 0 ] && root=1
+  if [ "$root" = 1 ]; then
+    id mysql >/dev/null 2>&1 || { echo "bench: no 'mysql' OS user (scripts/deps all)" >&2; exit 69; }
+    as_user=(--user=mysql)
+  fi
+  local dir=$bench_tmp/mariadb
+  mkdir -p "$dir/data" "$dir/run"
+  chmod 700 "$dir/data" "$dir/run"
+  [ "$root" = 1 ] && chown mysql "$dir/data" "$dir/run"
+  local port sock=$dir/run/mysqld.sock log=$dir/run/error.log
+  port=$(bench_free_port)
+  cat >"$dir/my.cnf" <<EOF
+[mysqld]
+datadir = $dir/data
+socket = $sock
+pid-file = $dir/run/mysqld.pid
+log-error = $log
+port = $port
+bind-address = 127.0.0.1
+skip-name-resolve
+skip-log-bin
+character-set-server = utf8mb4
+innodb_flush_log_at_trx_commit = 1
+innodb_buffer_pool_size = 256M
+innodb_log_file_size = 512M
+performance_schema = OFF
+max_connections = 200
+EOF
+  chmod 644 "$dir/my.cnf"
+  if ! "$install_db" --defaults-file="$dir/my.cnf" "${as_user[@]}" --skip-name-resolve \
+         --auth-root-authentication-method=normal --skip-test-db >"$dir/install.log" 2>&1; then
+    bench_fail_with_log "mariadb-install-db failed" "$dir/install.log"
+  fi
+  local pw_root pw_bench
+  pw_root=$(bench_secret)
+  pw_bench=$(bench_secret)
+  umask 077
+  # Run by the server before it serves any connection, deleted once it is up: no password is
+  # on a command line.
+  cat >"$dir/run/init.sql" <<EOF
+DELETE FROM mysql.global_priv WHERE User IN ('root', '') AND Host <> 'localhost';
+FLUSH PRIVILEGES;
+ALTER USER 'root'@'localhost' IDENTIFIED BY '$pw_root';
+CREATE DATABASE sqlock_bench CHARACTER SET utf8mb4;
+CREATE USER 'sqlock_bench'@'127.0.0.1' IDENTIFIED BY '$pw_bench';
+GRANT ALL ON sqlock_bench.* TO 'sqlock_bench'@'127.0.0.1';
+EOF
+  cat >"$dir/root.cnf" <<EOF
+[client]
+user = root
+password = $pw_root
+socket = $sock
+connect-timeout = 5
+EOF
+  echo "127.0.0.1:$port:sqlock_bench:$pw_bench" >"$dir/passfile"
+  umask 022
+  [ "$root" = 1 ] && chown mysql "$dir/run/init.sql"
+  "$mariadbd" --defaults-file="$dir/my.cnf" "${as_user[@]}" --init-file="$dir/run/init.sql" \
+    >"$dir/mariadbd.out" 2>&1 </dev/null &
+  bench_mariadb_pid=$!
+  for _ in $(seq 1 300); do
+    kill -0 "$bench_mariadb_pid" 2>/dev/null || bench_fail_with_log "MariaDB did not start" "$log"
+    if [ -S "$sock" ] &&
+       "$client" --defaults-file="$dir/root.cnf" -N -B -e 'SELECT 1' >/dev/null 2>&1; then
+      rm -f "$dir/run/init.sql"
+      export SQLOCK_MARIADB_PASSFILE=$dir/passfile
+      BENCH_MARIADB_URL="mariadb://sqlock_bench@127.0.0.1:$port/sqlock_bench"
+      echo "bench: MariaDB on 127.0.0.1:$port (innodb_flush_log_at_trx_commit = 1, no binlog;" \
+           "data in $dir)" >&2
+      return 0
+    fi
+    sleep 0.2
+  done
+  bench_fail_with_log "MariaDB did not become ready within 60 s" "$log"
 }
