@@ -65,15 +65,26 @@ class bare_connection {
   bare_connection(const bare_connection&) = delete;
   bare_connection& operator=(const bare_connection&) = delete;
 
-  // A text query (START TRANSACTION, COMMIT, the session setup), every result read.
-  void query(const std::string& text) {
+  // A text query (the write lock, COMMIT, the session setup), every result read; the first row
+  // of the last result set that had one.
+  row query(const std::string& text) {
+    row first;
     if (mysql_real_query(db_, text.data(), text.size())) fail(text);
     do {
-      if (MYSQL_RES* r = mysql_store_result(db_))
+      if (MYSQL_RES* r = mysql_store_result(db_)) {
+        if (MYSQL_ROW x = mysql_fetch_row(r)) {
+          const unsigned long* len = mysql_fetch_lengths(r);
+          first.clear();
+          for (unsigned i = 0; i < mysql_num_fields(r); ++i)
+            first.emplace_back(x[i] ? std::optional<std::string>(std::string(x[i], len[i]))
+                                    : std::nullopt);
+        }
         mysql_free_result(r);
-      else if (mysql_errno(db_))
+      } else if (mysql_errno(db_)) {
         fail(text);
+      }
     } while (mysql_next_result(db_) == 0);
+    return first;
   }
 
   // Executes the statement of text `sql` (numbered parameters; prepared on first use) with
@@ -203,17 +214,16 @@ class bare_connection {
 
 std::int64_t as_int(const std::optional<std::string>& v) { return v ? std::stoll(*v) : 0; }
 
-// The write transaction's start (connection.cpp, write_transaction): START TRANSACTION, then
-// the counter row locked with the clock. Returns {counter, now}.
+// The write transaction's start (connection.cpp, write_transaction): one text query that
+// starts it and locks the counter row with the clock. Returns {counter, now}.
 std::pair<std::int64_t, std::int64_t> begin_write(bare_connection& c) {
-  c.query(sql::begin);
-  auto wl = c.exec(sql::write_lock, {});
-  if (wl.size() != 1) throw failure("bare mariadb: no counter row");
-  return {as_int(wl[0][0]), as_int(wl[0][1])};
+  auto wl = c.query(sql::write_lock);
+  if (wl.size() != 2) throw failure("bare mariadb: no counter row");
+  return {as_int(wl[0]), as_int(wl[1])};
 }
 
 // mariadb_backend::try_acquire of a free name, not waiting (locks.cpp): look first; the write
-// transaction; the row locked NOWAIT; the token drawn; the upsert; the used-up tickets dropped.
+// transaction; the row locked NOWAIT; the token drawn; the upsert.
 // Returns the token.
 std::int64_t bare_acquire(bare_connection& c, const std::string& name, const std::string& nonce) {
   auto look = c.exec(sql::lock_look, {name});
@@ -230,8 +240,7 @@ std::int64_t bare_acquire(bare_connection& c, const std::string& name, const std
   c.exec(sql::set_counter, {token});
   c.exec(sql::lock_upsert,
          {name, std::string("bench-bare"), nonce, token, now, now + ttl_us, std::string()});
-  c.exec(sql::waiters_drop_taken, {name, nonce, now});
-  c.query(sql::commit);
+  c.query(sql::commit);  // a try's fresh nonce has no ticket to drop
   return token;
 }
 
@@ -252,7 +261,7 @@ void bare_renew(bare_connection& c, const std::string& name, const std::string& 
 }
 
 // mariadb_backend::end_lock, a release (locks.cpp): the row locked NOWAIT, its expiry set to
-// now, the queue's head read (none here), the lapsed tickets dropped.
+// now, the queue read in one statement (empty here: no handoff, no lapsed ticket to drop).
 void bare_release(bare_connection& c, const std::string& name, const std::string& nonce,
                   std::int64_t token) {
   auto [counter, now] = begin_write(c);
@@ -262,9 +271,8 @@ void bare_release(bare_connection& c, const std::string& name, const std::string
       as_int(cur[0][1]) <= now)
     throw failure("bare mariadb: release found the lease gone");
   c.exec(sql::lock_set_expiry, {now, name});
-  if (!c.exec(sql::waiter_head, {name, now}).empty())
+  if (!c.exec(sql::waiter_head, {name, now}).empty())  // no ticket, live or lapsed
     throw failure("bare mariadb: a waiter in an uncontended run");
-  c.exec(sql::waiters_drop_lapsed, {name, now});
   c.query(sql::commit);
 }
 

@@ -174,7 +174,8 @@ statement connection::prepare(const std::string& text, const std::string& what) 
   return statement(*this, it->second.stmt, it->second.positions, what);
 }
 
-void connection::exec(const std::string& text, const std::string& what) {
+std::vector<std::string> connection::exec(const std::string& text, const std::string& what) {
+  std::vector<std::string> first_row;  // of the last result set that had a row
   int ret = 0;
   int status = mysql_real_query_start(&ret, db_, text.data(), text.size());
   while (status)
@@ -185,15 +186,22 @@ void connection::exec(const std::string& text, const std::string& what) {
     status = mysql_store_result_start(&res, db_);
     while (status)
       status = mysql_store_result_cont(&res, db_, wait_for(status, what, errc::unavailable));
-    if (res)
+    if (res) {
+      if (MYSQL_ROW row = mysql_fetch_row(res)) {  // stored: no I/O
+        const unsigned long* len = mysql_fetch_lengths(res);
+        first_row.clear();
+        for (unsigned i = 0; i < mysql_num_fields(res); ++i)
+          first_row.emplace_back(row[i] ? std::string(row[i], len[i]) : std::string());
+      }
       mysql_free_result(res);
-    else if (mysql_errno(db_))
+    } else if (mysql_errno(db_)) {
       fail(what);
+    }
     int more = 0;
     status = mysql_next_result_start(&more, db_);
     while (status)
       status = mysql_next_result_cont(&more, db_, wait_for(status, what, errc::unavailable));
-    if (more < 0) return;
+    if (more < 0) return first_row;
     if (more > 0) fail(what);
   }
 }
@@ -202,11 +210,6 @@ std::int64_t connection::now_us(const std::string& what) {
   auto s = prepare(sql::now, what);
   s.step();
   return s.integer(0);
-}
-
-void connection::begin(const std::string& what) {
-  exec(sql::begin, what);
-  in_tx_ = true;
 }
 
 void connection::commit(const std::string& what, errc after_send) {
@@ -373,14 +376,15 @@ std::int64_t statement::integer(int col) const {
 }
 
 write_transaction::write_transaction(connection& c, const std::string& what) : c_(c), what_(what) {
-  c_.begin(what_);
-  auto s = c_.prepare(sql::write_lock, what_);
-  if (!s.step())
+  // One round trip: START TRANSACTION and the lock, as one text query (it has no parameter).
+  c_.mark_in_transaction();
+  auto row = c_.exec(sql::write_lock, what_);
+  if (row.size() != 2)
     throw error(errc::schema_mismatch,
                 what_ + " on mariadb: the token counter row is missing (run `sqlock migrate up`)",
                 kind_name);
-  counter_ = s.integer(0);
-  now_ = s.integer(1);
+  counter_ = std::stoll(row[0]);
+  now_ = std::stoll(row[1]);
 }
 
 std::int64_t write_transaction::next_token(std::int64_t floor) {

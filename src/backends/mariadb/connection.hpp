@@ -92,12 +92,13 @@ class connection {
 
   /// `sql` uses ?N parameters; cached by its text.
   statement prepare(const std::string& sql, const std::string& what);
-  /// Runs one or more statements of text without parameters (migrations), reading every result.
-  void exec(const std::string& sql, const std::string& what);
+  /// Runs one or more statements of text without parameters (migrations, the write lock),
+  /// reading every result; returns the first row of the last result set that had one (NULL as
+  /// ""), or nothing.
+  std::vector<std::string> exec(const std::string& sql, const std::string& what);
   /// The database clock: epoch microseconds.
   std::int64_t now_us(const std::string& what);
 
-  void begin(const std::string& what);
   /// `after_send`: the code of a failure once COMMIT may have reached the server (in_doubt for
   /// a grant, whose outcome is then unknown).
   void commit(const std::string& what, errc after_send = errc::unavailable);
@@ -109,6 +110,8 @@ class connection {
   [[noreturn]] void fail_stmt(MYSQL_STMT* s, const std::string& what,
                               errc after_send = errc::unavailable);
   void mark_broken() noexcept { broken_ = true; }
+  /// A transaction is (or may be) open from here until commit or rollback.
+  void mark_in_transaction() noexcept { in_tx_ = true; }
 
  private:
   struct cached {

@@ -51,7 +51,9 @@ grant mariadb_backend::write_grant(connection& c, write_transaction& tx, const a
   up.bind(1, r.name).bind(2, r.owner).bind(3, r.nonce).bind(4, token).bind(5, now);
   up.bind(6, expires).bind(7, r.metadata);
   up.run();
-  drop_taken_tickets(c, r.name, r.nonce, now, what);
+  // A waiter's nonce may hold a ticket from an earlier attempt; a try's fresh nonce never does
+  // (lapsed tickets of others go at the next release or purge).
+  if (r.waiting) drop_taken_tickets(c, r.name, r.nonce, now, what);
   return grant{token, from_epoch_us(now), from_epoch_us(expires)};
 }
 
@@ -269,7 +271,8 @@ bool mariadb_backend::end_lock(const lease_key& key, bool abandon, deadline unti
     if (ended) {
       auto head = c->prepare(sql::waiter_head, what);
       head.bind(1, key.name).bind(2, now);
-      if (head.step()) {
+      const bool found = head.step();
+      if (found && head.integer(5) != 0) {
         const std::string nonce = head.text(0);
         const std::int64_t ttl = head.integer(3);
         const std::int64_t next = tx.next_token(token + 1);
@@ -279,7 +282,7 @@ bool mariadb_backend::end_lock(const lease_key& key, bool abandon, deadline unti
         handed = handoff{nonce, grant{next, from_epoch_us(now), from_epoch_us(now + ttl)},
                          head.integer(4)};
         drop_taken_tickets(*c, key.name, nonce, now, what);
-      } else {
+      } else if (found) {  // only lapsed tickets
         c->prepare(sql::waiters_drop_lapsed, what).bind(1, key.name).bind(2, now).run();
       }
     }

@@ -27,16 +27,16 @@ const char session_setup[] =
 // transactions send their statements back to back.
 const char session_setup_mariadb[] = "SET SESSION idle_transaction_timeout = 3";
 const char now[] = "SELECT " NOW;
-const char begin[] = "START TRANSACTION";
 const char commit[] = "COMMIT";
 const char rollback[] = "ROLLBACK";
-// The clock is read once the lock is granted: SYSDATE(6) is the time it is evaluated (the
-// session's time zone is UTC), where NOW() and UTC_TIMESTAMP() are the statement's start, which
-// may be long before the lock was granted: a later writer would then write an earlier instant
-// than the one before it (a release ending before its grant).
+// A write transaction's first round trip: it starts, locks the counter row and reads the clock
+// once the lock is granted: SYSDATE(6) is the time it is evaluated (the session's time zone is
+// UTC), where NOW() and UTC_TIMESTAMP() are the statement's start, which may be long before the
+// lock was granted: a later writer would then write an earlier instant than the one before it
+// (a release ending before its grant). A text query of two statements (no parameters).
 const char write_lock[] =
-    "SELECT value, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', SYSDATE(6)) FROM sqlock_counters "
-    "WHERE name = 'token' FOR UPDATE";
+    "START TRANSACTION; SELECT value, TIMESTAMPDIFF(MICROSECOND, '1970-01-01', SYSDATE(6)) "
+    "FROM sqlock_counters WHERE name = 'token' FOR UPDATE";
 const char set_counter[] = "UPDATE sqlock_counters SET value = ?1 WHERE name = 'token'";
 
 // Schema administration.
@@ -158,9 +158,11 @@ const char waiter_add[] =
     "INSERT INTO sqlock_lock_waiters "
     "(name, nonce, owner, metadata, ttl_us, fair, ticket, attempt, since, expires_at) "
     "VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9 + ?10)";
+// The oldest live ticket (last column 1), else a lapsed one (0: there is something to drop),
+// else no row: one statement where a release usually finds an empty queue.
 const char waiter_head[] =
-    "SELECT nonce, owner, metadata, ttl_us, attempt FROM sqlock_lock_waiters "
-    "WHERE name = ?1 AND expires_at > ?2 ORDER BY ticket LIMIT 1";
+    "SELECT nonce, owner, metadata, ttl_us, attempt, expires_at > ?2 FROM sqlock_lock_waiters "
+    "WHERE name = ?1 ORDER BY expires_at > ?2 DESC, ticket LIMIT 1";
 const char waiter_drop[] = "DELETE FROM sqlock_lock_waiters WHERE name = ?1 AND nonce = ?2";
 const char waiters_drop_taken[] =
     "DELETE FROM sqlock_lock_waiters WHERE name = ?1 AND (nonce = ?2 OR expires_at <= ?3)";

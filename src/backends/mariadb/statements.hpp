@@ -15,7 +15,6 @@ namespace sqlock::detail::mariadb::sql {
 extern const char session_setup[];
 extern const char session_setup_mariadb[];
 extern const char now[];
-extern const char begin[];
 extern const char commit[];
 extern const char rollback[];
 extern const char write_lock[];
