@@ -179,6 +179,41 @@ TEST_CASE("libpq's PG* variables are used when no URL is given") {
 }
 #endif
 
+#if SQLOCK_HAVE_MARIADB
+TEST_CASE("an unreachable MariaDB exits 69 without showing the password") {
+  for (const std::string url :
+       {"mariadb://u:secret@127.0.0.1:1/db", "mysql://u:secret@127.0.0.1:1/db"}) {
+    CAPTURE(url);
+    auto r = run(sqlock({"-d", url, "list"}));
+    CHECK(r.code == 69);
+    CHECK(contains(r.err, "127.0.0.1"));
+    CHECK_FALSE(contains(r.err + r.out, "secret"));
+  }
+}
+
+TEST_CASE("passwords in MariaDB URLs are scrubbed from the visible command line") {
+  // `watch` keeps running while the database is unreachable, which gives time to look.
+  for (const std::string url :
+       {"mariadb://u:hunter2@127.0.0.1:1/db", "mysql://u:hunter2@127.0.0.1:1/db",
+        "mariadb://u:hun%20ter2@127.0.0.1:1/db?connect_timeout=1"}) {
+    process p(sqlock({"-d", url, "watch", "--interval", "100ms"}));
+    REQUIRE(eventually([&] { return contains(p.err(), "127.0.0.1") || p.exited(); }));
+    std::string cmdline = read_file("/proc/" + std::to_string(p.pid()) + "/cmdline");
+    CAPTURE(url);
+    CAPTURE(cmdline);
+    CAPTURE(p.err());
+    CHECK_FALSE(p.exited());
+    CHECK(contains(cmdline, "127.0.0.1"));
+    CHECK_FALSE(contains(cmdline, "hunter2"));
+    CHECK_FALSE(contains(cmdline, "hun%20ter2"));
+    CHECK_FALSE(contains(p.err() + p.out(), "hunter2"));
+    CHECK_FALSE(contains(p.err() + p.out(), "hun%20ter2"));
+    ::kill(p.pid(), SIGINT);
+    CHECK(p.wait().code == 0);
+  }
+}
+#endif
+
 TEST_CASE("a password given with -d is scrubbed from the visible command line") {
   sqlite_db db;
   // SQLite ignores unknown URI parameters, so a file: URI can carry a "password".
