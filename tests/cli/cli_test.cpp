@@ -84,6 +84,14 @@ TEST_CASE("version prints the version, also as JSON") {
   auto doc = parse_json(j.out);
   CHECK(doc["version"].is_string());
   CHECK(doc["backends"].is_array());
+  auto built_in = [&](const char* name) {
+    for (const auto& b : doc["backends"])
+      if (b == name) return true;
+    return false;
+  };
+  CHECK(built_in("postgresql") == bool(SQLOCK_HAVE_POSTGRESQL));
+  CHECK(built_in("sqlite") == bool(SQLOCK_HAVE_SQLITE));
+  CHECK(built_in("mariadb") == bool(SQLOCK_HAVE_MARIADB));
 }
 
 TEST_CASE("migrate print writes the embedded SQL without a database") {
@@ -97,6 +105,10 @@ TEST_CASE("migrate print writes the embedded SQL without a database") {
   auto pg = run(sqlock({"migrate", "print", "--backend", "postgresql"}));
   CHECK(pg.code == 0);
   CHECK(contains(pg.out, "sqlock_locks"));
+  auto mdb = run(sqlock({"migrate", "print", "--backend", "mariadb"}));
+  CHECK(mdb.code == 0);
+  CHECK(contains(mdb.out, "sqlock_locks"));
+  CHECK(contains(mdb.out, "(mariadb)"));
   // The URL's backend is the default; without either, a usage error.
   auto from_url =
       run(sqlock({"migrate", "print"}), {{"SQLOCK_DATABASE_URL", "sqlite:/nonexistent/x.db"}});
