@@ -28,7 +28,7 @@ int main(int argc, char** argv) {
   globals g;
   CLI::App app{
       "sqlock: distributed locks (leases with fencing tokens) stored as rows in "
-      "PostgreSQL or SQLite.",
+      "PostgreSQL, MariaDB/MySQL or SQLite.",
       "sqlock"};
   // Global options are accepted after the command too (`sqlock list -o json`): subcommands
   // created below inherit fallthrough and pass options they do not know to the main app.
@@ -36,9 +36,10 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
   app.option_defaults()->always_capture_default(false);
   app.add_option("-d,--database-url", g.database_url,
-                 "Database URL: postgresql://..., a libpq key=value string, sqlite:PATH or a "
-                 "file path. Default: $SQLOCK_DATABASE_URL, then $DATABASE_URL, then libpq's "
-                 "PG* variables. Prefer those (or PGPASSFILE) over a password here.")
+                 "Database URL: postgresql://..., a libpq key=value string, "
+                 "mariadb://USER@HOST[:PORT]/DB (or mysql://...), sqlite:PATH or a file path. "
+                 "Default: $SQLOCK_DATABASE_URL, then $DATABASE_URL, then libpq's PG* variables. "
+                 "Prefer those (or PGPASSFILE, SQLOCK_MARIADB_PASSFILE) over a password here.")
       ->type_name("URL");
   app.add_option("-o,--output", g.output, "Output format: table (default) or json")
       ->check(CLI::IsMember({"table", "json"}))
@@ -49,7 +50,8 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"auto", "always", "never"}))
       ->type_name("WHEN");
   app.add_option("--schema", g.schema,
-                 "PostgreSQL schema holding sqlock's tables (default: public; env SQLOCK_SCHEMA)")
+                 "PostgreSQL schema holding sqlock's tables (default: public; env SQLOCK_SCHEMA; "
+                 "on MariaDB, the URL's database)")
       ->envname("SQLOCK_SCHEMA")
       ->type_name("NAME");
   app.add_flag("-q,--quiet", g.quiet, "Print no informational messages on stderr");

@@ -131,7 +131,7 @@ int run_print(const globals& g, const print_options& o) {
     try {
       url = resolve_database_url(g);
     } catch (const exit_error&) {
-      usage_error("migrate print: pass --backend postgresql|sqlite (or a database URL)");
+      usage_error("migrate print: pass --backend postgresql|sqlite|mariadb (or a database URL)");
     }
     kind = url_backend_kind(url);
   }

@@ -15,6 +15,7 @@ int run_version(const globals& g) {
   auto backends = nlohmann::json::array();
   if (SQLOCK_HAVE_POSTGRESQL) backends.push_back("postgresql");
   if (SQLOCK_HAVE_SQLITE) backends.push_back("sqlite");
+  if (SQLOCK_HAVE_MARIADB) backends.push_back("mariadb");
   if (g.format() == output_format::json) {
     print_json({{"version", version_string}, {"backends", backends}});
     return exit_code::ok;

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: Apache-2.0
 # Tests of the real `sqlock` binary (included by tests/CMakeLists.txt when SQLOCK_BUILD_CLI).
-# cli.sqlite runs every case that needs no server; cli.postgresql runs the database cases against
-# the server of scripts/with-postgres and FAILS (never skips) without SQLOCK_TEST_POSTGRESQL_URL.
+# cli.sqlite runs every case that needs no server; cli.postgresql and cli.mariadb run the database
+# cases against the servers of scripts/with-postgres and scripts/with-mariadb and FAIL (never
+# skip) without SQLOCK_TEST_POSTGRESQL_URL or SQLOCK_TEST_MARIADB_URL and SQLOCK_MARIADB_PASSFILE.
 find_package(nlohmann_json REQUIRED)
 
 add_executable(sqlock_cli_tests
@@ -24,12 +25,19 @@ target_compile_definitions(sqlock_cli_tests PRIVATE SQLOCK_CLI_BINARY="$<TARGET_
 if(SQLOCK_WITH_POSTGRESQL)
   target_link_libraries(sqlock_cli_tests PRIVATE PostgreSQL::PostgreSQL)
 endif()
+if(SQLOCK_WITH_MARIADB)
+  target_link_libraries(sqlock_cli_tests PRIVATE MariaDB::MariaDB)
+endif()
 sqlock_target_defaults(sqlock_cli_tests)
 add_dependencies(sqlock_cli_tests sqlock_cli)
 
-add_test(NAME cli.sqlite COMMAND sqlock_cli_tests --test-case-exclude=*<postgresql>*)
+add_test(NAME cli.sqlite COMMAND sqlock_cli_tests --test-case-exclude=*<postgresql>*,*<mariadb>*)
 set_tests_properties(cli.sqlite PROPERTIES TIMEOUT 300)
 if(SQLOCK_WITH_POSTGRESQL)
   add_test(NAME cli.postgresql COMMAND sqlock_cli_tests --test-case=*<postgresql>*)
   set_tests_properties(cli.postgresql PROPERTIES TIMEOUT 300)
+endif()
+if(SQLOCK_WITH_MARIADB)
+  add_test(NAME cli.mariadb COMMAND sqlock_cli_tests --test-case=*<mariadb>*)
+  set_tests_properties(cli.mariadb PROPERTIES TIMEOUT 300)
 endif()

@@ -34,6 +34,9 @@
 #if SQLOCK_HAVE_POSTGRESQL
 #include "support/postgresql.hpp"
 #endif
+#if SQLOCK_HAVE_MARIADB
+#include "support/mariadb.hpp"
+#endif
 
 extern char** environ;
 
@@ -201,8 +204,7 @@ inline pid_t read_pid(const std::string& path) {
 
 // ---- databases ---------------------------------------------------------------------------
 
-/// A SQLite file in a temp dir.
-/// What both database fixtures share: `sqlock GLOBAL-OPTIONS ARGS...` and `migrate up`.
+/// What the database fixtures share: `sqlock GLOBAL-OPTIONS ARGS...` and `migrate up`.
 template <class Db>
 struct cli_commands {
   std::vector<std::string> cmd(const std::vector<std::string>& args) const {
@@ -216,6 +218,7 @@ struct cli_commands {
   }
 };
 
+/// A SQLite file in a temp dir.
 struct sqlite_db : cli_commands<sqlite_db> {
   explicit sqlite_db(bool migrate = true) : url_("sqlite:" + dir_.path() + "/locks.db") {
     if (migrate) migrate_up();
@@ -254,6 +257,33 @@ struct postgresql_db : cli_commands<postgresql_db> {
   temp_dir dir_;
   std::string url_;
   std::string schema_;
+};
+#endif
+
+#if SQLOCK_HAVE_MARIADB
+/// A fresh database `sqlock_t_...` on the server of scripts/with-mariadb, created and dropped
+/// as the test user (as for the conformance suite). Its URL (-d) carries no password: the binary
+/// reads it from SQLOCK_MARIADB_PASSFILE, which the environment passes through.
+struct mariadb_db : cli_commands<mariadb_db> {
+  explicit mariadb_db(bool migrate = true)
+      : db_(sqlock_test::required_env("SQLOCK_TEST_MARIADB_URL")),
+        url_(sqlock_test::mariadb_url_with_database(db_.base_url(), db_.name())) {
+    // A password in the URL would be on the command line (ps) of every process spawned here.
+    REQUIRE_MESSAGE(!sqlock_test::parse_mariadb_url(url_).has_password,
+                    "SQLOCK_TEST_MARIADB_URL must not carry a password");
+    (void)sqlock_test::required_env("SQLOCK_MARIADB_PASSFILE");
+    if (migrate) migrate_up();
+  }
+  std::vector<std::string> global() const { return {"-d", url_}; }
+  const std::string& dir() const { return dir_.path(); }
+  const std::string& url() const { return url_; }
+  /// The fixture's database (the URL's path).
+  const std::string& database() const { return db_.name(); }
+
+ private:
+  temp_dir dir_;
+  sqlock_test::mariadb_database db_;
+  std::string url_;
 };
 #endif
 
@@ -309,8 +339,15 @@ struct holder {
 TYPE_TO_STRING_AS("sqlite", sqlock_cli_test::sqlite_db);
 #if SQLOCK_HAVE_POSTGRESQL
 TYPE_TO_STRING_AS("postgresql", sqlock_cli_test::postgresql_db);
-/// The databases every TEST_CASE_TEMPLATE runs against.
-#define CLI_DATABASES sqlock_cli_test::sqlite_db, sqlock_cli_test::postgresql_db
+#define SQLOCK_CLI_PG_DB , sqlock_cli_test::postgresql_db
 #else
-#define CLI_DATABASES sqlock_cli_test::sqlite_db
+#define SQLOCK_CLI_PG_DB
 #endif
+#if SQLOCK_HAVE_MARIADB
+TYPE_TO_STRING_AS("mariadb", sqlock_cli_test::mariadb_db);
+#define SQLOCK_CLI_MARIADB_DB , sqlock_cli_test::mariadb_db
+#else
+#define SQLOCK_CLI_MARIADB_DB
+#endif
+/// The databases every TEST_CASE_TEMPLATE runs against.
+#define CLI_DATABASES sqlock_cli_test::sqlite_db SQLOCK_CLI_PG_DB SQLOCK_CLI_MARIADB_DB

@@ -84,6 +84,14 @@ TEST_CASE("version prints the version, also as JSON") {
   auto doc = parse_json(j.out);
   CHECK(doc["version"].is_string());
   CHECK(doc["backends"].is_array());
+  auto built_in = [&](const char* name) {
+    for (const auto& b : doc["backends"])
+      if (b == name) return true;
+    return false;
+  };
+  CHECK(built_in("postgresql") == bool(SQLOCK_HAVE_POSTGRESQL));
+  CHECK(built_in("sqlite") == bool(SQLOCK_HAVE_SQLITE));
+  CHECK(built_in("mariadb") == bool(SQLOCK_HAVE_MARIADB));
 }
 
 TEST_CASE("migrate print writes the embedded SQL without a database") {
@@ -97,6 +105,10 @@ TEST_CASE("migrate print writes the embedded SQL without a database") {
   auto pg = run(sqlock({"migrate", "print", "--backend", "postgresql"}));
   CHECK(pg.code == 0);
   CHECK(contains(pg.out, "sqlock_locks"));
+  auto mdb = run(sqlock({"migrate", "print", "--backend", "mariadb"}));
+  CHECK(mdb.code == 0);
+  CHECK(contains(mdb.out, "sqlock_locks"));
+  CHECK(contains(mdb.out, "(mariadb)"));
   // The URL's backend is the default; without either, a usage error.
   auto from_url =
       run(sqlock({"migrate", "print"}), {{"SQLOCK_DATABASE_URL", "sqlite:/nonexistent/x.db"}});
@@ -176,6 +188,41 @@ TEST_CASE("libpq's PG* variables are used when no URL is given") {
   auto r = run(sqlock({"list"}), {{"PGHOST", "127.0.0.1"}, {"PGPORT", "1"}});
   CHECK(r.code == 69);  // it tried libpq's 127.0.0.1:1
   CHECK(contains(r.err, "postgresql"));
+}
+#endif
+
+#if SQLOCK_HAVE_MARIADB
+TEST_CASE("an unreachable MariaDB exits 69 without showing the password") {
+  for (const std::string url :
+       {"mariadb://u:secret@127.0.0.1:1/db", "mysql://u:secret@127.0.0.1:1/db"}) {
+    CAPTURE(url);
+    auto r = run(sqlock({"-d", url, "list"}));
+    CHECK(r.code == 69);
+    CHECK(contains(r.err, "127.0.0.1"));
+    CHECK_FALSE(contains(r.err + r.out, "secret"));
+  }
+}
+
+TEST_CASE("passwords in MariaDB URLs are scrubbed from the visible command line") {
+  // `watch` keeps running while the database is unreachable, which gives time to look.
+  for (const std::string url :
+       {"mariadb://u:hunter2@127.0.0.1:1/db", "mysql://u:hunter2@127.0.0.1:1/db",
+        "mariadb://u:hun%20ter2@127.0.0.1:1/db?connect_timeout=1"}) {
+    process p(sqlock({"-d", url, "watch", "--interval", "100ms"}));
+    REQUIRE(eventually([&] { return contains(p.err(), "127.0.0.1") || p.exited(); }));
+    std::string cmdline = read_file("/proc/" + std::to_string(p.pid()) + "/cmdline");
+    CAPTURE(url);
+    CAPTURE(cmdline);
+    CAPTURE(p.err());
+    CHECK_FALSE(p.exited());
+    CHECK(contains(cmdline, "127.0.0.1"));
+    CHECK_FALSE(contains(cmdline, "hunter2"));
+    CHECK_FALSE(contains(cmdline, "hun%20ter2"));
+    CHECK_FALSE(contains(p.err() + p.out(), "hunter2"));
+    CHECK_FALSE(contains(p.err() + p.out(), "hun%20ter2"));
+    ::kill(p.pid(), SIGINT);
+    CHECK(p.wait().code == 0);
+  }
 }
 #endif
 

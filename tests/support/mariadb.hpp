@@ -18,6 +18,7 @@
 #include <random>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "env.hpp"
@@ -248,6 +249,32 @@ inline std::string unique_database() {
   for (int i = 15; i >= 0; --i) out += hex[(r >> (4 * i)) & 0xf];
   return out;
 }
+
+/// A fresh database (`unique_database()`, utf8mb4 with the server's default collation) created
+/// on construction and dropped on destruction, through the user of `base_url` (the test user):
+/// the conformance fixture's and the CLI tests' database.
+class mariadb_database {
+ public:
+  explicit mariadb_database(std::string base_url)
+      : base_url_(std::move(base_url)), name_(unique_database()) {
+    mariadb_session s(base_url_);
+    s.exec("CREATE DATABASE " + mariadb_session::ident(name_) + " CHARACTER SET utf8mb4");
+  }
+  ~mariadb_database() {
+    try {
+      mariadb_session s(base_url_);
+      s.exec("DROP DATABASE IF EXISTS " + mariadb_session::ident(name_));
+    } catch (...) {
+    }
+  }
+  mariadb_database(const mariadb_database&) = delete;
+  mariadb_database& operator=(const mariadb_database&) = delete;
+  const std::string& name() const { return name_; }
+  const std::string& base_url() const { return base_url_; }
+
+ private:
+  std::string base_url_, name_;
+};
 
 /// The admin URL of the test server (for set-up that needs more than the fixtures' user).
 inline std::string mariadb_admin_url() { return required_env("SQLOCK_TEST_MARIADB_ADMIN_URL"); }

@@ -3,8 +3,9 @@
 // The MariaDB fixture for the conformance suite: each instance is a fresh database
 // `sqlock_t_<16 hex digits>` (utf8mb4 with the server's default collation, so the migrations
 // must make names byte-exact themselves) on the server that scripts/with-mariadb starts, created
-// and dropped as the test user; its URL is SQLOCK_TEST_MARIADB_URL with that database. A missing
-// environment variable FAILS the test (never a skip): run the tests under scripts/with-mariadb.
+// and dropped as the test user (mariadb_database, in mariadb.hpp); its URL is
+// SQLOCK_TEST_MARIADB_URL with that database. A missing environment variable FAILS the test (never
+// a skip): run the tests under scripts/with-mariadb.
 
 #include <string>
 #include <vector>
@@ -16,30 +17,6 @@
 #include "mariadb.hpp"
 
 namespace sqlock_test {
-
-/// A database created on construction and dropped on destruction, through the test user.
-class mariadb_database {
- public:
-  explicit mariadb_database(std::string base_url)
-      : base_url_(std::move(base_url)), name_(unique_database()) {
-    mariadb_session s(base_url_);
-    s.exec("CREATE DATABASE " + mariadb_session::ident(name_) + " CHARACTER SET utf8mb4");
-  }
-  ~mariadb_database() {
-    try {
-      mariadb_session s(base_url_);
-      s.exec("DROP DATABASE IF EXISTS " + mariadb_session::ident(name_));
-    } catch (...) {
-    }
-  }
-  mariadb_database(const mariadb_database&) = delete;
-  mariadb_database& operator=(const mariadb_database&) = delete;
-  const std::string& name() const { return name_; }
-  const std::string& base_url() const { return base_url_; }
-
- private:
-  std::string base_url_, name_;
-};
 
 /// MariaDB, connected over TCP as sqlock_test.
 struct mariadb_fixture {
