@@ -12,6 +12,7 @@
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
+#include <mutex>
 
 #include "backends/mariadb/errors.hpp"
 #include "backends/mariadb/statements.hpp"
@@ -54,8 +55,21 @@ std::pair<std::string, std::vector<int>> rewrite(const std::string& sql) {
 
 connection::connection(const connection_params& p, deadline until, const std::string& what)
     : deadline_(until), describe_(p.display) {
+  // mysql_init sets the library up on first use, which is not thread-safe: once, here.
+  static std::once_flag library;
+  std::call_once(library, [] { mysql_library_init(0, nullptr, nullptr); });
   db_ = mysql_init(nullptr);
   if (!db_) throw error(errc::unavailable, what + " on mariadb: out of memory", kind_name);
+  try {
+    open(p, what);
+  } catch (...) {
+    broken_ = true;
+    close();  // no destructor runs for a constructor that throws
+    throw;
+  }
+}
+
+void connection::open(const connection_params& p, const std::string& what) {
   mysql_options(db_, MYSQL_OPT_NONBLOCK, nullptr);
   mysql_options(db_, MYSQL_OPT_CONNECT_TIMEOUT, &p.connect_timeout);
   mysql_options(db_, MYSQL_OPT_READ_TIMEOUT, &p.read_timeout);
@@ -85,14 +99,18 @@ connection::connection(const connection_params& p, deadline until, const std::st
   if (is_mariadb) exec(sql::session_setup_mariadb, ctx);
 }
 
-connection::~connection() {
+connection::~connection() { close(); }
+
+void connection::close() noexcept {
   if (broken_ && db_) {
     // Whatever the server is doing for us, it ends with the socket: never wait for it.
     int fd = mysql_get_socket(db_);
     if (fd >= 0) ::shutdown(fd, SHUT_RDWR);
   }
   if (db_) mysql_close(db_);
+  db_ = nullptr;
   for (auto& [text, c] : cache_) mysql_stmt_close(c.stmt);  // detached: frees memory only
+  cache_.clear();
 }
 
 int connection::wait_for(int status, const std::string& what, errc on_timeout) {

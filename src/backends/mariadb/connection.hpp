@@ -114,6 +114,8 @@ class connection {
   void mark_in_transaction() noexcept { in_tx_ = true; }
 
  private:
+  void open(const connection_params& p, const std::string& what);
+  void close() noexcept;
   struct cached {
     MYSQL_STMT* stmt = nullptr;
     std::vector<int> positions;
