@@ -64,6 +64,18 @@ TEST_CASE("mariadb URLs: malformed ones are invalid_argument and show no passwor
   }
 }
 
+TEST_CASE("mariadb URLs: a raw '?' in a password is named as the likely cause") {
+  std::string msg;
+  try {
+    (void)parse_url("mariadb://u:Kx7Qa?Vb8Wm@127.0.0.1:1/db");
+  } catch (const sqlock::error& e) {
+    msg = e.what();
+  }
+  CHECK(msg.find("must be percent-encoded") != std::string::npos);
+  CHECK(msg.find("Kx7Qa") == std::string::npos);
+  CHECK(msg.find("Vb8Wm") == std::string::npos);
+}
+
 TEST_CASE("mariadb URLs: a password file fills in the password, first matching line wins") {
   sqlock_test::temp_dir dir;
   const std::string file = dir.path() + "/pass";

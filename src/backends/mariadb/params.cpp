@@ -18,8 +18,15 @@ namespace {
 // `why` may quote a piece of the URL (a parameter's name): redact_message hides any piece of a
 // secret in it, wherever the parse cut the URL.
 [[noreturn]] void bad(const std::string& url, const std::string& why) {
+  // An '@' after the first '?': most likely a raw '?' in the password, read as the query's start.
+  const auto q = url.find('?');
+  const std::string hint = q != std::string::npos && url.find('@', q) != std::string::npos
+                               ? " (a '?' in the user name or password must be percent-encoded: "
+                                 "%3F)"
+                               : "";
   throw error(errc::invalid_argument,
-              redact_message("database URL '" + redact_url(url) + "': " + why, url), kind_name);
+              redact_message("database URL '" + redact_url(url) + "': " + why + hint, url),
+              kind_name);
 }
 
 int hex(char c) {
