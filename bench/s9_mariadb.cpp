@@ -22,6 +22,7 @@
 
 #include <sqlock/sqlock.hpp>
 
+#include "backends/mariadb/connection.hpp"
 #include "backends/mariadb/params.hpp"
 #include "backends/mariadb/statements.hpp"
 #include "bench.hpp"
@@ -159,40 +160,11 @@ class bare_connection {
     MYSQL_STMT* stmt = nullptr;
     std::vector<int> positions;
   };
-  // ?N -> ?, remembering N for each position; quoted text is copied as it is (connection.cpp's
-  // rewrite, so the server receives the same text).
-  static std::pair<std::string, std::vector<int>> rewrite(const std::string& sql) {
-    std::string out;
-    std::vector<int> positions;
-    char quote = 0;
-    for (std::size_t i = 0; i < sql.size(); ++i) {
-      char ch = sql[i];
-      if (quote) {
-        out += ch;
-        if (ch == quote) quote = 0;
-        continue;
-      }
-      if (ch == '\'' || ch == '"' || ch == '`') {
-        quote = ch;
-        out += ch;
-        continue;
-      }
-      if (ch == '?' && i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9') {
-        int n = 0;
-        while (i + 1 < sql.size() && sql[i + 1] >= '0' && sql[i + 1] <= '9')
-          n = n * 10 + (sql[++i] - '0');
-        positions.push_back(n);
-        out += '?';
-        continue;
-      }
-      out += ch;
-    }
-    return {out, positions};
-  }
   stmt& prepared(const std::string& sql) {
     auto it = stmts_.find(sql);
     if (it != stmts_.end()) return it->second;
-    auto [text, positions] = rewrite(sql);
+    // The backend's own rewrite (connection.hpp), so the server receives the same text.
+    auto [text, positions] = sqlock::detail::mariadb::positional_parameters(sql);
     MYSQL_STMT* s = mysql_stmt_init(db_);
     if (!s) throw failure("bare mariadb: out of memory");
     if (mysql_stmt_prepare(s, text.data(), text.size())) {

@@ -19,10 +19,8 @@
 #include "util/util.hpp"
 
 namespace sqlock::detail::mariadb {
-namespace {
 
-// ?N -> ?, remembering N for each position; quoted text is copied as it is.
-std::pair<std::string, std::vector<int>> rewrite(const std::string& sql) {
+std::pair<std::string, std::vector<int>> positional_parameters(const std::string& sql) {
   std::string out;
   std::vector<int> positions;
   char quote = 0;
@@ -50,8 +48,6 @@ std::pair<std::string, std::vector<int>> rewrite(const std::string& sql) {
   }
   return {out, positions};
 }
-
-}  // namespace
 
 connection::connection(const connection_params& p, deadline until, const std::string& what)
     : deadline_(until), describe_(p.display) {
@@ -170,7 +166,7 @@ void connection::fail_stmt(MYSQL_STMT* s, const std::string& what, errc after_se
 statement connection::prepare(const std::string& text, const std::string& what) {
   auto it = cache_.find(text);
   if (it == cache_.end()) {
-    auto [server_text, positions] = rewrite(text);
+    auto [server_text, positions] = positional_parameters(text);
     MYSQL_STMT* s = mysql_stmt_init(db_);
     if (!s) throw error(errc::unavailable, what + " on mariadb: out of memory", kind_name);
     int ret = 0;

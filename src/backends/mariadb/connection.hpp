@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include <sqlock/backend.hpp>
@@ -29,6 +30,10 @@ using std::chrono::milliseconds;
 using steady = std::chrono::steady_clock;
 
 class connection;
+
+/// `sql` with its numbered parameters (?1, ?2, ...) as the server's positional `?`, and the
+/// number each position binds; quoted text is copied as it is.
+std::pair<std::string, std::vector<int>> positional_parameters(const std::string& sql);
 
 /// A bound parameter value.
 struct value {
